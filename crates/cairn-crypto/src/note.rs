@@ -1,0 +1,177 @@
+//! Sealing and opening notes. A note body is CBOR, encrypted with AES-256-GCM under a key
+//! derived for this one note from the space's epoch key (HKDF-SHA256 with the sender and
+//! note id), with a random 96-bit nonce. The associated data binds the protocol version
+//! and the whole clear header (space, epoch, sender device, note id, kind, expiry, media).
+//! The sender signs header and ciphertext; opening checks membership, then the signature,
+//! then decrypts.
+
+use crate::media::MediaKey;
+use crate::{CryptoError, DeviceIdentity, EpochKey, random_bytes, verify_signature};
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use cairn_proto::membership::SpaceState;
+use cairn_proto::{MediaHash, NoteHeader, NoteId, NoteKind, PROTOCOL_VERSION, SealedNote, sign};
+use hkdf::Hkdf;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+const NONCE_LEN: usize = 12;
+
+/// Where a note stands: position in metres and orientation as a unit quaternion
+/// (x, y, z, w), in the space's reference frame (the stage, or `anchor` when set).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pose {
+    pub position: [f32; 3],
+    pub rotation: [f32; 4],
+}
+
+impl Default for Pose {
+    fn default() -> Self {
+        Pose { position: [0.0; 3], rotation: [0.0, 0.0, 0.0, 1.0] }
+    }
+}
+
+/// A persisted spatial anchor the pose is relative to (XR_FB_spatial_entity UUID or
+/// XR_MSFT_spatial_anchor name).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpatialAnchor {
+    pub kind: String,
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
+}
+
+/// A media blob a note carries: its address, its key, and what it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRef {
+    pub hash: MediaHash,
+    pub key: MediaKey,
+    /// Plaintext length in bytes.
+    pub size: u64,
+    /// MIME type, for example `audio/ogg` or `image/webp`.
+    pub mime: String,
+}
+
+/// Everything a note says. Only members of the space can read it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoteBody {
+    pub kind: NoteKind,
+    /// The author's handle, as they sent it.
+    pub author: String,
+    pub text: String,
+    pub media: Vec<MediaRef>,
+    /// About 64 peak values of a voice note, 0..=255.
+    #[serde(with = "serde_bytes")]
+    pub waveform: Vec<u8>,
+    /// Duration of a voice note in milliseconds.
+    pub duration_ms: u32,
+    /// A small image (JPEG) shown before the full image arrives.
+    #[serde(with = "serde_bytes")]
+    pub thumbnail: Vec<u8>,
+    pub pose: Pose,
+    pub anchor: Option<SpatialAnchor>,
+    pub reply_to: Option<NoteId>,
+    /// For `NoteKind::Reaction`: the emoji.
+    pub reaction: Option<String>,
+    /// When the author wrote it, unix milliseconds (their clock).
+    pub created_at: u64,
+}
+
+impl NoteBody {
+    /// A text note with everything else empty.
+    pub fn text(author: &str, text: &str, pose: Pose) -> Self {
+        NoteBody {
+            kind: NoteKind::Text,
+            author: author.to_owned(),
+            text: text.to_owned(),
+            media: Vec::new(),
+            waveform: Vec::new(),
+            duration_ms: 0,
+            thumbnail: Vec::new(),
+            pose,
+            anchor: None,
+            reply_to: None,
+            reaction: None,
+            created_at: cairn_proto::now_ms(),
+        }
+    }
+}
+
+fn note_key(epoch_key: &EpochKey, header: &NoteHeader) -> Zeroizing<[u8; 32]> {
+    let hk = Hkdf::<Sha256>::new(Some(b"cairn/note-key/v1"), epoch_key.as_bytes());
+    let mut info = Vec::with_capacity(48);
+    info.extend_from_slice(&header.sender.0);
+    info.extend_from_slice(&header.note_id.0);
+    let mut out = Zeroizing::new([0u8; 32]);
+    hk.expand(&info, out.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
+    out
+}
+
+fn associated_data(header: &NoteHeader) -> Vec<u8> {
+    cairn_proto::encode(&("cairn/note-aad/v1", PROTOCOL_VERSION, header))
+}
+
+/// Seals `body` under the epoch key and signs it as `sender`. The header's `sender` must
+/// be `sender.id()`, and its `media` must list the hashes of `body.media`.
+pub fn seal_note(
+    sender: &DeviceIdentity,
+    epoch_key: &EpochKey,
+    header: NoteHeader,
+    body: &NoteBody,
+) -> SealedNote {
+    assert_eq!(header.sender, sender.id(), "a note is sealed by its sender");
+    let plaintext = Zeroizing::new(cairn_proto::encode(body));
+    let key = note_key(epoch_key, &header);
+    let cipher = Aes256Gcm::new_from_slice(key.as_slice()).expect("32-byte key");
+    let nonce = random_bytes::<NONCE_LEN>();
+    let aad = associated_data(&header);
+    let sealed = cipher
+        .encrypt(&(*nonce).into(), Payload { msg: &plaintext, aad: &aad })
+        .expect("AES-GCM encryption of a bounded note cannot fail");
+    let mut ciphertext = nonce.to_vec();
+    ciphertext.extend_from_slice(&sealed);
+    let signature = sender.sign(&sign::note_payload(&header, &ciphertext));
+    SealedNote { header, ciphertext, signature }
+}
+
+/// Opens a note: the sender must have been a member device at the note's epoch, the
+/// signature must verify, the ciphertext must decrypt and decode, and the body's media
+/// must be exactly the header's.
+pub fn open_note(
+    membership: &SpaceState,
+    epoch_key: &EpochKey,
+    note: &SealedNote,
+) -> Result<NoteBody, CryptoError> {
+    let h = &note.header;
+    if h.space != membership.space {
+        return Err(CryptoError::NotAMember);
+    }
+    let devices = membership.devices_at(h.epoch).ok_or(CryptoError::NotAMember)?;
+    if !devices.contains(&h.sender) {
+        return Err(CryptoError::NotAMember);
+    }
+    verify_signature(&h.sender, &sign::note_payload(h, &note.ciphertext), &note.signature)?;
+    if note.ciphertext.len() < NONCE_LEN + 16 {
+        return Err(CryptoError::DecryptFailed);
+    }
+    let (nonce, sealed) = note.ciphertext.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+    let key = note_key(epoch_key, h);
+    let cipher = Aes256Gcm::new_from_slice(key.as_slice()).expect("32-byte key");
+    let aad = associated_data(h);
+    let plaintext = Zeroizing::new(
+        cipher
+            .decrypt(&nonce.into(), Payload { msg: sealed, aad: &aad })
+            .map_err(|_| CryptoError::DecryptFailed)?,
+    );
+    let body: NoteBody =
+        cairn_proto::decode(&plaintext).map_err(|e| CryptoError::malformed("note body", e))?;
+    if body.kind != h.kind {
+        return Err(CryptoError::malformed("note body", "kind differs from the header"));
+    }
+    let hashes: Vec<_> = body.media.iter().map(|m| m.hash).collect();
+    if hashes != h.media {
+        return Err(CryptoError::malformed("note body", "media differ from the header"));
+    }
+    Ok(body)
+}

@@ -1,0 +1,205 @@
+//! Replaying a space's membership log: who is a member with which role, which devices
+//! belong to each epoch, and whether an actor may perform an operation. Pure logic shared by
+//! the server (which enforces it) and the clients (which check the server). Signatures and
+//! hashes are checked by the caller before [`SpaceState::apply`].
+
+use crate::ids::*;
+use crate::messages::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why an operation does not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    #[error("operation is for another space")]
+    WrongSpace,
+    #[error("operation index {got} does not follow {expected}")]
+    OutOfOrder { expected: u64, got: u64 },
+    #[error("operation does not chain to the previous one")]
+    BrokenChain,
+    #[error("the first operation must create the space, and only the first")]
+    BadGenesis,
+    #[error("the actor is not a current member device")]
+    ActorNotMember,
+    #[error("the actor's role may not do this")]
+    NotAllowed,
+    #[error("invalid operation: {0}")]
+    Invalid(&'static str),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberState {
+    pub role: Role,
+    pub devices: Vec<DeviceKeys>,
+}
+
+/// The state after replaying a log prefix.
+#[derive(Clone, Debug)]
+pub struct SpaceState {
+    pub space: SpaceId,
+    pub name: String,
+    pub policy: Policy,
+    pub members: BTreeMap<String, MemberState>,
+    /// Current epoch: the index of the last op that changed who is a member.
+    pub epoch: u64,
+    /// Number of ops applied.
+    pub len: u64,
+    /// Hash of the last op's body.
+    pub head: OpHash,
+    /// The member devices of each epoch, oldest first.
+    epochs: Vec<(u64, BTreeSet<DeviceId>)>,
+    /// When each user (still or formerly a member) last joined, as an epoch.
+    joined: BTreeMap<String, u64>,
+}
+
+impl SpaceState {
+    /// Starts from a genesis op (index 0, action `create`) whose body hashes to `hash`.
+    pub fn genesis(op: &MembershipOp, hash: OpHash) -> Result<Self, OpError> {
+        let Action::Create { name, owner, policy } = &op.action else {
+            return Err(OpError::BadGenesis);
+        };
+        if op.index != 0 || op.prev != OpHash::default() {
+            return Err(OpError::BadGenesis);
+        }
+        if owner.role != Role::Owner || !valid_handle(&owner.handle) {
+            return Err(OpError::Invalid("the creator must be a valid owner"));
+        }
+        if !owner.devices.iter().any(|d| d.sign == op.actor) {
+            return Err(OpError::ActorNotMember);
+        }
+        check_name(name)?;
+        let mut s = SpaceState {
+            space: op.space,
+            name: name.clone(),
+            policy: *policy,
+            members: BTreeMap::new(),
+            epoch: 0,
+            len: 1,
+            head: hash,
+            epochs: Vec::new(),
+            joined: BTreeMap::new(),
+        };
+        s.members.insert(
+            owner.handle.clone(),
+            MemberState { role: Role::Owner, devices: owner.devices.clone() },
+        );
+        s.joined.insert(owner.handle.clone(), 0);
+        s.epochs.push((0, s.current_devices()));
+        Ok(s)
+    }
+
+    /// Applies the next op. On error the state is unchanged.
+    pub fn apply(&mut self, op: &MembershipOp, hash: OpHash) -> Result<(), OpError> {
+        if op.space != self.space {
+            return Err(OpError::WrongSpace);
+        }
+        if op.index != self.len {
+            return Err(OpError::OutOfOrder { expected: self.len, got: op.index });
+        }
+        if op.prev != self.head {
+            return Err(OpError::BrokenChain);
+        }
+        let actor_role = self.role_of_device(&op.actor).ok_or(OpError::ActorNotMember)?;
+        if actor_role != Role::Owner {
+            return Err(OpError::NotAllowed);
+        }
+        let mut membership_changed = false;
+        match &op.action {
+            Action::Create { .. } => return Err(OpError::BadGenesis),
+            Action::Add { member } => {
+                if !valid_handle(&member.handle) {
+                    return Err(OpError::Invalid("bad handle"));
+                }
+                if self.members.contains_key(&member.handle) {
+                    return Err(OpError::Invalid("already a member"));
+                }
+                if member.devices.is_empty() || member.devices.len() > 64 {
+                    return Err(OpError::Invalid("a member needs 1 to 64 devices"));
+                }
+                self.members.insert(
+                    member.handle.clone(),
+                    MemberState { role: member.role, devices: member.devices.clone() },
+                );
+                self.joined.insert(member.handle.clone(), op.index);
+                membership_changed = true;
+            }
+            Action::Remove { handle } => {
+                let role = self.members.get(handle).ok_or(OpError::Invalid("not a member"))?.role;
+                if role == Role::Owner && self.owner_count() == 1 {
+                    return Err(OpError::Invalid("a space must keep an owner"));
+                }
+                self.members.remove(handle);
+                membership_changed = true;
+            }
+            Action::SetRole { handle, role } => {
+                let old = self.members.get(handle).ok_or(OpError::Invalid("not a member"))?.role;
+                if old == Role::Owner && *role != Role::Owner && self.owner_count() == 1 {
+                    return Err(OpError::Invalid("a space must keep an owner"));
+                }
+                self.members.get_mut(handle).expect("checked above").role = *role;
+            }
+            Action::SetPolicy { policy } => self.policy = *policy,
+        }
+        self.len += 1;
+        self.head = hash;
+        if membership_changed {
+            self.epoch = op.index;
+            self.epochs.push((op.index, self.current_devices()));
+        }
+        Ok(())
+    }
+
+    fn owner_count(&self) -> usize {
+        self.members.values().filter(|m| m.role == Role::Owner).count()
+    }
+
+    /// The role of the member owning `device`, if it is a current member device.
+    pub fn role_of_device(&self, device: &DeviceId) -> Option<Role> {
+        self.member_of_device(device).map(|(_, m)| m.role)
+    }
+
+    /// The handle and state of the member owning `device`.
+    pub fn member_of_device(&self, device: &DeviceId) -> Option<(&str, &MemberState)> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.devices.iter().any(|d| d.sign == *device))
+            .map(|(h, m)| (h.as_str(), m))
+    }
+
+    /// All current member devices.
+    pub fn current_devices(&self) -> BTreeSet<DeviceId> {
+        self.members.values().flat_map(|m| m.devices.iter().map(|d| d.sign)).collect()
+    }
+
+    /// The agreement keys of all current member devices.
+    pub fn current_device_keys(&self) -> Vec<DeviceKeys> {
+        self.members.values().flat_map(|m| m.devices.iter().copied()).collect()
+    }
+
+    /// The member devices at `epoch`, if that epoch exists.
+    pub fn devices_at(&self, epoch: u64) -> Option<&BTreeSet<DeviceId>> {
+        self.epochs.iter().find(|(e, _)| *e == epoch).map(|(_, d)| d)
+    }
+
+    /// All epochs so far, oldest first.
+    pub fn epochs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.epochs.iter().map(|(e, _)| *e)
+    }
+
+    /// The epochs whose keys `handle` may hold: with history sharing all epochs up to now,
+    /// otherwise those from its latest join on.
+    pub fn readable_epochs(&self, handle: &str) -> Vec<u64> {
+        let Some(joined) = self.joined.get(handle) else { return Vec::new() };
+        self.epochs
+            .iter()
+            .map(|(e, _)| *e)
+            .filter(|e| self.policy.history_for_new_members || e >= joined)
+            .collect()
+    }
+}
+
+fn check_name(name: &str) -> Result<(), OpError> {
+    if name.trim().is_empty() || name.len() > 100 {
+        return Err(OpError::Invalid("a space name has 1 to 100 bytes"));
+    }
+    Ok(())
+}
