@@ -1,0 +1,79 @@
+//! One module per family of requests; `handle` dispatches a logged-in caller's request.
+
+pub mod devices;
+pub mod notes;
+pub mod session;
+pub mod spaces;
+
+use crate::connection::Caller;
+use crate::error::{Result, ServerError};
+use crate::hub::Outgoing;
+use crate::state::{AppState, CachedSpace};
+use cairn_proto::{ErrorCode, Event, Request, Response, Role, ServerFrame, SpaceId};
+use std::time::Instant;
+
+pub async fn handle(state: &AppState, caller: &Caller, request: Request) -> Result<Response> {
+    match request {
+        Request::Hello { .. }
+        | Request::Register { .. }
+        | Request::Login { .. }
+        | Request::Resume { .. } => Err(ServerError::bad("already logged in")),
+        Request::ListDevices { handle } => devices::list(state, &handle).await,
+        Request::AddDevice { device, signature } => {
+            devices::add(state, caller, device, signature).await
+        }
+        Request::RevokeDevice { device, signature } => {
+            devices::revoke(state, caller, device, signature).await
+        }
+        Request::CreateSpace { op } => spaces::create(state, caller, op).await,
+        Request::ChangeMembership { op } => spaces::change(state, caller, op).await,
+        Request::GetMembership { space, from } => {
+            spaces::membership(state, caller, space, from).await
+        }
+        Request::ListSpaces => spaces::list(state, caller).await,
+        Request::PutEnvelopes { envelopes } => {
+            spaces::put_envelopes(state, caller, envelopes).await
+        }
+        Request::GetEnvelopes { space } => spaces::get_envelopes(state, caller, space).await,
+        Request::PostNote { note } => notes::post(state, caller, note).await,
+        Request::DeleteNote { space, note_id, signature } => {
+            notes::delete(state, caller, space, note_id, signature).await
+        }
+        Request::Sync { space, after, limit } => {
+            notes::sync(state, caller, space, after, limit).await
+        }
+    }
+}
+
+/// The caller's cached space and role; `Forbidden` unless the caller is a current member.
+pub(crate) async fn member_space(
+    state: &AppState,
+    caller: &Caller,
+    space: &SpaceId,
+) -> Result<(CachedSpace, Role)> {
+    let cached = state
+        .spaces
+        .get(state.store.as_ref(), space)
+        .await?
+        .ok_or_else(|| ServerError::code(ErrorCode::NotFound, "no such space"))?;
+    let role = cached
+        .state
+        .members
+        .get(&caller.handle)
+        .map(|m| m.role)
+        .ok_or_else(|| ServerError::forbidden("not a member of this space"))?;
+    Ok((cached, role))
+}
+
+/// Encodes `event` once and queues it for every connection of `handles`.
+pub(crate) fn deliver<'h>(
+    state: &AppState,
+    handles: impl IntoIterator<Item = &'h str>,
+    event: Event,
+) {
+    let out = Outgoing {
+        bytes: cairn_proto::encode(&ServerFrame::Event(event)).into(),
+        since: Instant::now(),
+    };
+    state.hub.deliver(handles, &out);
+}

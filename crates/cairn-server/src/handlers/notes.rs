@@ -1,0 +1,102 @@
+//! Posting, deleting and syncing notes.
+
+use super::{deliver, member_space};
+use crate::auth::verify;
+use crate::connection::Caller;
+use crate::error::{Result, ServerError};
+use crate::state::AppState;
+use cairn_proto::{ErrorCode, Event, NoteId, Response, Role, SealedNote, Signature, SpaceId, sign};
+use std::time::Instant;
+
+/// Most media blobs one note may reference.
+const MAX_MEDIA_PER_NOTE: usize = 16;
+
+pub async fn post(state: &AppState, caller: &Caller, note: SealedNote) -> Result<Response> {
+    let started = Instant::now();
+    let h = &note.header;
+    if h.sender != caller.device {
+        return Err(ServerError::forbidden("a note's sender must be the calling device"));
+    }
+    if note.ciphertext.len() > cairn_proto::MAX_NOTE_BYTES {
+        return Err(ServerError::code(ErrorCode::TooLarge, "note too large"));
+    }
+    if h.media.len() > MAX_MEDIA_PER_NOTE {
+        return Err(ServerError::code(ErrorCode::TooLarge, "too many media references"));
+    }
+    let now = cairn_proto::now_ms();
+    if h.expires_at.is_some_and(|t| t <= now) {
+        return Err(ServerError::bad("the note has already expired"));
+    }
+    let (cached, role) = member_space(state, caller, &h.space).await?;
+    if !role.may_post(&cached.state.policy) {
+        return Err(ServerError::forbidden("your role may not post in this space"));
+    }
+    if cached.state.devices_at(h.epoch).is_none() {
+        return Err(ServerError::code(ErrorCode::BadEpoch, "no such epoch in this space"));
+    }
+    verify(&h.sender, &sign::note_payload(h, &note.ciphertext), &note.signature)?;
+    for m in &h.media {
+        if !state.store.media_readable_by(m, &caller.handle).await? {
+            return Err(ServerError::forbidden(format!("media {m} was not uploaded by you")));
+        }
+    }
+    let posted = state.store.post_note(&note, now).await?;
+    state.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+    if !posted.duplicate {
+        state.metrics.notes_posted.inc();
+        let seq = posted.entry.seq;
+        deliver(
+            state,
+            cached.handles.iter().map(String::as_str),
+            Event::Entry { space: note.header.space, entry: posted.entry },
+        );
+        return Ok(Response::Posted { seq, duplicate: false });
+    }
+    Ok(Response::Posted { seq: posted.entry.seq, duplicate: true })
+}
+
+pub async fn delete(
+    state: &AppState,
+    caller: &Caller,
+    space: SpaceId,
+    note_id: NoteId,
+    signature: Signature,
+) -> Result<Response> {
+    let (cached, role) = member_space(state, caller, &space).await?;
+    verify(&caller.device, &sign::delete_payload(&space, &note_id), &signature)?;
+    let sender = state
+        .store
+        .note_sender(&space, &note_id)
+        .await?
+        .ok_or_else(|| ServerError::code(ErrorCode::NotFound, "no such note"))?;
+    let author_is_caller =
+        cached.state.member_of_device(&sender).is_some_and(|(handle, _)| handle == caller.handle)
+            || sender == caller.device;
+    if !author_is_caller && role != Role::Owner {
+        return Err(ServerError::forbidden("only the author or an owner may delete a note"));
+    }
+    let t = state
+        .store
+        .delete_note(&space, &note_id, &caller.device, &signature, cairn_proto::now_ms())
+        .await?;
+    let seq = t.entry.seq;
+    deliver(
+        state,
+        cached.handles.iter().map(String::as_str),
+        Event::Entry { space, entry: t.entry },
+    );
+    Ok(Response::Posted { seq, duplicate: false })
+}
+
+pub async fn sync(
+    state: &AppState,
+    caller: &Caller,
+    space: SpaceId,
+    after: u64,
+    limit: u32,
+) -> Result<Response> {
+    member_space(state, caller, &space).await?;
+    let limit = limit.clamp(1, cairn_proto::MAX_SYNC_PAGE);
+    let (entries, more) = state.store.entries(&space, after, limit, cairn_proto::now_ms()).await?;
+    Ok(Response::Entries { space, entries, more })
+}

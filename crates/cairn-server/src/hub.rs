@@ -1,0 +1,111 @@
+//! Fan-out on this node: which connections belong to which user, and handing each of them
+//! the frames for the spaces its user belongs to. A connection that cannot keep up is
+//! closed (1013, try again later) rather than buffered without bound; it reconnects and
+//! catches up from its cursor.
+
+use axum::body::Bytes;
+use cairn_proto::DeviceId;
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Frames queued per connection before it counts as too slow.
+pub const QUEUE: usize = 1024;
+
+/// One encoded frame, with the instant it became deliverable (for the delivery histogram).
+#[derive(Clone)]
+pub struct Outgoing {
+    pub bytes: Bytes,
+    pub since: Instant,
+}
+
+struct Conn {
+    id: u64,
+    device: DeviceId,
+    tx: mpsc::Sender<Outgoing>,
+    /// Cancelled to close the connection (slow consumer, revoked device).
+    kill: CancellationToken,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    next: AtomicU64,
+    users: RwLock<HashMap<String, Vec<Conn>>>,
+}
+
+/// Keeps a connection registered until dropped.
+pub struct Registration<'a> {
+    hub: &'a Hub,
+    handle: String,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut users = self.hub.users.write().expect("hub lock");
+        if let Some(conns) = users.get_mut(&self.handle) {
+            conns.retain(|c| c.id != self.id);
+            if conns.is_empty() {
+                users.remove(&self.handle);
+            }
+        }
+    }
+}
+
+impl Hub {
+    pub fn register(
+        &self,
+        handle: &str,
+        device: DeviceId,
+        tx: mpsc::Sender<Outgoing>,
+        kill: CancellationToken,
+    ) -> Registration<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.users.write().expect("hub lock").entry(handle.to_owned()).or_default().push(Conn {
+            id,
+            device,
+            tx,
+            kill,
+        });
+        Registration { hub: self, handle: handle.to_owned(), id }
+    }
+
+    /// Queues `frame` for every connection of every user in `handles`.
+    pub fn deliver<'h>(
+        &self,
+        handles: impl IntoIterator<Item = &'h str>,
+        frame: &Outgoing,
+    ) -> usize {
+        let users = self.users.read().expect("hub lock");
+        let mut queued = 0;
+        for handle in handles {
+            for conn in users.get(handle).into_iter().flatten() {
+                match conn.tx.try_send(frame.clone()) {
+                    Ok(()) => queued += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::warn!(conn = conn.id, "slow consumer; closing");
+                        conn.kill.cancel();
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        queued
+    }
+
+    /// Closes every connection of one device (after it is revoked).
+    pub fn disconnect_device(&self, handle: &str, device: &DeviceId) {
+        let users = self.users.read().expect("hub lock");
+        for conn in users.get(handle).into_iter().flatten().filter(|c| c.device == *device) {
+            conn.kill.cancel();
+        }
+    }
+
+    /// Whether any connection of `handle` is here.
+    pub fn is_online(&self, handle: &str) -> bool {
+        self.users.read().expect("hub lock").contains_key(handle)
+    }
+}

@@ -1,0 +1,202 @@
+//! The Cairn server: it stores and forwards end-to-end encrypted spatial notes that it
+//! cannot read. One WebSocket per client at `/v1/ws` (CBOR frames, see `docs/PROTOCOL.md`),
+//! media over HTTP at `/v1/media/{sha256}`, `/healthz` and `/metrics`.
+//!
+//! It is not a crypto library: it checks signatures (so forged requests never reach the
+//! database) and membership roles, and treats every note, envelope and blob as opaque.
+//!
+//! [`start`] binds a listener and serves until [`RunningServer::shutdown`]; tests bind
+//! `127.0.0.1:0`, and the app embeds a server the same way.
+
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod handlers;
+pub mod hub;
+pub mod media;
+pub mod metrics;
+pub mod state;
+pub mod storage;
+
+pub use config::Config;
+
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use cairn_proto::{EntryItem, Event};
+use state::AppState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use storage::Store;
+use storage::sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Opens the data directory (creating it when absent) and the SQLite store in it.
+pub fn open_sqlite(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&config.data)?;
+    Ok(Arc::new(SqliteStore::open(config.data.join("cairn.db"))?))
+}
+
+/// Builds the shared state over an opened store.
+pub async fn build_state(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Arc<AppState>> {
+    let media_dir = config.data.join("media");
+    std::fs::create_dir_all(media_dir.join("tmp"))?;
+    // Uploads that were in flight when the process stopped were never acknowledged.
+    for entry in std::fs::read_dir(media_dir.join("tmp"))? {
+        let _ = std::fs::remove_file(entry?.path());
+    }
+    let tokens = auth::TokenKey::new(store.secret("session-tokens").await?);
+    Ok(Arc::new(AppState {
+        config,
+        store,
+        hub: hub::Hub::default(),
+        spaces: state::Spaces::default(),
+        tokens,
+        metrics: metrics::Metrics::new(),
+        media_dir,
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+        user_buckets: Default::default(),
+    }))
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/ws", get(ws_upgrade))
+        .route("/v1/media/{hash}", get(media::get).put(media::put))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn ws_upgrade(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !state.config.allowed_origins.is_empty() {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let ok =
+                origin.to_str().is_ok_and(|o| state.config.allowed_origins.iter().any(|a| a == o));
+            if !ok {
+                return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+            }
+        }
+    }
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    // Leave headroom above the protocol limit so an oversize message is read far enough
+    // to be answered with 1009 by our own check, and far beyond it by tungstenite's.
+    let limit = cairn_proto::MAX_FRAME_BYTES * 2;
+    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
+        let tasks = state.tasks.clone();
+        tasks.track_future(connection::serve(state, socket))
+    })
+}
+
+/// Expired notes become tombstones (and members hear of it); unreferenced media past the
+/// grace period are deleted.
+async fn sweep(state: &AppState) {
+    match state.store.purge_expired(cairn_proto::now_ms()).await {
+        Ok(tombstones) => {
+            for t in tombstones {
+                if let Ok(Some(cached)) = state.spaces.get(state.store.as_ref(), &t.space).await {
+                    debug_assert!(matches!(t.entry.item, EntryItem::Tombstone { .. }));
+                    handlers_deliver(
+                        state,
+                        &cached,
+                        Event::Entry { space: t.space, entry: t.entry },
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "purging expired notes"),
+    }
+    let before = cairn_proto::now_ms().saturating_sub(state.config.media_grace_s * 1000);
+    match state.store.collect_media(before).await {
+        Ok(hashes) => media::delete_blobs(state, &hashes).await,
+        Err(e) => tracing::error!(error = %e, "collecting media"),
+    }
+}
+
+fn handlers_deliver(state: &AppState, cached: &state::CachedSpace, event: Event) {
+    handlers::deliver(state, cached.handles.iter().map(String::as_str), event);
+}
+
+/// Serves on `listener` until `state.shutdown` is cancelled, then closes every socket
+/// with 1001 after its request in progress, and returns once all are closed.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<()> {
+    let sweeper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(
+                state.config.sweep_interval_s.max(1),
+            ));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => sweep(&state).await,
+                    _ = state.shutdown.cancelled() => break,
+                }
+            }
+        })
+    };
+    let shutdown = state.shutdown.clone();
+    axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    state.tasks.close();
+    state.tasks.wait().await;
+    let _ = sweeper.await;
+    Ok(())
+}
+
+/// A server running on a background task.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    join: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// `ws://addr/v1/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+    /// `http://addr`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    /// Graceful shutdown; returns when every connection is closed.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.state.shutdown.cancel();
+        self.join.await?
+    }
+}
+
+/// Opens the store in `config.data`, binds `config.listen` and serves in the background.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let store = open_sqlite(&config)?;
+    start_with_store(config, store).await
+}
+
+/// As [`start`], over any store.
+pub async fn start_with_store(
+    config: Config,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<RunningServer> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let state = build_state(config, store).await?;
+    let join = tokio::spawn(serve(listener, state.clone()));
+    Ok(RunningServer { addr, state, join })
+}

@@ -1,0 +1,74 @@
+//! Prometheus metrics, served at `/metrics` in the text format.
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: IntGauge,
+    pub notes_posted: IntCounter,
+    pub frames_rejected: IntCounter,
+    /// Seconds from a post's arrival to its durable commit.
+    pub commit_seconds: Histogram,
+    /// Seconds from a commit to the frame's hand-off to a recipient's socket.
+    pub delivery_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let buckets = vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+        let connections = IntGauge::new("cairn_connections", "Open WebSocket connections").unwrap();
+        let notes_posted = IntCounter::new(
+            "cairn_notes_posted_total",
+            "Notes stored (not counting idempotent retries)",
+        )
+        .unwrap();
+        let frames_rejected = IntCounter::new(
+            "cairn_frames_rejected_total",
+            "Frames rejected as malformed, oversize or over the rate limit",
+        )
+        .unwrap();
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new("cairn_commit_seconds", "Post arrival to durable commit")
+                .buckets(buckets.clone()),
+        )
+        .unwrap();
+        let delivery_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "cairn_delivery_seconds",
+                "Commit to hand-off to a recipient's socket",
+            )
+            .buckets(buckets),
+        )
+        .unwrap();
+        for c in [
+            Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(notes_posted.clone()),
+            Box::new(frames_rejected.clone()),
+            Box::new(commit_seconds.clone()),
+            Box::new(delivery_seconds.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            connections,
+            notes_posted,
+            frames_rejected,
+            commit_seconds,
+            delivery_seconds,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,148 @@
+//! The system of record. Every backend implements [`Store`] and passes the same
+//! conformance suite (`tests/conformance.rs`). A write is acknowledged only after its
+//! transaction is durable.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use cairn_proto::{
+    DeviceId, DeviceRecord, KeyEnvelope, MediaHash, NoteId, Role, SealedNote, Signature, SignedOp,
+    SpaceEntry, SpaceId, SpaceSummary,
+};
+
+/// Storage failures. `Backend` carries details for the log only; clients see a generic
+/// internal error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("handle is taken")]
+    HandleTaken,
+    #[error("a valid invite token is required")]
+    InviteRequired,
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Who owns a device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceOwner {
+    pub handle: String,
+    pub revoked: bool,
+}
+
+/// What a post produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Posted {
+    pub entry: SpaceEntry,
+    /// The note id had been stored before; `entry` is the original.
+    pub duplicate: bool,
+}
+
+/// A space's membership after an op: written with the op in one transaction.
+#[derive(Clone, Debug)]
+pub struct MembersAfter {
+    pub members: Vec<(String, Role)>,
+    pub epoch: u64,
+}
+
+/// A new tombstone entry made by deletion or expiry.
+#[derive(Clone, Debug)]
+pub struct Tombstoned {
+    pub space: SpaceId,
+    pub entry: SpaceEntry,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A value that lives as long as the database: the secret that signs session tokens.
+    async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
+
+    /// Creates a user with its first device. With `invite_required`, `invite` must name an
+    /// unused token, which this consumes in the same transaction.
+    async fn register(
+        &self,
+        handle: &str,
+        first: &DeviceRecord,
+        invite: Option<&str>,
+        invite_required: bool,
+        now: u64,
+    ) -> Result<(), StoreError>;
+    async fn create_invite(&self, token: &str) -> Result<(), StoreError>;
+    async fn device_owner(&self, device: &DeviceId) -> Result<Option<DeviceOwner>, StoreError>;
+    /// A user's devices in the order they were added.
+    async fn devices(&self, handle: &str) -> Result<Vec<DeviceRecord>, StoreError>;
+    async fn add_device(&self, handle: &str, record: &DeviceRecord) -> Result<(), StoreError>;
+    async fn revoke_device(&self, handle: &str, device: &DeviceId) -> Result<(), StoreError>;
+
+    /// Appends membership op `index` (0 creates the space). `Conflict` if that index is
+    /// taken: two owners raced, and one must rebase.
+    async fn append_op(
+        &self,
+        space: &SpaceId,
+        index: u64,
+        op: &SignedOp,
+        after: &MembersAfter,
+    ) -> Result<(), StoreError>;
+    /// Ops from index `from` on.
+    async fn ops(&self, space: &SpaceId, from: u64) -> Result<Vec<SignedOp>, StoreError>;
+    async fn spaces_of(&self, handle: &str) -> Result<Vec<SpaceSummary>, StoreError>;
+
+    /// Stores a note with the space's next sequence number; idempotent on the note id.
+    async fn post_note(&self, note: &SealedNote, now: u64) -> Result<Posted, StoreError>;
+    /// The sender of a live (not deleted) note.
+    async fn note_sender(
+        &self,
+        space: &SpaceId,
+        note_id: &NoteId,
+    ) -> Result<Option<DeviceId>, StoreError>;
+    /// Replaces the note's ciphertext with a tombstone and appends a tombstone entry.
+    async fn delete_note(
+        &self,
+        space: &SpaceId,
+        note_id: &NoteId,
+        by: &DeviceId,
+        signature: &Signature,
+        now: u64,
+    ) -> Result<Tombstoned, StoreError>;
+    /// Entries with `seq > after`, at most `limit`; expired notes read as tombstones.
+    /// Returns whether more follow.
+    async fn entries(
+        &self,
+        space: &SpaceId,
+        after: u64,
+        limit: u32,
+        now: u64,
+    ) -> Result<(Vec<SpaceEntry>, bool), StoreError>;
+    /// Turns every note expired by `now` into a tombstone; returns the new tombstone entries.
+    async fn purge_expired(&self, now: u64) -> Result<Vec<Tombstoned>, StoreError>;
+
+    async fn put_envelopes(&self, envelopes: &[KeyEnvelope]) -> Result<(), StoreError>;
+    async fn envelopes(
+        &self,
+        space: &SpaceId,
+        recipient: &DeviceId,
+    ) -> Result<Vec<KeyEnvelope>, StoreError>;
+
+    /// Records that `handle` uploaded the blob (after its bytes are durable).
+    async fn record_media(
+        &self,
+        hash: &MediaHash,
+        handle: &str,
+        size: u64,
+        now: u64,
+    ) -> Result<(), StoreError>;
+    /// The uploader, or a member of a space with a live note that references the blob.
+    async fn media_readable_by(&self, hash: &MediaHash, handle: &str) -> Result<bool, StoreError>;
+    /// Forgets blobs older than `before` that no live note references; returns them so the
+    /// media store can delete their bytes.
+    async fn collect_media(&self, before: u64) -> Result<Vec<MediaHash>, StoreError>;
+}

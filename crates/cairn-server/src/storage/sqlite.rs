@@ -1,0 +1,693 @@
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! All writes go through one writer thread that practises group commit: it takes every
+//! write waiting in its queue, runs each inside its own savepoint of one transaction, commits
+//! once (one fsync for the whole batch), and only then answers each caller. Reads run on a
+//! small pool of read-only connections, which WAL lets proceed beside the writer.
+
+use super::*;
+use async_trait::async_trait;
+use cairn_proto::EntryItem;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// Numbered migrations, applied in order inside one transaction each.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/001_init.sql")];
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::UnboundedSender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+    if !read_only {
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating when absent) the database at `path` and starts its writer thread.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = open(&path, false)?;
+        migrate(&mut conn)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("cairn-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(SqliteStore { path, writer: tx, readers: Arc::new(Mutex::new(Vec::new())) })
+    }
+
+    /// Runs `f` in the writer's transaction; resolves once the transaction is durable.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let _ = tx.send(commit.and(result));
+            });
+            (ok, reply)
+        });
+        self.writer.send(job).map_err(|_| StoreError::Backend("writer stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Backend("writer dropped a write".into()))?
+    }
+
+    /// Runs `f` on a read-only connection from the pool, off the async threads.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().expect("reader pool").pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open(&path, true)?,
+            };
+            let result = f(&conn);
+            let mut pool = readers.lock().expect("reader pool");
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        let begin = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = begin {
+            tracing::error!(error = %e, "could not begin a write transaction");
+            for job in batch {
+                // Run nothing; answer each with the failure.
+                drop(job);
+            }
+            continue;
+        }
+        for job in batch {
+            let sp = conn.execute_batch("SAVEPOINT job");
+            let (ok, reply) = job(&conn);
+            if sp.is_ok() {
+                let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+                if let Err(e) = conn.execute_batch(end) {
+                    tracing::error!(error = %e, "savepoint");
+                }
+            }
+            replies.push(reply);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(match &commit {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Backend(e.to_string())),
+            });
+        }
+    }
+}
+
+fn role_str(r: Role) -> &'static str {
+    match r {
+        Role::Owner => "owner",
+        Role::Member => "member",
+        Role::Reader => "reader",
+    }
+}
+
+fn role_from(s: &str) -> Role {
+    match s {
+        "owner" => Role::Owner,
+        "member" => Role::Member,
+        _ => Role::Reader,
+    }
+}
+
+fn blob<const N: usize>(v: Vec<u8>) -> Result<[u8; N], StoreError> {
+    v.try_into().map_err(|_| StoreError::Backend("stored id has the wrong length".into()))
+}
+
+fn decode_item(bytes: &[u8]) -> Result<EntryItem, StoreError> {
+    cairn_proto::decode_limited(bytes, usize::MAX)
+        .map_err(|e| StoreError::Backend(format!("stored entry: {e}")))
+}
+
+fn row_entry(
+    seq: i64,
+    stored_at: i64,
+    item: &[u8],
+    expired: bool,
+    note_id: &[u8],
+) -> Result<SpaceEntry, StoreError> {
+    let item = if expired {
+        EntryItem::Tombstone { note_id: NoteId(blob(note_id.to_vec())?), by: None, signature: None }
+    } else {
+        decode_item(item)?
+    };
+    Ok(SpaceEntry { seq: seq as u64, stored_at: stored_at as u64, item })
+}
+
+/// Appends an entry at the space's next sequence number; returns it.
+fn append_entry(
+    conn: &Connection,
+    space: &SpaceId,
+    note_id: &NoteId,
+    is_note: bool,
+    sender: Option<&DeviceId>,
+    expires_at: Option<u64>,
+    item: &EntryItem,
+    now: u64,
+) -> Result<SpaceEntry, StoreError> {
+    let seq: i64 = conn
+        .query_row(
+            "UPDATE spaces SET head = head + 1 WHERE id = ?1 RETURNING head",
+            params![&space.0[..]],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or(StoreError::NotFound)?;
+    conn.execute(
+        "INSERT INTO entries (space, seq, note_id, stored_at, is_note, sender, expires_at, item)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            &space.0[..],
+            seq,
+            &note_id.0[..],
+            now as i64,
+            is_note as i64,
+            sender.map(|s| s.0.to_vec()),
+            expires_at.map(|e| e as i64),
+            cairn_proto::encode(item),
+        ],
+    )?;
+    Ok(SpaceEntry { seq: seq as u64, stored_at: now, item: item.clone() })
+}
+
+/// Replaces a note's entry with a tombstone and appends a tombstone entry.
+fn tombstone(
+    conn: &Connection,
+    space: &SpaceId,
+    seq: i64,
+    note_id: &NoteId,
+    by: Option<&DeviceId>,
+    signature: Option<&Signature>,
+    now: u64,
+) -> Result<Tombstoned, StoreError> {
+    let item =
+        EntryItem::Tombstone { note_id: *note_id, by: by.copied(), signature: signature.copied() };
+    conn.execute(
+        "UPDATE entries SET deleted = 1, item = ?3 WHERE space = ?1 AND seq = ?2",
+        params![&space.0[..], seq, cairn_proto::encode(&item)],
+    )?;
+    conn.execute(
+        "DELETE FROM note_media WHERE space = ?1 AND seq = ?2",
+        params![&space.0[..], seq],
+    )?;
+    let entry = append_entry(conn, space, note_id, false, by, None, &item, now)?;
+    Ok(Tombstoned { space: *space, entry })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        let key = format!("secret:{name}");
+        self.write(move |c| {
+            let existing: Option<Vec<u8>> = c
+                .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| r.get(0))
+                .optional()?;
+            if let Some(v) = existing {
+                return blob(v);
+            }
+            let mut s = [0u8; 32];
+            getrandom::fill(&mut s).map_err(|e| StoreError::Backend(e.to_string()))?;
+            c.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![key, &s[..]])?;
+            Ok(s)
+        })
+        .await
+    }
+
+    async fn register(
+        &self,
+        handle: &str,
+        first: &DeviceRecord,
+        invite: Option<&str>,
+        invite_required: bool,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let (handle, first, invite) = (handle.to_owned(), first.clone(), invite.map(str::to_owned));
+        self.write(move |c| {
+            let taken: bool = c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM users WHERE handle = ?1)",
+                [&handle],
+                |r| r.get(0),
+            )?;
+            if taken {
+                return Err(StoreError::HandleTaken);
+            }
+            let known: bool = c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1)",
+                [&first.keys.sign.0[..]],
+                |r| r.get(0),
+            )?;
+            if known {
+                return Err(StoreError::Conflict("device is already registered"));
+            }
+            if invite_required {
+                let used = c.execute(
+                    "UPDATE invites SET used_by = ?2 WHERE token = ?1 AND used_by IS NULL",
+                    params![invite.as_deref().unwrap_or(""), &handle],
+                )?;
+                if used != 1 {
+                    return Err(StoreError::InviteRequired);
+                }
+            }
+            c.execute("INSERT INTO users (handle, created_at) VALUES (?1, ?2)", params![&handle, now as i64])?;
+            c.execute(
+                "INSERT INTO devices (id, handle, agree, added_by, signature, position) VALUES (?1, ?2, ?3, NULL, ?4, 0)",
+                params![&first.keys.sign.0[..], &handle, &first.keys.agree.0[..], &first.signature.0[..]],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_invite(&self, token: &str) -> Result<(), StoreError> {
+        let token = token.to_owned();
+        self.write(move |c| {
+            c.execute("INSERT INTO invites (token) VALUES (?1)", [&token])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn device_owner(&self, device: &DeviceId) -> Result<Option<DeviceOwner>, StoreError> {
+        let id = *device;
+        self.read(move |c| {
+            Ok(c.query_row("SELECT handle, revoked FROM devices WHERE id = ?1", [&id.0[..]], |r| {
+                Ok(DeviceOwner { handle: r.get(0)?, revoked: r.get::<_, i64>(1)? != 0 })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn devices(&self, handle: &str) -> Result<Vec<DeviceRecord>, StoreError> {
+        let handle = handle.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, agree, added_by, signature, revoked FROM devices WHERE handle = ?1 ORDER BY position",
+            )?;
+            let rows = stmt.query_map([&handle], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Option<Vec<u8>>>(2)?, r.get::<_, Vec<u8>>(3)?, r.get::<_, i64>(4)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, agree, added_by, sig, revoked) = row?;
+                out.push(DeviceRecord {
+                    keys: cairn_proto::DeviceKeys { sign: DeviceId(blob(id)?), agree: cairn_proto::AgreeKey(blob(agree)?) },
+                    added_by: added_by.map(blob).transpose()?.map(DeviceId),
+                    signature: Signature(blob(sig)?),
+                    revoked: revoked != 0,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn add_device(&self, handle: &str, record: &DeviceRecord) -> Result<(), StoreError> {
+        let (handle, record) = (handle.to_owned(), record.clone());
+        self.write(move |c| {
+            let known: bool = c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1)",
+                [&record.keys.sign.0[..]],
+                |r| r.get(0),
+            )?;
+            if known {
+                return Err(StoreError::Conflict("device is already registered"));
+            }
+            c.execute(
+                "INSERT INTO devices (id, handle, agree, added_by, signature, position)
+                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(position), -1) + 1 FROM devices WHERE handle = ?2))",
+                params![
+                    &record.keys.sign.0[..],
+                    &handle,
+                    &record.keys.agree.0[..],
+                    record.added_by.map(|d| d.0.to_vec()),
+                    &record.signature.0[..]
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_device(&self, handle: &str, device: &DeviceId) -> Result<(), StoreError> {
+        let (handle, device) = (handle.to_owned(), *device);
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE devices SET revoked = 1 WHERE id = ?1 AND handle = ?2",
+                params![&device.0[..], &handle],
+            )?;
+            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn append_op(
+        &self,
+        space: &SpaceId,
+        index: u64,
+        op: &SignedOp,
+        after: &MembersAfter,
+    ) -> Result<(), StoreError> {
+        let (space, op, after) = (*space, op.clone(), after.clone());
+        self.write(move |c| {
+            if index == 0 {
+                let n =
+                    c.execute("INSERT OR IGNORE INTO spaces (id) VALUES (?1)", [&space.0[..]])?;
+                if n == 0 {
+                    return Err(StoreError::Conflict("space exists"));
+                }
+            }
+            let ops: i64 = c
+                .query_row("SELECT ops FROM spaces WHERE id = ?1", [&space.0[..]], |r| r.get(0))
+                .optional()?
+                .ok_or(StoreError::NotFound)?;
+            if ops as u64 != index {
+                return Err(StoreError::Conflict("membership changed; fetch the log and retry"));
+            }
+            c.execute(
+                "INSERT INTO ops (space, idx, body, signature) VALUES (?1, ?2, ?3, ?4)",
+                params![&space.0[..], index as i64, &op.body, &op.signature.0[..]],
+            )?;
+            c.execute(
+                "UPDATE spaces SET ops = ops + 1, epoch = ?2 WHERE id = ?1",
+                params![&space.0[..], after.epoch as i64],
+            )?;
+            c.execute("DELETE FROM members WHERE space = ?1", [&space.0[..]])?;
+            let mut ins =
+                c.prepare_cached("INSERT INTO members (space, handle, role) VALUES (?1, ?2, ?3)")?;
+            for (handle, role) in &after.members {
+                ins.execute(params![&space.0[..], handle, role_str(*role)])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ops(&self, space: &SpaceId, from: u64) -> Result<Vec<SignedOp>, StoreError> {
+        let space = *space;
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT body, signature FROM ops WHERE space = ?1 AND idx >= ?2 ORDER BY idx",
+            )?;
+            let rows = stmt.query_map(params![&space.0[..], from as i64], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            rows.map(|row| {
+                let (body, sig) = row?;
+                Ok(SignedOp { body, signature: Signature(blob(sig)?) })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn spaces_of(&self, handle: &str) -> Result<Vec<SpaceSummary>, StoreError> {
+        let handle = handle.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT s.id, m.role, s.epoch, s.head, s.ops FROM members m JOIN spaces s ON s.id = m.space
+                 WHERE m.handle = ?1 ORDER BY s.id",
+            )?;
+            let rows = stmt.query_map([&handle], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+            })?;
+            rows.map(|row| {
+                let (id, role, epoch, head, ops) = row?;
+                Ok(SpaceSummary { space: SpaceId(blob(id)?), role: role_from(&role), epoch: epoch as u64, head: head as u64, ops: ops as u64 })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn post_note(&self, note: &SealedNote, now: u64) -> Result<Posted, StoreError> {
+        let note = note.clone();
+        self.write(move |c| {
+            let h = &note.header;
+            let existing = c
+                .query_row(
+                    "SELECT seq, stored_at, item, note_id FROM entries WHERE space = ?1 AND note_id = ?2 AND is_note = 1",
+                    params![&h.space.0[..], &h.note_id.0[..]],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Vec<u8>>(3)?)),
+                )
+                .optional()?;
+            if let Some((seq, stored_at, item, id)) = existing {
+                return Ok(Posted { entry: row_entry(seq, stored_at, &item, false, &id)?, duplicate: true });
+            }
+            let item = EntryItem::Note(note.clone());
+            let entry = append_entry(c, &h.space, &h.note_id, true, Some(&h.sender), h.expires_at, &item, now)?;
+            let mut ins = c.prepare_cached("INSERT OR IGNORE INTO note_media (space, seq, hash) VALUES (?1, ?2, ?3)")?;
+            for m in &h.media {
+                ins.execute(params![&h.space.0[..], entry.seq as i64, &m.0[..]])?;
+            }
+            Ok(Posted { entry, duplicate: false })
+        })
+        .await
+    }
+
+    async fn note_sender(
+        &self,
+        space: &SpaceId,
+        note_id: &NoteId,
+    ) -> Result<Option<DeviceId>, StoreError> {
+        let (space, note_id) = (*space, *note_id);
+        self.read(move |c| {
+            let sender: Option<Option<Vec<u8>>> = c
+                .query_row(
+                    "SELECT sender FROM entries WHERE space = ?1 AND note_id = ?2 AND is_note = 1 AND deleted = 0",
+                    params![&space.0[..], &note_id.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(sender.flatten().map(blob).transpose()?.map(DeviceId))
+        })
+        .await
+    }
+
+    async fn delete_note(
+        &self,
+        space: &SpaceId,
+        note_id: &NoteId,
+        by: &DeviceId,
+        signature: &Signature,
+        now: u64,
+    ) -> Result<Tombstoned, StoreError> {
+        let (space, note_id, by, signature) = (*space, *note_id, *by, *signature);
+        self.write(move |c| {
+            let seq: i64 = c
+                .query_row(
+                    "SELECT seq FROM entries WHERE space = ?1 AND note_id = ?2 AND is_note = 1 AND deleted = 0",
+                    params![&space.0[..], &note_id.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or(StoreError::NotFound)?;
+            tombstone(c, &space, seq, &note_id, Some(&by), Some(&signature), now)
+        })
+        .await
+    }
+
+    async fn entries(
+        &self,
+        space: &SpaceId,
+        after: u64,
+        limit: u32,
+        now: u64,
+    ) -> Result<(Vec<SpaceEntry>, bool), StoreError> {
+        let space = *space;
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, stored_at, item, note_id, (expires_at IS NOT NULL AND expires_at <= ?4 AND deleted = 0)
+                 FROM entries WHERE space = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![&space.0[..], after as i64, i64::from(limit) + 1, now as i64],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Vec<u8>>(3)?, r.get::<_, bool>(4)?)),
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, stored_at, item, note_id, expired) = row?;
+                out.push(row_entry(seq, stored_at, &item, expired, &note_id)?);
+            }
+            let more = out.len() > limit as usize;
+            out.truncate(limit as usize);
+            Ok((out, more))
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<Vec<Tombstoned>, StoreError> {
+        self.write(move |c| {
+            let expired: Vec<(Vec<u8>, i64, Vec<u8>)> = {
+                let mut stmt = c.prepare_cached(
+                    "SELECT space, seq, note_id FROM entries
+                     WHERE expires_at IS NOT NULL AND expires_at <= ?1 AND deleted = 0 LIMIT 1000",
+                )?;
+                stmt.query_map([now as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<_, _>>()?
+            };
+            let mut out = Vec::new();
+            for (space, seq, note_id) in expired {
+                let space = SpaceId(blob(space)?);
+                out.push(tombstone(c, &space, seq, &NoteId(blob(note_id)?), None, None, now)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_envelopes(&self, envelopes: &[KeyEnvelope]) -> Result<(), StoreError> {
+        let envelopes = envelopes.to_vec();
+        self.write(move |c| {
+            let mut ins = c.prepare_cached(
+                "INSERT OR REPLACE INTO envelopes (space, epoch, recipient, envelope) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for e in &envelopes {
+                ins.execute(params![&e.space.0[..], e.epoch as i64, &e.recipient.0[..], cairn_proto::encode(e)])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn envelopes(
+        &self,
+        space: &SpaceId,
+        recipient: &DeviceId,
+    ) -> Result<Vec<KeyEnvelope>, StoreError> {
+        let (space, recipient) = (*space, *recipient);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT envelope FROM envelopes WHERE space = ?1 AND recipient = ?2 ORDER BY epoch",
+            )?;
+            let rows = stmt
+                .query_map(params![&space.0[..], &recipient.0[..]], |r| r.get::<_, Vec<u8>>(0))?;
+            rows.map(|row| {
+                cairn_proto::decode_limited(&row?, usize::MAX)
+                    .map_err(|e| StoreError::Backend(e.to_string()))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn record_media(
+        &self,
+        hash: &MediaHash,
+        handle: &str,
+        size: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let (hash, handle) = (*hash, handle.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO media (hash, size, created_at) VALUES (?1, ?2, ?3)",
+                params![&hash.0[..], size as i64, now as i64],
+            )?;
+            c.execute(
+                "INSERT OR IGNORE INTO media_uploaders (hash, handle) VALUES (?1, ?2)",
+                params![&hash.0[..], &handle],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn media_readable_by(&self, hash: &MediaHash, handle: &str) -> Result<bool, StoreError> {
+        let (hash, handle) = (*hash, handle.to_owned());
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM media_uploaders WHERE hash = ?1 AND handle = ?2)
+                     OR EXISTS(SELECT 1 FROM note_media n JOIN members m ON m.space = n.space
+                               WHERE n.hash = ?1 AND m.handle = ?2)",
+                params![&hash.0[..], &handle],
+                |r| r.get::<_, bool>(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn collect_media(&self, before: u64) -> Result<Vec<MediaHash>, StoreError> {
+        self.write(move |c| {
+            let hashes: Vec<Vec<u8>> = {
+                let mut stmt = c.prepare_cached(
+                    "SELECT hash FROM media WHERE created_at < ?1
+                     AND NOT EXISTS (SELECT 1 FROM note_media n WHERE n.hash = media.hash) LIMIT 1000",
+                )?;
+                stmt.query_map([before as i64], |r| r.get(0))?.collect::<Result<_, _>>()?
+            };
+            let mut out = Vec::new();
+            for h in hashes {
+                c.execute("DELETE FROM media WHERE hash = ?1", [&h])?;
+                c.execute("DELETE FROM media_uploaders WHERE hash = ?1", [&h])?;
+                out.push(MediaHash(blob(h)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
