@@ -113,6 +113,53 @@ impl Client {
         }
     }
 
+    /// As `request`, but `None` when the connection fails instead of panicking.
+    pub async fn try_request(&mut self, request: Request) -> Option<Result<Response, ProtoError>> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let bytes = encode(&ClientFrame { id, request });
+        self.ws.send(Message::Binary(bytes.into())).await.ok()?;
+        loop {
+            let msg =
+                tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await.ok()??.ok()?;
+            let Message::Binary(b) = msg else { continue };
+            match decode::<ServerFrame>(&b).ok()? {
+                ServerFrame::Response { id: rid, result } if rid == id => return Some(result),
+                ServerFrame::Response { .. } => return None,
+                ServerFrame::Event(e) => self.events.push_back(e),
+            }
+        }
+    }
+
+    /// Connects and logs in; `None` while the server is unreachable.
+    pub async fn try_login(url: &str, device: &Device) -> Option<Client> {
+        let ws = tokio_tungstenite::connect_async(url).await.ok()?.0;
+        let mut c = Client {
+            ws,
+            next_id: 1,
+            events: VecDeque::new(),
+            challenge: Challenge::default(),
+            session: None,
+            handle: String::new(),
+        };
+        let Ok(Response::Welcome { challenge, .. }) = c
+            .try_request(Request::Hello { versions: vec![PROTOCOL_VERSION], client: "test".into() })
+            .await?
+        else {
+            return None;
+        };
+        c.challenge = challenge;
+        let signature = device.sign(&sign::login_payload(&c.challenge, &device.id()));
+        let Ok(Response::Session(s)) =
+            c.try_request(Request::Login { device: device.id(), signature }).await?
+        else {
+            return None;
+        };
+        c.handle = s.handle.clone();
+        c.session = Some(s);
+        Some(c)
+    }
+
     pub async fn request(&mut self, request: Request) -> Result<Response, ProtoError> {
         let id = self.send(request).await;
         loop {

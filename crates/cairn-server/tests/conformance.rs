@@ -1,0 +1,249 @@
+//! The storage conformance suite: one generic function that every backend must pass.
+//! SQLite runs it here; the PostgreSQL backend will run the same function.
+
+use cairn_proto::*;
+use cairn_server::storage::{MembersAfter, Store, StoreError, sqlite::SqliteStore};
+use std::sync::Arc;
+
+fn id16(n: u8) -> [u8; 16] {
+    [n; 16]
+}
+
+fn record(n: u8, added_by: Option<u8>) -> DeviceRecord {
+    DeviceRecord {
+        keys: DeviceKeys { sign: DeviceId([n; 32]), agree: AgreeKey([n ^ 0xff; 32]) },
+        added_by: added_by.map(|b| DeviceId([b; 32])),
+        signature: Signature([n; 64]),
+        revoked: false,
+    }
+}
+
+fn sealed(
+    space: SpaceId,
+    note: u8,
+    sender: u8,
+    expires_at: Option<u64>,
+    media: Vec<MediaHash>,
+) -> SealedNote {
+    SealedNote {
+        header: NoteHeader {
+            space,
+            epoch: 0,
+            sender: DeviceId([sender; 32]),
+            note_id: NoteId(id16(note)),
+            kind: NoteKind::Text,
+            expires_at,
+            media,
+        },
+        ciphertext: vec![note; 40],
+        signature: Signature([note; 64]),
+    }
+}
+
+/// Every behaviour the server relies on, against a fresh store.
+pub async fn conformance(store: Arc<dyn Store>) {
+    // Secrets are stable.
+    let s1 = store.secret("tokens").await.unwrap();
+    assert_eq!(store.secret("tokens").await.unwrap(), s1);
+    assert_ne!(store.secret("other").await.unwrap(), s1);
+
+    // Users and devices.
+    store.register("alice", &record(1, None), None, false, 1).await.unwrap();
+    assert!(matches!(
+        store.register("alice", &record(2, None), None, false, 1).await,
+        Err(StoreError::HandleTaken)
+    ));
+    assert!(matches!(
+        store.register("bob", &record(1, None), None, false, 1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.register("bob", &record(2, None), None, true, 1).await,
+        Err(StoreError::InviteRequired)
+    ));
+    store.create_invite("inv").await.unwrap();
+    store.register("bob", &record(2, None), Some("inv"), true, 1).await.unwrap();
+    assert!(matches!(
+        store.register("carol", &record(3, None), Some("inv"), true, 1).await,
+        Err(StoreError::InviteRequired)
+    ));
+    store.register("carol", &record(3, None), None, false, 1).await.unwrap();
+    store.add_device("alice", &record(4, Some(1))).await.unwrap();
+    assert_eq!(store.devices("alice").await.unwrap(), vec![record(1, None), record(4, Some(1))]);
+    assert_eq!(store.device_owner(&DeviceId([4; 32])).await.unwrap().unwrap().handle, "alice");
+    store.revoke_device("alice", &DeviceId([4; 32])).await.unwrap();
+    assert!(store.device_owner(&DeviceId([4; 32])).await.unwrap().unwrap().revoked);
+    assert!(matches!(
+        store.revoke_device("bob", &DeviceId([1; 32])).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.devices("nobody").await.unwrap().is_empty());
+
+    // Membership ops: append in order, conflicts on races.
+    let space = SpaceId(id16(9));
+    let op = |i: u8| SignedOp { body: vec![i; 10], signature: Signature([i; 64]) };
+    let after = |m: &[(&str, Role)], epoch| MembersAfter {
+        members: m.iter().map(|(h, r)| (h.to_string(), *r)).collect(),
+        epoch,
+    };
+    store.append_op(&space, 0, &op(0), &after(&[("alice", Role::Owner)], 0)).await.unwrap();
+    assert!(matches!(
+        store.append_op(&space, 0, &op(0), &after(&[], 0)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .append_op(&space, 1, &op(1), &after(&[("alice", Role::Owner), ("bob", Role::Member)], 1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.append_op(&space, 1, &op(7), &after(&[], 1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.append_op(&space, 3, &op(3), &after(&[], 1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.append_op(&SpaceId(id16(99)), 1, &op(1), &after(&[], 1)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.ops(&space, 0).await.unwrap(), vec![op(0), op(1)]);
+    assert_eq!(store.ops(&space, 1).await.unwrap(), vec![op(1)]);
+    let bob_spaces = store.spaces_of("bob").await.unwrap();
+    assert_eq!(bob_spaces.len(), 1);
+    assert_eq!((bob_spaces[0].role, bob_spaces[0].epoch, bob_spaces[0].ops), (Role::Member, 1, 2));
+    assert!(store.spaces_of("carol").await.unwrap().is_empty());
+
+    // Notes: sequence numbers in order, idempotent by note id, per space.
+    let other = SpaceId(id16(10));
+    store.append_op(&other, 0, &op(0), &after(&[("carol", Role::Owner)], 0)).await.unwrap();
+    let p1 = store.post_note(&sealed(space, 1, 1, None, vec![]), 100).await.unwrap();
+    let p2 = store.post_note(&sealed(space, 2, 2, None, vec![]), 101).await.unwrap();
+    let o1 = store.post_note(&sealed(other, 1, 3, None, vec![]), 102).await.unwrap();
+    assert_eq!((p1.entry.seq, p2.entry.seq, o1.entry.seq), (1, 2, 1));
+    let again = store.post_note(&sealed(space, 1, 1, None, vec![]), 200).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.entry, p1.entry);
+    assert!(matches!(
+        store.post_note(&sealed(SpaceId(id16(98)), 1, 1, None, vec![]), 1).await,
+        Err(StoreError::NotFound)
+    ));
+    let (entries, more) = store.entries(&space, 0, 10, 300).await.unwrap();
+    assert!(!more);
+    assert_eq!(entries, vec![p1.entry.clone(), p2.entry.clone()]);
+    let (page, more) = store.entries(&space, 0, 1, 300).await.unwrap();
+    assert!(more);
+    assert_eq!(page, vec![p1.entry.clone()]);
+    assert_eq!(store.note_sender(&space, &NoteId(id16(2))).await.unwrap(), Some(DeviceId([2; 32])));
+
+    // Concurrent posts get distinct, gap-free sequence numbers.
+    let mut joins = Vec::new();
+    for n in 20..70u8 {
+        let store = store.clone();
+        joins.push(tokio::spawn(async move {
+            store.post_note(&sealed(space, n, 1, None, vec![]), 400).await.unwrap().entry.seq
+        }));
+    }
+    let mut seqs: Vec<u64> = Vec::new();
+    for j in joins {
+        seqs.push(j.await.unwrap());
+    }
+    seqs.sort();
+    assert_eq!(seqs, (3..53).collect::<Vec<_>>());
+
+    // Delete: the note's entry becomes a tombstone and a tombstone entry is appended.
+    let t = store
+        .delete_note(&space, &NoteId(id16(2)), &DeviceId([2; 32]), &Signature([5; 64]), 500)
+        .await
+        .unwrap();
+    assert_eq!(t.entry.seq, 53);
+    let tomb = EntryItem::Tombstone {
+        note_id: NoteId(id16(2)),
+        by: Some(DeviceId([2; 32])),
+        signature: Some(Signature([5; 64])),
+    };
+    assert_eq!(t.entry.item, tomb);
+    let (entries, _) = store.entries(&space, 1, 1, 600).await.unwrap();
+    assert_eq!(entries[0].item, tomb);
+    assert!(matches!(
+        store
+            .delete_note(&space, &NoteId(id16(2)), &DeviceId([2; 32]), &Signature([5; 64]), 500)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.note_sender(&space, &NoteId(id16(2))).await.unwrap(), None);
+    assert!(
+        store.post_note(&sealed(space, 2, 2, None, vec![]), 700).await.unwrap().duplicate,
+        "deleted ids stay taken"
+    );
+
+    // Expiry: read as tombstones at once, purged into tombstone entries by the sweep.
+    let e = store.post_note(&sealed(other, 5, 3, Some(1_000), vec![]), 900).await.unwrap();
+    let (entries, _) = store.entries(&other, e.entry.seq - 1, 10, 999).await.unwrap();
+    assert!(matches!(entries[0].item, EntryItem::Note(_)));
+    let (entries, _) = store.entries(&other, e.entry.seq - 1, 10, 1_000).await.unwrap();
+    assert!(
+        matches!(entries[0].item, EntryItem::Tombstone { .. }),
+        "expired reads as a tombstone before the sweep"
+    );
+    let purged = store.purge_expired(1_000).await.unwrap();
+    assert_eq!(purged.len(), 1);
+    assert_eq!(purged[0].space, other);
+    assert!(store.purge_expired(2_000).await.unwrap().is_empty());
+
+    // Envelopes: by recipient, replaceable.
+    let env = |epoch: u64, to: u8, byte: u8| KeyEnvelope {
+        space,
+        epoch,
+        recipient: DeviceId([to; 32]),
+        creator: DeviceId([1; 32]),
+        wrapped: vec![byte; 80],
+        signature: Signature([1; 64]),
+    };
+    store.put_envelopes(&[env(0, 2, 1), env(1, 2, 2), env(1, 3, 3)]).await.unwrap();
+    store.put_envelopes(&[env(1, 2, 4)]).await.unwrap();
+    assert_eq!(
+        store.envelopes(&space, &DeviceId([2; 32])).await.unwrap(),
+        vec![env(0, 2, 1), env(1, 2, 4)]
+    );
+    assert!(store.envelopes(&other, &DeviceId([2; 32])).await.unwrap().is_empty());
+
+    // Media: uploader reads; members read once a live note references it; GC after grace.
+    let h = MediaHash([0xaa; 32]);
+    store.record_media(&h, "alice", 10, 1_000).await.unwrap();
+    assert!(store.media_readable_by(&h, "alice").await.unwrap());
+    assert!(!store.media_readable_by(&h, "bob").await.unwrap());
+    store.post_note(&sealed(space, 80, 1, None, vec![h]), 1_100).await.unwrap();
+    assert!(store.media_readable_by(&h, "bob").await.unwrap());
+    assert!(!store.media_readable_by(&h, "carol").await.unwrap());
+    let orphan = MediaHash([0xbb; 32]);
+    store.record_media(&orphan, "carol", 10, 1_000).await.unwrap();
+    assert_eq!(store.collect_media(1_000).await.unwrap(), vec![], "within grace");
+    assert_eq!(store.collect_media(5_000).await.unwrap(), vec![orphan], "referenced blobs stay");
+    assert!(!store.media_readable_by(&orphan, "carol").await.unwrap());
+    // Deleting the referencing note makes the blob collectable.
+    store
+        .delete_note(&space, &NoteId(id16(80)), &DeviceId([1; 32]), &Signature([0; 64]), 1_200)
+        .await
+        .unwrap();
+    assert_eq!(store.collect_media(5_000).await.unwrap(), vec![h]);
+}
+
+#[tokio::test]
+async fn sqlite_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("c.db")).unwrap());
+    conformance(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_reopens_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.register("alice", &record(1, None), None, false, 1).await.unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.devices("alice").await.unwrap().len(), 1);
+}
