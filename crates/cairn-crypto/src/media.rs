@@ -70,6 +70,14 @@ impl MediaEncryptor {
         }
     }
 
+    /// An encryptor positioned at chunk `index`, to re-create any chunk of a blob (the
+    /// construction is deterministic under one key). Its `hash` covers only what it seals.
+    pub fn at_chunk(key: &MediaKey, index: u32) -> Self {
+        let mut enc = Self::new(key);
+        enc.counter = index;
+        enc
+    }
+
     /// Seals one chunk, appending the ciphertext to `out`. Every chunk but the last must be
     /// exactly [`CHUNK_SIZE`] bytes; the last may be shorter, even empty.
     pub fn seal_chunk(&mut self, plaintext: &[u8], last: bool, out: &mut Vec<u8>) {

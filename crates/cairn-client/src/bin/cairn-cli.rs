@@ -1,0 +1,565 @@
+//! `cairn-cli`: Cairn from a terminal, for people, scripts and bots. Human-readable output by
+//! default, `--json` for scripts; errors go to stderr with a non-zero exit code.
+
+use anyhow::{Context, Result, bail};
+use cairn_client::{Change, Client, ClientError, Draft, LocalNote, VoiceClip};
+use cairn_crypto::Pose;
+use cairn_proto::{DeviceId, DeviceKeys, NoteKind, Policy, PostPolicy, Role, SpaceId};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "cairn-cli", version, about = "Leave and read spatial notes from a terminal")]
+struct Cli {
+    /// Profile directory (device keys, cache). Default: $CAIRN_HOME, else the platform's data dir.
+    #[arg(long, global = true, env = "CAIRN_HOME")]
+    home: Option<PathBuf>,
+    /// Print JSON for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Passphrase protecting the device keys (set at init; needed after).
+    #[arg(long, global = true, env = "CAIRN_PASSPHRASE", hide_env_values = true)]
+    passphrase: Option<String>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create this device's identity and register it with a server.
+    Init {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        handle: String,
+        /// Invite token, for invite-only servers.
+        #[arg(long)]
+        invite: Option<String>,
+    },
+    /// Spaces: create, invite, remove, list, members.
+    #[command(subcommand)]
+    Space(SpaceCmd),
+    /// Notes: post, get, delete.
+    #[command(subcommand)]
+    Note(NoteCmd),
+    /// List the notes of a space (from the cache when the server is unreachable).
+    Notes { space: String },
+    /// Search decrypted notes on this device.
+    Search { words: Vec<String> },
+    /// Print notes of a space as they arrive, until interrupted.
+    Watch { space: String },
+    /// Devices: list, add, revoke.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// The safety code of a user's devices, to compare out of band.
+    SafetyCode { user: String },
+    /// Sync every space now.
+    Sync,
+}
+
+#[derive(Subcommand)]
+enum SpaceCmd {
+    Create {
+        name: String,
+        /// Only owners may post.
+        #[arg(long)]
+        owners_post_only: bool,
+        /// New members do not get the keys to earlier notes.
+        #[arg(long)]
+        no_history: bool,
+    },
+    Invite {
+        space: String,
+        handle: String,
+        #[arg(long, default_value = "member", value_parser = parse_role)]
+        role: Role,
+    },
+    Remove {
+        space: String,
+        handle: String,
+    },
+    List,
+    Members {
+        space: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum NoteCmd {
+    Post {
+        space: String,
+        #[arg(long, default_value = "")]
+        text: String,
+        /// Position in metres in the space: X,Y,Z.
+        #[arg(long, value_parser = parse_xyz, default_value = "0,0,0")]
+        at: [f32; 3],
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// An Ogg/Opus file.
+        #[arg(long)]
+        voice: Option<PathBuf>,
+        #[arg(long)]
+        reply_to: Option<String>,
+        /// For example 30s, 10m, 2h, 7d.
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<Duration>,
+    },
+    /// Write a note's text and media into DIR.
+    Get {
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// A user's devices (default: yours).
+    List {
+        handle: Option<String>,
+    },
+    /// Sign another device into your user; KEYS as printed by `device keys` on it.
+    Add {
+        keys: String,
+    },
+    Revoke {
+        device: String,
+    },
+    /// This device's public keys, for `device add` on another of your devices.
+    Keys,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    match s {
+        "owner" => Ok(Role::Owner),
+        "member" => Ok(Role::Member),
+        "reader" => Ok(Role::Reader),
+        _ => Err("owner, member or reader".into()),
+    }
+}
+
+fn parse_xyz(s: &str) -> Result<[f32; 3], String> {
+    let parts: Vec<f32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    match parts.as_slice() {
+        [x, y, z] if parts.iter().all(|v| v.is_finite()) => Ok([*x, *y, *z]),
+        _ => Err("three numbers: X,Y,Z".into()),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s}"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Owner => "owner",
+        Role::Member => "member",
+        Role::Reader => "reader",
+    }
+}
+
+fn kind_name(k: NoteKind) -> &'static str {
+    match k {
+        NoteKind::Text => "text",
+        NoteKind::Voice => "voice",
+        NoteKind::Image => "image",
+        NoteKind::Reaction => "reaction",
+    }
+}
+
+fn note_json(n: &LocalNote) -> serde_json::Value {
+    let body = n.body.as_ref();
+    json!({
+        "id": n.note_id.to_hex(),
+        "space": n.space.to_hex(),
+        "seq": n.seq,
+        "pending": n.pending(),
+        "sender": n.sender.to_hex(),
+        "author": body.map(|b| b.author.clone()),
+        "kind": body.map(|b| kind_name(b.kind)),
+        "text": body.map(|b| b.text.clone()),
+        "at": body.map(|b| b.pose.position),
+        "reply_to": body.and_then(|b| b.reply_to).map(|r| r.to_hex()),
+        "reaction": body.and_then(|b| b.reaction.clone()),
+        "media": body.map(|b| b.media.iter().map(|m| json!({"hash": m.hash.to_hex(), "mime": m.mime, "size": m.size})).collect::<Vec<_>>()),
+        "error": n.error,
+        "created_at": body.map(|b| b.created_at),
+    })
+}
+
+fn note_line(n: &LocalNote) -> String {
+    let id = &n.note_id.to_hex()[..8];
+    let status = if n.pending() { " (pending)" } else { "" };
+    match &n.body {
+        Some(b) => {
+            let [x, y, z] = b.pose.position;
+            let extra = match b.kind {
+                NoteKind::Voice => format!(" [voice {:.1}s]", f64::from(b.duration_ms) / 1000.0),
+                NoteKind::Image => " [image]".to_owned(),
+                NoteKind::Reaction => {
+                    format!(" [reacts {}]", b.reaction.clone().unwrap_or_default())
+                }
+                NoteKind::Text => String::new(),
+            };
+            let reply = b.reply_to.map(|r| format!(" ↪{}", &r.to_hex()[..8])).unwrap_or_default();
+            format!(
+                "{id}  {:<12} ({x:.1},{y:.1},{z:.1}){reply}{extra}  {}{status}",
+                b.author, b.text
+            )
+        }
+        None => format!("{id}  [could not open: {}]{status}", n.error.clone().unwrap_or_default()),
+    }
+}
+
+struct App {
+    cli_json: bool,
+    client: Client,
+}
+
+impl App {
+    fn print_notes(&self, notes: &[LocalNote]) {
+        if self.cli_json {
+            println!("{}", serde_json::Value::Array(notes.iter().map(note_json).collect()));
+        } else if notes.is_empty() {
+            println!("(no notes)");
+        } else {
+            for n in notes {
+                println!("{}", note_line(n));
+            }
+        }
+    }
+
+    /// Connects and syncs; returns false (after a note on stderr) when offline.
+    async fn go_online(&mut self) -> Result<bool> {
+        match self.client.connect().await {
+            Ok(()) => {
+                self.client.sync().await?;
+                Ok(true)
+            }
+            Err(ClientError::Offline(why)) => {
+                eprintln!("offline ({why}): showing what this device has cached");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn online(&mut self) -> Result<()> {
+        self.client.connect().await.context("the server is needed for this")?;
+        self.client.sync().await?;
+        Ok(())
+    }
+
+    fn space(&self, name: &str) -> Result<SpaceId> {
+        Ok(self.client.resolve_space(name)?)
+    }
+}
+
+fn read_voice(path: &PathBuf) -> Result<VoiceClip> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let info = cairn_client::media_info::ogg_opus_info(&bytes)
+        .with_context(|| format!("{} is not an Ogg/Opus file", path.display()))?;
+    Ok(VoiceClip { ogg_opus: bytes, waveform: Vec::new(), duration_ms: info.duration_ms })
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let home = cli.home.clone().unwrap_or_else(cairn_client::profile::default_home);
+    let passphrase = cli.passphrase.as_deref();
+    if let Cmd::Init { server, handle, invite } = &cli.command {
+        let mut client = Client::init(&home, server, handle, invite.as_deref(), passphrase).await?;
+        client.sync().await?;
+        if cli.json {
+            println!(
+                "{}",
+                json!({"handle": handle, "device": client.device().to_hex(), "home": home})
+            );
+        } else {
+            println!("registered {handle} on {server}; profile in {}", home.display());
+        }
+        return Ok(());
+    }
+    let client = Client::open(&home, passphrase)?;
+    let mut app = App { cli_json: cli.json, client };
+    match cli.command {
+        Cmd::Init { .. } => unreachable!("handled above"),
+        Cmd::Sync => {
+            app.online().await?;
+            if !cli.json {
+                println!("synced; outbox holds {}", app.client.outbox_len()?);
+            }
+        }
+        Cmd::Space(SpaceCmd::Create { name, owners_post_only, no_history }) => {
+            app.online().await?;
+            let policy = Policy {
+                post: if owners_post_only { PostPolicy::Owners } else { PostPolicy::Members },
+                history_for_new_members: !no_history,
+            };
+            let id = app.client.create_space(&name, policy).await?;
+            if cli.json {
+                println!("{}", json!({"space": id.to_hex(), "name": name}));
+            } else {
+                println!("created space {name} ({id})");
+            }
+        }
+        Cmd::Space(SpaceCmd::Invite { space, handle, role }) => {
+            app.online().await?;
+            let id = app.space(&space)?;
+            app.client.invite(&id, &handle, role).await?;
+            if !cli.json {
+                println!("{handle} is now a {} of {space}", role_name(role));
+            }
+        }
+        Cmd::Space(SpaceCmd::Remove { space, handle }) => {
+            app.online().await?;
+            let id = app.space(&space)?;
+            app.client.remove(&id, &handle).await?;
+            if !cli.json {
+                println!("removed {handle} from {space}; the space has a new key");
+            }
+        }
+        Cmd::Space(SpaceCmd::List) => {
+            app.go_online().await?;
+            let spaces = app.client.spaces()?;
+            if cli.json {
+                println!("{}", serde_json::Value::Array(spaces.iter().map(|s| json!({
+                    "id": s.id.to_hex(), "name": s.name, "role": s.role.map(role_name), "members": s.members.len(), "epoch": s.epoch,
+                })).collect()));
+            } else if spaces.is_empty() {
+                println!("(no spaces)");
+            } else {
+                for s in spaces {
+                    println!(
+                        "{}  {:<20} {:<7} {} members",
+                        &s.id.to_hex()[..8],
+                        s.name,
+                        s.role.map(role_name).unwrap_or("left"),
+                        s.members.len()
+                    );
+                }
+            }
+        }
+        Cmd::Space(SpaceCmd::Members { space }) => {
+            app.go_online().await?;
+            let id = app.space(&space)?;
+            let view =
+                app.client.spaces()?.into_iter().find(|s| s.id == id).context("space vanished")?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::Value::Array(
+                        view.members
+                            .iter()
+                            .map(|(h, r)| json!({"handle": h, "role": role_name(*r)}))
+                            .collect()
+                    )
+                );
+            } else {
+                for (h, r) in view.members {
+                    println!("{h:<20} {}", role_name(r));
+                }
+            }
+        }
+        Cmd::Note(NoteCmd::Post { space, text, at, image, voice, reply_to, expires }) => {
+            app.go_online().await?;
+            let id = app.space(&space)?;
+            let reply_to = match reply_to {
+                Some(r) => Some(app.client.find_note(&r)?.note_id),
+                None => None,
+            };
+            let mut draft = Draft {
+                text,
+                pose: Pose { position: at, ..Pose::default() },
+                reply_to,
+                expires_in: expires,
+                ..Draft::default()
+            };
+            if let Some(path) = image {
+                draft.image = Some(
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                );
+            }
+            if let Some(path) = voice {
+                draft.voice = Some(read_voice(&path)?);
+            }
+            let note = app.client.post(&id, draft).await?;
+            if cli.json {
+                println!("{}", note_json(&note));
+            } else if note.pending() {
+                println!(
+                    "saved {} to the outbox; it is sent when the server is reachable",
+                    &note.note_id.to_hex()[..8]
+                );
+            } else {
+                println!("posted {} (seq {})", note.note_id.to_hex(), note.seq.unwrap_or(0));
+            }
+        }
+        Cmd::Note(NoteCmd::Get { id, out }) => {
+            let _ = app.go_online().await?;
+            let note = app.client.find_note(&id)?;
+            let body = app.client.note_body(&note)?;
+            std::fs::create_dir_all(&out)?;
+            let short = &note.note_id.to_hex()[..8];
+            let mut written = vec![];
+            if !body.text.is_empty() {
+                let p = out.join(format!("{short}.txt"));
+                std::fs::write(&p, &body.text)?;
+                written.push(p);
+            }
+            for (i, m) in body.media.iter().enumerate() {
+                let cached = app.client.media(m).await?;
+                let ext = match m.mime.as_str() {
+                    "audio/ogg" => "ogg",
+                    "image/jpeg" => "jpg",
+                    "image/png" => "png",
+                    _ => "bin",
+                };
+                let p = out.join(if i == 0 {
+                    format!("{short}.{ext}")
+                } else {
+                    format!("{short}-{i}.{ext}")
+                });
+                std::fs::copy(cached, &p)?;
+                written.push(p);
+            }
+            if cli.json {
+                println!("{}", json!({"note": note_json(&note), "files": written}));
+            } else {
+                for p in written {
+                    println!("{}", p.display());
+                }
+            }
+        }
+        Cmd::Note(NoteCmd::Delete { id }) => {
+            let _ = app.go_online().await?;
+            let note = app.client.find_note(&id)?;
+            app.client.delete(&note.space, &note.note_id).await?;
+            if !cli.json {
+                println!("deleted {}", &note.note_id.to_hex()[..8]);
+            }
+        }
+        Cmd::Notes { space } => {
+            app.go_online().await?;
+            let id = app.space(&space)?;
+            let notes = app.client.notes(&id)?;
+            app.print_notes(&notes);
+        }
+        Cmd::Search { words } => {
+            let notes = app.client.search(&words.join(" "))?;
+            app.print_notes(&notes);
+        }
+        Cmd::Watch { space } => {
+            app.online().await?;
+            let id = app.space(&space)?;
+            if !cli.json {
+                eprintln!("watching {space}; Ctrl-C to stop");
+            }
+            loop {
+                let Some(event) = app.client.next_event().await else {
+                    bail!("the connection closed")
+                };
+                for change in app.client.handle_event(event).await? {
+                    match change {
+                        Change::Note(n) if n.space == id => {
+                            if cli.json {
+                                println!("{}", note_json(&n));
+                            } else {
+                                println!("{}", note_line(&n));
+                            }
+                        }
+                        Change::Removed { space, note_id } if space == id => {
+                            if cli.json {
+                                println!("{}", json!({"removed": note_id.to_hex()}));
+                            } else {
+                                println!("{}  (deleted)", &note_id.to_hex()[..8]);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Cmd::Device(DeviceCmd::List { handle }) => {
+            app.online().await?;
+            let handle = handle.unwrap_or_else(|| app.client.handle().to_owned());
+            let devices = app.client.devices(&handle).await?;
+            if cli.json {
+                println!("{}", serde_json::Value::Array(devices.iter().map(|d| json!({"device": d.keys.sign.to_hex(), "revoked": d.revoked, "added_by": d.added_by.map(|a| a.to_hex())})).collect()));
+            } else {
+                for d in devices {
+                    let me = if d.keys.sign == app.client.device() { " (this device)" } else { "" };
+                    println!("{}{}{me}", d.keys.sign, if d.revoked { "  revoked" } else { "" });
+                }
+            }
+        }
+        Cmd::Device(DeviceCmd::Keys) => {
+            let k = app.client.identity().keys();
+            println!("{}:{}", k.sign.to_hex(), k.agree.to_hex());
+        }
+        Cmd::Device(DeviceCmd::Add { keys }) => {
+            app.online().await?;
+            let (sign, agree) = keys
+                .split_once(':')
+                .context("KEYS is SIGN:AGREE in hex, as `device keys` prints")?;
+            let keys = DeviceKeys {
+                sign: DeviceId::from_hex(sign).context("bad signing key")?,
+                agree: cairn_proto::AgreeKey::from_hex(agree).context("bad agreement key")?,
+            };
+            app.client.add_device(keys).await?;
+            if !cli.json {
+                println!("added device {}", keys.sign);
+            }
+        }
+        Cmd::Device(DeviceCmd::Revoke { device }) => {
+            app.online().await?;
+            let id = DeviceId::from_hex(&device).context("a device id is 64 hex digits")?;
+            app.client.revoke_device(id).await?;
+            if !cli.json {
+                println!("revoked {id}");
+            }
+        }
+        Cmd::SafetyCode { user } => {
+            app.online().await?;
+            let code = app.client.safety_code(&user).await?;
+            if cli.json {
+                println!("{}", json!({"user": user, "safety_code": code}));
+            } else {
+                println!("{user}: {code}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,81 @@
+//! Preparing an image note: decode under explicit limits, downscale to a display size,
+//! re-encode as JPEG (which drops metadata such as location), and make a thumbnail.
+
+use crate::error::ClientError;
+use image::{ImageReader, Limits};
+use std::io::Cursor;
+
+/// Largest side of the image that is uploaded.
+pub const DISPLAY_MAX: u32 = 2048;
+/// Largest side of the thumbnail carried inside the note.
+pub const THUMB_MAX: u32 = 256;
+/// Inputs larger than this are refused before decoding.
+pub const MAX_INPUT_BYTES: usize = 64 * 1024 * 1024;
+
+pub struct PreparedImage {
+    pub display: Vec<u8>,
+    pub thumbnail: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+fn limits() -> Limits {
+    let mut l = Limits::default();
+    l.max_image_width = Some(16_384);
+    l.max_image_height = Some(16_384);
+    l.max_alloc = Some(512 * 1024 * 1024);
+    l
+}
+
+/// Decodes any supported image under limits (a decompression bomb is an error, not an
+/// allocation), and returns display and thumbnail JPEGs.
+pub fn prepare(bytes: &[u8]) -> Result<PreparedImage, ClientError> {
+    if bytes.len() > MAX_INPUT_BYTES {
+        return Err(ClientError::Invalid(format!(
+            "the image is over {} MiB",
+            MAX_INPUT_BYTES >> 20
+        )));
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ClientError::Invalid(format!("unreadable image: {e}")))?;
+    reader.limits(limits());
+    let img =
+        reader.decode().map_err(|e| ClientError::Invalid(format!("unreadable image: {e}")))?;
+    // Fit within a box, never enlarging.
+    let fit = |max: u32| {
+        if img.width() > max || img.height() > max {
+            img.thumbnail(max, max).into_rgb8()
+        } else {
+            img.to_rgb8()
+        }
+    };
+    let display = fit(DISPLAY_MAX);
+    let thumb = fit(THUMB_MAX);
+    let jpeg = |im: &image::RgbImage, quality: u8| -> Result<Vec<u8>, ClientError> {
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+            .encode_image(im)
+            .map_err(|e| ClientError::Invalid(format!("encoding the image: {e}")))?;
+        Ok(out)
+    };
+    Ok(PreparedImage {
+        display: jpeg(&display, 85)?,
+        thumbnail: jpeg(&thumb, 70)?,
+        width: display.width(),
+        height: display.height(),
+    })
+}
+
+/// Decodes a JPEG or PNG produced by [`prepare`] (or received in a note) under the same
+/// limits.
+pub fn decode_rgba(bytes: &[u8]) -> Result<image::RgbaImage, ClientError> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ClientError::Invalid(format!("unreadable image: {e}")))?;
+    reader.limits(limits());
+    Ok(reader
+        .decode()
+        .map_err(|e| ClientError::Invalid(format!("unreadable image: {e}")))?
+        .into_rgba8())
+}

@@ -1,0 +1,173 @@
+//! `cairn-cli` as a user runs it: separate processes, one profile directory each.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+use tokio::process::Command;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_server(dir: &Path, port: u16) -> cairn_server::RunningServer {
+    let mut config = cairn_server::Config::for_data_dir(dir);
+    config.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    cairn_server::start(config).await.unwrap()
+}
+
+fn cli(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn-cli"));
+    c.arg("--home").arg(home).env_remove("CAIRN_HOME").kill_on_drop(true);
+    c
+}
+
+async fn run(home: &Path, args: &[&str]) -> Output {
+    cli(home).args(args).output().await.unwrap()
+}
+
+async fn ok(home: &Path, args: &[&str]) -> String {
+    let out = run(home, args).await;
+    assert!(
+        out.status.success(),
+        "cairn-cli {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn json(home: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(&ok(home, &a).await).unwrap()
+}
+
+struct Homes {
+    _dir: tempfile::TempDir,
+    alice: PathBuf,
+    bob: PathBuf,
+}
+
+async fn setup(url: &str) -> Homes {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    ok(&alice, &["init", "--server", url, "--handle", "alice"]).await;
+    ok(&bob, &["init", "--server", url, "--handle", "bob"]).await;
+    ok(&alice, &["space", "create", "kitchen"]).await;
+    ok(&alice, &["space", "invite", "kitchen", "bob"]).await;
+    Homes { _dir: dir, alice, bob }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_list_get_search_and_errors() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start_server(server_dir.path(), port).await;
+    let url = format!("ws://127.0.0.1:{port}/v1/ws");
+    let h = setup(&url).await;
+
+    let posted =
+        json(&h.alice, &["note", "post", "kitchen", "--text", "buy basil", "--at", "1,0,2.5"])
+            .await;
+    assert_eq!(posted["pending"], false);
+    let id = posted["id"].as_str().unwrap().to_owned();
+    ok(&h.alice, &["note", "post", "kitchen", "--text", "agreed", "--reply-to", &id[..8]]).await;
+
+    let notes = json(&h.bob, &["notes", "kitchen"]).await;
+    assert_eq!(notes.as_array().unwrap().len(), 2);
+    assert_eq!(notes[0]["text"], "buy basil");
+    assert_eq!(notes[0]["author"], "alice");
+    assert_eq!(notes[0]["at"], serde_json::json!([1.0, 0.0, 2.5]));
+    assert_eq!(notes[1]["reply_to"], id.as_str());
+    let human = ok(&h.bob, &["notes", "kitchen"]).await;
+    assert!(human.contains("buy basil") && human.contains("alice"), "{human}");
+
+    let members = json(&h.bob, &["space", "members", "kitchen"]).await;
+    assert_eq!(members.as_array().unwrap().len(), 2);
+    let out = tempfile::tempdir().unwrap();
+    ok(&h.bob, &["note", "get", &id[..10], "--out", out.path().to_str().unwrap()]).await;
+    assert_eq!(
+        std::fs::read_to_string(out.path().join(format!("{}.txt", &id[..8]))).unwrap(),
+        "buy basil"
+    );
+
+    let found = json(&h.bob, &["search", "basil"]).await;
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    let code = ok(&h.bob, &["safety-code", "alice"]).await;
+    assert_eq!(code, ok(&h.alice, &["safety-code", "alice"]).await, "both see the same devices");
+
+    // Clear errors, non-zero exit.
+    for (args, says) in [
+        (vec!["notes", "nowhere"], "no space named"),
+        (vec!["note", "post", "kitchen", "--text", "x", "--at", "1,2"], "X,Y,Z"),
+        (
+            vec!["note", "post", "kitchen", "--image", "/nonexistent.png"],
+            "reading /nonexistent.png",
+        ),
+        (vec!["note", "get", "zz", "--out", "/tmp"], "hex"),
+    ] {
+        let o = run(&h.bob, &args).await;
+        assert!(!o.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let o = run(Path::new("/nonexistent/profile"), &["notes", "kitchen"]).await;
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cairn-cli init"));
+    // A garbage image is refused with a reason.
+    let junk = out.path().join("junk.png");
+    std::fs::write(&junk, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let o = run(&h.alice, &["note", "post", "kitchen", "--image", junk.to_str().unwrap()]).await;
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unreadable image"));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_server_stopped_notes_and_search_work_from_the_cache() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start_server(server_dir.path(), port).await;
+    let url = format!("ws://127.0.0.1:{port}/v1/ws");
+    let h = setup(&url).await;
+    ok(&h.alice, &["note", "post", "kitchen", "--text", "the heron comes at dawn"]).await;
+    ok(&h.bob, &["notes", "kitchen"]).await;
+    server.shutdown().await.unwrap();
+
+    let out = run(&h.bob, &["notes", "kitchen"]).await;
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the heron comes at dawn"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("offline"));
+    let found = json(&h.bob, &["search", "heron", "dawn"]).await;
+    assert_eq!(found[0]["text"], "the heron comes at dawn");
+    assert!(json(&h.bob, &["search", "owl"]).await.as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_with_notes_in_its_outbox_delivers_each_exactly_once() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start_server(server_dir.path(), port).await;
+    let url = format!("ws://127.0.0.1:{port}/v1/ws");
+    let h = setup(&url).await;
+    ok(&h.bob, &["notes", "kitchen"]).await;
+    server.shutdown().await.unwrap();
+
+    // Offline: the notes wait in the outbox.
+    for i in 0..5 {
+        let out =
+            ok(&h.alice, &["note", "post", "kitchen", "--text", &format!("offline {i}")]).await;
+        assert!(out.contains("outbox"), "{out}");
+    }
+    let server = start_server(server_dir.path(), port).await;
+    // A sync killed with SIGKILL part-way, three times at different moments.
+    for delay_ms in [5u64, 40, 120] {
+        let mut child = cli(&h.alice).arg("sync").spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        child.start_kill().unwrap();
+        let _ = child.wait().await;
+    }
+    ok(&h.alice, &["sync"]).await;
+    let notes = json(&h.bob, &["notes", "kitchen"]).await;
+    let texts: Vec<&str> =
+        notes.as_array().unwrap().iter().map(|n| n["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, (0..5).map(|i| format!("offline {i}")).collect::<Vec<_>>());
+    server.shutdown().await.unwrap();
+}

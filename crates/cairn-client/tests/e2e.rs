@@ -1,0 +1,349 @@
+//! End to end: real server on loopback, real clients, real encryption.
+
+use cairn_client::{Change, Client, Draft, VoiceClip};
+use cairn_proto::*;
+use std::path::Path;
+use std::time::Duration;
+
+struct World {
+    server: Option<cairn_server::RunningServer>,
+    server_dir: tempfile::TempDir,
+    homes: tempfile::TempDir,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl World {
+    async fn new() -> World {
+        let mut w = World {
+            server: None,
+            server_dir: tempfile::tempdir().unwrap(),
+            homes: tempfile::tempdir().unwrap(),
+            port: free_port(),
+        };
+        w.start().await;
+        w
+    }
+    async fn start(&mut self) {
+        let mut config = cairn_server::Config::for_data_dir(self.server_dir.path());
+        config.listen = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        self.server = Some(cairn_server::start(config).await.unwrap());
+    }
+    async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.unwrap();
+        }
+    }
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1/ws", self.port)
+    }
+    fn home(&self, who: &str) -> std::path::PathBuf {
+        self.homes.path().join(who)
+    }
+    async fn user(&self, who: &str) -> Client {
+        Client::init(&self.home(who), &self.url(), who, None, None).await.unwrap()
+    }
+}
+
+/// A minimal Ogg/Opus stream (RFC 7845 headers; one page of one silent 20 ms packet per
+/// page) lasting `ms` milliseconds. Enough for the client's checks; real encoding is the
+/// voice feature's.
+fn ogg_opus(ms: u32) -> Vec<u8> {
+    fn page(out: &mut Vec<u8>, header_type: u8, granule: u64, seq: u32, packet: &[u8]) {
+        let mut p = b"OggS".to_vec();
+        p.push(0);
+        p.push(header_type);
+        p.extend_from_slice(&granule.to_le_bytes());
+        p.extend_from_slice(&7u32.to_le_bytes());
+        p.extend_from_slice(&seq.to_le_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p.push(1);
+        p.push(packet.len() as u8);
+        p.extend_from_slice(packet);
+        out.extend_from_slice(&p);
+    }
+    let mut head = b"OpusHead".to_vec();
+    head.extend_from_slice(&[1, 1, 0x38, 1, 0x80, 0xbb, 0, 0, 0, 0, 0]);
+    let mut out = Vec::new();
+    page(&mut out, 2, 0, 0, &head);
+    page(&mut out, 0, 0, 1, b"OpusTags\0\0\0\0\0\0\0\0");
+    let packets = ms / 20;
+    for i in 0..packets {
+        page(
+            &mut out,
+            if i + 1 == packets { 4 } else { 0 },
+            312 + u64::from(i + 1) * 960,
+            2 + i,
+            &[0xf8, 0xff, 0xfe],
+        );
+    }
+    out
+}
+
+fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn all_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_image_and_voice_reach_a_member_and_nothing_reaches_anyone_else() {
+    let w = World::new().await;
+    let mut alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut carol = w.user("carol").await;
+    let space = alice.create_space("garden", Policy::default()).await.unwrap();
+    alice.invite(&space, "bob", Role::Member).await.unwrap();
+
+    let secret_text = "the spare key is under the third stone";
+    let voice = ogg_opus(1500);
+    let image = png(640, 480, [200, 30, 40]);
+    let t = alice.post(&space, Draft::text(secret_text, [1.0, 0.0, 2.0])).await.unwrap();
+    let i = alice
+        .post(
+            &space,
+            Draft { image: Some(image.clone()), text: "the gate".into(), ..Draft::default() },
+        )
+        .await
+        .unwrap();
+    let v = alice
+        .post(
+            &space,
+            Draft {
+                voice: Some(VoiceClip {
+                    ogg_opus: voice.clone(),
+                    waveform: vec![1, 2, 3],
+                    duration_ms: 1500,
+                }),
+                ..Draft::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!([&t, &i, &v].iter().all(|n| n.seq.is_some()), "acknowledged while online");
+
+    bob.sync().await.unwrap();
+    let notes = bob.notes(&space).unwrap();
+    assert_eq!(notes.len(), 3);
+    let text = notes[0].body.as_ref().unwrap_or_else(|| panic!("{:?}", notes[0].error));
+    assert_eq!(
+        (text.text.as_str(), text.author.as_str(), text.pose.position),
+        (secret_text, "alice", [1.0, 0.0, 2.0])
+    );
+    // Image: bob downloads, the hash is checked, the bytes decode to the seeded colour.
+    let img_body = notes[1].body.clone().unwrap_or_else(|| panic!("{:?}", notes[1].error));
+    assert_eq!(img_body.kind, NoteKind::Image);
+    assert!(!img_body.thumbnail.is_empty());
+    let path = bob.media(&img_body.media[0]).await.unwrap();
+    let decoded = image::load_from_memory(&std::fs::read(&path).unwrap()).unwrap().into_rgb8();
+    let px = decoded.get_pixel(320, 240);
+    assert!(px[0] > 180 && px[1] < 60 && px[2] < 70, "{px:?}");
+    assert_eq!(decoded.dimensions(), (640, 480));
+    let voice_body = notes[2].body.clone().unwrap();
+    assert_eq!((voice_body.kind, voice_body.duration_ms), (NoteKind::Voice, 1500));
+    assert_eq!(std::fs::read(bob.media(&voice_body.media[0]).await.unwrap()).unwrap(), voice);
+
+    // Carol, not a member: no spaces, no notes, no keys, no media.
+    carol.sync().await.unwrap();
+    assert!(carol.spaces().unwrap().is_empty());
+    assert!(carol.media(&voice_body.media[0]).await.is_err());
+
+    // No plaintext at rest on the server: database, WAL and media files.
+    let display_jpeg =
+        std::fs::read(cairn_client::media::cache_path(&w.home("alice"), &img_body.media[0].hash))
+            .unwrap();
+    let needles: Vec<(&str, Vec<u8>)> = vec![
+        ("text", secret_text.as_bytes().to_vec()),
+        ("author", b"the gate".to_vec()),
+        ("image", display_jpeg[200..264].to_vec()),
+        ("thumbnail", img_body.thumbnail[100..164].to_vec()),
+        ("voice", voice[60..120].to_vec()),
+    ];
+    for file in all_files(w.server_dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        for (what, needle) in &needles {
+            assert!(!contains(&bytes, needle), "{what} in plaintext in {}", file.display());
+        }
+    }
+
+    // Even with a copy of the server's data directory, carol opens nothing: she holds no
+    // envelope, and none of the envelopes there opens with her key.
+    let copy = tempfile::tempdir().unwrap();
+    for f in all_files(w.server_dir.path()) {
+        let rel = f.strip_prefix(w.server_dir.path()).unwrap();
+        std::fs::create_dir_all(copy.path().join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(&f, copy.path().join(rel)).unwrap();
+    }
+    let db = rusqlite_free_envelopes(&copy.path().join("cairn.db"));
+    assert!(!db.is_empty());
+    for env_bytes in db {
+        let env: KeyEnvelope = decode(&env_bytes).unwrap();
+        assert_ne!(env.recipient, carol.device());
+        let mut redirected = env.clone();
+        redirected.recipient = carol.device();
+        assert!(cairn_crypto::unwrap_epoch_key(carol.identity(), &redirected).is_err());
+    }
+}
+
+/// Reads every stored envelope from a server database file (as an attacker with a copy).
+fn rusqlite_free_envelopes(db: &Path) -> Vec<Vec<u8>> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare("SELECT envelope FROM envelopes").unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_away_member_gets_all_hundred_notes_in_order_once() {
+    let w = World::new().await;
+    let mut alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let space = alice.create_space("office", Policy::default()).await.unwrap();
+    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    bob.sync().await.unwrap();
+    bob.disconnect();
+    for i in 0..100 {
+        alice.post(&space, Draft::text(&format!("note {i}"), [0.0; 3])).await.unwrap();
+    }
+    bob.connect().await.unwrap();
+    let changes = bob.sync().await.unwrap();
+    let arrived: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Note(n) => Some(n.body.clone().unwrap().text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(arrived, (0..100).map(|i| format!("note {i}")).collect::<Vec<_>>());
+    let notes = bob.notes(&space).unwrap();
+    assert_eq!(notes.len(), 100);
+    assert!(notes.windows(2).all(|p| p[0].seq < p[1].seq));
+    // A second sync brings nothing again.
+    assert!(bob.sync().await.unwrap().iter().all(|c| !matches!(c, Change::Note(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_in_the_middle_of_a_sync_loses_nothing() {
+    let mut w = World::new().await;
+    let mut alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let space = alice.create_space("archive", Policy::default()).await.unwrap();
+    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    bob.sync().await.unwrap();
+    for i in 0..1200 {
+        alice.post(&space, Draft::text(&format!("n{i}"), [0.0; 3])).await.unwrap();
+    }
+    bob.disconnect();
+    bob.connect().await.unwrap();
+    // Stop the server while bob's paged sync is under way.
+    let sync = async {
+        let r = bob.sync().await;
+        (r.is_err(), bob)
+    };
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        w.stop().await;
+    };
+    let ((failed, mut bob), ()) = tokio::join!(sync, stop);
+    let partial = bob.notes(&space).unwrap().len();
+    eprintln!("sync interrupted: failed={failed}, {partial} of 1200 notes so far");
+    w.start().await;
+    bob.disconnect();
+    bob.connect().await.unwrap();
+    bob.sync().await.unwrap();
+    let notes = bob.notes(&space).unwrap();
+    assert_eq!(notes.len(), 1200);
+    let texts: Vec<String> = notes.iter().map(|n| n.body.clone().unwrap().text).collect();
+    assert_eq!(texts, (0..1200).map(|i| format!("n{i}")).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_reads_nothing_after_and_history_follows_policy() {
+    let w = World::new().await;
+    let mut alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut carol = w.user("carol").await;
+    let mut dave = w.user("dave").await;
+    let open = alice.create_space("open", Policy::default()).await.unwrap();
+    let closed = alice
+        .create_space("closed", Policy { history_for_new_members: false, ..Policy::default() })
+        .await
+        .unwrap();
+    alice.invite(&open, "bob", Role::Member).await.unwrap();
+    alice.post(&open, Draft::text("before removal", [0.0; 3])).await.unwrap();
+    bob.sync().await.unwrap();
+    assert_eq!(bob.notes(&open).unwrap()[0].body.as_ref().unwrap().text, "before removal");
+
+    alice.remove(&open, "bob").await.unwrap();
+    alice.post(&open, Draft::text("after removal", [0.0; 3])).await.unwrap();
+    bob.sync().await.unwrap();
+    let bobs = bob.notes(&open).unwrap();
+    assert_eq!(bobs.len(), 1, "bob keeps what he could read and gets nothing after");
+    assert_eq!(bobs[0].body.as_ref().unwrap().text, "before removal");
+    // Even a copy of the new note, fetched by someone else, does not open with bob's keys.
+    let newest_epoch = alice.spaces().unwrap().into_iter().find(|s| s.id == open).unwrap().epoch;
+    assert!(cairn_crypto::KeyStore::epoch_key(bob.store(), open, newest_epoch).unwrap().is_none());
+
+    // History: carol joins the open space later and reads the past; dave joins the closed
+    // space later and does not, but reads what comes after.
+    alice.post(&closed, Draft::text("old closed", [0.0; 3])).await.unwrap();
+    alice.invite(&open, "carol", Role::Reader).await.unwrap();
+    alice.invite(&closed, "dave", Role::Member).await.unwrap();
+    alice.post(&closed, Draft::text("new closed", [0.0; 3])).await.unwrap();
+    carol.sync().await.unwrap();
+    dave.sync().await.unwrap();
+    let carols: Vec<_> =
+        carol.notes(&open).unwrap().into_iter().filter_map(|n| n.body.map(|b| b.text)).collect();
+    assert_eq!(carols, vec!["before removal", "after removal"]);
+    let daves = dave.notes(&closed).unwrap();
+    assert_eq!(daves.len(), 2);
+    assert!(
+        daves[0].body.is_none() && daves[0].error.is_some(),
+        "old note kept but unreadable, and reported"
+    );
+    assert_eq!(daves[1].body.as_ref().unwrap().text, "new closed");
+    // A reader cannot post.
+    assert!(carol.post(&open, Draft::text("hi", [0.0; 3])).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_notes_arrive_as_events() {
+    let w = World::new().await;
+    let mut alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let space = alice.create_space("live", Policy::default()).await.unwrap();
+    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    bob.sync().await.unwrap();
+    alice.post(&space, Draft::text("hello live", [0.0; 3])).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, bob.next_event())
+            .await
+            .expect("event in time")
+            .unwrap();
+        let changes = bob.handle_event(ev).await.unwrap();
+        if changes.iter().any(|c| matches!(c, Change::Note(n) if n.body.as_ref().is_some_and(|b| b.text == "hello live"))) {
+            break;
+        }
+    }
+}
