@@ -1,4 +1,7 @@
-use bevy::prelude::*;
-fn main() {
-    App::new().add_plugins(DefaultPlugins).run();
+//! `cairn`: the app. Everything lives in the library; this parses the flags and runs it.
+
+use clap::Parser;
+
+fn main() -> bevy::app::AppExit {
+    cairn::run(cairn::Args::parse())
 }

@@ -206,6 +206,15 @@ impl Client {
     pub fn server(&self) -> &str {
         &self.server
     }
+    /// Points this profile at another server URL (the embedded server's port can change
+    /// between runs). Takes effect at the next connect.
+    pub fn set_server(&mut self, url: &str) -> Result<(), ClientError> {
+        self.store.set_meta(META_SERVER, url.as_bytes())?;
+        self.server = url.to_owned();
+        self.disconnect();
+        Ok(())
+    }
+
     pub fn home(&self) -> &Path {
         &self.home
     }

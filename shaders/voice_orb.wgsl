@@ -1,0 +1,42 @@
+// The voice orb: the note's waveform drawn around the sphere's equator as bars, filled up
+// to the playback progress, with a gentle breathing glow and a pulse while it plays.
+#import bevy_pbr::forward_io::VertexOutput
+#import bevy_pbr::mesh_view_bindings::view
+
+struct VoiceOrb {
+    base: vec4<f32>,
+    glow: vec4<f32>,
+    // x: progress 0..1, y: pulse 0..1, z: time (s), w: highlight 0..1
+    params: vec4<f32>,
+    wave: array<vec4<f32>, 16>,
+};
+
+@group(#{MATERIAL_BIND_GROUP}) @binding(0) var<uniform> orb: VoiceOrb;
+
+fn peak(i: u32) -> f32 {
+    return orb.wave[i / 4u][i % 4u];
+}
+
+@fragment
+fn fragment(in: VertexOutput) -> @location(0) vec4<f32> {
+    let u = fract(in.uv.x);
+    let bar = min(u32(u * 64.0), 63u);
+    let within = fract(u * 64.0);
+    let amp = peak(bar);
+    // Distance from the equator, 0 there and 1 at the poles.
+    let lat = abs(in.uv.y - 0.5) * 2.0;
+    let in_bar = lat < (0.06 + amp * 0.7) && within > 0.15 && within < 0.85;
+    let played = u < orb.params.x;
+
+    let n = normalize(in.world_normal);
+    let to_eye = normalize(view.world_position - in.world_position.xyz);
+    let rim = pow(1.0 - max(dot(n, to_eye), 0.0), 2.5);
+    let breathe = 0.5 + 0.5 * sin(orb.params.z * 1.7);
+
+    var color = orb.base.rgb * (0.6 + 0.4 * (1.0 - lat));
+    if in_bar {
+        color = select(orb.glow.rgb * 0.55, orb.glow.rgb * 1.8, played);
+    }
+    color += orb.glow.rgb * rim * (0.35 + 0.25 * breathe + 0.8 * orb.params.y + 0.5 * orb.params.w);
+    return vec4<f32>(color, 1.0);
+}

@@ -1,0 +1,129 @@
+//! Cairn, the app: spatial notes — text, voice and images — standing where they were left,
+//! in a desktop window or an OpenXR headset. One plugin per feature, composed here.
+//!
+//! The logic (notes, pointer, compose) runs without a renderer, so tests drive it with
+//! `MinimalPlugins` and injected pointer rays; the renderer, the window and the network are
+//! added on top by [`run`].
+
+pub mod compose;
+pub mod desktop;
+pub mod interact;
+pub mod net;
+pub mod notes;
+pub mod render;
+pub mod screenshot;
+pub mod startup;
+pub mod ui;
+
+use bevy::prelude::*;
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Command-line flags of the app.
+#[derive(Parser, Debug, Clone, Default)]
+#[command(name = "cairn", version, about = "Spatial notes: leave text, voice and images in places")]
+pub struct Args {
+    /// Profile directory (device keys, cache), shared with cairn-cli. Default: $CAIRN_HOME,
+    /// else the platform's data directory.
+    #[arg(long, env = "CAIRN_HOME")]
+    pub home: Option<PathBuf>,
+    /// Server to use (ws:// or wss://). Without it, an embedded server runs in-process on
+    /// SQLite in the profile directory.
+    #[arg(long, env = "CAIRN_SERVER")]
+    pub server: Option<String>,
+    /// Your handle on first run (default: your login name).
+    #[arg(long)]
+    pub handle: Option<String>,
+    /// The space to open (name or id); default: the first one.
+    #[arg(long)]
+    pub space: Option<String>,
+    /// Render, save a picture of the window to FILE once every note is drawn, and exit.
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
+    /// Force the desktop window even when an OpenXR runtime is present.
+    #[arg(long, conflicts_with = "xr")]
+    pub flat: bool,
+    /// Demand XR: exit with an error when no OpenXR runtime is present.
+    #[arg(long)]
+    pub xr: bool,
+}
+
+/// The frame, in order: what the network brought, what the user did, applying it to the
+/// notes, laying them out, and what goes back to the network.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CairnSet {
+    NetReceive,
+    Input,
+    Apply,
+    Layout,
+    NetSend,
+}
+
+/// The logic of the app, renderer-free: notes, the pointer, composing. Headless tests add
+/// this to `MinimalPlugins`.
+pub struct CairnLogicPlugin;
+
+impl Plugin for CairnLogicPlugin {
+    fn build(&self, app: &mut App) {
+        app.configure_sets(
+            Update,
+            (
+                CairnSet::NetReceive,
+                CairnSet::Input,
+                CairnSet::Apply,
+                CairnSet::Layout,
+                CairnSet::NetSend,
+            )
+                .chain(),
+        );
+        app.add_plugins((net::messages, notes::plugin, interact::plugin, compose::plugin));
+    }
+}
+
+/// Everything a person sees and hears: the scene, note visuals, audio, desktop controls and
+/// the side panel. Needs `DefaultPlugins`.
+pub struct CairnPresentationPlugin;
+
+impl Plugin for CairnPresentationPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_plugins((render::plugin, desktop::plugin, ui::plugin));
+    }
+}
+
+/// Starts the app: the profile (and on first run the identity, a first space and welcome
+/// notes), the embedded server unless `--server` is given, then the window.
+pub fn run(args: Args) -> AppExit {
+    let boot = match startup::boot(&args) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cairn: {e:#}");
+            return AppExit::error();
+        }
+    };
+    let mut app = App::new();
+    app.register_asset_source(
+        "shaders",
+        bevy::asset::io::AssetSourceBuilder::platform_default(&startup::shaders_dir(), None),
+    );
+    app.add_plugins(
+        DefaultPlugins
+            .set(WindowPlugin {
+                primary_window: Some(Window {
+                    title: "Cairn".into(),
+                    resolution: bevy::window::WindowResolution::new(1280, 800),
+                    ..default()
+                }),
+                ..default()
+            })
+            .set(AssetPlugin { file_path: startup::assets_dir(), ..default() }),
+    );
+    app.add_plugins((CairnLogicPlugin, CairnPresentationPlugin));
+    app.add_plugins(net::plugin(boot.handle, boot.space));
+    if let Some(server) = boot.embedded {
+        app.insert_resource(server);
+    }
+    if let Some(path) = args.screenshot.clone() {
+        app.add_plugins(screenshot::plugin(path));
+    }
+    app.run()
+}

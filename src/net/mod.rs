@@ -1,0 +1,150 @@
+//! The bridge between cairn-client and Bevy: the client runs on its own tokio runtime
+//! (`ClientHandle`); each frame its events are drained into Bevy messages, and commands
+//! written as [`NetCommand`] messages go back to it.
+
+use crate::CairnSet;
+use bevy::prelude::*;
+use cairn_client::{Change, ClientCommand, ClientEvent, ClientHandle, ConnectionState, LocalNote};
+use cairn_proto::{MediaHash, NoteId, SpaceId};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// A note appeared or changed.
+#[derive(Message, Debug, Clone)]
+pub struct NoteUpdated(pub LocalNote);
+
+/// A note was deleted or expired.
+#[derive(Message, Debug, Clone)]
+pub struct NoteRemoved {
+    pub space: SpaceId,
+    pub note_id: NoteId,
+}
+
+/// Decrypted media is on disk.
+#[derive(Message, Debug, Clone)]
+pub struct MediaReady {
+    pub hash: MediaHash,
+    pub path: PathBuf,
+}
+
+/// Something to show the user.
+#[derive(Message, Debug, Clone)]
+pub struct NetNotice(pub String);
+
+/// A command for the client.
+#[derive(Message, Debug)]
+pub struct NetCommand(pub ClientCommand);
+
+/// What the status line shows.
+#[derive(Resource, Debug, Clone)]
+pub struct NetStatus {
+    pub handle: String,
+    pub state: ConnectionState,
+    pub outbox: usize,
+    pub spaces: Vec<(SpaceId, String)>,
+    pub last_error: Option<String>,
+}
+
+impl Default for NetStatus {
+    fn default() -> Self {
+        NetStatus {
+            handle: String::new(),
+            state: ConnectionState::Connecting,
+            outbox: 0,
+            spaces: Vec::new(),
+            last_error: None,
+        }
+    }
+}
+
+/// The space on screen.
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CurrentSpace(pub Option<SpaceId>);
+
+/// The messages and resources, without a client: headless tests write the messages
+/// themselves.
+pub fn messages(app: &mut App) {
+    app.add_message::<NoteUpdated>()
+        .add_message::<NoteRemoved>()
+        .add_message::<MediaReady>()
+        .add_message::<NetNotice>()
+        .add_message::<NetCommand>()
+        .init_resource::<NetStatus>()
+        .init_resource::<CurrentSpace>();
+}
+
+#[derive(Resource)]
+struct Client(Mutex<ClientHandle>);
+
+/// The networking plugin: owns the client handle.
+pub fn plugin(handle: ClientHandle, space: Option<SpaceId>) -> impl Plugin {
+    let client = Mutex::new(Some(handle));
+    move |app: &mut App| {
+        let handle =
+            client.lock().expect("plugin lock").take().expect("the net plugin is added once");
+        app.insert_resource(Client(Mutex::new(handle)))
+            .insert_resource(CurrentSpace(space))
+            .add_systems(Update, drain_client.in_set(CairnSet::NetReceive))
+            .add_systems(Update, send_commands.in_set(CairnSet::NetSend));
+    }
+}
+
+/// Most client events handled in one frame; the rest wait for the next, so a big sync
+/// never stalls a frame.
+const EVENTS_PER_FRAME: usize = 2000;
+
+fn drain_client(
+    client: Res<Client>,
+    mut status: ResMut<NetStatus>,
+    mut current: ResMut<CurrentSpace>,
+    mut updated: MessageWriter<NoteUpdated>,
+    mut removed: MessageWriter<NoteRemoved>,
+    mut media: MessageWriter<MediaReady>,
+    mut notices: MessageWriter<NetNotice>,
+) {
+    let handle = client.0.lock().expect("client lock");
+    for _ in 0..EVENTS_PER_FRAME {
+        let Some(event) = handle.try_recv() else { break };
+        match event {
+            ClientEvent::Ready { handle, spaces } => {
+                status.handle = handle;
+                if current.0.is_none() {
+                    current.0 = spaces.first().map(|s| s.0);
+                }
+                status.spaces = spaces;
+            }
+            ClientEvent::State(state) => {
+                if let ConnectionState::Offline { reason, .. } = &state {
+                    status.last_error = Some(reason.clone());
+                }
+                status.state = state;
+            }
+            ClientEvent::Changed(Change::Note(n)) => {
+                updated.write(NoteUpdated(n));
+            }
+            ClientEvent::Changed(Change::Removed { space, note_id }) => {
+                removed.write(NoteRemoved { space, note_id });
+            }
+            ClientEvent::Changed(Change::Space(id)) => {
+                if current.0.is_none() {
+                    current.0 = Some(id);
+                }
+            }
+            ClientEvent::Outbox(n) => status.outbox = n,
+            ClientEvent::MediaReady { media: hash, path } => {
+                media.write(MediaReady { hash, path });
+            }
+            ClientEvent::Error(e) => {
+                status.last_error = Some(e.clone());
+                notices.write(NetNotice(e));
+            }
+        }
+    }
+}
+
+fn send_commands(client: Res<Client>, mut commands: ResMut<Messages<NetCommand>>) {
+    let handle = client.0.lock().expect("client lock");
+    for NetCommand(c) in commands.drain() {
+        handle.send(c);
+    }
+}

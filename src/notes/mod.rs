@@ -1,0 +1,278 @@
+//! Note entities: one per note of the current space, placed at the note's pose, updated and
+//! removed as the client reports, linked to the notes they reply to, turned toward the
+//! viewer, and faded and simplified with distance.
+
+use crate::CairnSet;
+use crate::net::{CurrentSpace, NoteRemoved, NoteUpdated};
+use bevy::prelude::*;
+use cairn_client::LocalNote;
+use cairn_crypto::NoteBody;
+use cairn_proto::{DeviceId, NoteId, NoteKind, SpaceId};
+use std::collections::HashMap;
+
+/// A note standing in the space.
+#[derive(Component, Debug, Clone)]
+pub struct Note {
+    pub space: SpaceId,
+    pub id: NoteId,
+    pub seq: Option<u64>,
+    pub sender: DeviceId,
+    /// What it says, when it could be opened.
+    pub body: Option<NoteBody>,
+    /// Why it could not be opened (shown as a marked placeholder).
+    pub error: Option<String>,
+    pub unread: bool,
+}
+
+impl Note {
+    pub fn kind(&self) -> Option<NoteKind> {
+        self.body.as_ref().map(|b| b.kind)
+    }
+    pub fn pending(&self) -> bool {
+        self.seq.is_none()
+    }
+    pub fn from_local(n: &LocalNote) -> Self {
+        Note {
+            space: n.space,
+            id: n.note_id,
+            seq: n.seq,
+            sender: n.sender,
+            body: n.body.clone(),
+            error: n.error.clone(),
+            unread: !n.read,
+        }
+    }
+}
+
+/// The visual changed and must be rebuilt (text, pending state, unread).
+#[derive(Component, Debug, Default)]
+pub struct NeedsVisual;
+
+/// The note's bounds for pointing, as half extents in its local frame.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct NoteBounds(pub Vec3);
+
+/// Links a reply to the entity of the note it answers.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct ReplyLink(pub Entity);
+
+/// Set on notes that just arrived live; drives a short scale-in animation.
+#[derive(Component, Debug)]
+pub struct Arriving(pub f32);
+
+/// Turns the note about its vertical axis to face the viewer.
+#[derive(Component, Debug, Default)]
+pub struct Billboard;
+
+/// How far a note is shown in full, and where it has faded out.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct DistanceFade {
+    pub alpha: f32,
+    pub detailed: bool,
+}
+
+impl Default for DistanceFade {
+    fn default() -> Self {
+        DistanceFade { alpha: 1.0, detailed: true }
+    }
+}
+
+/// Full detail closer than this (metres).
+pub const DETAIL_DISTANCE: f32 = 12.0;
+/// Fully faded beyond this.
+pub const FADE_END: f32 = 40.0;
+
+/// Note id -> entity, for the current space.
+#[derive(Resource, Default, Debug)]
+pub struct NoteIndex(pub HashMap<NoteId, Entity>);
+
+/// Where the viewer's eyes are (the desktop camera, or the XR head).
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct Viewer(pub Vec3);
+
+impl Default for Viewer {
+    fn default() -> Self {
+        Viewer(Vec3::new(0.0, 1.6, 3.0))
+    }
+}
+
+/// The systems that apply note changes; pointing runs before them.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NoteSystems;
+
+pub fn plugin(app: &mut App) {
+    app.init_resource::<NoteIndex>().init_resource::<Viewer>().add_systems(
+        Update,
+        (
+            (apply_updates, apply_removals, follow_space)
+                .chain()
+                .in_set(CairnSet::Apply)
+                .in_set(NoteSystems),
+            mark_read_on_activate.in_set(CairnSet::Apply).after(NoteSystems),
+            (link_replies, face_viewer, fade_with_distance, animate_arrivals)
+                .in_set(CairnSet::Layout),
+        ),
+    );
+}
+
+/// Spawns or updates the entity of each changed note of the current space.
+fn apply_updates(
+    mut commands: Commands,
+    mut updates: MessageReader<NoteUpdated>,
+    mut index: ResMut<NoteIndex>,
+    current: Res<CurrentSpace>,
+    mut notes: Query<(&mut Note, &mut Transform)>,
+    time: Option<Res<Time>>,
+) {
+    let live = time.map(|t| t.elapsed_secs() > 2.0).unwrap_or(false);
+    for NoteUpdated(local) in updates.read() {
+        if current.0 != Some(local.space) || local.deleted {
+            continue;
+        }
+        let note = Note::from_local(local);
+        let transform = pose_transform(note.body.as_ref());
+        match index.0.get(&local.note_id).copied() {
+            Some(entity) => {
+                if let Ok((mut existing, mut t)) = notes.get_mut(entity) {
+                    *existing = note;
+                    t.translation = transform.translation;
+                    commands.entity(entity).insert(NeedsVisual);
+                }
+            }
+            None => {
+                let mut e = commands.spawn((
+                    note,
+                    transform,
+                    Visibility::default(),
+                    Billboard,
+                    DistanceFade::default(),
+                    NoteBounds(Vec3::new(0.35, 0.25, 0.05)),
+                    NeedsVisual,
+                ));
+                if live {
+                    e.insert(Arriving(0.0));
+                }
+                index.0.insert(local.note_id, e.id());
+            }
+        }
+    }
+}
+
+/// A note's transform from its pose (an unopened note stands at the origin of the space).
+pub fn pose_transform(body: Option<&NoteBody>) -> Transform {
+    match body {
+        Some(b) => {
+            let [x, y, z] = b.pose.position;
+            let [qx, qy, qz, qw] = b.pose.rotation;
+            let q = Quat::from_xyzw(qx, qy, qz, qw);
+            let rotation =
+                if q.is_finite() && (q.length() - 1.0).abs() < 0.01 { q } else { Quat::IDENTITY };
+            let translation = Vec3::new(x, y, z);
+            Transform {
+                translation: if translation.is_finite() { translation } else { Vec3::ZERO },
+                rotation,
+                scale: Vec3::ONE,
+            }
+        }
+        None => Transform::from_xyz(0.0, 1.2, 0.0),
+    }
+}
+
+fn apply_removals(
+    mut commands: Commands,
+    mut removals: MessageReader<NoteRemoved>,
+    mut index: ResMut<NoteIndex>,
+) {
+    for r in removals.read() {
+        if let Some(e) = index.0.remove(&r.note_id) {
+            commands.entity(e).despawn();
+        }
+    }
+}
+
+/// When the current space changes, clear the scene (the client re-sends that space's notes).
+fn follow_space(
+    mut commands: Commands,
+    current: Res<CurrentSpace>,
+    mut index: ResMut<NoteIndex>,
+    mut last: Local<Option<Option<SpaceId>>>,
+) {
+    if last.is_some_and(|l| l != current.0) {
+        for (_, e) in index.0.drain() {
+            commands.entity(e).despawn();
+        }
+    }
+    *last = Some(current.0);
+}
+
+fn link_replies(
+    mut commands: Commands,
+    index: Res<NoteIndex>,
+    notes: Query<(Entity, &Note), Without<ReplyLink>>,
+) {
+    for (e, n) in &notes {
+        if let Some(parent) = n.body.as_ref().and_then(|b| b.reply_to).and_then(|p| index.0.get(&p))
+        {
+            commands.entity(e).insert(ReplyLink(*parent));
+        }
+    }
+}
+
+/// Panels turn about the vertical axis toward the viewer, so text is never seen edge-on.
+pub fn face_viewer(viewer: Res<Viewer>, mut q: Query<&mut Transform, With<Billboard>>) {
+    for mut t in &mut q {
+        let mut to = viewer.0 - t.translation;
+        to.y = 0.0;
+        if to.length_squared() > 1e-6 {
+            t.rotation = Quat::from_rotation_y(f32::atan2(to.x, to.z));
+        }
+    }
+}
+
+/// Alpha and level of detail from the distance to the viewer.
+pub fn fade_with_distance(viewer: Res<Viewer>, mut q: Query<(&Transform, &mut DistanceFade)>) {
+    for (t, mut fade) in &mut q {
+        let d = t.translation.distance(viewer.0);
+        let alpha = 1.0 - ((d - DETAIL_DISTANCE) / (FADE_END - DETAIL_DISTANCE)).clamp(0.0, 1.0);
+        let detailed = d < DETAIL_DISTANCE;
+        if (fade.alpha - alpha).abs() > 0.02 || fade.detailed != detailed {
+            *fade = DistanceFade { alpha, detailed };
+        }
+    }
+}
+
+fn animate_arrivals(
+    mut commands: Commands,
+    time: Res<Time>,
+    mut q: Query<(Entity, &mut Arriving, &mut Transform)>,
+) {
+    for (e, mut a, mut t) in &mut q {
+        a.0 = (a.0 + time.delta_secs() * 2.5).min(1.0);
+        // Ease out with a little overshoot.
+        let x = a.0;
+        t.scale = Vec3::splat(1.0 + 0.15 * (std::f32::consts::PI * x).sin() - 0.15 * (1.0 - x));
+        if a.0 >= 1.0 {
+            t.scale = Vec3::ONE;
+            commands.entity(e).remove::<Arriving>();
+        }
+    }
+}
+
+/// Activating a note reads it: its glow goes, and the client remembers.
+fn mark_read_on_activate(
+    mut activated: MessageReader<crate::interact::NoteActivated>,
+    mut notes: Query<&mut Note>,
+    mut net: MessageWriter<crate::net::NetCommand>,
+) {
+    for a in activated.read() {
+        if let Ok(mut n) = notes.get_mut(a.entity) {
+            if n.unread {
+                n.unread = false;
+                net.write(crate::net::NetCommand(cairn_client::ClientCommand::MarkRead {
+                    space: n.space,
+                    note_id: n.id,
+                }));
+            }
+        }
+    }
+}

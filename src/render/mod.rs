@@ -1,0 +1,760 @@
+//! Note visuals and the scene. Each note gets a shared-material card at once; its detail
+//! (a text texture, a picture, a voice orb) is built when it comes near, a few per frame,
+//! so thousands of notes stay cheap. State (unread glow, hover, focus, pending) swaps a
+//! shared backplate material; nothing per note is rebuilt for it.
+
+pub mod text;
+
+use crate::CairnSet;
+use crate::interact::{Focused, Pointer};
+use crate::net::{MediaReady, NetCommand, NetStatus};
+use crate::notes::{DistanceFade, NeedsVisual, Note, NoteBounds, ReplyLink, Viewer};
+use bevy::asset::RenderAssetUsages;
+use bevy::light::NotShadowCaster;
+use bevy::prelude::*;
+use bevy::render::render_resource::{
+    AsBindGroup, Extent3d, ShaderType, TextureDimension, TextureFormat,
+};
+use bevy::shader::ShaderRef;
+use cairn_client::ClientCommand;
+use cairn_proto::{MediaHash, NoteKind};
+use std::collections::HashMap;
+use std::time::Instant;
+use text::{Fonts, PanelStyle, age_label, render_panel};
+
+/// Panel width in metres.
+pub const PANEL_WIDTH: f32 = 0.7;
+/// Text rasterization allowed per frame; the rest waits for the next.
+const DETAIL_BUDGET_MS: f64 = 6.0;
+
+/// The voice orb: a sphere whose surface draws the note's waveform, pulsing and filling
+/// with progress while it plays (`shaders/voice_orb.wgsl`).
+#[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
+pub struct VoiceOrbMaterial {
+    #[uniform(0)]
+    pub data: VoiceOrbUniform,
+}
+
+#[derive(ShaderType, Debug, Clone, Copy)]
+pub struct VoiceOrbUniform {
+    pub base: LinearRgba,
+    pub glow: LinearRgba,
+    /// x: progress 0..1, y: pulse 0..1, z: time in seconds, w: highlight 0..1.
+    pub params: Vec4,
+    /// 64 peaks, 0..1, four to a vector.
+    pub wave: [Vec4; 16],
+}
+
+impl Material for VoiceOrbMaterial {
+    fn fragment_shader() -> ShaderRef {
+        "shaders://voice_orb.wgsl".into()
+    }
+}
+
+impl VoiceOrbUniform {
+    pub fn new(peaks: &[u8]) -> Self {
+        let mut wave = [Vec4::ZERO; 16];
+        for i in 0..64 {
+            // Resample whatever length was sent to 64 bars.
+            let v =
+                if peaks.is_empty() { 0.3 } else { f32::from(peaks[i * peaks.len() / 64]) / 255.0 };
+            wave[i / 4][i % 4] = v;
+        }
+        VoiceOrbUniform {
+            base: LinearRgba::rgb(0.05, 0.18, 0.22),
+            glow: LinearRgba::rgb(0.25, 0.85, 0.8),
+            params: Vec4::ZERO,
+            wave,
+        }
+    }
+}
+
+/// Meshes and materials every note shares.
+#[derive(Resource)]
+pub struct NoteAssets {
+    pub fonts: Fonts,
+    pub quad: Handle<Mesh>,
+    pub orb: Handle<Mesh>,
+    pub frame: Handle<Mesh>,
+    pub card: Handle<StandardMaterial>,
+    pub card_placeholder: Handle<StandardMaterial>,
+    pub frame_wood: Handle<StandardMaterial>,
+    pub plate: Handle<StandardMaterial>,
+    pub plate_unread: Handle<StandardMaterial>,
+    pub plate_hover: Handle<StandardMaterial>,
+    pub plate_focus: Handle<StandardMaterial>,
+    pub plate_pending: Handle<StandardMaterial>,
+}
+
+/// The parts of a note's visual.
+#[derive(Component, Debug, Default)]
+pub struct NoteVisual {
+    pub card: Option<Entity>,
+    pub plate: Option<Entity>,
+    pub detail: Option<Entity>,
+    /// The material of the detail (text or picture), for fading.
+    pub detail_material: Option<Handle<StandardMaterial>>,
+    pub orb_material: Option<Handle<VoiceOrbMaterial>>,
+    /// Whether the full-size image was asked for / applied.
+    pub full_image: FullImage,
+    pub expanded: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum FullImage {
+    #[default]
+    No,
+    Requested,
+    Shown,
+}
+
+/// Marks notes whose detail must be (re)built.
+#[derive(Component, Debug)]
+pub struct NeedsDetail;
+
+/// Which notes wait on which media download.
+#[derive(Resource, Default)]
+pub struct AwaitingMedia(HashMap<MediaHash, Vec<Entity>>);
+
+/// Counts for the screenshot and the status: notes shown with their detail.
+#[derive(Resource, Default, Debug, Clone, Copy)]
+pub struct RenderProgress {
+    pub notes: usize,
+    pub detailed: usize,
+    pub waiting_detail: usize,
+}
+
+/// Notes whose visual state to show this frame.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+enum PlateState {
+    Normal,
+    Unread,
+    Hover,
+    Focus,
+    Pending,
+}
+
+pub fn plugin(app: &mut App) {
+    app.add_plugins(MaterialPlugin::<VoiceOrbMaterial>::default())
+        .init_resource::<AwaitingMedia>()
+        .init_resource::<RenderProgress>()
+        .add_systems(Startup, (setup_assets, setup_scene))
+        .add_systems(
+            Update,
+            (
+                expand_on_activate,
+                build_cards,
+                build_details,
+                update_plates,
+                apply_fade,
+                animate_orbs,
+                show_full_images,
+                draw_reply_lines,
+                count_progress,
+            )
+                .chain()
+                .in_set(CairnSet::Layout)
+                .after(crate::notes::face_viewer),
+        );
+}
+
+fn setup_assets(
+    mut commands: Commands,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+) {
+    let unlit = |c: Color, mats: &mut Assets<StandardMaterial>| {
+        mats.add(StandardMaterial {
+            base_color: c,
+            unlit: true,
+            alpha_mode: AlphaMode::Blend,
+            cull_mode: None,
+            ..default()
+        })
+    };
+    let glow = |c: Color, e: LinearRgba, mats: &mut Assets<StandardMaterial>| {
+        mats.add(StandardMaterial {
+            base_color: c,
+            emissive: e,
+            alpha_mode: AlphaMode::Blend,
+            cull_mode: None,
+            ..default()
+        })
+    };
+    let card = unlit(Color::srgba(0.98, 0.96, 0.92, 0.85), &mut materials);
+    let card_placeholder = unlit(Color::srgba(0.3, 0.3, 0.34, 0.8), &mut materials);
+    commands.insert_resource(NoteAssets {
+        fonts: Fonts::load(),
+        quad: meshes.add(Rectangle::new(1.0, 1.0)),
+        orb: meshes.add(Sphere::new(0.18).mesh().uv(48, 24)),
+        frame: meshes.add(Cuboid::new(1.0, 1.0, 0.04)),
+        card,
+        card_placeholder,
+        frame_wood: materials.add(StandardMaterial {
+            base_color: Color::srgb(0.36, 0.25, 0.16),
+            perceptual_roughness: 0.8,
+            ..default()
+        }),
+        plate: unlit(Color::srgba(0.1, 0.1, 0.12, 0.35), &mut materials),
+        plate_unread: glow(
+            Color::srgba(1.0, 0.7, 0.25, 0.9),
+            LinearRgba::rgb(3.0, 1.8, 0.4),
+            &mut materials,
+        ),
+        plate_hover: glow(
+            Color::srgba(1.0, 1.0, 1.0, 0.9),
+            LinearRgba::rgb(1.5, 1.5, 1.5),
+            &mut materials,
+        ),
+        plate_focus: glow(
+            Color::srgba(0.3, 0.8, 1.0, 0.95),
+            LinearRgba::rgb(0.6, 2.0, 3.0),
+            &mut materials,
+        ),
+        plate_pending: unlit(Color::srgba(0.5, 0.55, 0.65, 0.5), &mut materials),
+    });
+}
+
+fn setup_scene(
+    mut commands: Commands,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+) {
+    commands.insert_resource(ClearColor(Color::srgb(0.72, 0.82, 0.92)));
+    commands.insert_resource(GlobalAmbientLight {
+        color: Color::srgb(0.9, 0.93, 1.0),
+        brightness: 600.0,
+        ..default()
+    });
+    commands.spawn((
+        DirectionalLight { illuminance: 6000.0, shadow_maps_enabled: true, ..default() },
+        Transform::from_xyz(4.0, 10.0, 6.0).looking_at(Vec3::ZERO, Vec3::Y),
+    ));
+    // The floor: a wide meadow-coloured disc.
+    commands.spawn((
+        Mesh3d(meshes.add(Circle::new(60.0))),
+        MeshMaterial3d(materials.add(StandardMaterial {
+            base_color: Color::srgb(0.55, 0.62, 0.45),
+            perceptual_roughness: 0.95,
+            ..default()
+        })),
+        Transform::from_rotation(Quat::from_rotation_x(-std::f32::consts::FRAC_PI_2)),
+    ));
+    // A cairn of stones at the centre, to give the place a landmark and a sense of scale.
+    let stone = materials.add(StandardMaterial {
+        base_color: Color::srgb(0.55, 0.54, 0.52),
+        perceptual_roughness: 0.9,
+        ..default()
+    });
+    let stone_mesh = meshes.add(Sphere::new(0.5).mesh().ico(3).expect("valid subdivisions"));
+    for (i, (r, y)) in [(0.42, 0.18), (0.34, 0.48), (0.27, 0.73), (0.2, 0.93), (0.13, 1.08)]
+        .into_iter()
+        .enumerate()
+    {
+        commands.spawn((
+            Mesh3d(stone_mesh.clone()),
+            MeshMaterial3d(stone.clone()),
+            Transform::from_xyz(0.05 * (i as f32).sin(), y, -6.0).with_scale(Vec3::new(
+                r * 2.0,
+                r * 1.1,
+                r * 1.8,
+            )),
+        ));
+    }
+}
+
+fn plate_state(note: &Note, e: Entity, pointer: &Pointer, focused: &Focused) -> PlateState {
+    if focused.0 == Some(e) {
+        PlateState::Focus
+    } else if pointer.hovered == Some(e) {
+        PlateState::Hover
+    } else if note.pending() {
+        PlateState::Pending
+    } else if note.unread {
+        PlateState::Unread
+    } else {
+        PlateState::Normal
+    }
+}
+
+/// Cheap shared-material cards for every new or changed note; detail follows when near.
+fn build_cards(
+    mut commands: Commands,
+    assets: Option<Res<NoteAssets>>,
+    mut q: Query<(Entity, &Note, Option<&mut NoteVisual>), With<NeedsVisual>>,
+) {
+    let Some(assets) = assets else { return };
+    for (e, note, visual) in &mut q {
+        if let Some(v) = visual {
+            for child in [v.card, v.plate, v.detail].into_iter().flatten() {
+                commands.entity(child).despawn();
+            }
+        }
+        let (size, card_mat) = match note.kind() {
+            Some(NoteKind::Voice) => (Vec2::splat(0.4), None),
+            Some(NoteKind::Reaction) => (Vec2::new(0.14, 0.14), None),
+            Some(NoteKind::Image) => {
+                (Vec2::new(PANEL_WIDTH, PANEL_WIDTH * 0.75), Some(assets.card.clone()))
+            }
+            Some(NoteKind::Text) => (Vec2::new(PANEL_WIDTH, 0.3), Some(assets.card.clone())),
+            None => (Vec2::new(PANEL_WIDTH, 0.25), Some(assets.card_placeholder.clone())),
+        };
+        let card = card_mat.map(|m| {
+            commands
+                .spawn((
+                    Mesh3d(assets.quad.clone()),
+                    MeshMaterial3d(m),
+                    Transform::from_scale(size.extend(1.0)),
+                    NotShadowCaster,
+                    ChildOf(e),
+                ))
+                .id()
+        });
+        let plate = commands
+            .spawn((
+                Mesh3d(assets.quad.clone()),
+                MeshMaterial3d(assets.plate.clone()),
+                Transform::from_xyz(0.0, 0.0, -0.01)
+                    .with_scale((size + Vec2::splat(0.04)).extend(1.0)),
+                NotShadowCaster,
+                ChildOf(e),
+            ))
+            .id();
+        commands
+            .entity(e)
+            .insert((
+                NoteVisual { card, plate: Some(plate), ..default() },
+                NoteBounds((size / 2.0 + Vec2::splat(0.02)).extend(0.06)),
+                NeedsDetail,
+            ))
+            .remove::<NeedsVisual>();
+    }
+}
+
+fn image_from_raster(raster: &text::Raster) -> Image {
+    Image::new(
+        Extent3d { width: raster.width, height: raster.height, depth_or_array_layers: 1 },
+        TextureDimension::D2,
+        raster.rgba.clone(),
+        TextureFormat::Rgba8UnormSrgb,
+        RenderAssetUsages::RENDER_WORLD,
+    )
+}
+
+/// Decodes an image note's picture (thumbnail or full) into a texture.
+pub fn image_from_bytes(bytes: &[u8]) -> Option<Image> {
+    let rgba = cairn_client::image::decode_rgba(bytes).ok()?;
+    let (w, h) = rgba.dimensions();
+    Some(Image::new(
+        Extent3d { width: w, height: h, depth_or_array_layers: 1 },
+        TextureDimension::D2,
+        rgba.into_raw(),
+        TextureFormat::Rgba8UnormSrgb,
+        RenderAssetUsages::RENDER_WORLD,
+    ))
+}
+
+/// The header of a panel: author and age, and a state when it matters.
+pub fn header_line(note: &Note, now_ms: u64) -> String {
+    match &note.body {
+        Some(b) => {
+            let state = if note.pending() { " · sending…" } else { "" };
+            format!("{} · {}{state}", b.author, age_label(b.created_at, now_ms))
+        }
+        None => "🔒 could not be opened".into(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_details(
+    mut commands: Commands,
+    assets: Option<Res<NoteAssets>>,
+    mut images: ResMut<Assets<Image>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+    mut orbs: ResMut<Assets<VoiceOrbMaterial>>,
+    mut q: Query<
+        (Entity, &Note, &DistanceFade, &mut NoteVisual, &mut NoteBounds),
+        With<NeedsDetail>,
+    >,
+) {
+    let Some(assets) = assets else { return };
+    let started = Instant::now();
+    let now = cairn_proto::now_ms();
+    for (e, note, fade, mut visual, mut bounds) in &mut q {
+        if !fade.detailed {
+            continue;
+        }
+        if started.elapsed().as_secs_f64() * 1000.0 > DETAIL_BUDGET_MS {
+            break;
+        }
+        if let Some(d) = visual.detail.take() {
+            commands.entity(d).despawn();
+        }
+        let header = header_line(note, now);
+        let detail = match note.body.as_ref().map(|b| b.kind) {
+            Some(NoteKind::Voice) => {
+                let body = note.body.as_ref().expect("kind came from the body");
+                let mat = orbs.add(VoiceOrbMaterial { data: VoiceOrbUniform::new(&body.waveform) });
+                visual.orb_material = Some(mat.clone());
+                commands
+                    .spawn((
+                        Mesh3d(assets.orb.clone()),
+                        MeshMaterial3d(mat),
+                        Transform::default(),
+                        NotShadowCaster,
+                        ChildOf(e),
+                    ))
+                    .id()
+            }
+            Some(NoteKind::Image) => {
+                let body = note.body.as_ref().expect("kind came from the body");
+                let picture = image_from_bytes(&body.thumbnail);
+                let (w, h) = picture
+                    .as_ref()
+                    .map(|i| (i.width() as f32, i.height() as f32))
+                    .unwrap_or((4.0, 3.0));
+                let size = Vec2::new(PANEL_WIDTH, PANEL_WIDTH * h / w);
+                let mat = materials.add(StandardMaterial {
+                    base_color: if picture.is_some() {
+                        Color::WHITE
+                    } else {
+                        Color::srgb(0.4, 0.4, 0.45)
+                    },
+                    base_color_texture: picture.map(|p| images.add(p)),
+                    unlit: true,
+                    alpha_mode: AlphaMode::Blend,
+                    cull_mode: None,
+                    ..default()
+                });
+                visual.detail_material = Some(mat.clone());
+                if let Some(card) = visual.card {
+                    // The frame replaces the card.
+                    commands.entity(card).insert((
+                        Mesh3d(assets.frame.clone()),
+                        MeshMaterial3d(assets.frame_wood.clone()),
+                        Transform::from_xyz(0.0, 0.0, -0.025)
+                            .with_scale((size + Vec2::splat(0.06)).extend(1.0)),
+                    ));
+                }
+                bounds.0 = (size / 2.0 + Vec2::splat(0.03)).extend(0.05);
+                let picture_entity = commands
+                    .spawn((
+                        Mesh3d(assets.quad.clone()),
+                        MeshMaterial3d(mat),
+                        Transform::from_scale(size.extend(1.0)),
+                        NotShadowCaster,
+                        ChildOf(e),
+                    ))
+                    .id();
+                if !body.text.is_empty() {
+                    let caption = render_panel(
+                        &assets.fonts,
+                        &header,
+                        &body.text,
+                        &PanelStyle { max_lines: 2, ..PanelStyle::NOTE },
+                    );
+                    let ch = PANEL_WIDTH * caption.height as f32 / caption.width as f32;
+                    let cap_mat = materials.add(StandardMaterial {
+                        base_color_texture: Some(images.add(image_from_raster(&caption))),
+                        unlit: true,
+                        alpha_mode: AlphaMode::Blend,
+                        cull_mode: None,
+                        ..default()
+                    });
+                    commands.spawn((
+                        Mesh3d(assets.quad.clone()),
+                        MeshMaterial3d(cap_mat),
+                        Transform::from_xyz(0.0, -size.y / 2.0 - ch / 2.0 - 0.04, 0.0)
+                            .with_scale(Vec3::new(PANEL_WIDTH, ch, 1.0)),
+                        NotShadowCaster,
+                        ChildOf(picture_entity),
+                    ));
+                }
+                picture_entity
+            }
+            Some(NoteKind::Reaction) => {
+                let emoji = note.body.as_ref().and_then(|b| b.reaction.clone()).unwrap_or_default();
+                let raster = render_panel(
+                    &assets.fonts,
+                    "",
+                    &emoji,
+                    &PanelStyle {
+                        width_px: 96,
+                        padding_px: 8,
+                        body_px: 56.0,
+                        header_px: 1.0,
+                        max_lines: 1,
+                        background: [255, 255, 255, 230],
+                        ..PanelStyle::NOTE
+                    },
+                );
+                let mat = materials.add(StandardMaterial {
+                    base_color_texture: Some(images.add(image_from_raster(&raster))),
+                    unlit: true,
+                    alpha_mode: AlphaMode::Blend,
+                    cull_mode: None,
+                    ..default()
+                });
+                visual.detail_material = Some(mat.clone());
+                commands
+                    .spawn((
+                        Mesh3d(assets.quad.clone()),
+                        MeshMaterial3d(mat),
+                        Transform::from_scale(Vec3::new(
+                            0.14,
+                            0.14 * raster.height as f32 / raster.width as f32,
+                            1.0,
+                        )),
+                        NotShadowCaster,
+                        ChildOf(e),
+                    ))
+                    .id()
+            }
+            kind => {
+                let (body_text, style) = match &note.body {
+                    Some(b) => (
+                        b.text.clone(),
+                        if visual.expanded { PanelStyle::EXPANDED } else { PanelStyle::NOTE },
+                    ),
+                    None => (
+                        format!(
+                            "This note was left here, but this device cannot read it ({}).",
+                            note.error.clone().unwrap_or_default()
+                        ),
+                        PanelStyle::PLACEHOLDER,
+                    ),
+                };
+                debug_assert!(kind.is_none() || kind == Some(NoteKind::Text));
+                let raster = render_panel(&assets.fonts, &header, &body_text, &style);
+                let h = PANEL_WIDTH * raster.height as f32 / raster.width as f32;
+                let mat = materials.add(StandardMaterial {
+                    base_color_texture: Some(images.add(image_from_raster(&raster))),
+                    unlit: true,
+                    alpha_mode: AlphaMode::Blend,
+                    cull_mode: None,
+                    ..default()
+                });
+                visual.detail_material = Some(mat.clone());
+                let size = Vec2::new(PANEL_WIDTH, h);
+                bounds.0 = (size / 2.0 + Vec2::splat(0.02)).extend(0.05);
+                if let Some(card) = visual.card {
+                    commands
+                        .entity(card)
+                        .insert(Transform::from_xyz(0.0, 0.0, -0.002).with_scale(size.extend(1.0)));
+                }
+                if let Some(plate) = visual.plate {
+                    commands.entity(plate).insert(
+                        Transform::from_xyz(0.0, 0.0, -0.01)
+                            .with_scale((size + Vec2::splat(0.04)).extend(1.0)),
+                    );
+                }
+                commands
+                    .spawn((
+                        Mesh3d(assets.quad.clone()),
+                        MeshMaterial3d(mat),
+                        Transform::from_scale(size.extend(1.0)),
+                        NotShadowCaster,
+                        ChildOf(e),
+                    ))
+                    .id()
+            }
+        };
+        visual.detail = Some(detail);
+        commands.entity(e).remove::<NeedsDetail>();
+    }
+}
+
+fn update_plates(
+    assets: Option<Res<NoteAssets>>,
+    pointer: Res<Pointer>,
+    focused: Res<Focused>,
+    notes: Query<(Entity, &Note, &NoteVisual, Option<&PlateState>)>,
+    mut commands: Commands,
+) {
+    let Some(assets) = assets else { return };
+    for (e, note, visual, current) in &notes {
+        let state = plate_state(note, e, &pointer, &focused);
+        if current == Some(&state) {
+            continue;
+        }
+        if let Some(plate) = visual.plate {
+            let mat = match state {
+                PlateState::Normal => assets.plate.clone(),
+                PlateState::Unread => assets.plate_unread.clone(),
+                PlateState::Hover => assets.plate_hover.clone(),
+                PlateState::Focus => assets.plate_focus.clone(),
+                PlateState::Pending => assets.plate_pending.clone(),
+            };
+            commands.entity(plate).insert(MeshMaterial3d(mat));
+        }
+        commands.entity(e).insert(state);
+    }
+}
+
+/// Far notes fade, and beyond the fade they are hidden (and so culled).
+fn apply_fade(
+    mut materials: ResMut<Assets<StandardMaterial>>,
+    mut q: Query<(&DistanceFade, &NoteVisual, &mut Visibility), Changed<DistanceFade>>,
+) {
+    for (fade, visual, mut vis) in &mut q {
+        let want = if fade.alpha <= 0.01 { Visibility::Hidden } else { Visibility::Inherited };
+        if *vis != want {
+            *vis = want;
+        }
+        if let Some(mut m) = visual.detail_material.as_ref().and_then(|h| materials.get_mut(h)) {
+            m.base_color.set_alpha(fade.alpha);
+        }
+    }
+}
+
+/// Orbs breathe gently; a playing orb pulses and shows its progress (set by the audio plugin).
+fn animate_orbs(
+    time: Res<Time>,
+    pointer: Res<Pointer>,
+    mut orbs: ResMut<Assets<VoiceOrbMaterial>>,
+    q: Query<(Entity, &NoteVisual)>,
+) {
+    for (e, v) in &q {
+        if let Some(mut m) = v.orb_material.as_ref().and_then(|h| orbs.get_mut(h)) {
+            m.data.params.z = time.elapsed_secs();
+            m.data.params.w = if pointer.hovered == Some(e) { 1.0 } else { 0.0 };
+        }
+    }
+}
+
+/// A focused image note asks for its full picture; when it arrives, it replaces the
+/// thumbnail.
+fn show_full_images(
+    focused: Res<Focused>,
+    mut awaiting: ResMut<AwaitingMedia>,
+    mut ready: MessageReader<MediaReady>,
+    mut net: MessageWriter<NetCommand>,
+    mut images: ResMut<Assets<Image>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+    mut notes: Query<(&Note, &mut NoteVisual)>,
+) {
+    if let Some(e) = focused.0 {
+        if let Ok((note, mut v)) = notes.get_mut(e) {
+            if let (Some(NoteKind::Image), FullImage::No) = (note.kind(), v.full_image) {
+                if let Some(m) = note.body.as_ref().and_then(|b| b.media.first()) {
+                    v.full_image = FullImage::Requested;
+                    awaiting.0.entry(m.hash).or_default().push(e);
+                    net.write(NetCommand(ClientCommand::FetchMedia { media: m.clone() }));
+                }
+            }
+        }
+    }
+    for r in ready.read() {
+        let Some(entities) = awaiting.0.remove(&r.hash) else { continue };
+        let Ok(bytes) = std::fs::read(&r.path) else { continue };
+        let Some(picture) = image_from_bytes(&bytes) else { continue };
+        let handle = images.add(picture);
+        for e in entities {
+            if let Ok((_, mut v)) = notes.get_mut(e) {
+                if let Some(mut m) = v.detail_material.as_ref().and_then(|h| materials.get_mut(h)) {
+                    m.base_color_texture = Some(handle.clone());
+                    v.full_image = FullImage::Shown;
+                }
+            }
+        }
+    }
+}
+
+/// Replies are joined to their parents by a thin line.
+fn draw_reply_lines(
+    mut gizmos: Gizmos,
+    viewer: Res<Viewer>,
+    links: Query<(&GlobalTransform, &ReplyLink)>,
+    parents: Query<&GlobalTransform>,
+) {
+    for (t, link) in &links {
+        if let Ok(p) = parents.get(link.0) {
+            if t.translation().distance(viewer.0) < crate::notes::FADE_END {
+                gizmos.line(t.translation(), p.translation(), Color::srgba(0.95, 0.95, 1.0, 0.7));
+            }
+        }
+    }
+}
+
+fn count_progress(
+    mut progress: ResMut<RenderProgress>,
+    notes: Query<(&DistanceFade, Option<&NeedsDetail>, Option<&NeedsVisual>), With<Note>>,
+) {
+    let mut p = RenderProgress::default();
+    for (fade, needs_detail, needs_visual) in &notes {
+        p.notes += 1;
+        if needs_visual.is_some() || (needs_detail.is_some() && fade.detailed) {
+            p.waiting_detail += 1;
+        } else if needs_detail.is_none() {
+            p.detailed += 1;
+        }
+    }
+    *progress = p;
+}
+
+/// Marks a text note expanded (or not) and rebuilds its panel.
+pub fn set_expanded(commands: &mut Commands, e: Entity, visual: &mut NoteVisual, expanded: bool) {
+    if visual.expanded != expanded {
+        visual.expanded = expanded;
+        commands.entity(e).insert(NeedsDetail);
+    }
+}
+
+/// The welcome image: a cairn against a dusk sky, drawn here so the app needs no download.
+pub fn welcome_picture() -> Vec<u8> {
+    let (w, h) = (640u32, 480u32);
+    let mut img = image::RgbImage::new(w, h);
+    for (x, y, px) in img.enumerate_pixels_mut() {
+        let t = y as f32 / h as f32;
+        let sky = [(40.0 + 180.0 * t) as u8, (60.0 + 110.0 * t) as u8, (120.0 + 40.0 * t) as u8];
+        let ground = y > h * 3 / 4;
+        *px = image::Rgb(if ground { [70, 90, 60] } else { sky });
+        // Stones: stacked ellipses.
+        for (cy, rx, ry) in [
+            (330.0, 120.0, 40.0),
+            (270.0, 95.0, 34.0),
+            (218.0, 72.0, 28.0),
+            (175.0, 50.0, 22.0),
+            (142.0, 30.0, 16.0),
+        ] {
+            let dx = (x as f32 - w as f32 / 2.0) / rx;
+            let dy = (y as f32 - cy) / ry;
+            if dx * dx + dy * dy <= 1.0 {
+                let shade = (150.0 - 40.0 * dy) as u8;
+                *px = image::Rgb([shade, shade.saturating_sub(6), shade.saturating_sub(14)]);
+            }
+        }
+        let _ = x;
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("encoding a PNG in memory");
+    out.into_inner()
+}
+
+/// For the status line: the handle and connection.
+pub fn status_text(status: &NetStatus) -> String {
+    use cairn_client::ConnectionState::*;
+    let state = match &status.state {
+        Connecting => "connecting…".to_owned(),
+        Syncing => "syncing…".to_owned(),
+        Online => "online".to_owned(),
+        Offline { retry_in, .. } => format!("offline · retrying in {}s", retry_in.as_secs().max(1)),
+    };
+    format!("{} · {state} · {} in outbox", status.handle, status.outbox)
+}
+
+/// Activating a text note expands it (or folds it back).
+fn expand_on_activate(
+    mut commands: Commands,
+    mut activated: MessageReader<crate::interact::NoteActivated>,
+    mut notes: Query<(&Note, &mut NoteVisual)>,
+) {
+    for a in activated.read() {
+        if let Ok((n, mut v)) = notes.get_mut(a.entity) {
+            if n.kind() == Some(NoteKind::Text) {
+                let expanded = !v.expanded;
+                set_expanded(&mut commands, a.entity, &mut v, expanded);
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Text for note panels, rasterized on the CPU into a texture: word wrapping, a header line
+//! (author and time) and the body. Crisp at reading distance because it is drawn at about
+//! 730 pixels per metre of panel.
+
+use ab_glyph::{Font, FontArc, PxScale, ScaleFont};
+
+/// The fonts the panels use (DejaVu Sans, shipped in `assets/fonts`).
+pub struct Fonts {
+    pub regular: FontArc,
+    pub bold: FontArc,
+}
+
+impl Fonts {
+    pub fn load() -> Self {
+        Fonts {
+            regular: FontArc::try_from_slice(include_bytes!("../../assets/fonts/DejaVuSans.ttf"))
+                .expect("bundled font parses"),
+            bold: FontArc::try_from_slice(include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf"))
+                .expect("bundled font parses"),
+        }
+    }
+}
+
+/// How a panel looks.
+#[derive(Clone, Copy, Debug)]
+pub struct PanelStyle {
+    pub width_px: u32,
+    pub padding_px: u32,
+    pub body_px: f32,
+    pub header_px: f32,
+    pub max_lines: usize,
+    pub background: [u8; 4],
+    pub foreground: [u8; 4],
+    pub header: [u8; 4],
+}
+
+impl PanelStyle {
+    pub const NOTE: PanelStyle = PanelStyle {
+        width_px: 512,
+        padding_px: 22,
+        body_px: 30.0,
+        header_px: 22.0,
+        max_lines: 7,
+        background: [250, 247, 240, 235],
+        foreground: [34, 34, 40, 255],
+        header: [120, 110, 100, 255],
+    };
+    pub const EXPANDED: PanelStyle = PanelStyle { max_lines: 40, ..PanelStyle::NOTE };
+    pub const PLACEHOLDER: PanelStyle = PanelStyle {
+        background: [70, 72, 80, 220],
+        foreground: [225, 225, 230, 255],
+        header: [180, 180, 190, 255],
+        ..PanelStyle::NOTE
+    };
+}
+
+/// An RGBA image of a panel.
+pub struct Raster {
+    pub width: u32,
+    pub height: u32,
+    pub rgba: Vec<u8>,
+}
+
+fn line_width(font: &FontArc, px: f32, text: &str) -> f32 {
+    let scaled = font.as_scaled(PxScale::from(px));
+    let mut width = 0.0;
+    let mut prev = None;
+    for c in text.chars() {
+        let id = scaled.glyph_id(c);
+        if let Some(p) = prev {
+            width += scaled.kern(p, id);
+        }
+        width += scaled.h_advance(id);
+        prev = Some(id);
+    }
+    width
+}
+
+/// Breaks `text` into lines no wider than `max` pixels, at spaces where it can, inside
+/// words where it must. Keeps explicit line breaks.
+pub fn wrap(font: &FontArc, px: f32, text: &str, max: f32) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in text.split('\n') {
+        let mut line = String::new();
+        for word in paragraph.split_whitespace() {
+            let candidate =
+                if line.is_empty() { word.to_owned() } else { format!("{line} {word}") };
+            if line_width(font, px, &candidate) <= max {
+                line = candidate;
+                continue;
+            }
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            // A word wider than the line is split by characters.
+            let mut piece = String::new();
+            for c in word.chars() {
+                piece.push(c);
+                if line_width(font, px, &piece) > max && piece.chars().count() > 1 {
+                    let last = piece.pop().expect("two or more chars");
+                    lines.push(std::mem::take(&mut piece));
+                    piece.push(last);
+                }
+            }
+            line = piece;
+        }
+        lines.push(line);
+    }
+    while lines.len() > 1 && lines.last().is_some_and(String::is_empty) {
+        lines.pop();
+    }
+    lines
+}
+
+fn blend(buf: &mut [u8], width: u32, height: u32, x: i32, y: i32, color: [u8; 4], coverage: f32) {
+    if x < 0 || y < 0 || x >= width as i32 || y >= height as i32 {
+        return;
+    }
+    let i = ((y as u32 * width + x as u32) * 4) as usize;
+    let a = coverage.clamp(0.0, 1.0) * f32::from(color[3]) / 255.0;
+    for c in 0..3 {
+        buf[i + c] = (f32::from(buf[i + c]) * (1.0 - a) + f32::from(color[c]) * a) as u8;
+    }
+    buf[i + 3] = buf[i + 3].max((a * 255.0) as u8);
+}
+
+fn draw_text(
+    buf: &mut [u8],
+    width: u32,
+    height: u32,
+    font: &FontArc,
+    px: f32,
+    x: f32,
+    baseline: f32,
+    text: &str,
+    color: [u8; 4],
+) {
+    let scaled = font.as_scaled(PxScale::from(px));
+    let mut caret = x;
+    let mut prev = None;
+    for c in text.chars() {
+        let id = scaled.glyph_id(c);
+        if let Some(p) = prev {
+            caret += scaled.kern(p, id);
+        }
+        let glyph = id.with_scale_and_position(PxScale::from(px), ab_glyph::point(caret, baseline));
+        caret += scaled.h_advance(id);
+        prev = Some(id);
+        if let Some(outline) = font.outline_glyph(glyph) {
+            let b = outline.px_bounds();
+            outline.draw(|gx, gy, cov| {
+                blend(
+                    buf,
+                    width,
+                    height,
+                    b.min.x as i32 + gx as i32,
+                    b.min.y as i32 + gy as i32,
+                    color,
+                    cov,
+                );
+            });
+        }
+    }
+}
+
+/// Lays out and draws a panel: a header line (bold, small) over the wrapped body. Bodies
+/// longer than `style.max_lines` end with an ellipsis.
+pub fn render_panel(fonts: &Fonts, header: &str, body: &str, style: &PanelStyle) -> Raster {
+    let inner = (style.width_px - 2 * style.padding_px) as f32;
+    let mut lines = wrap(&fonts.regular, style.body_px, body, inner);
+    if lines.len() > style.max_lines {
+        lines.truncate(style.max_lines);
+        let last = lines.last_mut().expect("max_lines > 0");
+        while !last.is_empty()
+            && line_width(&fonts.regular, style.body_px, &format!("{last}…")) > inner
+        {
+            last.pop();
+        }
+        last.push('…');
+    }
+    let header_h = style.header_px * 1.5;
+    let line_h = style.body_px * 1.3;
+    let height = (style.padding_px as f32 * 2.0 + header_h + line_h * lines.len().max(1) as f32)
+        .ceil() as u32;
+    let width = style.width_px;
+    let mut rgba = Vec::with_capacity((width * height * 4) as usize);
+    for _ in 0..width * height {
+        rgba.extend_from_slice(&style.background);
+    }
+    let pad = style.padding_px as f32;
+    draw_text(
+        &mut rgba,
+        width,
+        height,
+        &fonts.bold,
+        style.header_px,
+        pad,
+        pad + style.header_px,
+        header,
+        style.header,
+    );
+    for (i, line) in lines.iter().enumerate() {
+        let baseline = pad + header_h + line_h * i as f32 + style.body_px;
+        draw_text(
+            &mut rgba,
+            width,
+            height,
+            &fonts.regular,
+            style.body_px,
+            pad,
+            baseline,
+            line,
+            style.foreground,
+        );
+    }
+    Raster { width, height, rgba }
+}
+
+/// "just now", "5 min ago", "3 h ago", "2 days ago".
+pub fn age_label(created_at_ms: u64, now_ms: u64) -> String {
+    let s = now_ms.saturating_sub(created_at_ms) / 1000;
+    match s {
+        0..=59 => "just now".into(),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=86_399 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}

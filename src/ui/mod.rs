@@ -1,0 +1,299 @@
+//! The side panel of the desktop mode: who and where you are, the connection (online,
+//! offline, syncing, outbox), the notes of the space as a list (unread first), local search
+//! over decrypted notes, the note being written, and the keys.
+
+use crate::CairnSet;
+use crate::compose::Compose;
+use crate::desktop::{FlyCamera, PANEL_WIDTH_PX};
+use crate::interact::Focused;
+use crate::net::{CurrentSpace, NetNotice, NetStatus};
+use crate::notes::Note;
+use bevy::input::keyboard::{Key, KeyboardInput};
+use bevy::prelude::*;
+use cairn_proto::NoteKind;
+
+/// Local search over the notes of the space.
+#[derive(Resource, Debug, Default, Clone)]
+pub struct Search {
+    pub active: bool,
+    pub query: String,
+}
+
+#[derive(Component)]
+struct StatusText;
+#[derive(Component)]
+struct SpaceText;
+#[derive(Component)]
+struct SearchText;
+#[derive(Component)]
+struct ComposeText;
+#[derive(Component)]
+struct NoticeText;
+#[derive(Component)]
+struct ListRoot;
+#[derive(Component)]
+struct NoteRow(Entity);
+
+/// Rows shown in the list.
+const LIST_ROWS: usize = 16;
+
+pub fn plugin(app: &mut App) {
+    app.init_resource::<Search>().add_systems(Startup, spawn_panel).add_systems(
+        Update,
+        (
+            search_keys.in_set(CairnSet::Input),
+            (update_texts, rebuild_list, click_rows).in_set(CairnSet::Layout),
+        ),
+    );
+}
+
+/// The panel's font: DejaVu Sans, which has the symbols the panel uses (· ● … ▏ ♥ ★).
+#[derive(Resource, Clone)]
+struct UiFont(Handle<Font>);
+
+fn label(text: impl Into<String>, size: f32, color: Color, font: &UiFont) -> impl Bundle {
+    (
+        Text::new(text),
+        TextFont {
+            font: FontSource::Handle(font.0.clone()),
+            font_size: FontSize::Px(size),
+            ..default()
+        },
+        TextColor(color),
+        TextLayout { linebreak: LineBreak::NoWrap, ..default() },
+    )
+}
+
+fn spawn_panel(mut commands: Commands, assets: Res<AssetServer>) {
+    let font = UiFont(assets.load("fonts/DejaVuSans.ttf"));
+    commands.insert_resource(font.clone());
+    let font = &font;
+    commands
+        .spawn((
+            Node {
+                width: Val::Px(PANEL_WIDTH_PX),
+                height: Val::Percent(100.0),
+                flex_direction: FlexDirection::Column,
+                padding: UiRect::all(Val::Px(14.0)),
+                row_gap: Val::Px(8.0),
+                ..default()
+            },
+            BackgroundColor(Color::srgba(0.08, 0.09, 0.11, 0.82)),
+        ))
+        .with_children(|p| {
+            p.spawn(label("Cairn", 28.0, Color::srgb(0.98, 0.85, 0.55), font));
+            p.spawn((label("", 15.0, Color::srgb(0.75, 0.8, 0.85), font), StatusText));
+            p.spawn((label("", 18.0, Color::WHITE, font), SpaceText));
+            p.spawn((label("/ to search", 15.0, Color::srgb(0.6, 0.62, 0.66), font), SearchText));
+            p.spawn((Node { flex_direction: FlexDirection::Column, row_gap: Val::Px(3.0), flex_grow: 1.0, overflow: Overflow::clip(), ..default() }, ListRoot));
+            p.spawn((label("", 16.0, Color::srgb(1.0, 0.95, 0.7), font), ComposeText));
+            p.spawn((label("", 14.0, Color::srgb(1.0, 0.55, 0.5), font), NoticeText));
+            p.spawn(label("N new note · click to focus · R reply\n1-5 react · Del delete · drop an image\nWASD walk · right-drag look · scroll", 13.0, Color::srgb(0.6, 0.62, 0.66), font));
+        });
+}
+
+fn search_keys(
+    mut keys: MessageReader<KeyboardInput>,
+    mut search: ResMut<Search>,
+    compose: Res<Compose>,
+) {
+    for k in keys.read() {
+        if !k.state.is_pressed() || compose.is_typing() {
+            continue;
+        }
+        if !search.active {
+            if k.logical_key == Key::Character("/".into()) {
+                search.active = true;
+                search.query.clear();
+            }
+            continue;
+        }
+        match &k.logical_key {
+            Key::Enter => search.active = false,
+            Key::Escape => {
+                search.active = false;
+                search.query.clear();
+            }
+            Key::Backspace => {
+                search.query.pop();
+            }
+            Key::Space => search.query.push(' '),
+            Key::Character(s) => search.query.push_str(s),
+            _ => {}
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn update_texts(
+    status: Res<NetStatus>,
+    current: Res<CurrentSpace>,
+    compose: Res<Compose>,
+    search: Res<Search>,
+    mut notices: MessageReader<NetNotice>,
+    mut last_notice: Local<Option<(String, f32)>>,
+    time: Res<Time>,
+    mut texts: ParamSet<(
+        Query<&mut Text, With<StatusText>>,
+        Query<&mut Text, With<SpaceText>>,
+        Query<&mut Text, With<ComposeText>>,
+        Query<&mut Text, With<SearchText>>,
+        Query<&mut Text, With<NoticeText>>,
+    )>,
+) {
+    let set = |t: &mut Text, s: String| {
+        if t.0 != s {
+            t.0 = s;
+        }
+    };
+    if let Ok(mut t) = texts.p0().single_mut() {
+        set(&mut t, crate::render::status_text(&status));
+    }
+    let space_name = current
+        .0
+        .and_then(|id| status.spaces.iter().find(|(s, _)| *s == id))
+        .map(|(_, n)| n.clone())
+        .unwrap_or_else(|| "no space yet".into());
+    if let Ok(mut t) = texts.p1().single_mut() {
+        set(&mut t, format!("Space: {space_name}"));
+    }
+    if let Ok(mut t) = texts.p2().single_mut() {
+        let s = match &*compose {
+            Compose::Idle => String::new(),
+            Compose::Placing => "Placing a note: click where it should stand (Esc cancels)".into(),
+            Compose::Writing { text, reply_to, .. } => {
+                let what = if reply_to.is_some() { "Reply" } else { "New note" };
+                format!("{what}: {text}▏\nEnter to leave it · Esc to cancel")
+            }
+        };
+        set(&mut t, s);
+    }
+    if let Ok(mut t) = texts.p3().single_mut() {
+        let s = if search.active || !search.query.is_empty() {
+            format!("Search: {}{}", search.query, if search.active { "▏" } else { "" })
+        } else {
+            "/ to search".into()
+        };
+        set(&mut t, s);
+    }
+    for n in notices.read() {
+        *last_notice = Some((n.0.clone(), time.elapsed_secs()));
+    }
+    if let Ok(mut t) = texts.p4().single_mut() {
+        let s = match &*last_notice {
+            Some((msg, at)) if time.elapsed_secs() - at < 8.0 => msg.clone(),
+            _ => String::new(),
+        };
+        set(&mut t, s);
+    }
+}
+
+fn row_text(n: &Note) -> String {
+    let mark = if n.pending() {
+        "…"
+    } else if n.unread {
+        "●"
+    } else {
+        " "
+    };
+    match &n.body {
+        Some(b) => {
+            let what = match b.kind {
+                NoteKind::Voice => format!("voice {:.0}s", f64::from(b.duration_ms) / 1000.0),
+                NoteKind::Image => format!("picture {}", b.text),
+                NoteKind::Reaction => format!("reacted {}", b.reaction.clone().unwrap_or_default()),
+                NoteKind::Text => b.text.clone(),
+            };
+            let line = format!("{mark} {}: {what}", b.author);
+            if line.chars().count() > 40 {
+                format!("{}…", line.chars().take(39).collect::<String>().trim_end())
+            } else {
+                line
+            }
+        }
+        None => format!("{mark} (cannot be opened)"),
+    }
+}
+
+/// The list, rebuilt when notes or the search change (at most four times a second).
+fn rebuild_list(
+    mut commands: Commands,
+    roots: Query<Entity, With<ListRoot>>,
+    notes: Query<(Entity, Ref<Note>)>,
+    search: Res<Search>,
+    time: Res<Time>,
+    font: Option<Res<UiFont>>,
+    mut last: Local<(f32, usize, String)>,
+) {
+    let Some(font) = font else { return };
+    let Ok(root) = roots.single() else { return };
+    let changed = notes.iter().any(|(_, n)| n.is_changed())
+        || notes.iter().len() != last.1
+        || search.query != last.2;
+    if !changed || time.elapsed_secs() - last.0 < 0.25 {
+        return;
+    }
+    *last = (time.elapsed_secs(), notes.iter().len(), search.query.clone());
+    let q = search.query.to_lowercase();
+    let mut rows: Vec<(Entity, &Note)> = notes
+        .iter()
+        .map(|(e, n)| (e, n.into_inner()))
+        .filter(|(_, n)| n.kind() != Some(NoteKind::Reaction))
+        .filter(|(_, n)| {
+            q.is_empty()
+                || n.body.as_ref().is_some_and(|b| {
+                    b.text.to_lowercase().contains(&q) || b.author.to_lowercase().contains(&q)
+                })
+        })
+        .collect();
+    rows.sort_by_key(|(_, n)| (!n.unread, std::cmp::Reverse(n.seq.unwrap_or(u64::MAX))));
+    commands.entity(root).despawn_related::<Children>();
+    let total = rows.len();
+    for (e, n) in rows.into_iter().take(LIST_ROWS) {
+        commands.spawn((
+            Button,
+            NoteRow(e),
+            label(
+                row_text(n),
+                14.0,
+                if n.unread { Color::WHITE } else { Color::srgb(0.78, 0.8, 0.84) },
+                &font,
+            ),
+            ChildOf(root),
+        ));
+    }
+    if total > LIST_ROWS {
+        commands.spawn((
+            label(
+                format!("… and {} more", total - LIST_ROWS),
+                13.0,
+                Color::srgb(0.6, 0.62, 0.66),
+                &font,
+            ),
+            ChildOf(root),
+        ));
+    }
+}
+
+/// Clicking a row focuses the note and walks the camera up to it.
+fn click_rows(
+    rows: Query<(&Interaction, &NoteRow), Changed<Interaction>>,
+    mut focused: ResMut<Focused>,
+    notes: Query<&GlobalTransform, With<Note>>,
+    mut cams: Query<(&mut Transform, &mut FlyCamera)>,
+) {
+    for (interaction, row) in &rows {
+        if *interaction != Interaction::Pressed {
+            continue;
+        }
+        focused.0 = Some(row.0);
+        if let (Ok(target), Ok((mut t, mut fly))) = (notes.get(row.0), cams.single_mut()) {
+            let at = target.translation();
+            let eye = at + Vec3::new(0.0, 0.15, 1.4);
+            let dir = (at - eye).normalize();
+            t.translation = eye;
+            fly.yaw = f32::atan2(-dir.x, -dir.z);
+            fly.pitch = dir.y.asin();
+        }
+    }
+}
