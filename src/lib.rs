@@ -11,6 +11,7 @@ pub mod interact;
 pub mod net;
 pub mod notes;
 pub mod render;
+pub mod report;
 pub mod screenshot;
 pub mod startup;
 pub mod ui;
@@ -46,6 +47,9 @@ pub struct Args {
     /// Demand XR: exit with an error when no OpenXR runtime is present.
     #[arg(long)]
     pub xr: bool,
+    /// Append JSON lines about what the app shows to FILE (for tests).
+    #[arg(long, hide = true)]
+    pub report: Option<PathBuf>,
 }
 
 /// The frame, in order: what the network brought, what the user did, applying it to the
@@ -121,6 +125,9 @@ pub fn run(args: Args) -> AppExit {
     app.add_plugins(net::plugin(boot.handle, boot.space));
     if let Some(server) = boot.embedded {
         app.insert_resource(server);
+    }
+    if let Some(path) = args.report.clone() {
+        app.add_plugins(report::plugin(path));
     }
     if let Some(path) = args.screenshot.clone() {
         app.add_plugins(screenshot::plugin(path));

@@ -44,6 +44,8 @@ fn spawn_camera(mut commands: Commands) {
             ..default()
         },
         SpatialListener::new(0.2),
+        // Notes are paper and ink: keep white white (the default filmic curve greys it).
+        bevy::core_pipeline::tonemapping::Tonemapping::None,
     ));
     // The side panel draws on its own camera, over the whole window.
     commands.spawn((

@@ -76,6 +76,7 @@ pub struct NoteAssets {
     pub quad: Handle<Mesh>,
     pub orb: Handle<Mesh>,
     pub frame: Handle<Mesh>,
+    pub disc: Handle<Mesh>,
     pub card: Handle<StandardMaterial>,
     pub card_placeholder: Handle<StandardMaterial>,
     pub frame_wood: Handle<StandardMaterial>,
@@ -188,6 +189,7 @@ fn setup_assets(
         quad: meshes.add(Rectangle::new(1.0, 1.0)),
         orb: meshes.add(Sphere::new(0.18).mesh().uv(48, 24)),
         frame: meshes.add(Cuboid::new(1.0, 1.0, 0.04)),
+        disc: meshes.add(Circle::new(0.5)),
         card,
         card_placeholder,
         frame_wood: materials.add(StandardMaterial {
@@ -227,7 +229,7 @@ fn setup_scene(
         ..default()
     });
     commands.spawn((
-        DirectionalLight { illuminance: 6000.0, shadow_maps_enabled: true, ..default() },
+        DirectionalLight { illuminance: 2200.0, shadow_maps_enabled: true, ..default() },
         Transform::from_xyz(4.0, 10.0, 6.0).looking_at(Vec3::ZERO, Vec3::Y),
     ));
     // The floor: a wide meadow-coloured disc.
@@ -310,9 +312,14 @@ fn build_cards(
                 ))
                 .id()
         });
+        let plate_mesh = if note.kind() == Some(NoteKind::Voice) {
+            assets.disc.clone()
+        } else {
+            assets.quad.clone()
+        };
         let plate = commands
             .spawn((
-                Mesh3d(assets.quad.clone()),
+                Mesh3d(plate_mesh),
                 MeshMaterial3d(assets.plate.clone()),
                 Transform::from_xyz(0.0, 0.0, -0.01)
                     .with_scale((size + Vec2::splat(0.04)).extend(1.0)),

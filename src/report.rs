@@ -1,0 +1,45 @@
+//! `--report FILE`: the app appends one JSON line per thing a test may want to know — a note
+//! drawn, the connection state — with milliseconds since the Unix epoch. Tests of the real
+//! process (screenshots, end to end, XR sessions) assert on it.
+
+use crate::net::NetStatus;
+use crate::notes::Note;
+use crate::render::NoteVisual;
+use bevy::prelude::*;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Resource)]
+struct Report(std::fs::File);
+
+pub fn plugin(path: PathBuf) -> impl Plugin {
+    move |app: &mut App| match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(f) => {
+            app.insert_resource(Report(f)).add_systems(Last, (notes_shown, connection_changes));
+        }
+        Err(e) => error!("cannot write the report {}: {e}", path.display()),
+    }
+}
+
+/// Appends one line to the report (when there is one).
+pub fn line(report: &mut std::fs::File, value: serde_json::Value) {
+    let _ = writeln!(report, "{value}");
+}
+
+fn notes_shown(mut report: ResMut<Report>, shown: Query<&Note, Added<NoteVisual>>) {
+    for n in &shown {
+        line(
+            &mut report.0,
+            serde_json::json!({"event": "note_shown", "id": n.id.to_hex(), "t_ms": cairn_proto::now_ms()}),
+        );
+    }
+}
+
+fn connection_changes(mut report: ResMut<Report>, status: Res<NetStatus>) {
+    if status.is_changed() {
+        line(
+            &mut report.0,
+            serde_json::json!({"event": "status", "state": format!("{:?}", status.state), "t_ms": cairn_proto::now_ms()}),
+        );
+    }
+}

@@ -1,0 +1,590 @@
+//! The app's tests: the logic headless (`MinimalPlugins`, injected pointer rays and
+//! messages), and the real app as a process under Xvfb against a seeded server.
+
+use bevy::prelude::*;
+use cairn::CairnLogicPlugin;
+use cairn::compose::{Compose, ComposeInput, NOTE_HEIGHT};
+use cairn::interact::{Focused, NoteActivated, Pointer, PointerPress, PointerRay, PointerSource};
+use cairn::net::{CurrentSpace, NetCommand, NoteRemoved, NoteUpdated};
+use cairn::notes::{Note, NoteIndex, ReplyLink};
+use cairn_client::{ClientCommand, LocalNote};
+use cairn_crypto::{NoteBody, Pose};
+use cairn_proto::{DeviceId, NoteId, SpaceId};
+
+const SPACE: SpaceId = SpaceId([1; 16]);
+
+fn app() -> App {
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, TransformPlugin, CairnLogicPlugin));
+    app.insert_resource(CurrentSpace(Some(SPACE)));
+    app.update();
+    app
+}
+
+fn local(id: u8, text: &str, at: [f32; 3], reply_to: Option<u8>) -> LocalNote {
+    let mut body = NoteBody::text("alice", text, Pose { position: at, ..Pose::default() });
+    body.reply_to = reply_to.map(|r| NoteId([r; 16]));
+    LocalNote {
+        space: SPACE,
+        note_id: NoteId([id; 16]),
+        seq: Some(u64::from(id)),
+        sender: DeviceId([9; 32]),
+        body: Some(body),
+        error: None,
+        deleted: false,
+        read: false,
+        stored_at: 0,
+    }
+}
+
+fn receive(app: &mut App, n: LocalNote) {
+    app.world_mut().write_message(NoteUpdated(n));
+    app.update();
+    app.update();
+}
+
+fn entity_of(app: &App, id: u8) -> Option<Entity> {
+    app.world().resource::<NoteIndex>().0.get(&NoteId([id; 16])).copied()
+}
+
+fn net_commands(app: &mut App) -> Vec<ClientCommand> {
+    app.world_mut().resource_mut::<Messages<NetCommand>>().drain().map(|c| c.0).collect()
+}
+
+fn point(app: &mut App, from: Vec3, to: Vec3) {
+    let ray = Ray3d::new(from, Dir3::new(to - from).unwrap());
+    app.world_mut().write_message(PointerRay { source: PointerSource::Mouse, ray });
+    app.update();
+}
+
+fn press(app: &mut App) {
+    app.world_mut().write_message(PointerPress { source: PointerSource::Mouse });
+    app.update();
+}
+
+#[test]
+fn a_received_note_spawns_one_entity_at_its_pose_and_a_tombstone_removes_it() {
+    let mut app = app();
+    receive(&mut app, local(1, "hello", [1.0, 1.5, -2.0], None));
+    receive(&mut app, local(1, "hello", [1.0, 1.5, -2.0], None)); // the same note again
+    let mut q = app.world_mut().query::<(&Note, &Transform)>();
+    let notes: Vec<_> = q.iter(app.world()).collect();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].1.translation, Vec3::new(1.0, 1.5, -2.0));
+    assert_eq!(notes[0].0.body.as_ref().unwrap().text, "hello");
+    assert!(notes[0].0.unread);
+    // A note of another space is not shown.
+    let mut other = local(2, "elsewhere", [0.0; 3], None);
+    other.space = SpaceId([2; 16]);
+    receive(&mut app, other);
+    assert_eq!(app.world_mut().query::<&Note>().iter(app.world()).count(), 1);
+    // Deleted.
+    app.world_mut().write_message(NoteRemoved { space: SPACE, note_id: NoteId([1; 16]) });
+    app.update();
+    app.update();
+    assert_eq!(app.world_mut().query::<&Note>().iter(app.world()).count(), 0);
+    assert!(entity_of(&app, 1).is_none());
+}
+
+#[test]
+fn a_pending_note_becomes_acknowledged_in_place() {
+    let mut app = app();
+    let mut n = local(1, "mine", [0.0, 1.4, -1.0], None);
+    n.seq = None;
+    receive(&mut app, n.clone());
+    let e = entity_of(&app, 1).unwrap();
+    assert!(app.world().get::<Note>(e).unwrap().pending());
+    n.seq = Some(7);
+    receive(&mut app, n);
+    assert_eq!(entity_of(&app, 1), Some(e), "the same entity");
+    assert_eq!(app.world().get::<Note>(e).unwrap().seq, Some(7));
+}
+
+#[test]
+fn replies_link_to_their_parents_whatever_the_arrival_order() {
+    let mut app = app();
+    receive(&mut app, local(2, "reply", [0.5, 1.2, -1.0], Some(1)));
+    assert!(
+        app.world().get::<ReplyLink>(entity_of(&app, 2).unwrap()).is_none(),
+        "parent not here yet"
+    );
+    receive(&mut app, local(1, "parent", [0.0, 1.4, -1.0], None));
+    let link = app
+        .world()
+        .get::<ReplyLink>(entity_of(&app, 2).unwrap())
+        .expect("linked once the parent arrived");
+    assert_eq!(link.0, entity_of(&app, 1).unwrap());
+}
+
+#[test]
+fn the_pointer_ray_selects_the_note_it_points_at() {
+    let mut app = app();
+    receive(&mut app, local(1, "left", [-1.0, 1.5, -2.0], None));
+    receive(&mut app, local(2, "right", [1.0, 1.5, -2.0], None));
+    receive(&mut app, local(3, "behind right", [1.0, 1.5, -4.0], None));
+    let eye = Vec3::new(0.0, 1.6, 2.0);
+    point(&mut app, eye, Vec3::new(1.0, 1.5, -2.0));
+    assert_eq!(
+        app.world().resource::<Pointer>().hovered,
+        entity_of(&app, 2),
+        "the nearest along the ray"
+    );
+    point(&mut app, eye, Vec3::new(-1.0, 1.5, -2.0));
+    assert_eq!(app.world().resource::<Pointer>().hovered, entity_of(&app, 1));
+    press(&mut app);
+    assert_eq!(app.world().resource::<Focused>().0, entity_of(&app, 1));
+    let activated: Vec<Entity> = app
+        .world_mut()
+        .resource_mut::<Messages<NoteActivated>>()
+        .drain()
+        .map(|a| a.entity)
+        .collect();
+    assert_eq!(activated, vec![entity_of(&app, 1).unwrap()]);
+    // Activation reads the note.
+    assert!(!app.world().get::<Note>(entity_of(&app, 1).unwrap()).unwrap().unread);
+    assert!(net_commands(&mut app).iter().any(|c| matches!(c, ClientCommand::MarkRead { .. })));
+    // Pointing at the sky hovers nothing.
+    point(&mut app, eye, Vec3::new(0.0, 10.0, -2.0));
+    assert_eq!(app.world().resource::<Pointer>().hovered, None);
+}
+
+#[test]
+fn place_mode_drops_the_note_where_the_ray_meets_the_floor_and_posts_the_text() {
+    let mut app = app();
+    app.world_mut().write_message(ComposeInput::StartPlacing);
+    app.update();
+    assert_eq!(*app.world().resource::<Compose>(), Compose::Placing);
+    // From eye height, aiming down at the floor 3 m ahead.
+    point(&mut app, Vec3::new(0.0, 1.6, 0.0), Vec3::new(0.0, 0.0, -3.0));
+    let floor = app.world().resource::<Pointer>().floor.unwrap();
+    assert!(floor.distance(Vec3::new(0.0, 0.0, -3.0)) < 1e-4, "{floor}");
+    press(&mut app);
+    app.update();
+    let Compose::Writing { at, reply_to: None, .. } = app.world().resource::<Compose>().clone()
+    else {
+        panic!("not writing")
+    };
+    assert!(at.distance(Vec3::new(0.0, NOTE_HEIGHT, -3.0)) < 1e-4);
+    for input in [
+        ComposeInput::Type("hi there".into()),
+        ComposeInput::Backspace,
+        ComposeInput::Type("e".into()),
+        ComposeInput::Submit,
+    ] {
+        app.world_mut().write_message(input);
+    }
+    app.update();
+    let posted: Vec<_> = net_commands(&mut app)
+        .into_iter()
+        .filter_map(|c| match c {
+            ClientCommand::Post { space, draft } => Some((space, draft)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].0, SPACE);
+    assert_eq!(posted[0].1.text, "hi there");
+    assert_eq!(posted[0].1.pose.position, [0.0, NOTE_HEIGHT, -3.0]);
+    assert_eq!(*app.world().resource::<Compose>(), Compose::Idle);
+}
+
+#[test]
+fn reply_react_and_delete_act_on_the_focused_note() {
+    let mut app = app();
+    receive(&mut app, local(1, "parent", [0.0, 1.4, -1.0], None));
+    app.world_mut().resource_mut::<Focused>().0 = entity_of(&app, 1);
+    app.world_mut().resource_mut::<cairn::net::NetStatus>().handle = "alice".into();
+    app.world_mut().write_message(ComposeInput::Reply);
+    app.update();
+    let Compose::Writing { at, reply_to, .. } = app.world().resource::<Compose>().clone() else {
+        panic!()
+    };
+    assert_eq!(reply_to, Some(NoteId([1; 16])));
+    assert!(at.distance(Vec3::new(0.0, 1.4, -1.0)) < 1.0, "a reply stands near its parent");
+    app.world_mut().write_message(ComposeInput::Cancel);
+    app.world_mut().write_message(ComposeInput::React(1));
+    app.world_mut().write_message(ComposeInput::Delete);
+    app.update();
+    let cmds = net_commands(&mut app);
+    assert!(cmds.iter().any(|c| matches!(c, ClientCommand::Post { draft, .. } if draft.reaction.as_deref() == Some("★") && draft.reply_to == Some(NoteId([1; 16])))));
+    assert!(cmds.iter().any(
+        |c| matches!(c, ClientCommand::Delete { note_id, .. } if *note_id == NoteId([1; 16]))
+    ));
+    // Someone else's note cannot be deleted from here.
+    app.world_mut().resource_mut::<cairn::net::NetStatus>().handle = "bob".into();
+    app.world_mut().write_message(ComposeInput::Delete);
+    app.update();
+    assert!(!net_commands(&mut app).iter().any(|c| matches!(c, ClientCommand::Delete { .. })));
+}
+
+#[test]
+fn a_note_that_could_not_be_opened_is_shown_as_a_placeholder() {
+    let mut app = app();
+    let mut n = local(1, "", [0.0; 3], None);
+    n.body = None;
+    n.error = Some("no key for epoch 3 yet".into());
+    receive(&mut app, n);
+    let e = entity_of(&app, 1).unwrap();
+    let note = app.world().get::<Note>(e).unwrap();
+    assert!(note.body.is_none() && note.error.is_some());
+}
+
+#[test]
+fn panel_text_lays_out_and_wraps() {
+    let fonts = cairn::render::text::Fonts::load();
+    let lines = cairn::render::text::wrap(
+        &fonts.regular,
+        30.0,
+        "a few words that will certainly need more than one line at this width",
+        300.0,
+    );
+    assert!(lines.len() > 2, "{lines:?}");
+    let long = cairn::render::text::wrap(&fonts.regular, 30.0, &"x".repeat(200), 300.0);
+    assert!(long.len() > 3, "an unbroken word is split");
+    let raster = cairn::render::text::render_panel(
+        &fonts,
+        "alice · just now",
+        "hello",
+        &cairn::render::text::PanelStyle::NOTE,
+    );
+    assert_eq!(raster.rgba.len(), (raster.width * raster.height * 4) as usize);
+    let ink = raster.rgba.chunks(4).filter(|p| p[0] < 100).count();
+    assert!(ink > 50, "some text was drawn");
+}
+
+mod process {
+    //! The real app, as a process, in a real window under Xvfb (Mesa's software Vulkan).
+
+    use cairn_client::{Client, Draft, VoiceClip};
+    use cairn_proto::{Policy, Role};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub struct Xvfb {
+        child: Child,
+        pub display: String,
+    }
+
+    impl Xvfb {
+        pub fn start() -> Xvfb {
+            let which = Command::new("sh").args(["-c", "command -v Xvfb"]).output().expect("sh");
+            assert!(
+                which.status.success(),
+                "Xvfb is required for this test (Debian package xvfb; ./dev test installs it)"
+            );
+            for n in 90..140 {
+                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                    || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                {
+                    continue;
+                }
+                let child = Command::new("Xvfb")
+                    .args([&format!(":{n}"), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("Xvfb starts");
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                        return Xvfb { child, display: format!(":{n}") };
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            panic!("no Xvfb display could be started");
+        }
+    }
+
+    impl Drop for Xvfb {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    pub struct Seeded {
+        pub rt: tokio::runtime::Runtime,
+        pub server: Option<cairn_server::RunningServer>,
+        pub dir: tempfile::TempDir,
+        pub url: String,
+        pub alice: Client,
+        pub viewer_home: PathBuf,
+    }
+
+    impl Drop for Seeded {
+        fn drop(&mut self) {
+            if let Some(s) = self.server.take() {
+                let _ = self.rt.block_on(s.shutdown());
+            }
+        }
+    }
+
+    pub fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    /// A server with a space holding a text, a voice and an image note, and a profile for the
+    /// app that is a member.
+    pub fn seed() -> Seeded {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = cairn_server::Config::for_data_dir(dir.path().join("server"));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let server = rt.block_on(cairn_server::start(config)).unwrap();
+        let url = server.ws_url();
+        let viewer_home = dir.path().join("viewer");
+        let alice = rt.block_on(async {
+            let mut viewer = Client::init(&viewer_home, &url, "viewer", None, None).await.unwrap();
+            let mut alice =
+                Client::init(&dir.path().join("alice"), &url, "alice", None, None).await.unwrap();
+            let space = alice.create_space("Gallery", Policy::default()).await.unwrap();
+            alice.invite(&space, "viewer", Role::Member).await.unwrap();
+            alice
+                .post(
+                    &space,
+                    Draft::text("A text note, left for whoever comes next.", [-1.1, 1.5, -0.4]),
+                )
+                .await
+                .unwrap();
+            let voice = VoiceClip {
+                ogg_opus: super::ogg_opus(2000),
+                waveform: (0..64).map(|i| (40 + (i * 37) % 200) as u8).collect(),
+                duration_ms: 2000,
+            };
+            alice
+                .post(
+                    &space,
+                    Draft {
+                        voice: Some(voice),
+                        pose: cairn_crypto::Pose {
+                            position: [0.0, 1.3, -0.4],
+                            ..Default::default()
+                        },
+                        ..Draft::default()
+                    },
+                )
+                .await
+                .unwrap();
+            alice
+                .post(
+                    &space,
+                    Draft {
+                        image: Some(png(400, 300, [220, 40, 200])),
+                        pose: cairn_crypto::Pose {
+                            position: [1.1, 1.5, -0.4],
+                            ..Default::default()
+                        },
+                        ..Draft::default()
+                    },
+                )
+                .await
+                .unwrap();
+            viewer.sync().await.unwrap();
+            alice
+        });
+        Seeded { rt, server: Some(server), dir, url, alice, viewer_home }
+    }
+
+    pub fn run_app(x: &Xvfb, seeded: &Seeded, extra: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args([
+                "--home",
+                seeded.viewer_home.to_str().unwrap(),
+                "--server",
+                &seeded.url,
+                "--space",
+                "Gallery",
+            ])
+            .args(extra)
+            .env("DISPLAY", &x.display)
+            .env("RUST_LOG", "warn,cairn=info")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the app starts")
+    }
+
+    pub fn report_lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// The same minimal Ogg/Opus stream the client tests use: valid headers and granule
+/// positions, silent packets.
+fn ogg_opus(ms: u32) -> Vec<u8> {
+    fn page(out: &mut Vec<u8>, header_type: u8, granule: u64, seq: u32, packet: &[u8]) {
+        let mut p = b"OggS".to_vec();
+        p.extend_from_slice(&[0, header_type]);
+        p.extend_from_slice(&granule.to_le_bytes());
+        p.extend_from_slice(&7u32.to_le_bytes());
+        p.extend_from_slice(&seq.to_le_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(&[1, packet.len() as u8]);
+        p.extend_from_slice(packet);
+        out.extend_from_slice(&p);
+    }
+    let mut head = b"OpusHead".to_vec();
+    head.extend_from_slice(&[1, 1, 0x38, 1, 0x80, 0xbb, 0, 0, 0, 0, 0]);
+    let mut out = Vec::new();
+    page(&mut out, 2, 0, 0, &head);
+    page(&mut out, 0, 0, 1, b"OpusTags\0\0\0\0\0\0\0\0");
+    let packets = ms / 20;
+    for i in 0..packets {
+        page(
+            &mut out,
+            if i + 1 == packets { 4 } else { 0 },
+            312 + u64::from(i + 1) * 960,
+            2 + i,
+            &[0xf8, 0xff, 0xfe],
+        );
+    }
+    out
+}
+
+#[test]
+fn the_app_renders_seeded_notes_in_a_real_window() {
+    let x = process::Xvfb::start();
+    let seeded = process::seed();
+    let out = seeded.dir.path().join("shot.png");
+    let report = seeded.dir.path().join("report.jsonl");
+    let mut child = process::run_app(
+        &x,
+        &seeded,
+        &["--screenshot", out.to_str().unwrap(), "--report", report.to_str().unwrap()],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app did not finish its screenshot in time"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(status.success(), "the app exited with {status}");
+    let shown =
+        process::report_lines(&report).iter().filter(|l| l["event"] == "note_shown").count();
+    assert_eq!(shown, 3, "the report lists the three seeded notes");
+
+    // Keep a copy for people to look at (and for a failing run to be understood).
+    let _ = std::fs::create_dir_all(concat!(env!("CARGO_TARGET_TMPDIR"), "/screens"));
+    let _ = std::fs::copy(&out, concat!(env!("CARGO_TARGET_TMPDIR"), "/screens/seeded.png"));
+    let img = image::open(&out).expect("a PNG was saved").to_rgb8();
+    assert!(img.width() >= 1000 && img.height() >= 600);
+    let px: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    // Not blank: many distinct colours.
+    let mut distinct: Vec<[u8; 3]> =
+        px.iter().map(|p| [p[0] & 0xf0, p[1] & 0xf0, p[2] & 0xf0]).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() > 40, "the picture looks blank ({} colours)", distinct.len());
+    let count = |f: &dyn Fn(&[u8; 3]) -> bool| px.iter().filter(|p| f(p)).count();
+    // The image note carries the seeded image's dominant colour.
+    let magenta = count(&|p| p[0] > 170 && p[1] < 90 && p[2] > 150);
+    assert!(magenta > 800, "the seeded image's colour is missing ({magenta} px)");
+    // The text panel's paper differs from sky and floor.
+    let paper = count(&|p| p[0] > 232 && p[1] > 228 && p[2] > 215);
+    assert!(paper > 3000, "no text panel ({paper} px)");
+    // The voice orb's teal.
+    let teal = count(&|p| {
+        i32::from(p[1]) > i32::from(p[0]) + 40 && i32::from(p[2]) > i32::from(p[0]) + 40
+    });
+    assert!(teal > 300, "no voice orb ({teal} px)");
+}
+
+#[test]
+fn a_note_posted_with_cairn_cli_appears_in_the_running_app_within_a_second() {
+    let cli = cairn_cli_path();
+    let x = process::Xvfb::start();
+    let mut seeded = process::seed();
+    let report = seeded.dir.path().join("report.jsonl");
+    let mut child = process::run_app(&x, &seeded, &["--report", report.to_str().unwrap()]);
+    let wait_for = |pred: &dyn Fn(&[serde_json::Value]) -> bool, secs: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if pred(&process::report_lines(&report)) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    };
+    assert!(
+        wait_for(
+            &|l| l.iter().filter(|v| v["event"] == "note_shown").count() >= 3
+                && l.iter().any(|v| v["state"] == "Online"),
+            180
+        ),
+        "the app did not show the seeded notes"
+    );
+    // Alice posts from a terminal.
+    seeded.alice.disconnect();
+    let alice_home = seeded.dir.path().join("alice");
+    let out = std::process::Command::new(&cli)
+        .args([
+            "--home",
+            alice_home.to_str().unwrap(),
+            "--json",
+            "note",
+            "post",
+            "Gallery",
+            "--text",
+            "posted from a terminal",
+            "--at",
+            "0,1.9,-0.2",
+        ])
+        .output()
+        .unwrap();
+    let acked = cairn_proto::now_ms();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        wait_for(&|l| l.iter().any(|v| v["id"] == id.as_str()), 10),
+        "the app never showed the note"
+    );
+    let shown =
+        process::report_lines(&report).iter().find(|v| v["id"] == id.as_str()).unwrap()["t_ms"]
+            .as_u64()
+            .unwrap();
+    let latency = shown.saturating_sub(acked);
+    eprintln!("cairn-cli post acknowledged -> shown by the app: {latency} ms");
+    assert!(latency < 1000, "took {latency} ms");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `cairn-cli`, built by the workspace's tests (or built here if it is missing).
+fn cairn_cli_path() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
+    let cli = target.join("cairn-cli");
+    if !cli.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "cairn-client", "--bin", "cairn-cli"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building cairn-cli");
+    }
+    assert!(cli.exists(), "cairn-cli not found at {}", cli.display());
+    cli
+}
