@@ -30,6 +30,18 @@ pub mod close {
 
 /// Consecutive rejected requests after which a flooding connection is closed.
 const FLOOD_CLOSE_AFTER: u32 = 64;
+/// Posts and syncs one connection may have in flight at once (their commits share a
+/// group commit). Answers still go out in request order.
+const MAX_IN_FLIGHT: usize = 64;
+
+type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = ServerFrame> + Send>>;
+
+/// Whether a request may run beside others from the same connection. Everything else
+/// waits until those in flight are answered, so that, say, a delete never overtakes the
+/// post it deletes.
+fn concurrent(request: &Request) -> bool {
+    matches!(request, Request::PostNote { .. } | Request::Sync { .. })
+}
 
 /// The logged-in identity of a connection.
 #[derive(Clone, Debug)]
@@ -251,12 +263,30 @@ async fn run(
     let mut last_heard = Instant::now();
     let mut bucket = Bucket::new(state.config.rate_per_connection);
     let mut rejected_in_a_row = 0u32;
+    let mut in_flight: futures_util::stream::FuturesOrdered<Answer> = Default::default();
+    // A request that must wait for those in flight (see `concurrent`).
+    let mut held: Option<ClientFrame> = None;
     loop {
+        if in_flight.is_empty() {
+            if let Some(frame) = held.take() {
+                let result = handlers::handle(state, &caller, frame.request)
+                    .await
+                    .map_err(|e: ServerError| e.to_proto());
+                if !send_frame(&mut sink, &ServerFrame::Response { id: frame.id, result }).await {
+                    return;
+                }
+            }
+        }
         tokio::select! {
             biased;
-            _ = state.shutdown.cancelled() => {
+            _ = state.shutdown.cancelled(), if in_flight.is_empty() => {
                 close_with(&mut sink, close::GOING_AWAY, "server shutting down").await;
                 return;
+            }
+            Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                if !send_frame(&mut sink, &answer).await {
+                    return;
+                }
             }
             _ = kill.cancelled() => {
                 close_with(&mut sink, close::TRY_AGAIN, "disconnected; reconnect and sync").await;
@@ -278,7 +308,7 @@ async fn run(
                     return;
                 }
             }
-            msg = stream.next() => {
+            msg = stream.next(), if held.is_none() && in_flight.len() < MAX_IN_FLIGHT && !state.shutdown.is_cancelled() => {
                 last_heard = Instant::now();
                 let frame = match read(msg, state) {
                     Read::Frame(f) => f,
@@ -299,16 +329,19 @@ async fn run(
                         close_with(&mut sink, close::POLICY, "rate limit exceeded").await;
                         return;
                     }
-                    if !send_frame(&mut sink, &error_frame(frame.id, ErrorCode::RateLimited, "slow down")).await {
-                        return;
-                    }
+                    // Queued behind what is in flight, so answers keep request order.
+                    in_flight.push_back(Box::pin(std::future::ready(error_frame(frame.id, ErrorCode::RateLimited, "slow down"))));
                     continue;
                 }
                 rejected_in_a_row = 0;
-                let result = handlers::handle(state, &caller, frame.request).await;
-                let result = result.map_err(|e: ServerError| e.to_proto());
-                if !send_frame(&mut sink, &ServerFrame::Response { id: frame.id, result }).await {
-                    return;
+                if concurrent(&frame.request) {
+                    let (state, caller) = (state.clone(), caller.clone());
+                    in_flight.push_back(Box::pin(async move {
+                        let result = handlers::handle(&state, &caller, frame.request).await.map_err(|e: ServerError| e.to_proto());
+                        ServerFrame::Response { id: frame.id, result }
+                    }));
+                } else {
+                    held = Some(frame);
                 }
             }
         }

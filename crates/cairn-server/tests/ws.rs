@@ -548,3 +548,51 @@ async fn health_metrics_and_graceful_shutdown_with_1001() {
     t.server.state.shutdown.cancel();
     assert_eq!(Client::expect_close(&mut a.ws).await.map(u16::from), Some(1001));
 }
+
+#[tokio::test]
+async fn pipelined_posts_are_answered_in_order_and_a_delete_never_overtakes_its_post() {
+    let t = start().await;
+    let alice = Device::new();
+    let mut a = Client::register(&t.server.ws_url(), "alice", &alice).await;
+    let space = TestSpace::create(&mut a, &alice, Policy::default()).await;
+    let notes: Vec<SealedNote> =
+        (0..200).map(|i| note(&alice, space.id, 0, format!("p{i}").as_bytes())).collect();
+    let mut ids = Vec::new();
+    for n in &notes {
+        ids.push(a.send(Request::PostNote { note: n.clone() }).await);
+    }
+    let last = notes.last().unwrap().header.note_id;
+    ids.push(
+        a.send(Request::DeleteNote {
+            space: space.id,
+            note_id: last,
+            signature: alice.sign(&sign::delete_payload(&space.id, &last)),
+        })
+        .await,
+    );
+    let mut answers = Vec::new();
+    while answers.len() < ids.len() {
+        match a.read_frame().await.unwrap() {
+            ServerFrame::Response { id, result } => answers.push((id, result.unwrap())),
+            ServerFrame::Event(_) => {}
+        }
+    }
+    assert_eq!(
+        answers.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        ids,
+        "answers in request order"
+    );
+    let mut seqs: Vec<u64> = answers[..200]
+        .iter()
+        .map(|(_, r)| match r {
+            Response::Posted { seq, .. } => *seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+    assert!(
+        matches!(answers[200].1, Response::Posted { seq: 201, .. }),
+        "the delete ran after its post"
+    );
+}
