@@ -1,0 +1,514 @@
+//! `cairn-bench`: measures, in one run, the Cairn server against this machine's ceilings.
+//!
+//! * ceilings: batched rusqlite inserts (WAL, synchronous=FULL) and a bare
+//!   tokio-tungstenite echo server;
+//! * durable posts acknowledged per second with 100 concurrent senders;
+//! * 1:1 relay (post -> commit -> delivery to the other member): throughput, p50/p99;
+//! * delivery to every member of a 1,000-member space: p50/p99;
+//! * server RSS per idle, logged-in connection, with 10,000 connections (server in its own
+//!   process).
+//!
+//! `cargo run --release -p cairn-bench` (build `cairn-server` in release first for the RSS
+//! part: `./dev bench` does both). Figures go into docs/BENCHMARKS.md.
+
+use anyhow::{Context, Result};
+use cairn_client::connection::{Auth, Connection};
+use cairn_crypto::*;
+use cairn_proto::*;
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Parser)]
+struct Args {
+    /// Concurrent senders for the durable-post figure.
+    #[arg(long, default_value_t = 100)]
+    senders: usize,
+    /// Seconds each throughput phase runs.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Members of the fan-out space.
+    #[arg(long, default_value_t = 1000)]
+    members: usize,
+    /// Idle connections for the memory figure (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    idle: usize,
+    /// Path of the cairn-server binary for the memory figure (default: beside this one).
+    #[arg(long)]
+    server_bin: Option<std::path::PathBuf>,
+}
+
+const NOTE_BYTES: usize = 1024;
+
+fn pct(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+// ---- ceilings ----
+
+fn sqlite_ceiling(rows: usize) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let conn = rusqlite::Connection::open(dir.path().join("ceiling.db"))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE entries (space BLOB, seq INTEGER, note_id BLOB, item BLOB, PRIMARY KEY (space, seq));",
+    )?;
+    let payload = vec![7u8; NOTE_BYTES + 300];
+    let started = Instant::now();
+    let batch = 500;
+    for b in 0..rows / batch {
+        conn.execute_batch("BEGIN")?;
+        {
+            let mut stmt = conn.prepare_cached("INSERT INTO entries VALUES (?1, ?2, ?3, ?4)")?;
+            for i in 0..batch {
+                let seq = (b * batch + i) as i64;
+                stmt.execute(rusqlite::params![
+                    &[1u8; 16][..],
+                    seq,
+                    &seq.to_le_bytes()[..],
+                    &payload
+                ])?;
+            }
+        }
+        conn.execute_batch("COMMIT")?;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Round trips per second over one connection with `window` messages in flight, and
+/// unloaded round-trip latency.
+async fn echo_ceiling(seconds: u64) -> Result<(f64, Histogram<u64>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_binary() && ws.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}")).await?;
+    let (mut tx, mut rx) = ws.split();
+    let msg = tokio_tungstenite::tungstenite::Message::Binary(vec![3u8; NOTE_BYTES + 350].into());
+    let mut lat = hist();
+    for _ in 0..2000 {
+        let t = Instant::now();
+        tx.send(msg.clone()).await?;
+        rx.next().await.context("echo closed")??;
+        lat.record(t.elapsed().as_micros() as u64)?;
+    }
+    let window = 64;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut done = 0u64;
+    for _ in 0..window {
+        tx.send(msg.clone()).await?;
+    }
+    while Instant::now() < deadline {
+        rx.next().await.context("echo closed")??;
+        done += 1;
+        tx.send(msg.clone()).await?;
+    }
+    Ok((done as f64 / started.elapsed().as_secs_f64(), lat))
+}
+
+// ---- the server under test ----
+
+struct User {
+    id: DeviceIdentity,
+    conn: Connection,
+    events: mpsc::UnboundedReceiver<Event>,
+}
+
+async fn register(url: &str, handle: &str) -> Result<User> {
+    let id = DeviceIdentity::generate();
+    let (conn, events) =
+        Connection::open(url, &id, Auth::Register { handle, invite: None }).await?;
+    Ok(User { id, conn, events })
+}
+
+/// A space owned by `owner` with `members` added; returns its id and epoch.
+async fn space_with(
+    owner: &User,
+    owner_handle: &str,
+    members: &[(String, DeviceKeys)],
+) -> Result<(SpaceId, u64)> {
+    let mut sid = [0u8; 16];
+    sid.copy_from_slice(&owner.id.id().0[..16]);
+    sid[0] ^= members.len() as u8;
+    let space = SpaceId(sid);
+    let genesis = MembershipOp {
+        space,
+        index: 0,
+        prev: OpHash::default(),
+        actor: owner.id.id(),
+        at: now_ms(),
+        action: Action::Create {
+            name: "bench".into(),
+            owner: Member {
+                handle: owner_handle.into(),
+                role: Role::Owner,
+                devices: vec![owner.id.keys()],
+            },
+            policy: Policy::default(),
+        },
+    };
+    let signed = sign_op(&owner.id, &genesis);
+    let mut log = MembershipLog::replay(std::slice::from_ref(&signed))?;
+    owner.conn.request(Request::CreateSpace { op: signed }).await?;
+    for (handle, keys) in members {
+        let op = sign_op(
+            &owner.id,
+            &log.next_op(
+                &owner.id,
+                Action::Add {
+                    member: Member {
+                        handle: handle.clone(),
+                        role: Role::Member,
+                        devices: vec![*keys],
+                    },
+                },
+            ),
+        );
+        log.append(&op)?;
+        owner.conn.request(Request::ChangeMembership { op }).await?;
+    }
+    Ok((space, log.state().epoch))
+}
+
+fn note(sender: &DeviceIdentity, key: &EpochKey, space: SpaceId, epoch: u64, n: u64) -> SealedNote {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&n.to_le_bytes());
+    id[8..].copy_from_slice(&sender.id().0[..8]);
+    let mut body = NoteBody::text("bench", &"x".repeat(NOTE_BYTES - 100), Pose::default());
+    body.created_at = n;
+    let header = NoteHeader {
+        space,
+        epoch,
+        sender: sender.id(),
+        note_id: NoteId(id),
+        kind: NoteKind::Text,
+        expires_at: None,
+        media: vec![],
+    };
+    seal_note(sender, key, header, &body)
+}
+
+async fn start_server(dir: &std::path::Path) -> Result<cairn_server::RunningServer> {
+    let mut config = cairn_server::Config::for_data_dir(dir);
+    // Benchmarks measure capacity, not the abuse limits.
+    config.rate_per_connection = 10_000_000;
+    config.rate_per_user = 10_000_000;
+    cairn_server::start(config).await
+}
+
+/// Durable posts acknowledged per second: `senders` connections, each with a few posts in
+/// flight, all acknowledged only after commit.
+async fn durable_posts(url: &str, senders: usize, seconds: u64) -> Result<(f64, Histogram<u64>)> {
+    let owner = register(url, "owner").await?;
+    let mut users = Vec::new();
+    for i in 0..senders {
+        users.push(register(url, &format!("s{i}")).await?);
+    }
+    let members: Vec<(String, DeviceKeys)> =
+        users.iter().enumerate().map(|(i, u)| (format!("s{i}"), u.id.keys())).collect();
+    let (space, epoch) = space_with(&owner, "owner", &members).await?;
+    let key = EpochKey::generate();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for u in users {
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let u = Arc::new(u);
+            let mut lat = hist();
+            let mut n = 0u64;
+            let mut inflight = futures_util::stream::FuturesUnordered::new();
+            loop {
+                while inflight.len() < 4 && Instant::now() < deadline {
+                    n += 1;
+                    let sealed = note(&u.id, &key, space, epoch, n);
+                    let u = u.clone();
+                    inflight.push(async move {
+                        let t = Instant::now();
+                        let r = u.conn.request(Request::PostNote { note: sealed }).await;
+                        (r, t.elapsed())
+                    });
+                }
+                match inflight.next().await {
+                    Some((Ok(_), d)) => lat.record(d.as_micros() as u64).ok(),
+                    Some((Err(e), _)) => panic!("post failed: {e}"),
+                    None => break,
+                };
+            }
+            lat
+        }));
+    }
+    let mut all = hist();
+    for t in tasks {
+        all.add(t.await?)?;
+    }
+    Ok((all.len() as f64 / started.elapsed().as_secs_f64(), all))
+}
+
+/// 1:1 relay: alice posts (64 in flight), bob receives each as a live event.
+async fn relay(url: &str, seconds: u64) -> Result<(f64, Histogram<u64>, Histogram<u64>)> {
+    let alice = register(url, "ralice").await?;
+    let mut bob = register(url, "rbob").await?;
+    let (space, epoch) = space_with(&alice, "ralice", &[("rbob".into(), bob.id.keys())]).await?;
+    while let Ok(Some(_)) =
+        tokio::time::timeout(Duration::from_millis(200), bob.events.recv()).await
+    {}
+    let key = EpochKey::generate();
+    // Unloaded latency: one note at a time, post to delivery.
+    let mut unloaded = hist();
+    for n in 0..500u64 {
+        let sealed = note(&alice.id, &key, space, epoch, n);
+        let t = Instant::now();
+        alice.conn.request(Request::PostNote { note: sealed }).await?;
+        loop {
+            if let Some(Event::Entry { .. }) = bob.events.recv().await {
+                break;
+            }
+        }
+        unloaded.record(t.elapsed().as_micros() as u64)?;
+    }
+    // Throughput under load, with per-note latency from send to delivery.
+    let alice = Arc::new(alice);
+    let sent_at: Arc<std::sync::Mutex<std::collections::HashMap<NoteId, Instant>>> =
+        Default::default();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let sender = {
+        let (alice, sent_at, key) = (alice.clone(), sent_at.clone(), key.clone());
+        tokio::spawn(async move {
+            let mut inflight = futures_util::stream::FuturesUnordered::new();
+            let mut n = 1_000_000u64;
+            loop {
+                while inflight.len() < 64 && Instant::now() < deadline {
+                    n += 1;
+                    let sealed = note(&alice.id, &key, space, epoch, n);
+                    sent_at.lock().expect("lock").insert(sealed.header.note_id, Instant::now());
+                    let alice = alice.clone();
+                    inflight.push(async move {
+                        alice.conn.request(Request::PostNote { note: sealed }).await
+                    });
+                }
+                if inflight.next().await.is_none() {
+                    break;
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut loaded = hist();
+    let mut got = 0u64;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), bob.events.recv()).await {
+            Ok(Some(Event::Entry { entry, .. })) => {
+                if let EntryItem::Note(n) = entry.item {
+                    if let Some(t) = sent_at.lock().expect("lock").remove(&n.header.note_id) {
+                        loaded.record(t.elapsed().as_micros() as u64)?;
+                        got += 1;
+                    }
+                }
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+        if Instant::now() > deadline && sent_at.lock().expect("lock").is_empty() {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    sender.await?;
+    Ok((got as f64 / elapsed.as_secs_f64(), unloaded, loaded))
+}
+
+/// Delivery to every member of a large space: time from post to each member's receipt.
+async fn fan_out(url: &str, members: usize) -> Result<Histogram<u64>> {
+    let owner = register(url, "fowner").await?;
+    let mut users = Vec::new();
+    for i in 0..members {
+        users.push(register(url, &format!("f{i}")).await?);
+    }
+    let list: Vec<(String, DeviceKeys)> =
+        users.iter().enumerate().map(|(i, u)| (format!("f{i}"), u.id.keys())).collect();
+    let (space, epoch) = space_with(&owner, "fowner", &list).await?;
+    // Drain the membership events.
+    for u in users.iter_mut() {
+        while let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_millis(1), u.events.recv()).await
+        {}
+    }
+    let key = EpochKey::generate();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(NoteId, Instant)>();
+    for mut u in users {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = u.events.recv().await {
+                if let Event::Entry { entry: SpaceEntry { item: EntryItem::Note(n), .. }, .. } = e {
+                    let _ = tx.send((n.header.note_id, Instant::now()));
+                }
+            }
+            drop(u.conn);
+        });
+    }
+    drop(tx);
+    let mut lat = hist();
+    let posts = 30u64;
+    for n in 0..posts {
+        let sealed = note(&owner.id, &key, space, epoch, n);
+        let id = sealed.header.note_id;
+        let t = Instant::now();
+        owner.conn.request(Request::PostNote { note: sealed }).await?;
+        let mut received = 0;
+        while received < members {
+            let (got, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await?
+                .context("receivers gone")?;
+            if got == id {
+                lat.record(at.duration_since(t).as_micros() as u64)?;
+                received += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(lat)
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+}
+
+/// Server RSS per idle, logged-in connection, the server in its own process.
+async fn idle_memory(server_bin: &std::path::Path, count: usize) -> Result<(f64, u64, u64)> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut child = tokio::process::Command::new(server_bin)
+        .args([
+            "--data",
+            dir.path().to_str().context("utf-8 path")?,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("CAIRN_RATE_PER_USER", "100000000")
+        .env("CAIRN_IDLE_TIMEOUT", "600")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", server_bin.display()))?;
+    let pid = child.id().context("server pid")?;
+    let url = format!("ws://127.0.0.1:{port}/v1/ws");
+    let mut first = None;
+    for _ in 0..100 {
+        if let Ok(u) = register(&url, "idle").await {
+            first = Some(u);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = first.context("the server did not come up")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid)?;
+    let mut conns = Vec::with_capacity(count);
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    for _ in 0..count {
+        pending.push(Connection::open(&url, &first.id, Auth::Login));
+        if pending.len() >= 64 {
+            conns.push(pending.next().await.context("connect")??);
+        }
+    }
+    while let Some(c) = pending.next().await {
+        conns.push(c?);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid)?;
+    let per = (after.saturating_sub(before) as f64 * 1024.0) / count as f64;
+    drop(conns);
+    let _ = child.kill().await;
+    Ok((per, before, after))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    println!(
+        "cairn-bench: {} senders, {} s phases, {}-member space, {} idle connections\n",
+        args.senders, args.seconds, args.members, args.idle
+    );
+
+    let ceiling_rows = sqlite_ceiling(50_000)?;
+    println!(
+        "ceiling  batched rusqlite inserts (500/txn, WAL, synchronous=FULL): {ceiling_rows:.0} rows/s"
+    );
+    let (echo_rate, echo_lat) = echo_ceiling(args.seconds).await?;
+    println!(
+        "ceiling  bare tokio-tungstenite echo, 64 in flight: {echo_rate:.0} round trips/s; unloaded p50 {:.3} ms p99 {:.3} ms",
+        pct(&echo_lat, 0.5),
+        pct(&echo_lat, 0.99)
+    );
+
+    let dir = tempfile::tempdir()?;
+    let server = start_server(dir.path()).await?;
+    let url = server.ws_url();
+    let (posts, post_lat) = durable_posts(&url, args.senders, args.seconds).await?;
+    println!(
+        "server   durable posts, {} senders x 4 in flight: {posts:.0} acknowledged/s ({:.2}x the insert ceiling); ack p50 {:.2} ms p99 {:.2} ms",
+        args.senders,
+        posts / ceiling_rows,
+        pct(&post_lat, 0.5),
+        pct(&post_lat, 0.99)
+    );
+    let (relay_rate, unloaded, loaded) = relay(&url, args.seconds).await?;
+    println!(
+        "server   1:1 relay, 64 in flight: {relay_rate:.0} notes/s delivered ({:.2}x the echo ceiling); loaded p50 {:.2} ms p99 {:.2} ms; unloaded p50 {:.2} ms p99 {:.2} ms",
+        relay_rate / echo_rate,
+        pct(&loaded, 0.5),
+        pct(&loaded, 0.99),
+        pct(&unloaded, 0.5),
+        pct(&unloaded, 0.99)
+    );
+    let fan = fan_out(&url, args.members).await?;
+    println!(
+        "server   fan-out to every member of a {}-member space: p50 {:.2} ms p99 {:.2} ms ({} deliveries)",
+        args.members,
+        pct(&fan, 0.5),
+        pct(&fan, 0.99),
+        fan.len()
+    );
+    server.shutdown().await?;
+
+    if args.idle > 0 {
+        let bin = args.server_bin.clone().unwrap_or_else(|| {
+            std::env::current_exe().expect("exe").with_file_name("cairn-server")
+        });
+        match idle_memory(&bin, args.idle).await {
+            Ok((per, before, after)) => println!(
+                "server   RSS per idle logged-in connection, {} connections: {:.1} KB ({} -> {} KiB)",
+                args.idle,
+                per / 1000.0,
+                before,
+                after
+            ),
+            Err(e) => println!(
+                "server   RSS per idle connection: not measured ({e:#}); build cairn-server first"
+            ),
+        }
+    }
+    Ok(())
+}
