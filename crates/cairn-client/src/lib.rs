@@ -14,7 +14,6 @@ pub mod handle;
 pub mod identity;
 pub mod image;
 pub mod media;
-pub mod media_info;
 pub mod profile;
 pub mod store;
 

@@ -171,3 +171,49 @@ async fn a_client_killed_with_notes_in_its_outbox_delivers_each_exactly_once() {
     assert_eq!(texts, (0..5).map(|i| format!("offline {i}")).collect::<Vec<_>>());
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_note_from_a_wav_file_arrives_as_ogg_opus() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start_server(server_dir.path(), port).await;
+    let url = format!("ws://127.0.0.1:{port}/v1/ws");
+    let h = setup(&url).await;
+    // One second of a 440 Hz tone at 22,050 Hz, as a WAV file.
+    let samples: Vec<i16> = (0..22_050)
+        .map(|i| ((i as f32 / 22_050.0 * 440.0 * std::f32::consts::TAU).sin() * 9000.0) as i16)
+        .collect();
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&(36 + samples.len() as u32 * 2).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt \x10\0\0\0\x01\0\x01\0");
+    wav.extend_from_slice(&22_050u32.to_le_bytes());
+    wav.extend_from_slice(&44_100u32.to_le_bytes());
+    wav.extend_from_slice(b"\x02\0\x10\0data");
+    wav.extend_from_slice(&(samples.len() as u32 * 2).to_le_bytes());
+    samples.iter().for_each(|s| wav.extend_from_slice(&s.to_le_bytes()));
+    let file = h.alice.join("tone.wav");
+    std::fs::write(&file, &wav).unwrap();
+    let posted =
+        json(&h.alice, &["note", "post", "kitchen", "--voice", file.to_str().unwrap()]).await;
+    assert_eq!(posted["kind"], "voice");
+    let out = tempfile::tempdir().unwrap();
+    ok(
+        &h.bob,
+        &["note", "get", posted["id"].as_str().unwrap(), "--out", out.path().to_str().unwrap()],
+    )
+    .await;
+    let ogg =
+        std::fs::read(out.path().join(format!("{}.ogg", &posted["id"].as_str().unwrap()[..8])))
+            .unwrap();
+    let pcm = cairn_voice::decode_ogg_opus(&ogg).unwrap();
+    assert!(pcm.len().abs_diff(48_000) < 1000, "{} samples", pcm.len());
+    // A file that is not audio is refused with a reason.
+    std::fs::write(h.alice.join("junk.wav"), b"RIFF junk").unwrap();
+    let o = run(
+        &h.alice,
+        &["note", "post", "kitchen", "--voice", h.alice.join("junk.wav").to_str().unwrap()],
+    )
+    .await;
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("voice note"));
+    server.shutdown().await.unwrap();
+}

@@ -97,7 +97,7 @@ enum NoteCmd {
         at: [f32; 3],
         #[arg(long)]
         image: Option<PathBuf>,
-        /// An Ogg/Opus file.
+        /// An audio file (WAV, FLAC, MP3, Ogg/Vorbis, Ogg/Opus), encoded as Opus.
         #[arg(long)]
         voice: Option<PathBuf>,
         #[arg(long)]
@@ -273,11 +273,16 @@ impl App {
     }
 }
 
+/// Any supported audio file (WAV, FLAC, MP3, Ogg/Vorbis, Ogg/Opus), encoded as a voice note.
 fn read_voice(path: &PathBuf) -> Result<VoiceClip> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let info = cairn_client::media_info::ogg_opus_info(&bytes)
-        .with_context(|| format!("{} is not an Ogg/Opus file", path.display()))?;
-    Ok(VoiceClip { ogg_opus: bytes, waveform: Vec::new(), duration_ms: info.duration_ms })
+    let note = cairn_voice::encode_file(&bytes)
+        .with_context(|| format!("{} as a voice note", path.display()))?;
+    Ok(VoiceClip {
+        ogg_opus: note.ogg_opus,
+        waveform: note.waveform,
+        duration_ms: note.duration_ms,
+    })
 }
 
 async fn run(cli: Cli) -> Result<()> {
