@@ -573,7 +573,7 @@ impl Client {
             let trusted = state
                 .epochs()
                 .filter(|e| *e >= env.epoch)
-                .any(|e| state.devices_at(e).is_some_and(|d| d.contains(&env.creator)));
+                .any(|e| state.was_member_device(&env.creator, e));
             if !trusted {
                 tracing::warn!(space = %space, epoch = env.epoch, "envelope from a non-member device ignored");
                 continue;

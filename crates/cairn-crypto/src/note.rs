@@ -146,8 +146,7 @@ pub fn open_note(
     if h.space != membership.space {
         return Err(CryptoError::NotAMember);
     }
-    let devices = membership.devices_at(h.epoch).ok_or(CryptoError::NotAMember)?;
-    if !devices.contains(&h.sender) {
+    if !membership.was_member_device(&h.sender, h.epoch) {
         return Err(CryptoError::NotAMember);
     }
     verify_signature(&h.sender, &sign::note_payload(h, &note.ciphertext), &note.signature)?;

@@ -478,7 +478,8 @@ proptest! {
             prop_assert!(s.epoch >= last_epoch);
             last_epoch = s.epoch;
             prop_assert!(s.members.values().any(|m| m.role == Role::Owner));
-            prop_assert!(s.devices_at(s.epoch).is_some());
+            prop_assert!(s.has_epoch(s.epoch));
+            for d in s.current_devices() { prop_assert!(s.was_member_device(&d, s.epoch)); }
         }
         let replayed = MembershipLog::replay(&space.ops).unwrap();
         prop_assert_eq!(replayed.state().head, space.log.state().head);

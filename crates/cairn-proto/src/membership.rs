@@ -5,7 +5,7 @@
 
 use crate::ids::*;
 use crate::messages::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Why an operation does not apply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,8 +45,11 @@ pub struct SpaceState {
     pub len: u64,
     /// Hash of the last op's body.
     pub head: OpHash,
-    /// The member devices of each epoch, oldest first.
-    epochs: Vec<(u64, BTreeSet<DeviceId>)>,
+    /// Every epoch so far, oldest first.
+    epochs: Vec<u64>,
+    /// When each device was a member: `[from, until)` epochs, `until = u64::MAX` while it
+    /// still is. Linear in the number of devices, however often membership changes.
+    spans: HashMap<DeviceId, Vec<(u64, u64)>>,
     /// When each user (still or formerly a member) last joined, as an epoch.
     joined: BTreeMap<String, u64>,
 }
@@ -75,7 +78,8 @@ impl SpaceState {
             epoch: 0,
             len: 1,
             head: hash,
-            epochs: Vec::new(),
+            epochs: vec![0],
+            spans: HashMap::new(),
             joined: BTreeMap::new(),
         };
         s.members.insert(
@@ -83,7 +87,9 @@ impl SpaceState {
             MemberState { role: Role::Owner, devices: owner.devices.clone() },
         );
         s.joined.insert(owner.handle.clone(), 0);
-        s.epochs.push((0, s.current_devices()));
+        for d in &owner.devices {
+            s.spans.entry(d.sign).or_default().push((0, u64::MAX));
+        }
         Ok(s)
     }
 
@@ -103,6 +109,8 @@ impl SpaceState {
             return Err(OpError::NotAllowed);
         }
         let mut membership_changed = false;
+        let mut joined_devices: Vec<DeviceId> = Vec::new();
+        let mut left_devices: Vec<DeviceId> = Vec::new();
         match &op.action {
             Action::Create { .. } => return Err(OpError::BadGenesis),
             Action::Add { member } => {
@@ -120,6 +128,7 @@ impl SpaceState {
                     MemberState { role: member.role, devices: member.devices.clone() },
                 );
                 self.joined.insert(member.handle.clone(), op.index);
+                joined_devices = member.devices.iter().map(|d| d.sign).collect();
                 membership_changed = true;
             }
             Action::Remove { handle } => {
@@ -127,7 +136,9 @@ impl SpaceState {
                 if role == Role::Owner && self.owner_count() == 1 {
                     return Err(OpError::Invalid("a space must keep an owner"));
                 }
-                self.members.remove(handle);
+                if let Some(m) = self.members.remove(handle) {
+                    left_devices = m.devices.iter().map(|d| d.sign).collect();
+                }
                 membership_changed = true;
             }
             Action::SetRole { handle, role } => {
@@ -143,7 +154,17 @@ impl SpaceState {
         self.head = hash;
         if membership_changed {
             self.epoch = op.index;
-            self.epochs.push((op.index, self.current_devices()));
+            self.epochs.push(op.index);
+            for d in joined_devices {
+                self.spans.entry(d).or_default().push((op.index, u64::MAX));
+            }
+            for d in left_devices {
+                if let Some(open) =
+                    self.spans.get_mut(&d).and_then(|s| s.last_mut()).filter(|s| s.1 == u64::MAX)
+                {
+                    open.1 = op.index;
+                }
+            }
         }
         Ok(())
     }
@@ -175,14 +196,31 @@ impl SpaceState {
         self.members.values().flat_map(|m| m.devices.iter().copied()).collect()
     }
 
-    /// The member devices at `epoch`, if that epoch exists.
-    pub fn devices_at(&self, epoch: u64) -> Option<&BTreeSet<DeviceId>> {
-        self.epochs.iter().find(|(e, _)| *e == epoch).map(|(_, d)| d)
+    /// Whether `epoch` is one of this space's epochs.
+    pub fn has_epoch(&self, epoch: u64) -> bool {
+        self.epochs.binary_search(&epoch).is_ok()
+    }
+
+    /// Whether `device` was a member device at `epoch` (false for an epoch that never was).
+    pub fn was_member_device(&self, device: &DeviceId, epoch: u64) -> bool {
+        self.has_epoch(epoch)
+            && self.spans.get(device).is_some_and(|spans| {
+                spans.iter().any(|(from, until)| *from <= epoch && epoch < *until)
+            })
+    }
+
+    /// The member devices at `epoch` (empty for an epoch that never was).
+    pub fn devices_at(&self, epoch: u64) -> BTreeSet<DeviceId> {
+        self.spans
+            .iter()
+            .filter(|(d, _)| self.was_member_device(d, epoch))
+            .map(|(d, _)| *d)
+            .collect()
     }
 
     /// All epochs so far, oldest first.
     pub fn epochs(&self) -> impl Iterator<Item = u64> + '_ {
-        self.epochs.iter().map(|(e, _)| *e)
+        self.epochs.iter().copied()
     }
 
     /// The epochs whose keys `handle` may hold: with history sharing all epochs up to now,
@@ -191,7 +229,7 @@ impl SpaceState {
         let Some(joined) = self.joined.get(handle) else { return Vec::new() };
         self.epochs
             .iter()
-            .map(|(e, _)| *e)
+            .copied()
             .filter(|e| self.policy.history_for_new_members || e >= joined)
             .collect()
     }

@@ -98,10 +98,16 @@ async fn ws_upgrade(
     // Leave headroom above the protocol limit so an oversize message is read far enough
     // to be answered with 1009 by our own check, and far beyond it by tungstenite's.
     let limit = cairn_proto::MAX_FRAME_BYTES * 2;
-    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
-        let tasks = state.tasks.clone();
-        tasks.track_future(connection::serve(state, socket))
-    })
+    // Small socket buffers: an idle connection should cost a few kilobytes, not the
+    // 128 KiB tungstenite reserves by default.
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| {
+            let tasks = state.tasks.clone();
+            tasks.track_future(connection::serve(state, socket))
+        })
 }
 
 /// Expired notes become tombstones (and members hear of it); unreferenced media past the

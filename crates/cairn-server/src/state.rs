@@ -33,12 +33,14 @@ pub struct AppState {
     pub user_buckets: Mutex<HashMap<String, Bucket>>,
 }
 
-/// A space's verified membership, cached; `handles` is the fan-out list.
-#[derive(Clone)]
-pub struct CachedSpace {
+/// A space's verified membership, cached; `handles` is the fan-out list. Shared (`Arc`)
+/// so that a post reads it without copying.
+pub struct CachedSpaceInner {
     pub state: SpaceState,
-    pub handles: Arc<[String]>,
+    pub handles: Vec<String>,
 }
+
+pub type CachedSpace = Arc<CachedSpaceInner>;
 
 /// Membership of each space, replayed from the stored log on first use. Each space has
 /// its own lock so that membership changes to one space are serialized on this node.
@@ -52,11 +54,10 @@ pub fn op_hash(body: &[u8]) -> OpHash {
     OpHash(Sha256::digest(body).into())
 }
 
-impl CachedSpace {
-    pub fn new(state: SpaceState) -> Self {
-        let handles = state.members.keys().cloned().collect::<Vec<_>>().into();
-        CachedSpace { state, handles }
-    }
+/// Wraps a replayed state for the cache.
+pub fn cached(state: SpaceState) -> CachedSpace {
+    let handles = state.members.keys().cloned().collect();
+    Arc::new(CachedSpaceInner { state, handles })
 }
 
 impl Spaces {
@@ -89,13 +90,13 @@ impl Spaces {
                         .apply(&decode(&op.body)?, op_hash(&op.body))
                         .map_err(|e| ServerError::code(ErrorCode::Internal, e.to_string()))?;
                 }
-                *guard = Some(CachedSpace::new(state));
+                *guard = Some(cached(state));
             }
         }
         Ok(guard)
     }
 
-    /// A snapshot of a space (cheap: the handle list is shared).
+    /// A snapshot of a space (cheap: an `Arc`).
     pub async fn get(&self, store: &dyn Store, space: &SpaceId) -> Result<Option<CachedSpace>> {
         Ok(self.lock(store, space).await?.clone())
     }

@@ -31,7 +31,7 @@ pub async fn post(state: &AppState, caller: &Caller, note: SealedNote) -> Result
     if !role.may_post(&cached.state.policy) {
         return Err(ServerError::forbidden("your role may not post in this space"));
     }
-    if cached.state.devices_at(h.epoch).is_none() {
+    if !cached.state.has_epoch(h.epoch) {
         return Err(ServerError::code(ErrorCode::BadEpoch, "no such epoch in this space"));
     }
     verify(&h.sender, &sign::note_payload(h, &note.ciphertext), &note.signature)?;

@@ -5,7 +5,7 @@ use super::{deliver, member_space};
 use crate::auth::verify;
 use crate::connection::Caller;
 use crate::error::{Result, ServerError};
-use crate::state::{AppState, CachedSpace, op_hash};
+use crate::state::{AppState, CachedSpace, cached, op_hash};
 use crate::storage::MembersAfter;
 use cairn_proto::membership::{OpError, SpaceState};
 use cairn_proto::{
@@ -79,7 +79,7 @@ pub async fn create(state: &AppState, caller: &Caller, signed: SignedOp) -> Resu
         return Err(ServerError::code(ErrorCode::Conflict, "space exists"));
     }
     state.store.append_op(&op.space, 0, &signed, &members_after(&space_state)).await?;
-    *slot = Some(CachedSpace::new(space_state));
+    *slot = Some(cached(space_state));
     Ok(Response::OpAccepted { index: 0, epoch: 0 })
 }
 
@@ -101,7 +101,7 @@ pub async fn change(state: &AppState, caller: &Caller, signed: SignedOp) -> Resu
     let audience: BTreeSet<String> =
         current.handles.iter().cloned().chain(next.members.keys().cloned()).collect();
     let epoch = next.epoch;
-    *slot = Some(CachedSpace::new(next));
+    *slot = Some(cached(next));
     drop(slot);
     deliver(
         state,
@@ -147,10 +147,10 @@ pub async fn put_envelopes(
             spaces.push((e.space, cached));
         }
         let cached = &spaces.iter().find(|(s, _)| *s == e.space).expect("inserted above").1;
-        if e.epoch > cached.state.epoch || cached.state.devices_at(e.epoch).is_none() {
+        if !cached.state.has_epoch(e.epoch) {
             return Err(ServerError::code(ErrorCode::BadEpoch, "no such epoch"));
         }
-        if !cached.state.current_devices().contains(&e.recipient) {
+        if !cached.state.was_member_device(&e.recipient, cached.state.epoch) {
             return Err(ServerError::bad("recipient is not a member device"));
         }
         verify(
