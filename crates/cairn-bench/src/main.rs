@@ -214,22 +214,21 @@ async fn start_server(dir: &std::path::Path) -> Result<cairn_server::RunningServ
     cairn_server::start(config).await
 }
 
-/// Durable posts acknowledged per second: `senders` connections, each with a few posts in
-/// flight, all acknowledged only after commit.
+/// Durable posts acknowledged per second: `senders` connections, each posting into its own
+/// space with a few posts in flight, all acknowledged only after commit. (Fan-out to many
+/// members is measured on its own below.)
 async fn durable_posts(url: &str, senders: usize, seconds: u64) -> Result<(f64, Histogram<u64>)> {
-    let owner = register(url, "owner").await?;
     let mut users = Vec::new();
     for i in 0..senders {
-        users.push(register(url, &format!("s{i}")).await?);
+        let u = register(url, &format!("s{i}")).await?;
+        let (space, epoch) = space_with(&u, &format!("s{i}"), &[]).await?;
+        users.push((u, space, epoch));
     }
-    let members: Vec<(String, DeviceKeys)> =
-        users.iter().enumerate().map(|(i, u)| (format!("s{i}"), u.id.keys())).collect();
-    let (space, epoch) = space_with(&owner, "owner", &members).await?;
     let key = EpochKey::generate();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for u in users {
+    for (u, space, epoch) in users {
         let key = key.clone();
         tasks.push(tokio::spawn(async move {
             let u = Arc::new(u);

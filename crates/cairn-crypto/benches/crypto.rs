@@ -67,6 +67,8 @@ fn media(c: &mut Criterion) {
             black_box(tag);
         })
     });
+    // SHA-256 alone over the same bytes: the cost of content addressing.
+    g.bench_function("sha256", |b| b.iter(|| black_box(sha256(black_box(&data)))));
     let key = MediaKey::generate();
     g.bench_function("stream_encrypt", |b| {
         b.iter(|| black_box(cairn_crypto::media::encrypt_blob_with(&key, black_box(&data))))

@@ -118,14 +118,20 @@ impl MediaDecryptor {
         }
     }
 
-    fn open_chunk(&mut self, len: usize, last: bool, out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        let (body, tag) = self.pending[..len].split_at_mut(len - TAG_LEN);
+    /// Opens the chunk at `pending[start..start + len]`.
+    fn open_chunk(
+        &mut self,
+        start: usize,
+        len: usize,
+        last: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let (body, tag) = self.pending[start..start + len].split_at_mut(len - TAG_LEN);
         let tag = Tag::try_from(&*tag).map_err(|_| CryptoError::DecryptFailed)?;
         self.cipher
             .decrypt_inout_detached(&chunk_nonce(self.counter, last).into(), &[], body.into(), &tag)
             .map_err(|_| CryptoError::DecryptFailed)?;
         out.extend_from_slice(body);
-        self.pending.drain(..len);
         self.counter = self.counter.checked_add(1).ok_or(CryptoError::TrailingData)?;
         Ok(())
     }
@@ -134,9 +140,13 @@ impl MediaDecryptor {
     /// is held back until more data shows it is not the last.
     pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
         self.pending.extend_from_slice(data);
-        while self.pending.len() > SEALED_CHUNK_SIZE {
-            self.open_chunk(SEALED_CHUNK_SIZE, false, out)?;
+        let mut start = 0;
+        while self.pending.len() - start > SEALED_CHUNK_SIZE {
+            self.open_chunk(start, SEALED_CHUNK_SIZE, false, out)?;
+            start += SEALED_CHUNK_SIZE;
         }
+        // One move per push, not one per chunk.
+        self.pending.drain(..start);
         Ok(())
     }
 
@@ -146,7 +156,7 @@ impl MediaDecryptor {
             return Err(CryptoError::Truncated);
         }
         let len = self.pending.len();
-        self.open_chunk(len, true, out).map_err(|e| match e {
+        self.open_chunk(0, len, true, out).map_err(|e| match e {
             // A non-final chunk decrypted as final means the rest was cut off.
             CryptoError::DecryptFailed if len == SEALED_CHUNK_SIZE => CryptoError::Truncated,
             e => e,

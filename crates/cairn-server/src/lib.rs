@@ -99,10 +99,10 @@ async fn ws_upgrade(
     // to be answered with 1009 by our own check, and far beyond it by tungstenite's.
     let limit = cairn_proto::MAX_FRAME_BYTES * 2;
     // Small socket buffers: an idle connection should cost a few kilobytes, not the
-    // 128 KiB tungstenite reserves by default.
+    // 128 KiB tungstenite reserves by default. The read buffer grows when a frame needs it.
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let tasks = state.tasks.clone();
