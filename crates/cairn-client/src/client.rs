@@ -147,6 +147,36 @@ impl Client {
         Ok(client)
     }
 
+    /// Creates a profile for another device of an existing user: new keys, nothing sent.
+    /// The user's existing device then signs it in (`cairn-cli device add KEYS`), after which
+    /// this device logs in normally.
+    pub fn init_joining(
+        home: &Path,
+        server: &str,
+        handle: &str,
+        passphrase: Option<&str>,
+    ) -> Result<Client, ClientError> {
+        if store_path(home).exists() {
+            return Err(ClientError::Invalid(format!(
+                "{} already holds a profile; use another --home",
+                home.display()
+            )));
+        }
+        if !valid_handle(handle) {
+            return Err(ClientError::Invalid(
+                "a handle has 1 to 32 characters: a-z, 0-9, '_', '-', '.'".into(),
+            ));
+        }
+        media::http_base(server)?;
+        create_home(home)?;
+        let identity = DeviceIdentity::generate();
+        let store = LocalStore::open(&store_path(home))?;
+        store.set_meta(META_IDENTITY, &crate::identity::seal_identity(&identity, passphrase)?)?;
+        store.set_meta(META_HANDLE, handle.as_bytes())?;
+        store.set_meta(META_SERVER, server.as_bytes())?;
+        Client::assemble(home, store, identity, handle.into(), server.into())
+    }
+
     /// Opens an existing profile. Works offline; call [`Client::connect`] to go online.
     pub fn open(home: &Path, passphrase: Option<&str>) -> Result<Client, ClientError> {
         let path = store_path(home);

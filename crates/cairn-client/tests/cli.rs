@@ -217,3 +217,35 @@ async fn a_voice_note_from_a_wav_file_arrives_as_ogg_opus() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("voice note"));
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_device_joins_its_user_and_can_be_revoked() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start_server(server_dir.path(), port).await;
+    let url = format!("ws://127.0.0.1:{port}/v1/ws");
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, laptop) = (dir.path().join("phone"), dir.path().join("laptop"));
+    ok(&phone, &["init", "--server", &url, "--handle", "alice"]).await;
+    let joined = json(&laptop, &["init", "--server", &url, "--handle", "alice", "--join"]).await;
+    let keys = joined["keys"].as_str().unwrap().to_owned();
+    // Not signed in yet: the server does not know this device.
+    let o = run(&laptop, &["sync"]).await;
+    assert!(
+        !o.status.success()
+            && String::from_utf8_lossy(&o.stderr).contains("unknown or revoked device")
+    );
+    ok(&phone, &["device", "add", &keys]).await;
+    ok(&laptop, &["sync"]).await;
+    let devices = json(&laptop, &["device", "list"]).await;
+    assert_eq!(devices.as_array().unwrap().len(), 2);
+    // Both devices see the same safety code for alice.
+    assert_eq!(
+        ok(&phone, &["safety-code", "alice"]).await,
+        ok(&laptop, &["safety-code", "alice"]).await
+    );
+    ok(&phone, &["device", "revoke", joined["device"].as_str().unwrap()]).await;
+    let o = run(&laptop, &["sync"]).await;
+    assert!(!o.status.success(), "a revoked device can no longer log in");
+    server.shutdown().await.unwrap();
+}

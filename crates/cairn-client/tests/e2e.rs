@@ -347,3 +347,35 @@ async fn live_notes_arrive_as_events() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_resumes_from_a_partial_file_and_a_corrupt_one_is_discarded() {
+    let w = World::new().await;
+    let mut alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let space = alice.create_space("photos", Policy::default()).await.unwrap();
+    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    let big: Vec<u8> =
+        (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let voice = VoiceClip { ogg_opus: big.clone(), waveform: vec![], duration_ms: 1000 };
+    alice.post(&space, Draft { voice: Some(voice), ..Draft::default() }).await.unwrap();
+    bob.sync().await.unwrap();
+    let media = bob.notes(&space).unwrap()[0].body.clone().unwrap().media[0].clone();
+    // The ciphertext as the server holds it; bob "already has" its first 100,000 bytes.
+    let hex = media.hash.to_hex();
+    let ciphertext =
+        std::fs::read(w.server_dir.path().join("media").join(&hex[..2]).join(&hex)).unwrap();
+    let partial = w.home("bob").join("media").join("partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join(&hex), &ciphertext[..100_000]).unwrap();
+    assert_eq!(std::fs::read(bob.media(&media).await.unwrap()).unwrap(), big, "resumed with Range");
+    // A partial file that does not match is detected by the address check, discarded, and
+    // the next try downloads it whole.
+    std::fs::remove_file(cairn_client::media::cache_path(&w.home("bob"), &media.hash)).unwrap();
+    let mut wrong = ciphertext[..100_000].to_vec();
+    wrong[10] ^= 1;
+    std::fs::write(partial.join(&hex), &wrong).unwrap();
+    assert!(bob.media(&media).await.is_err());
+    assert!(!partial.join(&hex).exists());
+    assert_eq!(std::fs::read(bob.media(&media).await.unwrap()).unwrap(), big);
+}

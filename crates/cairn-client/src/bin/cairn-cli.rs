@@ -37,6 +37,10 @@ enum Cmd {
         /// Invite token, for invite-only servers.
         #[arg(long)]
         invite: Option<String>,
+        /// Join an existing user as another device: make keys here, then run
+        /// `cairn-cli device add KEYS` on a device already signed in.
+        #[arg(long, conflicts_with = "invite")]
+        join: bool,
     },
     /// Spaces: create, invite, remove, list, members.
     #[command(subcommand)]
@@ -288,7 +292,20 @@ fn read_voice(path: &PathBuf) -> Result<VoiceClip> {
 async fn run(cli: Cli) -> Result<()> {
     let home = cli.home.clone().unwrap_or_else(cairn_client::profile::default_home);
     let passphrase = cli.passphrase.as_deref();
-    if let Cmd::Init { server, handle, invite } = &cli.command {
+    if let Cmd::Init { server, handle, join: true, .. } = &cli.command {
+        let client = Client::init_joining(&home, server, handle, passphrase)?;
+        let k = client.identity().keys();
+        let keys = format!("{}:{}", k.sign.to_hex(), k.agree.to_hex());
+        if cli.json {
+            println!("{}", json!({"handle": handle, "device": k.sign.to_hex(), "keys": keys}));
+        } else {
+            println!(
+                "this device's keys: {keys}\non a device already signed in as {handle}, run:\n  cairn-cli device add {keys}"
+            );
+        }
+        return Ok(());
+    }
+    if let Cmd::Init { server, handle, invite, .. } = &cli.command {
         let mut client = Client::init(&home, server, handle, invite.as_deref(), passphrase).await?;
         client.sync().await?;
         if cli.json {
