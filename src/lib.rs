@@ -5,6 +5,7 @@
 //! `MinimalPlugins` and injected pointer rays; the renderer, the window and the network are
 //! added on top by [`run`].
 
+pub mod audio;
 pub mod compose;
 pub mod desktop;
 pub mod interact;
@@ -90,7 +91,7 @@ pub struct CairnPresentationPlugin;
 
 impl Plugin for CairnPresentationPlugin {
     fn build(&self, app: &mut App) {
-        app.add_plugins((render::plugin, desktop::plugin, ui::plugin));
+        app.add_plugins((render::plugin, desktop::plugin, ui::plugin, audio::plugin));
     }
 }
 

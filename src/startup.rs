@@ -182,5 +182,19 @@ async fn welcome(client: &mut Client) -> Result<()> {
             },
         )
         .await?;
+    if let Some(voice) = crate::audio::welcome_voice() {
+        let pose = cairn_crypto::Pose { position: [-1.4, 1.25, -3.0], ..Default::default() };
+        client
+            .post(
+                &space,
+                Draft {
+                    text: "A voice note: click the orb to hear it.".into(),
+                    voice: Some(voice),
+                    pose,
+                    ..Draft::default()
+                },
+            )
+            .await?;
+    }
     Ok(())
 }

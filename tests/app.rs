@@ -588,3 +588,26 @@ fn cairn_cli_path() -> std::path::PathBuf {
     assert!(cli.exists(), "cairn-cli not found at {}", cli.display());
     cli
 }
+
+#[test]
+fn clicking_across_a_voice_orb_seeks_from_start_to_end() {
+    use cairn::audio::face_fraction;
+    let center = Vec3::new(0.0, 1.3, -2.0);
+    let right = Vec3::X;
+    // Facing the viewer at +Z: the left edge is the start, the middle is half way, the
+    // right edge is the end, as the orb's shader draws the waveform.
+    assert!(face_fraction(center - Vec3::X * 0.18, center, right) < 0.01);
+    assert!((face_fraction(center + Vec3::Z * 0.18, center, right) - 0.5).abs() < 1e-5);
+    assert!(face_fraction(center + Vec3::X * 0.18, center, right) > 0.99);
+    let quarter = face_fraction(center + Vec3::new(-0.707, 0.0, 0.707) * 0.18, center, right);
+    assert!((quarter - 0.25).abs() < 0.01, "{quarter}");
+}
+
+#[test]
+fn the_welcome_voice_note_is_a_valid_voice_clip() {
+    let clip = cairn::audio::welcome_voice().expect("encodes");
+    assert!(clip.duration_ms > 1500 && clip.duration_ms < 3000);
+    let pcm = cairn_voice::decode_ogg_opus(&clip.ogg_opus).unwrap();
+    assert!(pcm.iter().any(|s| s.abs() > 0.1), "audible");
+    assert_eq!(clip.waveform.len(), 64);
+}

@@ -25,7 +25,15 @@ const LOOK_SENSITIVITY: f32 = 0.004;
 pub fn plugin(app: &mut App) {
     app.add_systems(Startup, spawn_camera).add_systems(
         Update,
-        (fit_viewport, fly, pointer_from_mouse, keys_to_compose, dropped_files, track_viewer)
+        (
+            fit_viewport,
+            fly,
+            pointer_from_mouse,
+            keys_to_compose,
+            dropped_files,
+            track_viewer,
+            voice_keys,
+        )
             .in_set(CairnSet::Input),
     );
 }
@@ -178,8 +186,34 @@ fn dropped_files(mut drops: MessageReader<FileDragAndDrop>, mut out: MessageWrit
     }
 }
 
-fn track_viewer(cams: Query<&GlobalTransform, With<FlyCamera>>, mut viewer: ResMut<Viewer>) {
+fn track_viewer(
+    cams: Query<&GlobalTransform, With<FlyCamera>>,
+    mut viewer: ResMut<Viewer>,
+    mut right: ResMut<crate::audio::ViewerRight>,
+) {
     if let Ok(t) = cams.single() {
         viewer.0 = t.translation();
+        right.0 = *t.right();
+    }
+}
+
+/// Hold V to record a voice note; X cycles the playback speed.
+fn voice_keys(
+    keys: Res<ButtonInput<KeyCode>>,
+    compose: Res<Compose>,
+    search: Res<crate::ui::Search>,
+    mut out: MessageWriter<crate::audio::VoiceInput>,
+) {
+    if compose.is_typing() || search.active {
+        return;
+    }
+    if keys.just_pressed(KeyCode::KeyV) {
+        out.write(crate::audio::VoiceInput::StartRecording);
+    }
+    if keys.just_released(KeyCode::KeyV) {
+        out.write(crate::audio::VoiceInput::StopRecording);
+    }
+    if keys.just_pressed(KeyCode::KeyX) {
+        out.write(crate::audio::VoiceInput::CycleSpeed);
     }
 }

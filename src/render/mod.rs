@@ -403,7 +403,7 @@ fn build_details(
                 let body = note.body.as_ref().expect("kind came from the body");
                 let mat = orbs.add(VoiceOrbMaterial { data: VoiceOrbUniform::new(&body.waveform) });
                 visual.orb_material = Some(mat.clone());
-                commands
+                let orb = commands
                     .spawn((
                         Mesh3d(assets.orb.clone()),
                         MeshMaterial3d(mat),
@@ -411,7 +411,23 @@ fn build_details(
                         NotShadowCaster,
                         ChildOf(e),
                     ))
-                    .id()
+                    .id();
+                let label = if body.text.is_empty() {
+                    format!("{:.0} s", f64::from(body.duration_ms) / 1000.0)
+                } else {
+                    body.text.clone()
+                };
+                spawn_caption(
+                    &mut commands,
+                    &assets,
+                    &mut images,
+                    &mut materials,
+                    orb,
+                    &header,
+                    &label,
+                    0.22,
+                );
+                orb
             }
             Some(NoteKind::Image) => {
                 let body = note.body.as_ref().expect("kind came from the body");
@@ -454,28 +470,17 @@ fn build_details(
                     ))
                     .id();
                 if !body.text.is_empty() {
-                    let caption = render_panel(
-                        &assets.fonts,
+                    let below = size.y / 2.0 + 0.04;
+                    spawn_caption(
+                        &mut commands,
+                        &assets,
+                        &mut images,
+                        &mut materials,
+                        picture_entity,
                         &header,
                         &body.text,
-                        &PanelStyle { max_lines: 2, ..PanelStyle::NOTE },
+                        below,
                     );
-                    let ch = PANEL_WIDTH * caption.height as f32 / caption.width as f32;
-                    let cap_mat = materials.add(StandardMaterial {
-                        base_color_texture: Some(images.add(image_from_raster(&caption))),
-                        unlit: true,
-                        alpha_mode: AlphaMode::Blend,
-                        cull_mode: None,
-                        ..default()
-                    });
-                    commands.spawn((
-                        Mesh3d(assets.quad.clone()),
-                        MeshMaterial3d(cap_mat),
-                        Transform::from_xyz(0.0, -size.y / 2.0 - ch / 2.0 - 0.04, 0.0)
-                            .with_scale(Vec3::new(PANEL_WIDTH, ch, 1.0)),
-                        NotShadowCaster,
-                        ChildOf(picture_entity),
-                    ));
                 }
                 picture_entity
             }
@@ -569,6 +574,41 @@ fn build_details(
         visual.detail = Some(detail);
         commands.entity(e).remove::<NeedsDetail>();
     }
+}
+
+/// A two-line caption (author, age, text) under a picture or an orb, `below` metres down.
+#[allow(clippy::too_many_arguments)]
+fn spawn_caption(
+    commands: &mut Commands,
+    assets: &NoteAssets,
+    images: &mut Assets<Image>,
+    materials: &mut Assets<StandardMaterial>,
+    parent: Entity,
+    header: &str,
+    text: &str,
+    below: f32,
+) {
+    let caption =
+        render_panel(&assets.fonts, header, text, &PanelStyle { max_lines: 2, ..PanelStyle::NOTE });
+    let ch = PANEL_WIDTH * caption.height as f32 / caption.width as f32;
+    let mat = materials.add(StandardMaterial {
+        base_color_texture: Some(images.add(image_from_raster(&caption))),
+        unlit: true,
+        alpha_mode: AlphaMode::Blend,
+        cull_mode: None,
+        ..default()
+    });
+    commands.spawn((
+        Mesh3d(assets.quad.clone()),
+        MeshMaterial3d(mat),
+        Transform::from_xyz(0.0, -below - ch / 2.0, 0.0).with_scale(Vec3::new(
+            PANEL_WIDTH,
+            ch,
+            1.0,
+        )),
+        NotShadowCaster,
+        ChildOf(parent),
+    ));
 }
 
 fn update_plates(

@@ -88,7 +88,7 @@ fn spawn_panel(mut commands: Commands, assets: Res<AssetServer>) {
             p.spawn((Node { flex_direction: FlexDirection::Column, row_gap: Val::Px(3.0), flex_grow: 1.0, overflow: Overflow::clip(), ..default() }, ListRoot));
             p.spawn((label("", 16.0, Color::srgb(1.0, 0.95, 0.7), font), ComposeText));
             p.spawn((label("", 14.0, Color::srgb(1.0, 0.55, 0.5), font), NoticeText));
-            p.spawn(label("N new note · click to focus · R reply\n1-5 react · Del delete · drop an image\nWASD walk · right-drag look · scroll", 13.0, Color::srgb(0.6, 0.62, 0.66), font));
+            p.spawn(label("N new note · click to focus · R reply\n1-5 react · Del delete · drop an image\nhold V to record · X voice speed\nWASD walk · right-drag look · scroll", 13.0, Color::srgb(0.6, 0.62, 0.66), font));
         });
 }
 

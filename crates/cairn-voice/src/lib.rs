@@ -7,7 +7,7 @@
 mod input;
 mod ogg_opus;
 
-pub use input::decode_file;
+pub use input::{decode_file, resample};
 pub use ogg_opus::{decode_ogg_opus, encode_pcm};
 
 /// The sample rate of every PCM buffer here.
