@@ -316,11 +316,11 @@ async fn relay(url: &str, seconds: u64) -> Result<(f64, Histogram<u64>, Histogra
     loop {
         match tokio::time::timeout(Duration::from_secs(2), bob.events.recv()).await {
             Ok(Some(Event::Entry { entry, .. })) => {
-                if let EntryItem::Note(n) = entry.item {
-                    if let Some(t) = sent_at.lock().expect("lock").remove(&n.header.note_id) {
-                        loaded.record(t.elapsed().as_micros() as u64)?;
-                        got += 1;
-                    }
+                if let EntryItem::Note(n) = entry.item
+                    && let Some(t) = sent_at.lock().expect("lock").remove(&n.header.note_id)
+                {
+                    loaded.record(t.elapsed().as_micros() as u64)?;
+                    got += 1;
                 }
             }
             Ok(Some(_)) => {}

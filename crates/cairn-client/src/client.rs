@@ -19,6 +19,7 @@ pub const DEFAULT_MEDIA_CACHE_BYTES: u64 = 512 * 1024 * 1024;
 
 /// What changed locally, for a UI to redraw.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // notes are nearly every change; boxing buys nothing
 pub enum Change {
     /// A note appeared or changed (opened, acknowledged, failed to open).
     Note(LocalNote),
@@ -838,12 +839,12 @@ impl Client {
             match self.request(request).await {
                 Ok(Response::Posted { seq, .. }) => {
                     self.store.outbox_done(&space, &note_id)?;
-                    if let Some(mut note) = self.store.note(&space, &note_id)? {
-                        if !note.deleted {
-                            note.seq = Some(seq);
-                            self.store.put_note(&note, None)?;
-                            changes.push(Change::Note(note));
-                        }
+                    if let Some(mut note) = self.store.note(&space, &note_id)?
+                        && !note.deleted
+                    {
+                        note.seq = Some(seq);
+                        self.store.put_note(&note, None)?;
+                        changes.push(Change::Note(note));
                     }
                 }
                 Ok(_) => return Err(ClientError::Protocol("expected posted".into())),

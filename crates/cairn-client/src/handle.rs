@@ -55,6 +55,7 @@ pub enum ClientCommand {
 }
 
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // as `Change`: notes are nearly every event
 pub enum ClientEvent {
     /// Who this device is, and the spaces it knows, sent first.
     Ready {
@@ -225,10 +226,10 @@ async fn handle_command(
                 let note = client.post(&space, draft).await?;
                 emit(ClientEvent::Changed(Change::Note(note.clone())));
                 // It may have been acknowledged already.
-                if let Some(n) = client.store().note(&space, &note.note_id)? {
-                    if n != note {
-                        emit(ClientEvent::Changed(Change::Note(n)));
-                    }
+                if let Some(n) = client.store().note(&space, &note.note_id)?
+                    && n != note
+                {
+                    emit(ClientEvent::Changed(Change::Note(n)));
                 }
             }
             ClientCommand::Delete { space, note_id } => {

@@ -98,7 +98,8 @@ fn every_bit_flip_of_a_sealed_note_is_rejected() {
         assert!(open_note(space.log.state(), &key, &bad).is_err(), "signature byte {byte}");
     }
     // Each associated-data field of the header, one bit at a time.
-    let mutations: Vec<Box<dyn Fn(&mut NoteHeader)>> = vec![
+    type Mutation = Box<dyn Fn(&mut NoteHeader)>;
+    let mutations: Vec<Mutation> = vec![
         Box::new(|h| h.space.0[0] ^= 1),
         Box::new(|h| h.epoch ^= 1),
         Box::new(|h| h.sender.0[5] ^= 1),

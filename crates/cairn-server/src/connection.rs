@@ -267,14 +267,14 @@ async fn run(
     // A request that must wait for those in flight (see `concurrent`).
     let mut held: Option<ClientFrame> = None;
     loop {
-        if in_flight.is_empty() {
-            if let Some(frame) = held.take() {
-                let result = handlers::handle(state, &caller, frame.request)
-                    .await
-                    .map_err(|e: ServerError| e.to_proto());
-                if !send_frame(&mut sink, &ServerFrame::Response { id: frame.id, result }).await {
-                    return;
-                }
+        if in_flight.is_empty()
+            && let Some(frame) = held.take()
+        {
+            let result = handlers::handle(state, &caller, frame.request)
+                .await
+                .map_err(|e: ServerError| e.to_proto());
+            if !send_frame(&mut sink, &ServerFrame::Response { id: frame.id, result }).await {
+                return;
             }
         }
         tokio::select! {

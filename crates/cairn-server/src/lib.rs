@@ -83,13 +83,12 @@ async fn ws_upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !state.config.allowed_origins.is_empty() {
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let ok =
-                origin.to_str().is_ok_and(|o| state.config.allowed_origins.iter().any(|a| a == o));
-            if !ok {
-                return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
-            }
+    if !state.config.allowed_origins.is_empty()
+        && let Some(origin) = headers.get(header::ORIGIN)
+    {
+        let ok = origin.to_str().is_ok_and(|o| state.config.allowed_origins.iter().any(|a| a == o));
+        if !ok {
+            return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
         }
     }
     if state.shutdown.is_cancelled() {

@@ -199,6 +199,7 @@ fn row_entry(
 }
 
 /// Appends an entry at the space's next sequence number; returns it.
+#[allow(clippy::too_many_arguments)] // one per column of the row it writes
 fn append_entry(
     conn: &Connection,
     space: &SpaceId,

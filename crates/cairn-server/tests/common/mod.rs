@@ -179,10 +179,10 @@ impl Client {
         }
         loop {
             let msg = tokio::time::timeout(wait, self.ws.next()).await.ok()??;
-            if let Ok(Message::Binary(b)) = msg {
-                if let ServerFrame::Event(e) = decode(&b).unwrap() {
-                    return Some(e);
-                }
+            if let Ok(Message::Binary(b)) = msg
+                && let ServerFrame::Event(e) = decode(&b).unwrap()
+            {
+                return Some(e);
             }
         }
     }
