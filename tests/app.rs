@@ -285,13 +285,18 @@ mod process {
                     .stderr(Stdio::null())
                     .spawn()
                     .expect("Xvfb starts");
+                let mut x = Xvfb { child, display: format!(":{n}") };
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while Instant::now() < deadline {
                     if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                        return Xvfb { child, display: format!(":{n}") };
+                        return x;
+                    }
+                    if x.child.try_wait().ok().flatten().is_some() {
+                        break; // this display number was taken; try the next
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
+                drop(x);
             }
             panic!("no Xvfb display could be started");
         }
@@ -423,36 +428,12 @@ mod process {
     }
 }
 
-/// The same minimal Ogg/Opus stream the client tests use: valid headers and granule
-/// positions, silent packets.
+/// A real Ogg/Opus voice clip of `ms` milliseconds (a 220 Hz tone).
 fn ogg_opus(ms: u32) -> Vec<u8> {
-    fn page(out: &mut Vec<u8>, header_type: u8, granule: u64, seq: u32, packet: &[u8]) {
-        let mut p = b"OggS".to_vec();
-        p.extend_from_slice(&[0, header_type]);
-        p.extend_from_slice(&granule.to_le_bytes());
-        p.extend_from_slice(&7u32.to_le_bytes());
-        p.extend_from_slice(&seq.to_le_bytes());
-        p.extend_from_slice(&[0; 4]);
-        p.extend_from_slice(&[1, packet.len() as u8]);
-        p.extend_from_slice(packet);
-        out.extend_from_slice(&p);
-    }
-    let mut head = b"OpusHead".to_vec();
-    head.extend_from_slice(&[1, 1, 0x38, 1, 0x80, 0xbb, 0, 0, 0, 0, 0]);
-    let mut out = Vec::new();
-    page(&mut out, 2, 0, 0, &head);
-    page(&mut out, 0, 0, 1, b"OpusTags\0\0\0\0\0\0\0\0");
-    let packets = ms / 20;
-    for i in 0..packets {
-        page(
-            &mut out,
-            if i + 1 == packets { 4 } else { 0 },
-            312 + u64::from(i + 1) * 960,
-            2 + i,
-            &[0xf8, 0xff, 0xfe],
-        );
-    }
-    out
+    let pcm: Vec<f32> = (0..ms as usize * 48)
+        .map(|i| (i as f32 / 48_000.0 * 220.0 * std::f32::consts::TAU).sin() * 0.3)
+        .collect();
+    cairn_voice::encode_pcm(&pcm).unwrap().ogg_opus
 }
 
 #[test]

@@ -228,10 +228,10 @@ fn progress(
         }
     }
     for note in finished {
-        if let Some((emitter, _)) = voice.playing.remove(&note) {
-            if let Ok(mut e) = commands.get_entity(emitter) {
-                e.despawn();
-            }
+        if let Some((emitter, _)) = voice.playing.remove(&note)
+            && let Ok(mut e) = commands.get_entity(emitter)
+        {
+            e.despawn();
         }
     }
 }

@@ -191,10 +191,11 @@ fn drop_on_press(
     ghost: Query<&Transform, With<Ghost>>,
 ) {
     let pressed = empty.read().count() + on_note.read().count() > 0;
-    if pressed && *compose == Compose::Placing {
-        if let Ok(t) = ghost.single() {
-            *compose = Compose::Writing { at: t.translation, reply_to: None, text: String::new() };
-        }
+    if pressed
+        && *compose == Compose::Placing
+        && let Ok(t) = ghost.single()
+    {
+        *compose = Compose::Writing { at: t.translation, reply_to: None, text: String::new() };
     }
 }
 

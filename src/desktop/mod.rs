@@ -99,7 +99,7 @@ fn fly(
     }
     t.rotation = Quat::from_euler(EulerRot::YXZ, fly.yaw, fly.pitch, 0.0);
     let forward = Vec3::new(-fly.yaw.sin(), 0.0, -fly.yaw.cos());
-    let right = Vec3::new(forward.z * -1.0, 0.0, forward.x);
+    let right = Vec3::new(-forward.z, 0.0, forward.x);
     let mut step = Vec3::ZERO;
     if !compose.is_typing() {
         if keys.pressed(KeyCode::KeyW) || keys.pressed(KeyCode::ArrowUp) {

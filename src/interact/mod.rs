@@ -124,10 +124,11 @@ fn pick(
             if *vis == Visibility::Hidden {
                 continue;
             }
-            if let Some(d) = ray_box(r.ray, t, bounds.0) {
-                if d < MAX_POINT_DISTANCE && best.is_none_or(|(bd, _)| d < bd) {
-                    best = Some((d, e));
-                }
+            if let Some(d) = ray_box(r.ray, t, bounds.0)
+                && d < MAX_POINT_DISTANCE
+                && best.is_none_or(|(bd, _)| d < bd)
+            {
+                best = Some((d, e));
             }
         }
         *pointer = Pointer {

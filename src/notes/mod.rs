@@ -265,14 +265,14 @@ fn mark_read_on_activate(
     mut net: MessageWriter<crate::net::NetCommand>,
 ) {
     for a in activated.read() {
-        if let Ok(mut n) = notes.get_mut(a.entity) {
-            if n.unread {
-                n.unread = false;
-                net.write(crate::net::NetCommand(cairn_client::ClientCommand::MarkRead {
-                    space: n.space,
-                    note_id: n.id,
-                }));
-            }
+        if let Ok(mut n) = notes.get_mut(a.entity)
+            && n.unread
+        {
+            n.unread = false;
+            net.write(crate::net::NetCommand(cairn_client::ClientCommand::MarkRead {
+                space: n.space,
+                note_id: n.id,
+            }));
         }
     }
 }

@@ -338,6 +338,21 @@ fn build_cards(
     }
 }
 
+/// An unlit, double-sided, alpha-blended material showing a rasterized panel.
+fn panel_material(
+    materials: &mut Assets<StandardMaterial>,
+    images: &mut Assets<Image>,
+    raster: &text::Raster,
+) -> Handle<StandardMaterial> {
+    materials.add(StandardMaterial {
+        base_color_texture: Some(images.add(image_from_raster(raster))),
+        unlit: true,
+        alpha_mode: AlphaMode::Blend,
+        cull_mode: None,
+        ..default()
+    })
+}
+
 fn image_from_raster(raster: &text::Raster) -> Image {
     Image::new(
         Extent3d { width: raster.width, height: raster.height, depth_or_array_layers: 1 },
@@ -500,13 +515,7 @@ fn build_details(
                         ..PanelStyle::NOTE
                     },
                 );
-                let mat = materials.add(StandardMaterial {
-                    base_color_texture: Some(images.add(image_from_raster(&raster))),
-                    unlit: true,
-                    alpha_mode: AlphaMode::Blend,
-                    cull_mode: None,
-                    ..default()
-                });
+                let mat = panel_material(&mut materials, &mut images, &raster);
                 visual.detail_material = Some(mat.clone());
                 commands
                     .spawn((
@@ -539,13 +548,7 @@ fn build_details(
                 debug_assert!(kind.is_none() || kind == Some(NoteKind::Text));
                 let raster = render_panel(&assets.fonts, &header, &body_text, &style);
                 let h = PANEL_WIDTH * raster.height as f32 / raster.width as f32;
-                let mat = materials.add(StandardMaterial {
-                    base_color_texture: Some(images.add(image_from_raster(&raster))),
-                    unlit: true,
-                    alpha_mode: AlphaMode::Blend,
-                    cull_mode: None,
-                    ..default()
-                });
+                let mat = panel_material(&mut materials, &mut images, &raster);
                 visual.detail_material = Some(mat.clone());
                 let size = Vec2::new(PANEL_WIDTH, h);
                 bounds.0 = (size / 2.0 + Vec2::splat(0.02)).extend(0.05);
@@ -591,13 +594,7 @@ fn spawn_caption(
     let caption =
         render_panel(&assets.fonts, header, text, &PanelStyle { max_lines: 2, ..PanelStyle::NOTE });
     let ch = PANEL_WIDTH * caption.height as f32 / caption.width as f32;
-    let mat = materials.add(StandardMaterial {
-        base_color_texture: Some(images.add(image_from_raster(&caption))),
-        unlit: true,
-        alpha_mode: AlphaMode::Blend,
-        cull_mode: None,
-        ..default()
-    });
+    let mat = panel_material(materials, images, &caption);
     commands.spawn((
         Mesh3d(assets.quad.clone()),
         MeshMaterial3d(mat),
@@ -680,16 +677,14 @@ fn show_full_images(
     mut materials: ResMut<Assets<StandardMaterial>>,
     mut notes: Query<(&Note, &mut NoteVisual)>,
 ) {
-    if let Some(e) = focused.0 {
-        if let Ok((note, mut v)) = notes.get_mut(e) {
-            if let (Some(NoteKind::Image), FullImage::No) = (note.kind(), v.full_image) {
-                if let Some(m) = note.body.as_ref().and_then(|b| b.media.first()) {
-                    v.full_image = FullImage::Requested;
-                    awaiting.0.entry(m.hash).or_default().push(e);
-                    net.write(NetCommand(ClientCommand::FetchMedia { media: m.clone() }));
-                }
-            }
-        }
+    if let Some(e) = focused.0
+        && let Ok((note, mut v)) = notes.get_mut(e)
+        && let (Some(NoteKind::Image), FullImage::No) = (note.kind(), v.full_image)
+        && let Some(m) = note.body.as_ref().and_then(|b| b.media.first())
+    {
+        v.full_image = FullImage::Requested;
+        awaiting.0.entry(m.hash).or_default().push(e);
+        net.write(NetCommand(ClientCommand::FetchMedia { media: m.clone() }));
     }
     for r in ready.read() {
         let Some(entities) = awaiting.0.remove(&r.hash) else { continue };
@@ -697,11 +692,11 @@ fn show_full_images(
         let Some(picture) = image_from_bytes(&bytes) else { continue };
         let handle = images.add(picture);
         for e in entities {
-            if let Ok((_, mut v)) = notes.get_mut(e) {
-                if let Some(mut m) = v.detail_material.as_ref().and_then(|h| materials.get_mut(h)) {
-                    m.base_color_texture = Some(handle.clone());
-                    v.full_image = FullImage::Shown;
-                }
+            if let Ok((_, mut v)) = notes.get_mut(e)
+                && let Some(mut m) = v.detail_material.as_ref().and_then(|h| materials.get_mut(h))
+            {
+                m.base_color_texture = Some(handle.clone());
+                v.full_image = FullImage::Shown;
             }
         }
     }
@@ -715,10 +710,10 @@ fn draw_reply_lines(
     parents: Query<&GlobalTransform>,
 ) {
     for (t, link) in &links {
-        if let Ok(p) = parents.get(link.0) {
-            if t.translation().distance(viewer.0) < crate::notes::FADE_END {
-                gizmos.line(t.translation(), p.translation(), Color::srgba(0.95, 0.95, 1.0, 0.7));
-            }
+        if let Ok(p) = parents.get(link.0)
+            && t.translation().distance(viewer.0) < crate::notes::FADE_END
+        {
+            gizmos.line(t.translation(), p.translation(), Color::srgba(0.95, 0.95, 1.0, 0.7));
         }
     }
 }
@@ -797,11 +792,11 @@ fn expand_on_activate(
     mut notes: Query<(&Note, &mut NoteVisual)>,
 ) {
     for a in activated.read() {
-        if let Ok((n, mut v)) = notes.get_mut(a.entity) {
-            if n.kind() == Some(NoteKind::Text) {
-                let expanded = !v.expanded;
-                set_expanded(&mut commands, a.entity, &mut v, expanded);
-            }
+        if let Ok((n, mut v)) = notes.get_mut(a.entity)
+            && n.kind() == Some(NoteKind::Text)
+        {
+            let expanded = !v.expanded;
+            set_expanded(&mut commands, a.entity, &mut v, expanded);
         }
     }
 }

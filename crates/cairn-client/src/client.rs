@@ -138,11 +138,7 @@ impl Client {
         let identity = DeviceIdentity::generate();
         let (conn, events) =
             Connection::open(server, &identity, Auth::Register { handle, invite }).await?;
-        let store = LocalStore::open(&store_path(home))?;
-        store.set_meta(META_IDENTITY, &crate::identity::seal_identity(&identity, passphrase)?)?;
-        store.set_meta(META_HANDLE, handle.as_bytes())?;
-        store.set_meta(META_SERVER, server.as_bytes())?;
-        let mut client = Client::assemble(home, store, identity, handle.into(), server.into())?;
+        let mut client = Client::create_profile(home, identity, handle, server, passphrase)?;
         client.conn = Some(conn);
         client.events = Some(events);
         Ok(client)
@@ -170,7 +166,17 @@ impl Client {
         }
         media::http_base(server)?;
         create_home(home)?;
-        let identity = DeviceIdentity::generate();
+        Client::create_profile(home, DeviceIdentity::generate(), handle, server, passphrase)
+    }
+
+    /// Writes a new profile's store: the (optionally sealed) keys, the handle, the server.
+    fn create_profile(
+        home: &Path,
+        identity: DeviceIdentity,
+        handle: &str,
+        server: &str,
+        passphrase: Option<&str>,
+    ) -> Result<Client, ClientError> {
         let store = LocalStore::open(&store_path(home))?;
         store.set_meta(META_IDENTITY, &crate::identity::seal_identity(&identity, passphrase)?)?;
         store.set_meta(META_HANDLE, handle.as_bytes())?;

@@ -48,39 +48,12 @@ impl World {
     }
 }
 
-/// A minimal Ogg/Opus stream (RFC 7845 headers; one page of one silent 20 ms packet per
-/// page) lasting `ms` milliseconds. Enough for the client's checks; real encoding is the
-/// voice feature's.
+/// A real Ogg/Opus voice clip of `ms` milliseconds (a 220 Hz tone).
 fn ogg_opus(ms: u32) -> Vec<u8> {
-    fn page(out: &mut Vec<u8>, header_type: u8, granule: u64, seq: u32, packet: &[u8]) {
-        let mut p = b"OggS".to_vec();
-        p.push(0);
-        p.push(header_type);
-        p.extend_from_slice(&granule.to_le_bytes());
-        p.extend_from_slice(&7u32.to_le_bytes());
-        p.extend_from_slice(&seq.to_le_bytes());
-        p.extend_from_slice(&[0; 4]);
-        p.push(1);
-        p.push(packet.len() as u8);
-        p.extend_from_slice(packet);
-        out.extend_from_slice(&p);
-    }
-    let mut head = b"OpusHead".to_vec();
-    head.extend_from_slice(&[1, 1, 0x38, 1, 0x80, 0xbb, 0, 0, 0, 0, 0]);
-    let mut out = Vec::new();
-    page(&mut out, 2, 0, 0, &head);
-    page(&mut out, 0, 0, 1, b"OpusTags\0\0\0\0\0\0\0\0");
-    let packets = ms / 20;
-    for i in 0..packets {
-        page(
-            &mut out,
-            if i + 1 == packets { 4 } else { 0 },
-            312 + u64::from(i + 1) * 960,
-            2 + i,
-            &[0xf8, 0xff, 0xfe],
-        );
-    }
-    out
+    let pcm: Vec<f32> = (0..ms as usize * 48)
+        .map(|i| (i as f32 / 48_000.0 * 220.0 * std::f32::consts::TAU).sin() * 0.3)
+        .collect();
+    cairn_voice::encode_pcm(&pcm).unwrap().ogg_opus
 }
 
 fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
