@@ -42,10 +42,11 @@ pub struct Args {
     /// Render, save a picture of the window to FILE once every note is drawn, and exit.
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
-    /// Force the desktop window even when an OpenXR runtime is present.
+    /// Force the desktop window even when an OpenXR runtime is present (this version always
+    /// uses the desktop window).
     #[arg(long, conflicts_with = "xr")]
     pub flat: bool,
-    /// Demand XR: exit with an error when no OpenXR runtime is present.
+    /// Demand XR: exit with an error when XR is unavailable (in this version, always).
     #[arg(long)]
     pub xr: bool,
     /// Append JSON lines about what the app shows to FILE (for tests).
@@ -98,6 +99,12 @@ impl Plugin for CairnPresentationPlugin {
 /// Starts the app: the profile (and on first run the identity, a first space and welcome
 /// notes), the embedded server unless `--server` is given, then the window.
 pub fn run(args: Args) -> AppExit {
+    if args.xr {
+        eprintln!(
+            "cairn: --xr: the OpenXR session is not built yet; this version runs in a desktop window (run without --xr)"
+        );
+        return AppExit::error();
+    }
     let boot = match startup::boot(&args) {
         Ok(b) => b,
         Err(e) => {

@@ -60,9 +60,16 @@ pub struct ReplyLink(pub Entity);
 #[derive(Component, Debug)]
 pub struct Arriving(pub f32);
 
-/// Turns the note about its vertical axis to face the viewer.
-#[derive(Component, Debug, Default)]
-pub struct Billboard;
+/// Turns the note about its vertical axis to face the viewer. Holds the yaw last applied,
+/// so a transform is only written (and re-propagated) when it visibly changes.
+#[derive(Component, Debug)]
+pub struct Billboard(pub f32);
+
+impl Default for Billboard {
+    fn default() -> Self {
+        Billboard(f32::NAN)
+    }
+}
 
 /// How far a note is shown in full, and where it has faded out.
 #[derive(Component, Debug, Clone, Copy)]
@@ -101,18 +108,21 @@ impl Default for Viewer {
 pub struct NoteSystems;
 
 pub fn plugin(app: &mut App) {
-    app.init_resource::<NoteIndex>().init_resource::<Viewer>().add_systems(
-        Update,
-        (
-            (apply_updates, apply_removals, follow_space)
-                .chain()
-                .in_set(CairnSet::Apply)
-                .in_set(NoteSystems),
-            mark_read_on_activate.in_set(CairnSet::Apply).after(NoteSystems),
-            (link_replies, face_viewer, fade_with_distance, animate_arrivals)
-                .in_set(CairnSet::Layout),
-        ),
-    );
+    app.init_resource::<NoteIndex>()
+        .init_resource::<Viewer>()
+        .init_resource::<AwaitingParent>()
+        .add_systems(
+            Update,
+            (
+                (apply_updates, apply_removals, follow_space)
+                    .chain()
+                    .in_set(CairnSet::Apply)
+                    .in_set(NoteSystems),
+                mark_read_on_activate.in_set(CairnSet::Apply).after(NoteSystems),
+                (link_replies, face_viewer, fade_with_distance, animate_arrivals)
+                    .in_set(CairnSet::Layout),
+            ),
+        );
 }
 
 /// Spawns or updates the entity of each changed note of the current space.
@@ -144,7 +154,7 @@ fn apply_updates(
                     note,
                     transform,
                     Visibility::default(),
-                    Billboard,
+                    Billboard::default(),
                     DistanceFade::default(),
                     NoteBounds(Vec3::new(0.35, 0.25, 0.05)),
                     NeedsVisual,
@@ -205,26 +215,55 @@ fn follow_space(
     *last = Some(current.0);
 }
 
+/// Replies whose parent has not arrived yet.
+#[derive(Resource, Default, Debug)]
+pub struct AwaitingParent(Vec<Entity>);
+
+/// Links replies to their parents: new or changed notes, and those still waiting for a
+/// parent, so the work is per change, not per note per frame.
 fn link_replies(
     mut commands: Commands,
     index: Res<NoteIndex>,
-    notes: Query<(Entity, &Note), Without<ReplyLink>>,
+    mut waiting: ResMut<AwaitingParent>,
+    changed: Query<Entity, (Changed<Note>, Without<ReplyLink>)>,
+    notes: Query<&Note, Without<ReplyLink>>,
 ) {
-    for (e, n) in &notes {
-        if let Some(parent) = n.body.as_ref().and_then(|b| b.reply_to).and_then(|p| index.0.get(&p))
-        {
-            commands.entity(e).insert(ReplyLink(*parent));
+    let mut still = Vec::new();
+    let candidates: Vec<Entity> = changed.iter().chain(waiting.0.drain(..)).collect();
+    for e in candidates {
+        let Ok(n) = notes.get(e) else { continue };
+        let Some(parent) = n.body.as_ref().and_then(|b| b.reply_to) else { continue };
+        match index.0.get(&parent) {
+            Some(p) => {
+                commands.entity(e).insert(ReplyLink(*p));
+            }
+            None => {
+                if !still.contains(&e) {
+                    still.push(e);
+                }
+            }
         }
     }
+    waiting.0 = still;
 }
 
+/// Smallest turn worth writing (radians, about half a degree).
+const BILLBOARD_STEP: f32 = 0.01;
+
 /// Panels turn about the vertical axis toward the viewer, so text is never seen edge-on.
-pub fn face_viewer(viewer: Res<Viewer>, mut q: Query<&mut Transform, With<Billboard>>) {
-    for mut t in &mut q {
+/// Notes past the fade are hidden and left alone.
+pub fn face_viewer(viewer: Res<Viewer>, mut q: Query<(&mut Billboard, &mut Transform)>) {
+    for (mut board, mut t) in &mut q {
         let mut to = viewer.0 - t.translation;
         to.y = 0.0;
-        if to.length_squared() > 1e-6 {
-            t.rotation = Quat::from_rotation_y(f32::atan2(to.x, to.z));
+        let far = to.length_squared() > FADE_END * FADE_END;
+        if far || to.length_squared() < 1e-6 {
+            continue;
+        }
+        let yaw = f32::atan2(to.x, to.z);
+        if board.0.is_nan() || (yaw - board.0).abs() > BILLBOARD_STEP {
+            board.0 = yaw;
+            t.rotation = Quat::from_rotation_y(yaw);
         }
     }
 }

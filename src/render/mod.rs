@@ -109,6 +109,10 @@ pub enum FullImage {
     Shown,
 }
 
+/// Marks notes that show a voice orb (so only they are animated each frame).
+#[derive(Component, Debug)]
+pub struct HasOrb;
+
 /// Marks notes whose detail must be (re)built.
 #[derive(Component, Debug)]
 pub struct NeedsDetail;
@@ -116,6 +120,11 @@ pub struct NeedsDetail;
 /// Which notes wait on which media download.
 #[derive(Resource, Default)]
 pub struct AwaitingMedia(HashMap<MediaHash, Vec<Entity>>);
+
+/// Insert to have [`RenderProgress`] counted each frame (the screenshot and the frame
+/// benchmark do; the app otherwise does not pay for it).
+#[derive(Resource, Default)]
+pub struct TrackProgress;
 
 /// Counts for the screenshot and the status: notes shown with their detail.
 #[derive(Resource, Default, Debug, Clone, Copy)]
@@ -135,9 +144,18 @@ enum PlateState {
     Pending,
 }
 
+/// Note visuals: the GPU side (the orb material, reply lines) and [`cpu_plugin`].
 pub fn plugin(app: &mut App) {
     app.add_plugins(MaterialPlugin::<VoiceOrbMaterial>::default())
-        .init_resource::<AwaitingMedia>()
+        .add_plugins(cpu_plugin)
+        .add_systems(Update, draw_reply_lines.in_set(CairnSet::Layout).after(count_progress));
+}
+
+/// Everything the renderer needs the CPU for: building cards and details (text
+/// rasterization), state plates, fading, orb animation, full pictures. Runs without a GPU
+/// given asset storage for meshes, materials and images (the frame benchmark does so).
+pub fn cpu_plugin(app: &mut App) {
+    app.init_resource::<AwaitingMedia>()
         .init_resource::<RenderProgress>()
         .add_systems(Startup, (setup_assets, setup_scene))
         .add_systems(
@@ -150,8 +168,7 @@ pub fn plugin(app: &mut App) {
                 apply_fade,
                 animate_orbs,
                 show_full_images,
-                draw_reply_lines,
-                count_progress,
+                count_progress.run_if(resource_exists::<TrackProgress>),
             )
                 .chain()
                 .in_set(CairnSet::Layout)
@@ -418,6 +435,7 @@ fn build_details(
                 let body = note.body.as_ref().expect("kind came from the body");
                 let mat = orbs.add(VoiceOrbMaterial { data: VoiceOrbUniform::new(&body.waveform) });
                 visual.orb_material = Some(mat.clone());
+                commands.entity(e).insert(HasOrb);
                 let orb = commands
                     .spawn((
                         Mesh3d(assets.orb.clone()),
@@ -613,10 +631,17 @@ fn update_plates(
     pointer: Res<Pointer>,
     focused: Res<Focused>,
     notes: Query<(Entity, &Note, &NoteVisual, Option<&PlateState>)>,
+    changed: Query<Entity, Or<(Changed<Note>, Added<NoteVisual>)>>,
+    mut last: Local<(Option<Entity>, Option<Entity>)>,
     mut commands: Commands,
 ) {
     let Some(assets) = assets else { return };
-    for (e, note, visual, current) in &notes {
+    // Only notes whose state can have changed: changed notes, and those that gained or lost
+    // the hover or the focus.
+    let mut candidates: Vec<Entity> = changed.iter().collect();
+    candidates.extend([last.0, last.1, pointer.hovered, focused.0].into_iter().flatten());
+    *last = (pointer.hovered, focused.0);
+    for (e, note, visual, current) in candidates.into_iter().filter_map(|e| notes.get(e).ok()) {
         let state = plate_state(note, e, &pointer, &focused);
         if current == Some(&state) {
             continue;
@@ -656,7 +681,7 @@ fn animate_orbs(
     time: Res<Time>,
     pointer: Res<Pointer>,
     mut orbs: ResMut<Assets<VoiceOrbMaterial>>,
-    q: Query<(Entity, &NoteVisual)>,
+    q: Query<(Entity, &NoteVisual), With<HasOrb>>,
 ) {
     for (e, v) in &q {
         if let Some(mut m) = v.orb_material.as_ref().and_then(|h| orbs.get_mut(h)) {

@@ -1,0 +1,139 @@
+//! CPU time per frame with 100, 1,000 and 10,000 notes in the space — everything the app
+//! does on the CPU for notes (network bridge, picking, layout, fading, card and detail
+//! building, state plates) but the GPU — and the time to lay out one text note.
+//!
+//! `cargo run --release --example frame_bench` (figures go into docs/BENCHMARKS.md).
+
+use bevy::prelude::*;
+use cairn::CairnLogicPlugin;
+use cairn::interact::{PointerRay, PointerSource};
+use cairn::net::{CurrentSpace, NoteUpdated};
+use cairn::notes::Viewer;
+use cairn::render::{RenderProgress, VoiceOrbMaterial};
+use cairn_client::LocalNote;
+use cairn_crypto::{NoteBody, Pose};
+use cairn_proto::{DeviceId, NoteId, SpaceId};
+use std::time::{Duration, Instant};
+
+const SPACE: SpaceId = SpaceId([1; 16]);
+const TEXTS: [&str; 4] = [
+    "The spare key is under the third stone.",
+    "Water the basil on Sundays, please; the tomatoes can wait until Wednesday.",
+    "Met a heron here at dawn.",
+    "This door sticks in wet weather: lift it a little as you push, and it opens without a sound. The hinges were oiled in May.",
+];
+
+fn app() -> App {
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, TransformPlugin, AssetPlugin::default(), CairnLogicPlugin));
+    app.init_asset::<Mesh>()
+        .init_asset::<StandardMaterial>()
+        .init_asset::<Image>()
+        .init_asset::<VoiceOrbMaterial>();
+    app.add_plugins(cairn::render::cpu_plugin).init_resource::<cairn::render::TrackProgress>();
+    app.insert_resource(CurrentSpace(Some(SPACE)));
+    app.update();
+    app
+}
+
+/// A deterministic scatter over a disc of radius 50 m.
+fn note(i: u32) -> LocalNote {
+    let golden = 2.399_963_2_f32;
+    let r = 50.0 * ((i as f32 + 0.5) / 10_000.0).sqrt();
+    let a = i as f32 * golden;
+    let pose = Pose {
+        position: [r * a.cos(), 1.2 + (i % 5) as f32 * 0.15, r * a.sin()],
+        ..Pose::default()
+    };
+    let mut id = [0u8; 16];
+    id[..4].copy_from_slice(&i.to_le_bytes());
+    LocalNote {
+        space: SPACE,
+        note_id: NoteId(id),
+        seq: Some(u64::from(i) + 1),
+        sender: DeviceId([2; 32]),
+        body: Some(NoteBody::text("alice", TEXTS[i as usize % TEXTS.len()], pose)),
+        error: None,
+        deleted: false,
+        read: i % 3 == 0,
+        stored_at: 0,
+    }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0
+}
+
+fn main() {
+    println!(
+        "frame_bench: CPU per frame, notes scattered over a 50 m disc, viewer walking and pointing\n"
+    );
+    let mut means = Vec::new();
+    for n in [100u32, 1_000, 10_000] {
+        let mut app = app();
+        for i in 0..n {
+            app.world_mut().write_message(NoteUpdated(note(i)));
+        }
+        // Let every nearby note build its detail (text rasterization is budgeted per frame).
+        let started = Instant::now();
+        let mut warm = 0;
+        loop {
+            app.update();
+            warm += 1;
+            let p = *app.world().resource::<RenderProgress>();
+            if (p.notes == n as usize && p.waiting_detail == 0) || warm > 5_000 {
+                break;
+            }
+        }
+        let warm_up = started.elapsed();
+        let p = *app.world().resource::<RenderProgress>();
+        // The app counts progress only for screenshots: stop counting before measuring.
+        app.world_mut().remove_resource::<cairn::render::TrackProgress>();
+        let mut frames = Vec::with_capacity(300);
+        for f in 0..300 {
+            let t = f as f32 / 60.0;
+            let eye = Vec3::new(3.0 * (t * 0.3).sin(), 1.6, 3.0 * (t * 0.3).cos());
+            app.world_mut().resource_mut::<Viewer>().0 = eye;
+            let dir = Dir3::new(Vec3::new((t * 0.7).sin(), -0.1, -(t * 0.7).cos())).unwrap();
+            app.world_mut().write_message(PointerRay {
+                source: PointerSource::Mouse,
+                ray: Ray3d::new(eye, dir),
+            });
+            let s = Instant::now();
+            app.update();
+            frames.push(s.elapsed());
+        }
+        let mean = frames.iter().sum::<Duration>().as_secs_f64() * 1000.0 / frames.len() as f64;
+        frames.sort();
+        println!(
+            "{n:>6} notes: {mean:.3} ms/frame mean, p50 {:.3} ms, p99 {:.3} ms ({} drawn in detail; warm-up {} frames, {:.1} s)",
+            percentile(&frames, 0.5),
+            percentile(&frames, 0.99),
+            p.detailed,
+            warm,
+            warm_up.as_secs_f64()
+        );
+        means.push(mean);
+    }
+    println!(
+        "\n10,000 notes cost {:.2}x the frame time of 100 (target: at most 2x)",
+        means[2] / means[0]
+    );
+
+    let fonts = cairn::render::text::Fonts::load();
+    let style = cairn::render::text::PanelStyle::NOTE;
+    let reps = 400;
+    let s = Instant::now();
+    for i in 0..reps {
+        std::hint::black_box(cairn::render::text::render_panel(
+            &fonts,
+            "alice · 3 min ago",
+            TEXTS[i % TEXTS.len()],
+            &style,
+        ));
+    }
+    println!(
+        "laying out and rasterizing one text note: {:.3} ms (target: under 1 ms)",
+        s.elapsed().as_secs_f64() * 1000.0 / reps as f64
+    );
+}
