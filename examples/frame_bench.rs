@@ -55,7 +55,7 @@ fn note(i: u32) -> LocalNote {
         body: Some(NoteBody::text("alice", TEXTS[i as usize % TEXTS.len()], pose)),
         error: None,
         deleted: false,
-        read: i % 3 == 0,
+        read: i.is_multiple_of(3),
         stored_at: 0,
     }
 }

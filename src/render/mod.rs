@@ -319,31 +319,26 @@ fn build_cards(
             None => (Vec2::new(PANEL_WIDTH, 0.25), Some(assets.card_placeholder.clone())),
         };
         let card = card_mat.map(|m| {
-            commands
-                .spawn((
-                    Mesh3d(assets.quad.clone()),
-                    MeshMaterial3d(m),
-                    Transform::from_scale(size.extend(1.0)),
-                    NotShadowCaster,
-                    ChildOf(e),
-                ))
-                .id()
+            spawn_part(
+                &mut commands,
+                assets.quad.clone(),
+                m,
+                Transform::from_scale(size.extend(1.0)),
+                e,
+            )
         });
         let plate_mesh = if note.kind() == Some(NoteKind::Voice) {
             assets.disc.clone()
         } else {
             assets.quad.clone()
         };
-        let plate = commands
-            .spawn((
-                Mesh3d(plate_mesh),
-                MeshMaterial3d(assets.plate.clone()),
-                Transform::from_xyz(0.0, 0.0, -0.01)
-                    .with_scale((size + Vec2::splat(0.04)).extend(1.0)),
-                NotShadowCaster,
-                ChildOf(e),
-            ))
-            .id();
+        let plate = spawn_part(
+            &mut commands,
+            plate_mesh,
+            assets.plate.clone(),
+            Transform::from_xyz(0.0, 0.0, -0.01).with_scale((size + Vec2::splat(0.04)).extend(1.0)),
+            e,
+        );
         commands
             .entity(e)
             .insert((
@@ -353,6 +348,26 @@ fn build_cards(
             ))
             .remove::<NeedsVisual>();
     }
+}
+
+/// A part of a note's visual: a mesh with a material, a child of the note, casting no
+/// shadow (floating panels would throw slabs onto the floor).
+fn spawn_part<M: Material>(
+    commands: &mut Commands,
+    mesh: Handle<Mesh>,
+    material: Handle<M>,
+    transform: Transform,
+    parent: Entity,
+) -> Entity {
+    commands
+        .spawn((
+            Mesh3d(mesh),
+            MeshMaterial3d(material),
+            transform,
+            NotShadowCaster,
+            ChildOf(parent),
+        ))
+        .id()
 }
 
 /// An unlit, double-sided, alpha-blended material showing a rasterized panel.
@@ -436,15 +451,8 @@ fn build_details(
                 let mat = orbs.add(VoiceOrbMaterial { data: VoiceOrbUniform::new(&body.waveform) });
                 visual.orb_material = Some(mat.clone());
                 commands.entity(e).insert(HasOrb);
-                let orb = commands
-                    .spawn((
-                        Mesh3d(assets.orb.clone()),
-                        MeshMaterial3d(mat),
-                        Transform::default(),
-                        NotShadowCaster,
-                        ChildOf(e),
-                    ))
-                    .id();
+                let orb =
+                    spawn_part(&mut commands, assets.orb.clone(), mat, Transform::default(), e);
                 let label = if body.text.is_empty() {
                     format!("{:.0} s", f64::from(body.duration_ms) / 1000.0)
                 } else {
@@ -493,15 +501,13 @@ fn build_details(
                     ));
                 }
                 bounds.0 = (size / 2.0 + Vec2::splat(0.03)).extend(0.05);
-                let picture_entity = commands
-                    .spawn((
-                        Mesh3d(assets.quad.clone()),
-                        MeshMaterial3d(mat),
-                        Transform::from_scale(size.extend(1.0)),
-                        NotShadowCaster,
-                        ChildOf(e),
-                    ))
-                    .id();
+                let picture_entity = spawn_part(
+                    &mut commands,
+                    assets.quad.clone(),
+                    mat,
+                    Transform::from_scale(size.extend(1.0)),
+                    e,
+                );
                 if !body.text.is_empty() {
                     let below = size.y / 2.0 + 0.04;
                     spawn_caption(
@@ -535,19 +541,17 @@ fn build_details(
                 );
                 let mat = panel_material(&mut materials, &mut images, &raster);
                 visual.detail_material = Some(mat.clone());
-                commands
-                    .spawn((
-                        Mesh3d(assets.quad.clone()),
-                        MeshMaterial3d(mat),
-                        Transform::from_scale(Vec3::new(
-                            0.14,
-                            0.14 * raster.height as f32 / raster.width as f32,
-                            1.0,
-                        )),
-                        NotShadowCaster,
-                        ChildOf(e),
-                    ))
-                    .id()
+                spawn_part(
+                    &mut commands,
+                    assets.quad.clone(),
+                    mat,
+                    Transform::from_scale(Vec3::new(
+                        0.14,
+                        0.14 * raster.height as f32 / raster.width as f32,
+                        1.0,
+                    )),
+                    e,
+                )
             }
             kind => {
                 let (body_text, style) = match &note.body {
@@ -581,15 +585,13 @@ fn build_details(
                             .with_scale((size + Vec2::splat(0.04)).extend(1.0)),
                     );
                 }
-                commands
-                    .spawn((
-                        Mesh3d(assets.quad.clone()),
-                        MeshMaterial3d(mat),
-                        Transform::from_scale(size.extend(1.0)),
-                        NotShadowCaster,
-                        ChildOf(e),
-                    ))
-                    .id()
+                spawn_part(
+                    &mut commands,
+                    assets.quad.clone(),
+                    mat,
+                    Transform::from_scale(size.extend(1.0)),
+                    e,
+                )
             }
         };
         visual.detail = Some(detail);

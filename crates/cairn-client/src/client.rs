@@ -95,6 +95,24 @@ fn random_id<const N: usize>() -> [u8; N] {
     b
 }
 
+/// A new profile needs a valid handle and a directory without one already.
+fn check_new_profile(home: &Path, handle: &str) -> Result<(), ClientError> {
+    if store_path(home).exists()
+        && LocalStore::open(&store_path(home))?.meta(META_IDENTITY)?.is_some()
+    {
+        return Err(ClientError::Invalid(format!(
+            "{} already holds a profile; use another --home",
+            home.display()
+        )));
+    }
+    if !valid_handle(handle) {
+        return Err(ClientError::Invalid(
+            "a handle has 1 to 32 characters: a-z, 0-9, '_', '-', '.'".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The store's path inside a profile directory.
 pub fn store_path(home: &Path) -> PathBuf {
     home.join("cairn.db")
@@ -120,20 +138,7 @@ impl Client {
         invite: Option<&str>,
         passphrase: Option<&str>,
     ) -> Result<Client, ClientError> {
-        if store_path(home).exists() {
-            let existing = LocalStore::open(&store_path(home))?;
-            if existing.meta(META_IDENTITY)?.is_some() {
-                return Err(ClientError::Invalid(format!(
-                    "{} already holds a profile; use another --home",
-                    home.display()
-                )));
-            }
-        }
-        if !valid_handle(handle) {
-            return Err(ClientError::Invalid(
-                "a handle has 1 to 32 characters: a-z, 0-9, '_', '-', '.'".into(),
-            ));
-        }
+        check_new_profile(home, handle)?;
         create_home(home)?;
         let identity = DeviceIdentity::generate();
         let (conn, events) =
@@ -153,17 +158,7 @@ impl Client {
         handle: &str,
         passphrase: Option<&str>,
     ) -> Result<Client, ClientError> {
-        if store_path(home).exists() {
-            return Err(ClientError::Invalid(format!(
-                "{} already holds a profile; use another --home",
-                home.display()
-            )));
-        }
-        if !valid_handle(handle) {
-            return Err(ClientError::Invalid(
-                "a handle has 1 to 32 characters: a-z, 0-9, '_', '-', '.'".into(),
-            ));
-        }
+        check_new_profile(home, handle)?;
         media::http_base(server)?;
         create_home(home)?;
         Client::create_profile(home, DeviceIdentity::generate(), handle, server, passphrase)
