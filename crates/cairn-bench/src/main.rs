@@ -387,6 +387,77 @@ async fn fan_out(url: &str, members: usize) -> Result<Histogram<u64>> {
     Ok(lat)
 }
 
+/// A voice-like test signal: a few harmonics with a syllable-rate envelope.
+fn voice_like(seconds: f32) -> Vec<f32> {
+    let rate = cairn_voice::SAMPLE_RATE as f32;
+    (0..(seconds * rate) as usize)
+        .map(|i| {
+            let t = i as f32 / rate;
+            let f0 = 140.0 + 30.0 * (t * 0.7).sin();
+            let env = (0.5 + 0.5 * (t * 4.0 * std::f32::consts::TAU).sin()).powi(2);
+            let s: f32 =
+                (1..6).map(|h| (t * f0 * h as f32 * std::f32::consts::TAU).sin() / h as f32).sum();
+            0.25 * env * s
+        })
+        .collect()
+}
+
+/// Opus encoding speed, as a multiple of real time, on one core.
+fn voice_encode_speed() -> Result<f64> {
+    let pcm = voice_like(60.0);
+    let started = Instant::now();
+    let note = cairn_voice::encode_pcm(&pcm)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    anyhow::ensure!(note.duration_ms == 60_000, "unexpected duration");
+    Ok(60.0 / elapsed)
+}
+
+/// From the end of a 5 s recording to playable PCM at another member's client: encode,
+/// encrypt and upload, post, live delivery, download, check, decrypt, decode.
+async fn voice_to_playable(url: &str, runs: usize) -> Result<Histogram<u64>> {
+    let homes = tempfile::tempdir()?;
+    let mut alice =
+        cairn_client::Client::init(&homes.path().join("a"), url, "valice", None, None).await?;
+    let mut bob =
+        cairn_client::Client::init(&homes.path().join("b"), url, "vbob", None, None).await?;
+    let space = alice.create_space("voice", Policy::default()).await?;
+    alice.invite(&space, "vbob", Role::Member).await?;
+    bob.sync().await?;
+    let pcm = voice_like(5.0);
+    let mut lat = hist();
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let note = cairn_voice::encode_pcm(&pcm)?;
+        let clip = cairn_client::VoiceClip {
+            ogg_opus: note.ogg_opus,
+            waveform: note.waveform,
+            duration_ms: note.duration_ms,
+        };
+        let posted = alice
+            .post(&space, cairn_client::Draft { voice: Some(clip), ..Default::default() })
+            .await?;
+        let media = loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), bob.next_event())
+                .await?
+                .context("bob's connection closed")?;
+            let found = bob.handle_event(event).await?.into_iter().find_map(|c| match c {
+                cairn_client::Change::Note(n) if n.note_id == posted.note_id => {
+                    n.body.and_then(|b| b.media.first().cloned())
+                }
+                _ => None,
+            });
+            if let Some(m) = found {
+                break m;
+            }
+        };
+        let path = bob.media(&media).await?;
+        let played = cairn_voice::decode_ogg_opus(&std::fs::read(path)?)?;
+        anyhow::ensure!(played.len().abs_diff(pcm.len()) <= cairn_voice::FRAME, "decoded length");
+        lat.record(t0.elapsed().as_micros() as u64)?;
+    }
+    Ok(lat)
+}
+
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
@@ -481,6 +552,17 @@ async fn main() -> Result<()> {
         pct(&loaded, 0.99),
         pct(&unloaded, 0.5),
         pct(&unloaded, 0.99)
+    );
+    let speed = voice_encode_speed()?;
+    println!(
+        "voice    Opus encoding (VoIP, 24 kbit/s, 20 ms frames), one core: {speed:.0}x real time"
+    );
+    let voice = voice_to_playable(&url, 20).await?;
+    println!(
+        "voice    end of a 5 s recording -> playable at another member, loopback: p50 {:.1} ms p99 {:.1} ms ({} runs)",
+        pct(&voice, 0.5),
+        pct(&voice, 0.99),
+        voice.len()
     );
     let fan = fan_out(&url, args.members).await?;
     println!(
