@@ -250,14 +250,35 @@ fn link_replies(
 /// Smallest turn worth writing (radians, about half a degree).
 const BILLBOARD_STEP: f32 = 0.01;
 
+/// How far the viewer may move before far notes are faded and turned again (metres).
+const FULL_PASS_EVERY: f32 = 0.25;
+
+/// Whether the viewer moved far enough since `last` for a pass over every note.
+fn full_pass(last: &mut Option<Vec3>, viewer: Vec3) -> bool {
+    let due = last.is_none_or(|p| p.distance(viewer) > FULL_PASS_EVERY);
+    if due {
+        *last = Some(viewer);
+    }
+    due
+}
+
 /// Panels turn about the vertical axis toward the viewer, so text is never seen edge-on.
-/// Notes past the fade are hidden and left alone.
-pub fn face_viewer(viewer: Res<Viewer>, mut q: Query<(&mut Billboard, &mut Transform)>) {
+/// Notes within reading distance turn every frame; farther ones, whose facing barely changes
+/// as the viewer walks, when the viewer has moved 25 cm. Notes past the fade are left alone.
+pub fn face_viewer(
+    viewer: Res<Viewer>,
+    mut last: Local<Option<Vec3>>,
+    mut q: Query<(&mut Billboard, &mut Transform)>,
+) {
+    let full = full_pass(&mut last, viewer.0);
     for (mut board, mut t) in &mut q {
         let mut to = viewer.0 - t.translation;
         to.y = 0.0;
-        let far = to.length_squared() > FADE_END * FADE_END;
-        if far || to.length_squared() < 1e-6 {
+        let d2 = to.length_squared();
+        if d2 > FADE_END * FADE_END
+            || d2 < 1e-6
+            || (!full && d2 > DETAIL_DISTANCE * DETAIL_DISTANCE)
+        {
             continue;
         }
         let yaw = f32::atan2(to.x, to.z);
@@ -268,9 +289,18 @@ pub fn face_viewer(viewer: Res<Viewer>, mut q: Query<(&mut Billboard, &mut Trans
     }
 }
 
-/// Alpha and level of detail from the distance to the viewer.
-pub fn fade_with_distance(viewer: Res<Viewer>, mut q: Query<(&Transform, &mut DistanceFade)>) {
+/// Alpha and level of detail from the distance to the viewer, recomputed when the viewer
+/// has moved 25 cm (and for notes that just arrived).
+pub fn fade_with_distance(
+    viewer: Res<Viewer>,
+    mut last: Local<Option<Vec3>>,
+    mut q: Query<(Ref<Transform>, &mut DistanceFade)>,
+) {
+    let full = full_pass(&mut last, viewer.0);
     for (t, mut fade) in &mut q {
+        if !full && !t.is_added() {
+            continue;
+        }
         let d = t.translation.distance(viewer.0);
         let alpha = 1.0 - ((d - DETAIL_DISTANCE) / (FADE_END - DETAIL_DISTANCE)).clamp(0.0, 1.0);
         let detailed = d < DETAIL_DISTANCE;
