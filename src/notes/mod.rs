@@ -275,8 +275,7 @@ pub fn face_viewer(
         let mut to = viewer.0 - t.translation;
         to.y = 0.0;
         let d2 = to.length_squared();
-        if d2 > FADE_END * FADE_END
-            || d2 < 1e-6
+        if !(1e-6..=FADE_END * FADE_END).contains(&d2)
             || (!full && d2 > DETAIL_DISTANCE * DETAIL_DISTANCE)
         {
             continue;
