@@ -7,7 +7,7 @@ pub mod text;
 
 use crate::CairnSet;
 use crate::interact::{Focused, Pointer};
-use crate::net::{MediaReady, NetCommand, NetStatus};
+use crate::net::{MediaReady, NetCommand};
 use crate::notes::{DistanceFade, NeedsVisual, Note, NoteBounds, ReplyLink, Viewer};
 use bevy::asset::RenderAssetUsages;
 use bevy::light::NotShadowCaster;
@@ -615,17 +615,12 @@ fn spawn_caption(
         render_panel(&assets.fonts, header, text, &PanelStyle { max_lines: 2, ..PanelStyle::NOTE });
     let ch = PANEL_WIDTH * caption.height as f32 / caption.width as f32;
     let mat = panel_material(materials, images, &caption);
-    commands.spawn((
-        Mesh3d(assets.quad.clone()),
-        MeshMaterial3d(mat),
-        Transform::from_xyz(0.0, -below - ch / 2.0, 0.0).with_scale(Vec3::new(
-            PANEL_WIDTH,
-            ch,
-            1.0,
-        )),
-        NotShadowCaster,
-        ChildOf(parent),
+    let at = Transform::from_xyz(0.0, -below - ch / 2.0, 0.0).with_scale(Vec3::new(
+        PANEL_WIDTH,
+        ch,
+        1.0,
     ));
+    spawn_part(commands, assets.quad.clone(), mat, at, parent);
 }
 
 fn update_plates(
@@ -798,18 +793,6 @@ pub fn welcome_picture() -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).expect("encoding a PNG in memory");
     out.into_inner()
-}
-
-/// For the status line: the handle and connection.
-pub fn status_text(status: &NetStatus) -> String {
-    use cairn_client::ConnectionState::*;
-    let state = match &status.state {
-        Connecting => "connecting…".to_owned(),
-        Syncing => "syncing…".to_owned(),
-        Online => "online".to_owned(),
-        Offline { retry_in, .. } => format!("offline · retrying in {}s", retry_in.as_secs().max(1)),
-    };
-    format!("{} · {state} · {} in outbox", status.handle, status.outbox)
 }
 
 /// Activating a text note expands it (or folds it back).

@@ -147,7 +147,7 @@ fn update_texts(
         }
     };
     if let Ok(mut t) = texts.p0().single_mut() {
-        set(&mut t, crate::render::status_text(&status));
+        set(&mut t, status_text(&status));
     }
     let space_name = current
         .0
@@ -296,4 +296,16 @@ fn click_rows(
             fly.pitch = dir.y.asin();
         }
     }
+}
+
+/// For the status line: the handle and connection.
+pub fn status_text(status: &NetStatus) -> String {
+    use cairn_client::ConnectionState::*;
+    let state = match &status.state {
+        Connecting => "connecting…".to_owned(),
+        Syncing => "syncing…".to_owned(),
+        Online => "online".to_owned(),
+        Offline { retry_in, .. } => format!("offline · retrying in {}s", retry_in.as_secs().max(1)),
+    };
+    format!("{} · {state} · {} in outbox", status.handle, status.outbox)
 }

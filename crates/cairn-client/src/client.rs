@@ -525,13 +525,7 @@ impl Client {
         }
         changes.extend(self.sync_keys(space).await?);
         loop {
-            let cursor = self
-                .store
-                .spaces()?
-                .into_iter()
-                .find(|s| s.id == *space)
-                .map(|s| s.cursor)
-                .unwrap_or(0);
+            let cursor = self.store.cursor(space)?.unwrap_or(0);
             let response = self
                 .request(Request::Sync { space: *space, after: cursor, limit: MAX_SYNC_PAGE })
                 .await;
@@ -699,8 +693,7 @@ impl Client {
     pub async fn handle_event(&mut self, event: Event) -> Result<Vec<Change>, ClientError> {
         match event {
             Event::Entry { space, entry } => {
-                let cursor =
-                    self.store.spaces()?.into_iter().find(|s| s.id == space).map(|s| s.cursor);
+                let cursor = self.store.cursor(&space)?;
                 match cursor {
                     Some(c) if entry.seq == c + 1 => {
                         let changes = self.apply_entry(&space, &entry)?;

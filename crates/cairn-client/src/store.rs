@@ -136,6 +136,17 @@ impl LocalStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The highest entry applied in a space (`None` for a space not stored yet).
+    pub fn cursor(&self, space: &SpaceId) -> Result<Option<u64>, ClientError> {
+        Ok(self
+            .conn
+            .query_row("SELECT cursor FROM spaces WHERE id = ?1", [&space.0[..]], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map(|c| c as u64))
+    }
+
     pub fn set_cursor(&self, space: &SpaceId, cursor: u64) -> Result<(), ClientError> {
         self.conn.execute(
             "UPDATE spaces SET cursor = MAX(cursor, ?2) WHERE id = ?1",

@@ -117,9 +117,9 @@ async fn sweep(state: &AppState) {
             for t in tombstones {
                 if let Ok(Some(cached)) = state.spaces.get(state.store.as_ref(), &t.space).await {
                     debug_assert!(matches!(t.entry.item, EntryItem::Tombstone { .. }));
-                    handlers_deliver(
+                    handlers::deliver(
                         state,
-                        &cached,
+                        cached.handles.iter().map(String::as_str),
                         Event::Entry { space: t.space, entry: t.entry },
                     );
                 }
@@ -132,10 +132,6 @@ async fn sweep(state: &AppState) {
         Ok(hashes) => media::delete_blobs(state, &hashes).await,
         Err(e) => tracing::error!(error = %e, "collecting media"),
     }
-}
-
-fn handlers_deliver(state: &AppState, cached: &state::CachedSpace, event: Event) {
-    handlers::deliver(state, cached.handles.iter().map(String::as_str), event);
 }
 
 /// Serves on `listener` until `state.shutdown` is cancelled, then closes every socket
