@@ -5,6 +5,9 @@
 //! * durable posts acknowledged per second with 100 concurrent senders;
 //! * 1:1 relay (post -> commit -> delivery to the other member): throughput, p50/p99;
 //! * delivery to every member of a 1,000-member space: p50/p99;
+//! * scale-out: a batched multi-row INSERT ceiling on PostgreSQL, durable posts on the
+//!   PostgreSQL backend against it, and post-to-delivery latency for a member on the same
+//!   node and one on another node (two nodes sharing PostgreSQL and NATS);
 //! * server RSS per idle, logged-in connection, with 10,000 connections (server in its own
 //!   process).
 //!
@@ -39,6 +42,13 @@ struct Args {
     /// Path of the cairn-server binary for the memory figure (default: beside this one).
     #[arg(long)]
     server_bin: Option<std::path::PathBuf>,
+    /// NATS for the scale-out figures (PostgreSQL: the local server, or
+    /// `CAIRN_TEST_DATABASE`; the bench makes and drops a database of its own).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// Skip the scale-out figures (PostgreSQL and NATS).
+    #[arg(long)]
+    no_scale_out: bool,
 }
 
 const NOTE_BYTES: usize = 1024;
@@ -387,6 +397,126 @@ async fn fan_out(url: &str, members: usize) -> Result<Histogram<u64>> {
     Ok(lat)
 }
 
+// ---- scale-out ----
+
+/// Rows per second for `INSERT ... SELECT FROM unnest(...)` of 500 note-sized rows per
+/// transaction, each transaction committed durably: the most a PostgreSQL backend can do.
+async fn postgres_ceiling(url: &str, rows: usize) -> Result<f64> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "CREATE TABLE ceiling (space BYTEA, seq BIGINT, note_id BYTEA, item BYTEA,
+                                   PRIMARY KEY (space, seq));
+             ALTER TABLE ceiling ALTER COLUMN item SET STORAGE EXTERNAL;",
+        )
+        .await?;
+    let item = vec![0x5au8; NOTE_BYTES + 200];
+    let started = Instant::now();
+    for batch in 0..rows / 500 {
+        let space: Vec<Vec<u8>> = (0..500).map(|i| vec![(i % 100) as u8; 16]).collect();
+        let seq: Vec<i64> = (0..500).map(|i| (batch * 500 + i) as i64).collect();
+        let ids: Vec<Vec<u8>> = seq.iter().map(|s| s.to_le_bytes().repeat(2)).collect();
+        let items: Vec<&[u8]> = (0..500).map(|_| &item[..]).collect();
+        client
+            .execute(
+                "INSERT INTO ceiling SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[], $4::bytea[])",
+                &[&space, &seq, &ids, &items],
+            )
+            .await?;
+    }
+    Ok((rows / 500 * 500) as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn start_node(
+    dir: &std::path::Path,
+    database: &str,
+    nats: &str,
+) -> Result<cairn_server::RunningServer> {
+    let mut config = cairn_server::Config::for_data_dir(dir);
+    config.rate_per_connection = 10_000_000;
+    config.rate_per_user = 10_000_000;
+    config.database = Some(database.to_owned());
+    config.nats = Some(nats.to_owned());
+    cairn_server::start(config).await
+}
+
+/// Post-to-delivery latency, one note at a time, for a member on the poster's node and a
+/// member on another node.
+async fn cross_node(a: &str, b: &str, posts: u64) -> Result<(Histogram<u64>, Histogram<u64>)> {
+    let alice = register(a, "xalice").await?;
+    let mut near = register(a, "xnear").await?;
+    let mut far = register(b, "xfar").await?;
+    let members = [("xnear".to_string(), near.id.keys()), ("xfar".to_string(), far.id.keys())];
+    let (space, epoch) = space_with(&alice, "xalice", &members).await?;
+    for u in [&mut near, &mut far] {
+        while let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_millis(300), u.events.recv()).await
+        {}
+    }
+    let key = EpochKey::generate();
+    let (mut same, mut other) = (hist(), hist());
+    async fn arrival(u: &mut User, id: NoteId, t: Instant) -> Result<u64> {
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(10), u.events.recv())
+                .await?
+                .context("closed")?;
+            if let Event::Entry { entry: SpaceEntry { item: EntryItem::Note(n), .. }, .. } = e
+                && n.header.note_id == id
+            {
+                return Ok(t.elapsed().as_micros() as u64);
+            }
+        }
+    }
+    for n in 0..posts {
+        let sealed = note(&alice.id, &key, space, epoch, n);
+        let id = sealed.header.note_id;
+        let t = Instant::now();
+        let (post, s, o) = tokio::join!(
+            alice.conn.request(Request::PostNote { note: sealed }),
+            arrival(&mut near, id, t),
+            arrival(&mut far, id, t)
+        );
+        post?;
+        same.record(s?)?;
+        other.record(o?)?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok((same, other))
+}
+
+async fn scale_out(args: &Args) -> Result<()> {
+    use cairn_server::storage::postgres::TempDatabase;
+    let db = TempDatabase::create().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ceiling = postgres_ceiling(&db.url, 100_000).await?;
+    println!(
+        "ceiling  PostgreSQL batched multi-row INSERT (500 rows/txn, synchronous_commit=on): {ceiling:.0} rows/s"
+    );
+    let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let node_a = start_node(d1.path(), &db.url, &args.nats).await?;
+    let node_b = start_node(d2.path(), &db.url, &args.nats).await?;
+    let (posts, lat) = durable_posts(&node_a.ws_url(), args.senders, args.seconds).await?;
+    println!(
+        "scale    durable posts on PostgreSQL, {} senders x 4 in flight: {posts:.0} acknowledged/s ({:.2}x the multi-row INSERT); ack p50 {:.2} ms p99 {:.2} ms",
+        args.senders,
+        posts / ceiling,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+    let (same, other) = cross_node(&node_a.ws_url(), &node_b.ws_url(), 1000).await?;
+    println!(
+        "scale    post -> delivery, member on the same node: p50 {:.2} ms p99 {:.2} ms; on another node (via NATS + PostgreSQL): p50 {:.2} ms p99 {:.2} ms; p99 difference {:+.2} ms",
+        pct(&same, 0.5),
+        pct(&same, 0.99),
+        pct(&other, 0.5),
+        pct(&other, 0.99),
+        pct(&other, 0.99) - pct(&same, 0.99)
+    );
+    node_a.shutdown().await?;
+    node_b.shutdown().await?;
+    Ok(())
+}
+
 /// A voice-like test signal: a few harmonics with a syllable-rate envelope.
 fn voice_like(seconds: f32) -> Vec<f32> {
     let rate = cairn_voice::SAMPLE_RATE as f32;
@@ -573,6 +703,10 @@ async fn main() -> Result<()> {
         fan.len()
     );
     server.shutdown().await?;
+
+    if !args.no_scale_out {
+        scale_out(&args).await.context("scale-out figures (PostgreSQL and NATS)")?;
+    }
 
     if args.idle > 0 {
         let bin = args.server_bin.clone().unwrap_or_else(|| {

@@ -13,6 +13,25 @@ pub struct Config {
     #[arg(long, env = "CAIRN_DATA", default_value = "cairn-data")]
     pub data: PathBuf,
 
+    /// PostgreSQL URL (`postgres://user@host:5432/db`): keep records and media there
+    /// instead of in `--data`, so that several nodes can share them. Migrations run at start.
+    #[arg(long, env = "CAIRN_DATABASE")]
+    pub database: Option<String>,
+
+    /// Connections in this node's PostgreSQL pool.
+    #[arg(long, env = "CAIRN_DB_POOL", default_value_t = 16)]
+    pub db_pool: usize,
+
+    /// NATS URL (`nats://127.0.0.1:4222`): tell the other nodes sharing `--database` when
+    /// something new is stored, so that their clients hear of it at once.
+    #[arg(long, env = "CAIRN_NATS", requires = "database")]
+    pub nats: Option<String>,
+
+    /// Milliseconds between a node's checks of the database for what it was not told
+    /// about (a lost NATS message, NATS down). Only with `--nats`.
+    #[arg(long, env = "CAIRN_CATCH_UP_MS", default_value_t = 2000)]
+    pub catch_up_ms: u64,
+
     /// Address to listen on (HTTP and WebSocket on one port).
     #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:7878")]
     pub listen: SocketAddr,

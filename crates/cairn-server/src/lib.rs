@@ -9,6 +9,7 @@
 //! `127.0.0.1:0`, and the app embeds a server the same way.
 
 pub mod auth;
+pub mod blobs;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod handlers;
 pub mod hub;
 pub mod media;
 pub mod metrics;
+pub mod relay;
 pub mod state;
 pub mod storage;
 
@@ -26,11 +28,15 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cairn_proto::{EntryItem, Event};
+use blobs::MediaStore;
+use blobs::fs::FsMediaStore;
+use blobs::postgres::PgMediaStore;
+use cairn_proto::EntryItem;
 use state::AppState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use storage::Store;
+use storage::postgres::PgStore;
 use storage::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -42,15 +48,53 @@ pub fn open_sqlite(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(SqliteStore::open(config.data.join("cairn.db"))?))
 }
 
-/// Builds the shared state over an opened store.
-pub async fn build_state(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Arc<AppState>> {
-    let media_dir = config.data.join("media");
-    std::fs::create_dir_all(media_dir.join("tmp"))?;
-    // Uploads that were in flight when the process stopped were never acknowledged.
-    for entry in std::fs::read_dir(media_dir.join("tmp"))? {
-        let _ = std::fs::remove_file(entry?.path());
+/// The record store and the media store that `config` names: PostgreSQL for both with
+/// `--database`, otherwise SQLite and files in `--data`.
+pub async fn open_stores(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn MediaStore>)> {
+    match &config.database {
+        Some(url) => {
+            let store = PgStore::connect(url, config.db_pool)
+                .await
+                .map_err(|e| anyhow::anyhow!("PostgreSQL at {}: {e}", redact_url(url)))?;
+            let media = PgMediaStore::new(store.pool().clone());
+            Ok((Arc::new(store), Arc::new(media)))
+        }
+        None => {
+            let store = open_sqlite(config)?;
+            Ok((store, Arc::new(FsMediaStore::open(config.data.join("media"))?)))
+        }
     }
+}
+
+/// A database URL fit for a log line: any password replaced.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => {
+                    format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Builds the shared state over opened stores; connects to NATS when `config.nats` is set.
+pub async fn build_state(
+    config: Config,
+    store: Arc<dyn Store>,
+    media: Arc<dyn MediaStore>,
+) -> anyhow::Result<Arc<AppState>> {
     let tokens = auth::TokenKey::new(store.secret("session-tokens").await?);
+    let relay = match &config.nats {
+        Some(url) => Some(
+            relay::Relay::connect(url).await.map_err(|e| anyhow::anyhow!("NATS at {url}: {e}"))?,
+        ),
+        None => None,
+    };
     Ok(Arc::new(AppState {
         config,
         store,
@@ -58,7 +102,8 @@ pub async fn build_state(config: Config, store: Arc<dyn Store>) -> anyhow::Resul
         spaces: state::Spaces::default(),
         tokens,
         metrics: metrics::Metrics::new(),
-        media_dir,
+        media,
+        relay,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
         user_buckets: Default::default(),
@@ -117,11 +162,7 @@ async fn sweep(state: &AppState) {
             for t in tombstones {
                 if let Ok(Some(cached)) = state.spaces.get(state.store.as_ref(), &t.space).await {
                     debug_assert!(matches!(t.entry.item, EntryItem::Tombstone { .. }));
-                    handlers::deliver(
-                        state,
-                        cached.handles.iter().map(String::as_str),
-                        Event::Entry { space: t.space, entry: t.entry },
-                    );
+                    handlers::deliver_entry(state, &cached, t.space, t.entry);
                 }
             }
         }
@@ -129,7 +170,11 @@ async fn sweep(state: &AppState) {
     }
     let before = cairn_proto::now_ms().saturating_sub(state.config.media_grace_s * 1000);
     match state.store.collect_media(before).await {
-        Ok(hashes) => media::delete_blobs(state, &hashes).await,
+        Ok(hashes) => {
+            if let Err(e) = state.media.delete(&hashes).await {
+                tracing::warn!(error = %e, "could not delete collected blobs");
+            }
+        }
         Err(e) => tracing::error!(error = %e, "collecting media"),
     }
 }
@@ -151,6 +196,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Resul
             }
         })
     };
+    let relay = state.relay.clone().map(|relay| {
+        let interval = std::time::Duration::from_millis(state.config.catch_up_ms.max(50));
+        tokio::spawn(relay::run(state.clone(), relay, interval))
+    });
     let shutdown = state.shutdown.clone();
     axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -158,6 +207,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Resul
     state.tasks.close();
     state.tasks.wait().await;
     let _ = sweeper.await;
+    if let Some(relay) = relay {
+        let _ = relay.await;
+    }
     Ok(())
 }
 
@@ -184,20 +236,21 @@ impl RunningServer {
     }
 }
 
-/// Opens the store in `config.data`, binds `config.listen` and serves in the background.
+/// Opens the stores `config` names, binds `config.listen` and serves in the background.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
-    let store = open_sqlite(&config)?;
-    start_with_store(config, store).await
+    let (store, media) = open_stores(&config).await?;
+    start_with_stores(config, store, media).await
 }
 
-/// As [`start`], over any store.
-pub async fn start_with_store(
+/// As [`start`], over given stores.
+pub async fn start_with_stores(
     config: Config,
     store: Arc<dyn Store>,
+    media: Arc<dyn MediaStore>,
 ) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let state = build_state(config, store).await?;
+    let state = build_state(config, store, media).await?;
     let join = tokio::spawn(serve(listener, state.clone()));
     Ok(RunningServer { addr, state, join })
 }

@@ -14,14 +14,24 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     if let Some(Command::Invite) = config.command {
-        let store = cairn_server::open_sqlite(&config)?;
+        let (store, _) = cairn_server::open_stores(&config).await?;
         let token = hex::encode(cairn_server::auth::random32());
         store.create_invite(&token).await?;
         println!("{token}");
         return Ok(());
     }
     let server = cairn_server::start(config.clone()).await?;
-    tracing::info!(addr = %server.addr, data = %config.data.display(), "cairn-server listening");
+    match &config.database {
+        Some(url) => tracing::info!(
+            addr = %server.addr,
+            database = %cairn_server::redact_url(url),
+            nats = config.nats.as_deref().unwrap_or("none"),
+            "cairn-server listening"
+        ),
+        None => {
+            tracing::info!(addr = %server.addr, data = %config.data.display(), "cairn-server listening")
+        }
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -1,36 +1,31 @@
 //! Media over HTTP: `PUT /v1/media/{sha256}` and `GET /v1/media/{sha256}` (with `Range`)
-//! of the *ciphertext* of a blob, on the local filesystem, content-addressed.
-//!
-//! An upload streams to a temporary file while hashing, is checked against its address,
-//! fsynced and renamed into place (and the directory fsynced) before it is answered, so an
-//! acknowledged blob survives a crash and a half-written one is never served.
+//! of the *ciphertext* of a blob, content-addressed. Authorization, size limits, hash checks
+//! and ranges are done here, the same for every [`MediaStore`](crate::blobs::MediaStore):
+//! files for one node, PostgreSQL for several.
 
 // Handlers answer with an HTTP response on every path, errors included; boxing them would
 // only add an allocation.
 #![allow(clippy::result_large_err)]
 
+use crate::blobs::MediaError;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cairn_proto::MediaHash;
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
-use std::path::PathBuf;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
-use tower::ServiceExt;
 
 fn problem(status: StatusCode, msg: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{msg}\n"))
         .into_response()
 }
 
-/// Where a blob's bytes live.
-pub fn blob_path(state: &AppState, hash: &MediaHash) -> PathBuf {
-    let hex = hash.to_hex();
-    state.media_dir.join(&hex[..2]).join(hex)
+fn internal(what: &str, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "{what}");
+    problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 
 /// The caller's handle, from `Authorization: Bearer <session token>`.
@@ -81,81 +76,21 @@ pub async fn put(
     if declared.is_some_and(|n| n > max) {
         return problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("the limit is {max} bytes"));
     }
-    match store_upload(&state, &hash, body, max).await {
-        Ok(size) => {
-            match state.store.record_media(&hash, &handle, size, cairn_proto::now_ms()).await {
-                Ok(()) => StatusCode::CREATED.into_response(),
-                Err(e) => {
-                    tracing::error!(error = %e, "record media");
-                    problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-                }
-            }
-        }
-        Err(r) => r,
-    }
-}
-
-/// Streams the body to a temporary file, checks size and hash, and moves it into place.
-async fn store_upload(
-    state: &AppState,
-    hash: &MediaHash,
-    body: Body,
-    max: u64,
-) -> Result<u64, Response> {
-    let internal = |e: std::io::Error| {
-        tracing::error!(error = %e, "media write");
-        problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-    };
-    let tmp_dir = state.media_dir.join("tmp");
-    let tmp = tmp_dir.join(format!("{}.part", hex::encode(crate::auth::random32())));
-    let mut file = tokio::fs::File::create(&tmp).await.map_err(internal)?;
-    let result: Result<u64, Response> = async {
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|_| problem(StatusCode::BAD_REQUEST, "upload interrupted"))?;
-            size += chunk.len() as u64;
-            if size > max {
-                return Err(problem(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("the limit is {max} bytes"),
-                ));
-            }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(internal)?;
-        }
-        if <[u8; 32]>::from(hasher.finalize()) != hash.0 {
-            return Err(problem(
-                StatusCode::BAD_REQUEST,
-                "the body's SHA-256 does not match its address",
-            ));
-        }
-        file.sync_all().await.map_err(internal)?;
-        Ok(size)
-    }
-    .await;
-    drop(file);
-    let size = match result {
+    let body = body.into_data_stream().map(|r| r.map_err(std::io::Error::other)).boxed();
+    let size = match state.media.put(&hash, body, max).await {
         Ok(size) => size,
-        Err(r) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(r);
+        Err(e @ MediaError::TooLarge(_)) => {
+            return problem(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
         }
+        Err(e @ (MediaError::HashMismatch | MediaError::Interrupted)) => {
+            return problem(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+        Err(e) => return internal("media write", e),
     };
-    let dest = blob_path(state, hash);
-    let dir = dest.parent().expect("blob paths have a parent").to_path_buf();
-    tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
-    if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
-        // Deduplicated: the same bytes are already durable.
-        let _ = tokio::fs::remove_file(&tmp).await;
-    } else {
-        tokio::fs::rename(&tmp, &dest).await.map_err(internal)?;
-        let dir = tokio::fs::File::open(&dir).await.map_err(internal)?;
-        dir.sync_all().await.map_err(internal)?;
+    match state.store.record_media(&hash, &handle, size, cairn_proto::now_ms()).await {
+        Ok(()) => StatusCode::CREATED.into_response(),
+        Err(e) => internal("record media", e),
     }
-    Ok(size)
 }
 
 pub async fn get(
@@ -172,25 +107,60 @@ pub async fn get(
         Err(r) => return r,
     };
     // Absent and not allowed look the same, so the answer reveals nothing about others' media.
+    let not_found = || problem(StatusCode::NOT_FOUND, "no such blob");
     match state.store.media_readable_by(&hash, &handle).await {
         Ok(true) => {}
-        Ok(false) => return problem(StatusCode::NOT_FOUND, "no such blob"),
-        Err(e) => {
-            tracing::error!(error = %e, "media lookup");
-            return problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        Ok(false) => return not_found(),
+        Err(e) => return internal("media lookup", e),
+    }
+    let size = match state.media.size(&hash).await {
+        Ok(Some(size)) => size,
+        Ok(None) => return not_found(),
+        Err(e) => return internal("media size", e),
+    };
+    // One range at most; a header we cannot use is ignored (RFC 9110 allows it) and the
+    // whole blob is sent.
+    let one = NonZeroUsize::new(1).expect("1 is not zero");
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| http_range_header::parse_range_header_with_max_ranges(v, one).ok())
+        .map(|ranges| ranges.validate(size));
+    let (status, start, end) = match range {
+        None => (StatusCode::OK, 0, size),
+        Some(Ok(r)) if r.len() == 1 => (StatusCode::PARTIAL_CONTENT, *r[0].start(), r[0].end() + 1),
+        Some(Ok(_)) => (StatusCode::OK, 0, size),
+        Some(Err(_)) => {
+            let mut resp = problem(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return resp;
         }
+    };
+    let stream = match state.media.read(&hash, start, end).await {
+        Ok(s) => s,
+        Err(e) => return internal("media read", e),
+    };
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    // Content-addressed: the bytes at an address never change.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", hash.to_hex())) {
+        h.insert(header::ETAG, v);
     }
-    match tower_http::services::ServeFile::new(blob_path(&state, &hash)).oneshot(req).await {
-        Ok(resp) => resp.map(Body::new).into_response(),
-        Err(never) => match never {},
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
     }
-}
-
-/// Deletes the bytes of collected blobs.
-pub async fn delete_blobs(state: &AppState, hashes: &[MediaHash]) {
-    for h in hashes {
-        if let Err(e) = tokio::fs::remove_file(blob_path(state, h)).await {
-            tracing::warn!(error = %e, hash = %h, "could not delete a collected blob");
-        }
-    }
+    resp
 }

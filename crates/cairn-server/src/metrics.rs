@@ -11,6 +11,13 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Seconds from a commit to the frame's hand-off to a recipient's socket.
     pub delivery_seconds: Histogram,
+    /// Wake-ups published to other nodes, and received from them.
+    pub wakes_sent: IntCounter,
+    pub wakes_received: IntCounter,
+    /// Entries this node read from the database because another node stored them.
+    pub relayed_entries: IntCounter,
+    /// 1 while the node's NATS connection is up (always 0 on a single node).
+    pub nats_connected: IntGauge,
 }
 
 impl Metrics {
@@ -41,12 +48,28 @@ impl Metrics {
             .buckets(buckets),
         )
         .unwrap();
+        let wakes_sent =
+            IntCounter::new("cairn_wakes_sent_total", "Wake-ups published to other nodes").unwrap();
+        let wakes_received =
+            IntCounter::new("cairn_wakes_received_total", "Wake-ups received from other nodes")
+                .unwrap();
+        let relayed_entries = IntCounter::new(
+            "cairn_relayed_entries_total",
+            "Entries delivered here that another node stored",
+        )
+        .unwrap();
+        let nats_connected =
+            IntGauge::new("cairn_nats_connected", "1 while connected to NATS").unwrap();
         for c in [
             Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(notes_posted.clone()),
             Box::new(frames_rejected.clone()),
             Box::new(commit_seconds.clone()),
             Box::new(delivery_seconds.clone()),
+            Box::new(wakes_sent.clone()),
+            Box::new(wakes_received.clone()),
+            Box::new(relayed_entries.clone()),
+            Box::new(nats_connected.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -57,6 +80,10 @@ impl Metrics {
             frames_rejected,
             commit_seconds,
             delivery_seconds,
+            wakes_sent,
+            wakes_received,
+            relayed_entries,
+            nats_connected,
         }
     }
 

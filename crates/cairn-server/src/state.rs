@@ -1,16 +1,17 @@
 //! What every connection and HTTP handler shares.
 
 use crate::auth::TokenKey;
+use crate::blobs::MediaStore;
 use crate::config::Config;
 use crate::error::{Result, ServerError};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::relay::Relay;
 use crate::storage::Store;
 use cairn_proto::membership::SpaceState;
 use cairn_proto::{ErrorCode, MembershipOp, OpHash, SpaceId};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,8 +24,10 @@ pub struct AppState {
     pub spaces: Spaces,
     pub tokens: TokenKey,
     pub metrics: Metrics,
-    /// Where media blobs live: `media/ab/abcdef…` and `media/tmp/` for uploads in flight.
-    pub media_dir: PathBuf,
+    /// Where media bytes live (files, or PostgreSQL when nodes share a database).
+    pub media: Arc<dyn MediaStore>,
+    /// Fan-out to and from other nodes; `None` on a single node.
+    pub relay: Option<Arc<Relay>>,
     /// Cancelled when the server shuts down; connections close with 1001.
     pub shutdown: CancellationToken,
     /// Connection tasks, awaited on shutdown.

@@ -8,6 +8,7 @@ pub mod spaces;
 use crate::connection::Caller;
 use crate::error::{Result, ServerError};
 use crate::hub::Outgoing;
+use crate::relay::WakeKind;
 use crate::state::{AppState, CachedSpace};
 use cairn_proto::{ErrorCode, Event, Request, Response, Role, ServerFrame, SpaceId};
 use std::time::Instant;
@@ -51,11 +52,19 @@ pub(crate) async fn member_space(
     caller: &Caller,
     space: &SpaceId,
 ) -> Result<(CachedSpace, Role)> {
-    let cached = state
-        .spaces
-        .get(state.store.as_ref(), space)
-        .await?
-        .ok_or_else(|| ServerError::code(ErrorCode::NotFound, "no such space"))?;
+    let load = || async {
+        state
+            .spaces
+            .get(state.store.as_ref(), space)
+            .await?
+            .ok_or_else(|| ServerError::code(ErrorCode::NotFound, "no such space"))
+    };
+    let mut cached = load().await?;
+    if state.relay.is_some() && !cached.state.members.contains_key(&caller.handle) {
+        // Another node may have added the caller a moment ago: look again before refusing.
+        state.spaces.invalidate(space);
+        cached = load().await?;
+    }
     let role = cached
         .state
         .members
@@ -63,6 +72,22 @@ pub(crate) async fn member_space(
         .map(|m| m.role)
         .ok_or_else(|| ServerError::forbidden("not a member of this space"))?;
     Ok((cached, role))
+}
+
+/// Delivers a committed entry to the space's members connected here, and tells the other
+/// nodes (if any) so that they deliver it to theirs.
+pub(crate) fn deliver_entry(
+    state: &AppState,
+    cached: &CachedSpace,
+    space: SpaceId,
+    entry: cairn_proto::SpaceEntry,
+) {
+    let seq = entry.seq;
+    deliver(state, cached.handles.iter().map(String::as_str), Event::Entry { space, entry });
+    if let Some(relay) = &state.relay {
+        relay.delivered_here(&space, seq);
+        relay.publish(state, space, WakeKind::Entries { last: seq });
+    }
 }
 
 /// Encodes `event` once and queues it for every connection of `handles`.

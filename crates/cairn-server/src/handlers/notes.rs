@@ -1,11 +1,11 @@
 //! Posting, deleting and syncing notes.
 
-use super::{deliver, member_space};
+use super::{deliver_entry, member_space};
 use crate::auth::verify;
 use crate::connection::Caller;
 use crate::error::{Result, ServerError};
 use crate::state::AppState;
-use cairn_proto::{ErrorCode, Event, NoteId, Response, Role, SealedNote, Signature, SpaceId, sign};
+use cairn_proto::{ErrorCode, NoteId, Response, Role, SealedNote, Signature, SpaceId, sign};
 use std::time::Instant;
 
 /// Most media blobs one note may reference.
@@ -45,11 +45,7 @@ pub async fn post(state: &AppState, caller: &Caller, note: SealedNote) -> Result
     if !posted.duplicate {
         state.metrics.notes_posted.inc();
         let seq = posted.entry.seq;
-        deliver(
-            state,
-            cached.handles.iter().map(String::as_str),
-            Event::Entry { space: note.header.space, entry: posted.entry },
-        );
+        deliver_entry(state, &cached, note.header.space, posted.entry);
         return Ok(Response::Posted { seq, duplicate: false });
     }
     Ok(Response::Posted { seq: posted.entry.seq, duplicate: true })
@@ -80,11 +76,7 @@ pub async fn delete(
         .delete_note(&space, &note_id, &caller.device, &signature, cairn_proto::now_ms())
         .await?;
     let seq = t.entry.seq;
-    deliver(
-        state,
-        cached.handles.iter().map(String::as_str),
-        Event::Entry { space, entry: t.entry },
-    );
+    deliver_entry(state, &cached, space, t.entry);
     Ok(Response::Posted { seq, duplicate: false })
 }
 

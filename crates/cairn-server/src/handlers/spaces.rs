@@ -5,6 +5,7 @@ use super::{deliver, member_space};
 use crate::auth::verify;
 use crate::connection::Caller;
 use crate::error::{Result, ServerError};
+use crate::relay::WakeKind;
 use crate::state::{AppState, CachedSpace, cached, op_hash};
 use crate::storage::MembersAfter;
 use cairn_proto::membership::{OpError, SpaceState};
@@ -108,6 +109,10 @@ pub async fn change(state: &AppState, caller: &Caller, signed: SignedOp) -> Resu
         audience.iter().map(String::as_str),
         Event::Membership { space: op.space, index: op.index, op: signed },
     );
+    if let Some(relay) = &state.relay {
+        relay.ops_here(&op.space, op.index + 1);
+        relay.publish(state, op.space, WakeKind::Membership { index: op.index });
+    }
     Ok(Response::OpAccepted { index: op.index, epoch })
 }
 
@@ -160,10 +165,25 @@ pub async fn put_envelopes(
         )?;
     }
     state.store.put_envelopes(&envelopes).await?;
+    // One notice per (space, epoch, user), here and on the other nodes.
+    let mut notices: BTreeSet<(SpaceId, u64, String)> = BTreeSet::new();
     for e in &envelopes {
         let cached = &spaces.iter().find(|(s, _)| *s == e.space).expect("checked above").1;
         if let Some((handle, _)) = cached.state.member_of_device(&e.recipient) {
-            deliver(state, [handle], Event::Envelopes { space: e.space, epoch: e.epoch });
+            notices.insert((e.space, e.epoch, handle.to_owned()));
+        }
+    }
+    for (space, epoch, handle) in &notices {
+        deliver(state, [handle.as_str()], Event::Envelopes { space: *space, epoch: *epoch });
+    }
+    if let Some(relay) = &state.relay {
+        let mut by_space: std::collections::BTreeMap<(SpaceId, u64), Vec<String>> =
+            Default::default();
+        for (space, epoch, handle) in notices {
+            by_space.entry((space, epoch)).or_default().push(handle);
+        }
+        for ((space, epoch), handles) in by_space {
+            relay.publish(state, space, WakeKind::Envelopes { epoch, handles });
         }
     }
     Ok(Response::Done)

@@ -2,6 +2,7 @@
 //! conformance suite (`tests/conformance.rs`). A write is acknowledged only after its
 //! transaction is durable.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -54,6 +55,15 @@ pub struct MembersAfter {
     pub epoch: u64,
 }
 
+/// Where a space's two logs stand: its highest entry sequence number and its number of
+/// membership ops. Nodes compare these with what they have delivered to catch up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpaceHeads {
+    pub space: SpaceId,
+    pub head: u64,
+    pub ops: u64,
+}
+
 /// A new tombstone entry made by deletion or expiry.
 #[derive(Clone, Debug)]
 pub struct Tombstoned {
@@ -95,6 +105,8 @@ pub trait Store: Send + Sync + 'static {
     /// Ops from index `from` on.
     async fn ops(&self, space: &SpaceId, from: u64) -> Result<Vec<SignedOp>, StoreError>;
     async fn spaces_of(&self, handle: &str) -> Result<Vec<SpaceSummary>, StoreError>;
+    /// The heads of the named spaces that exist, in no particular order.
+    async fn heads(&self, spaces: &[SpaceId]) -> Result<Vec<SpaceHeads>, StoreError>;
 
     /// Stores a note with the space's next sequence number; idempotent on the note id.
     async fn post_note(&self, note: &SealedNote, now: u64) -> Result<Posted, StoreError>;

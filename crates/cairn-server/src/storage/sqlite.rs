@@ -485,6 +485,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn heads(&self, spaces: &[SpaceId]) -> Result<Vec<SpaceHeads>, StoreError> {
+        let spaces = spaces.to_vec();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT head, ops FROM spaces WHERE id = ?1")?;
+            let mut out = Vec::new();
+            for space in spaces {
+                let row = stmt
+                    .query_row([&space.0[..]], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                    .optional()?;
+                if let Some((head, ops)) = row {
+                    out.push(SpaceHeads { space, head: head as u64, ops: ops as u64 });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn post_note(&self, note: &SealedNote, now: u64) -> Result<Posted, StoreError> {
         let note = note.clone();
         self.write(move |c| {

@@ -1,0 +1,108 @@
+//! Blobs as files, content-addressed: `ab/abcdef…`. An upload streams to `tmp/` while it
+//! is hashed, is fsynced, renamed into place and the directory fsynced before it counts,
+//! so an acknowledged blob survives a crash and a half-written one is never served.
+
+use super::{ByteStream, Checked, MediaError, MediaStore};
+use async_trait::async_trait;
+use cairn_proto::MediaHash;
+use futures_util::StreamExt;
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+pub struct FsMediaStore {
+    dir: PathBuf,
+}
+
+impl FsMediaStore {
+    /// Opens (creating) `dir`; uploads left in `tmp/` by a stopped process are removed,
+    /// since none of them was acknowledged.
+    pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        for entry in std::fs::read_dir(dir.join("tmp"))? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        Ok(FsMediaStore { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where a blob's bytes live.
+    pub fn blob_path(&self, hash: &MediaHash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.dir.join(&hex[..2]).join(hex)
+    }
+}
+
+#[async_trait]
+impl MediaStore for FsMediaStore {
+    async fn put(
+        &self,
+        hash: &MediaHash,
+        mut body: ByteStream,
+        max: u64,
+    ) -> Result<u64, MediaError> {
+        let tmp =
+            self.dir.join("tmp").join(format!("{}.part", hex::encode(crate::auth::random32())));
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        let written: Result<u64, MediaError> = async {
+            let mut checked = Checked::new(max);
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|_| MediaError::Interrupted)?;
+                checked.feed(&chunk)?;
+                file.write_all(&chunk).await?;
+            }
+            let size = checked.finish(hash)?;
+            file.sync_all().await?;
+            Ok(size)
+        }
+        .await;
+        drop(file);
+        let size = match written {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let dest = self.blob_path(hash);
+        let dir = dest.parent().expect("blob paths have a parent").to_path_buf();
+        tokio::fs::create_dir_all(&dir).await?;
+        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+            // Deduplicated: the same bytes are already durable.
+            let _ = tokio::fs::remove_file(&tmp).await;
+        } else {
+            tokio::fs::rename(&tmp, &dest).await?;
+            tokio::fs::File::open(&dir).await?.sync_all().await?;
+        }
+        Ok(size)
+    }
+
+    async fn size(&self, hash: &MediaHash) -> Result<Option<u64>, MediaError> {
+        match tokio::fs::metadata(self.blob_path(hash)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read(&self, hash: &MediaHash, start: u64, end: u64) -> Result<ByteStream, MediaError> {
+        let mut file = tokio::fs::File::open(self.blob_path(hash)).await?;
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+        let limited = file.take(end.saturating_sub(start));
+        Ok(tokio_util::io::ReaderStream::with_capacity(limited, 64 * 1024).boxed())
+    }
+
+    async fn delete(&self, hashes: &[MediaHash]) -> Result<(), MediaError> {
+        for h in hashes {
+            match tokio::fs::remove_file(self.blob_path(h)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,79 @@
+//! Where the bytes of media blobs live, behind one trait: the filesystem for a single node,
+//! PostgreSQL (chunked) when several nodes share the work. The HTTP layer (`media.rs`)
+//! does authorization, limits and `Range` the same way for both.
+
+pub mod fs;
+pub mod postgres;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cairn_proto::MediaHash;
+use futures_util::stream::BoxStream;
+use sha2::{Digest, Sha256};
+
+/// A body going in or coming out.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("the limit is {0} bytes")]
+    TooLarge(u64),
+    #[error("the body's SHA-256 does not match its address")]
+    HashMismatch,
+    #[error("upload interrupted")]
+    Interrupted,
+    #[error("media backend: {0}")]
+    Backend(String),
+}
+
+impl From<std::io::Error> for MediaError {
+    fn from(e: std::io::Error) -> Self {
+        MediaError::Backend(e.to_string())
+    }
+}
+
+#[async_trait]
+pub trait MediaStore: Send + Sync + 'static {
+    /// Streams `body` in and keeps it only if it is at most `max` bytes and its SHA-256 is
+    /// `hash`; returns its size once it is durable. Storing a blob that is already there
+    /// checks the body all the same and keeps one copy.
+    async fn put(&self, hash: &MediaHash, body: ByteStream, max: u64) -> Result<u64, MediaError>;
+    /// The size of a stored blob.
+    async fn size(&self, hash: &MediaHash) -> Result<Option<u64>, MediaError>;
+    /// Bytes `start..end` of a stored blob (`end` at most its size).
+    async fn read(&self, hash: &MediaHash, start: u64, end: u64) -> Result<ByteStream, MediaError>;
+    /// Forgets blobs (collected by the store once nothing references them).
+    async fn delete(&self, hashes: &[MediaHash]) -> Result<(), MediaError>;
+}
+
+/// Hashes and counts an upload as it arrives.
+pub struct Checked {
+    hasher: Sha256,
+    size: u64,
+    max: u64,
+}
+
+impl Checked {
+    pub fn new(max: u64) -> Self {
+        Checked { hasher: Sha256::new(), size: 0, max }
+    }
+
+    /// Takes the next piece; `TooLarge` as soon as the limit is passed.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), MediaError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.max {
+            return Err(MediaError::TooLarge(self.max));
+        }
+        self.hasher.update(chunk);
+        Ok(())
+    }
+
+    /// The size, if the whole body hashed to `hash`.
+    pub fn finish(self, hash: &MediaHash) -> Result<u64, MediaError> {
+        if <[u8; 32]>::from(self.hasher.finalize()) == hash.0 {
+            Ok(self.size)
+        } else {
+            Err(MediaError::HashMismatch)
+        }
+    }
+}
