@@ -16,6 +16,7 @@ pub mod report;
 pub mod screenshot;
 pub mod startup;
 pub mod ui;
+pub mod xr;
 
 use bevy::prelude::*;
 use clap::Parser;
@@ -42,11 +43,10 @@ pub struct Args {
     /// Render, save a picture of the window to FILE once every note is drawn, and exit.
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
-    /// Force the desktop window even when an OpenXR runtime is present (this version always
-    /// uses the desktop window).
+    /// Force the desktop window even when an OpenXR runtime is present.
     #[arg(long, conflicts_with = "xr")]
     pub flat: bool,
-    /// Demand XR: exit with an error when XR is unavailable (in this version, always).
+    /// Demand XR: exit with an error, saying why, when no OpenXR runtime and headset are found.
     #[arg(long)]
     pub xr: bool,
     /// Append JSON lines about what the app shows to FILE (for tests).
@@ -99,12 +99,25 @@ impl Plugin for CairnPresentationPlugin {
 /// Starts the app: the profile (and on first run the identity, a first space and welcome
 /// notes), the embedded server unless `--server` is given, then the window.
 pub fn run(args: Args) -> AppExit {
-    if args.xr {
-        eprintln!(
-            "cairn: --xr: the OpenXR session is not built yet; this version runs in a desktop window (run without --xr)"
-        );
-        return AppExit::error();
-    }
+    let (mode, runtime) = if args.flat {
+        (xr::runtime::DisplayMode::Desktop { reason: "asked for with --flat".into() }, None)
+    } else {
+        match xr::runtime::probe() {
+            Ok(info) => (
+                xr::runtime::DisplayMode::Xr {
+                    runtime: info.runtime.clone(),
+                    system: info.system.clone(),
+                },
+                Some(info),
+            ),
+            Err(reason) if args.xr => {
+                eprintln!("cairn: --xr: {reason}");
+                return AppExit::error();
+            }
+            Err(reason) => (xr::runtime::DisplayMode::Desktop { reason }, None),
+        }
+    };
+    eprintln!("cairn: {}", mode.notice());
     let boot = match startup::boot(&args) {
         Ok(b) => b,
         Err(e) => {
@@ -117,18 +130,35 @@ pub fn run(args: Args) -> AppExit {
         "shaders",
         bevy::asset::io::AssetSourceBuilder::platform_default(&startup::shaders_dir(), None),
     );
-    app.add_plugins(
-        DefaultPlugins
-            .set(WindowPlugin {
-                primary_window: Some(Window {
-                    title: "Cairn".into(),
-                    resolution: bevy::window::WindowResolution::new(1280, 800),
-                    ..default()
-                }),
-                ..default()
-            })
-            .set(AssetPlugin { file_path: startup::assets_dir(), ..default() }),
-    );
+    let window = WindowPlugin {
+        primary_window: Some(Window {
+            title: "Cairn".into(),
+            resolution: bevy::window::WindowResolution::new(1280, 800),
+            ..default()
+        }),
+        ..default()
+    };
+    let assets = AssetPlugin { file_path: startup::assets_dir(), ..default() };
+    match &runtime {
+        Some(info) => {
+            let mut init = bevy_mod_openxr::init::OxrInitPlugin::default();
+            if info.fb_passthrough {
+                init.exts.enable_fb_passthrough();
+            }
+            init.app_info.name = "Cairn".into();
+            app.add_plugins(
+                bevy_mod_openxr::add_xr_plugins(DefaultPlugins.set(assets)).set(window).set(init),
+            );
+            if info.fb_passthrough {
+                app.add_plugins(bevy_mod_openxr::features::fb_passthrough::OxrFbPassthroughPlugin);
+            }
+            app.add_plugins((xr::logic_plugin, xr::runtime::plugin));
+        }
+        None => {
+            app.add_plugins(DefaultPlugins.set(window).set(assets));
+        }
+    }
+    app.insert_resource(mode);
     app.add_plugins((CairnLogicPlugin, CairnPresentationPlugin));
     app.add_plugins(net::plugin(boot.handle, boot.space));
     if let Some(server) = boot.embedded {

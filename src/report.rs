@@ -5,6 +5,7 @@
 use crate::net::NetStatus;
 use crate::notes::Note;
 use crate::render::NoteVisual;
+use crate::xr::runtime::{DisplayMode, SessionState, XrFrames};
 use bevy::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,7 +16,8 @@ struct Report(std::fs::File);
 pub fn plugin(path: PathBuf) -> impl Plugin {
     move |app: &mut App| match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
         Ok(f) => {
-            app.insert_resource(Report(f)).add_systems(Last, (notes_shown, connection_changes));
+            app.insert_resource(Report(f))
+                .add_systems(Last, (notes_shown, connection_changes, display_mode, xr_session));
         }
         Err(e) => error!("cannot write the report {}: {e}", path.display()),
     }
@@ -40,6 +42,48 @@ fn connection_changes(mut report: ResMut<Report>, status: Res<NetStatus>) {
         line(
             &mut report.0,
             serde_json::json!({"event": "status", "state": format!("{:?}", status.state), "t_ms": cairn_proto::now_ms()}),
+        );
+    }
+}
+
+fn display_mode(mut report: ResMut<Report>, mode: Option<Res<DisplayMode>>) {
+    if let Some(mode) = mode
+        && mode.is_changed()
+    {
+        line(
+            &mut report.0,
+            serde_json::json!({"event": "mode", "xr": mode.is_xr(), "notice": mode.notice(), "t_ms": cairn_proto::now_ms()}),
+        );
+    }
+}
+
+/// The runtime's session states as they change, and once a second the frames rendered and
+/// the notes in the head's view.
+fn xr_session(
+    mut report: ResMut<Report>,
+    state: Option<Res<SessionState>>,
+    frames: Option<Res<XrFrames>>,
+    time: Res<Time<Real>>,
+    mut last: Local<f32>,
+    mut reported: Local<usize>,
+) {
+    if let Some(state) = state {
+        for s in state.0.iter().skip(*reported) {
+            line(
+                &mut report.0,
+                serde_json::json!({"event": "xr_state", "state": s, "t_ms": cairn_proto::now_ms()}),
+            );
+        }
+        *reported = state.0.len();
+    }
+    if let Some(frames) = frames
+        && frames.frames > 0
+        && time.elapsed_secs() - *last >= 1.0
+    {
+        *last = time.elapsed_secs();
+        line(
+            &mut report.0,
+            serde_json::json!({"event": "xr_frames", "frames": frames.frames, "notes_in_view": frames.notes_in_view, "t_ms": cairn_proto::now_ms()}),
         );
     }
 }

@@ -462,6 +462,13 @@ fn the_app_renders_seeded_notes_in_a_real_window() {
     let shown =
         process::report_lines(&report).iter().filter(|l| l["event"] == "note_shown").count();
     assert_eq!(shown, 3, "the report lists the three seeded notes");
+    // No OpenXR runtime here: the desktop fallback, saying so and why.
+    let modes: Vec<serde_json::Value> =
+        process::report_lines(&report).into_iter().filter(|l| l["event"] == "mode").collect();
+    assert_eq!(modes.len(), 1, "{modes:?}");
+    assert_eq!(modes[0]["xr"], false);
+    let notice = modes[0]["notice"].as_str().unwrap();
+    assert!(notice.starts_with("Desktop mode: ") && notice.contains("OpenXR"), "{notice}");
 
     // Keep a copy for people to look at (and for a failing run to be understood).
     let _ = std::fs::create_dir_all(concat!(env!("CARGO_TARGET_TMPDIR"), "/screens"));
@@ -591,4 +598,25 @@ fn the_welcome_voice_note_is_a_valid_voice_clip() {
     let pcm = cairn_voice::decode_ogg_opus(&clip.ogg_opus).unwrap();
     assert!(pcm.iter().any(|s| s.abs() > 0.1), "audible");
     assert_eq!(clip.waveform.len(), 64);
+}
+
+#[test]
+fn xr_demanded_without_a_runtime_exits_with_the_reason_and_flat_is_accepted() {
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--home", home.path().to_str().unwrap(), "--xr"])
+        .env_remove("XR_RUNTIME_JSON")
+        .env("DISPLAY", ":none")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--xr:") && err.contains("OpenXR"), "{err}");
+    // Nothing was created for a run that never started.
+    assert!(std::fs::read_dir(home.path()).unwrap().next().is_none());
+    let both = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--flat", "--xr"])
+        .output()
+        .unwrap();
+    assert!(!both.status.success(), "--flat and --xr contradict each other");
 }

@@ -23,19 +23,36 @@ const WALK_SPEED: f32 = 2.5;
 const LOOK_SENSITIVITY: f32 = 0.004;
 
 pub fn plugin(app: &mut App) {
-    app.add_systems(Startup, spawn_camera).add_systems(
-        Update,
-        (
-            fit_viewport,
-            fly,
-            pointer_from_mouse,
-            keys_to_compose,
-            dropped_files,
-            track_viewer,
-            voice_keys,
+    app.add_systems(Startup, spawn_camera)
+        .add_systems(
+            Update,
+            (
+                fit_viewport,
+                fly,
+                pointer_from_mouse,
+                keys_to_compose,
+                dropped_files,
+                track_viewer,
+                voice_keys,
+            )
+                .in_set(CairnSet::Input)
+                .run_if(crate::xr::runtime::desktop_mode),
         )
-            .in_set(CairnSet::Input),
-    );
+        .add_systems(Update, cameras_follow_mode);
+}
+
+/// In a running XR session the headset is the view: the window's cameras rest.
+fn cameras_follow_mode(
+    mode: Option<Res<crate::xr::runtime::DisplayMode>>,
+    mut cams: Query<&mut Camera, Or<(With<FlyCamera>, With<IsDefaultUiCamera>)>>,
+) {
+    let Some(mode) = mode else { return };
+    if !mode.is_changed() {
+        return;
+    }
+    for mut c in &mut cams {
+        c.is_active = !mode.is_xr();
+    }
 }
 
 fn spawn_camera(mut commands: Commands) {

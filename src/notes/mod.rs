@@ -309,7 +309,7 @@ pub fn fade_with_distance(
     }
 }
 
-fn animate_arrivals(
+pub fn animate_arrivals(
     mut commands: Commands,
     time: Res<Time>,
     mut q: Query<(Entity, &mut Arriving, &mut Transform)>,

@@ -9,6 +9,7 @@ use crate::CairnSet;
 use crate::interact::{Focused, Pointer};
 use crate::net::{MediaReady, NetCommand};
 use crate::notes::{DistanceFade, NeedsVisual, Note, NoteBounds, ReplyLink, Viewer};
+use crate::xr::runtime::VirtualEnvironment;
 use bevy::asset::RenderAssetUsages;
 use bevy::light::NotShadowCaster;
 use bevy::prelude::*;
@@ -246,11 +247,13 @@ fn setup_scene(
         ..default()
     });
     commands.spawn((
+        VirtualEnvironment,
         DirectionalLight { illuminance: 2200.0, shadow_maps_enabled: true, ..default() },
         Transform::from_xyz(4.0, 10.0, 6.0).looking_at(Vec3::ZERO, Vec3::Y),
     ));
     // The floor: a wide meadow-coloured disc.
     commands.spawn((
+        VirtualEnvironment,
         Mesh3d(meshes.add(Circle::new(60.0))),
         MeshMaterial3d(materials.add(StandardMaterial {
             base_color: Color::srgb(0.55, 0.62, 0.45),
@@ -271,6 +274,7 @@ fn setup_scene(
         .enumerate()
     {
         commands.spawn((
+            VirtualEnvironment,
             Mesh3d(stone_mesh.clone()),
             MeshMaterial3d(stone.clone()),
             Transform::from_xyz(0.05 * (i as f32).sin(), y, -6.0).with_scale(Vec3::new(

@@ -127,6 +127,7 @@ fn search_keys(
 #[allow(clippy::too_many_arguments)]
 fn update_texts(
     status: Res<NetStatus>,
+    mode: Option<Res<crate::xr::runtime::DisplayMode>>,
     current: Res<CurrentSpace>,
     compose: Res<Compose>,
     search: Res<Search>,
@@ -147,7 +148,14 @@ fn update_texts(
         }
     };
     if let Ok(mut t) = texts.p0().single_mut() {
-        set(&mut t, status_text(&status));
+        let line = status_text(&status);
+        set(
+            &mut t,
+            match &mode {
+                Some(m) => format!("{line}\n{}", m.notice()),
+                None => line,
+            },
+        );
     }
     let space_name = current
         .0

@@ -1,0 +1,209 @@
+//! XR mode's logic, headless: injected head and controller (or hand) poses in `XrInput`,
+//! the same notes and pointer as the desktop.
+
+use bevy::prelude::*;
+use cairn::CairnLogicPlugin;
+use cairn::audio::VoiceInput;
+use cairn::compose::{Compose, ComposeInput, NOTE_HEIGHT};
+use cairn::interact::{Focused, NoteActivated, Pointer, PointerPress, PointerSource};
+use cairn::net::{CurrentSpace, NoteUpdated};
+use cairn::notes::NoteIndex;
+use cairn::xr::{self, Hand, StageOrigin, XrInput, XrPointerState};
+use cairn_client::LocalNote;
+use cairn_crypto::{NoteBody, Pose};
+use cairn_proto::{DeviceId, NoteId, SpaceId};
+
+const SPACE: SpaceId = SpaceId([1; 16]);
+
+fn app() -> App {
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, TransformPlugin, CairnLogicPlugin));
+    app.add_plugins(xr::logic_plugin);
+    app.insert_resource(CurrentSpace(Some(SPACE)));
+    app.update();
+    app
+}
+
+fn receive(app: &mut App, id: u8, at: [f32; 3]) -> Entity {
+    let body = NoteBody::text("alice", "hello", Pose { position: at, ..Pose::default() });
+    app.world_mut().write_message(NoteUpdated(LocalNote {
+        space: SPACE,
+        note_id: NoteId([id; 16]),
+        seq: Some(u64::from(id)),
+        sender: DeviceId([9; 32]),
+        body: Some(body),
+        error: None,
+        deleted: false,
+        read: false,
+        stored_at: 0,
+    }));
+    app.update();
+    app.update();
+    app.world().resource::<NoteIndex>().0[&NoteId([id; 16])]
+}
+
+/// An aim pose at `from`, pointing at `to`.
+fn aim(from: Vec3, to: Vec3) -> Transform {
+    Transform::from_translation(from).looking_at(to, Vec3::Y)
+}
+
+fn input(app: &mut App) -> Mut<'_, XrInput> {
+    app.world_mut().resource_mut::<XrInput>()
+}
+
+fn presses(app: &mut App) -> Vec<PointerSource> {
+    app.world_mut().resource_mut::<Messages<PointerPress>>().drain().map(|p| p.source).collect()
+}
+
+const HEAD: Vec3 = Vec3::new(0.0, 1.6, 0.0);
+
+#[test]
+fn the_aim_ray_selects_the_note_it_points_at_and_the_trigger_activates_it() {
+    let mut app = app();
+    let left = receive(&mut app, 1, [-1.0, 1.4, -2.0]);
+    let right = receive(&mut app, 2, [1.0, 1.4, -2.0]);
+    input(&mut app).head = Some(aim(HEAD, Vec3::new(0.0, 1.5, -2.0)));
+    let hand = Vec3::new(0.2, 1.2, -0.3);
+    input(&mut app).hand_mut(Hand::Right).aim = Some(aim(hand, Vec3::new(1.0, 1.4, -2.0)));
+    app.update();
+    assert_eq!(app.world().resource::<Pointer>().hovered, Some(right));
+    assert_eq!(app.world().resource::<Pointer>().source, Some(PointerSource::RightHand));
+    input(&mut app).hand_mut(Hand::Right).aim = Some(aim(hand, Vec3::new(-1.0, 1.4, -2.0)));
+    app.update();
+    assert_eq!(app.world().resource::<Pointer>().hovered, Some(left));
+    input(&mut app).hand_mut(Hand::Right).trigger = 1.0;
+    app.update();
+    assert_eq!(app.world().resource::<Focused>().0, Some(left));
+    let activated: Vec<(Entity, PointerSource)> = app
+        .world_mut()
+        .resource_mut::<Messages<NoteActivated>>()
+        .drain()
+        .map(|a| (a.entity, a.source))
+        .collect();
+    assert_eq!(activated, vec![(left, PointerSource::RightHand)]);
+}
+
+#[test]
+fn a_hand_pinch_and_a_controller_trigger_give_the_same_press() {
+    let mut app = app();
+    let hand = Vec3::new(0.2, 1.2, -0.3);
+    input(&mut app).hand_mut(Hand::Right).aim = Some(aim(hand, Vec3::new(0.0, 1.4, -2.0)));
+    input(&mut app).hand_mut(Hand::Left).aim = Some(aim(-hand, Vec3::new(0.0, 1.4, -2.0)));
+    app.update();
+    presses(&mut app);
+
+    // Trigger: one press per pull, with hysteresis; a half-released trigger does not re-fire.
+    for (value, expect) in [(0.5, 0), (0.9, 1), (1.0, 0), (0.5, 0), (0.9, 0), (0.1, 0), (0.8, 1)] {
+        input(&mut app).hand_mut(Hand::Right).trigger = value;
+        app.update();
+        let got = presses(&mut app);
+        assert_eq!(got.len(), expect, "trigger at {value}");
+        assert!(got.iter().all(|s| *s == PointerSource::RightHand));
+    }
+    input(&mut app).hand_mut(Hand::Right).trigger = 0.0;
+    app.update();
+
+    // A pinch with the (tracked) left hand: the same press, from the left, which now points.
+    let pinch = |d: f32| Some((Vec3::new(0.0, 1.2, -0.3), Vec3::new(d, 1.2, -0.3)));
+    for (d, expect) in [(0.05, 0), (0.01, 1), (0.025, 0), (0.015, 0), (0.05, 0), (0.012, 1)] {
+        input(&mut app).hand_mut(Hand::Left).pinch = pinch(d);
+        app.update();
+        assert_eq!(presses(&mut app), vec![PointerSource::LeftHand; expect], "pinch at {d} m");
+    }
+    assert_eq!(app.world().resource::<XrPointerState>().active, Hand::Left);
+    assert_eq!(app.world().resource::<Pointer>().source, Some(PointerSource::LeftHand));
+}
+
+#[test]
+fn placing_with_the_controller_puts_the_note_where_its_ray_meets_the_floor() {
+    let mut app = app();
+    app.world_mut().write_message(ComposeInput::StartPlacing);
+    app.update();
+    let target = Vec3::new(0.5, 0.0, -2.5);
+    input(&mut app).hand_mut(Hand::Right).aim = Some(aim(Vec3::new(0.2, 1.1, -0.2), target));
+    app.update();
+    let floor = app.world().resource::<Pointer>().floor.unwrap();
+    assert!(floor.distance(target) < 1e-3, "{floor}");
+    input(&mut app).hand_mut(Hand::Right).trigger = 1.0;
+    app.update();
+    app.update();
+    let Compose::Writing { at, .. } = app.world().resource::<Compose>().clone() else {
+        panic!("not writing");
+    };
+    assert!(at.distance(Vec3::new(target.x, NOTE_HEIGHT, target.z)) < 1e-3, "{at}");
+}
+
+#[test]
+fn panels_face_the_head_and_keep_their_angle_from_one_to_three_metres() {
+    let mut app = app();
+    let note = receive(&mut app, 1, [0.0, 1.5, -2.0]);
+    let angle_at = |app: &mut App, head: Vec3| -> (f32, Quat) {
+        input(app).head = Some(aim(head, Vec3::new(0.0, 1.5, -2.0)));
+        app.update();
+        let t = *app.world().get::<Transform>(note).unwrap();
+        let d = t.translation.distance(head);
+        (xr::angular_height(0.5 * t.scale.y, d), t.rotation)
+    };
+    // Facing: the panel's +Z (its face) points at the head, whichever side it stands.
+    for head in [Vec3::new(0.0, 1.6, 0.0), Vec3::new(2.0, 1.6, -2.0), Vec3::new(-1.5, 1.6, -3.5)] {
+        let (_, rot) = angle_at(&mut app, head);
+        let mut to = head - Vec3::new(0.0, 1.5, -2.0);
+        to.y = 0.0;
+        let face = rot * Vec3::Z;
+        assert!(face.angle_between(to).abs() < 0.1, "faces {face} not {to}");
+    }
+    // Angular rule: the same angle at 1, 2 and 3 m; smaller farther; not shrunk nearer.
+    let (a1, _) = angle_at(&mut app, Vec3::new(0.0, 1.5, -1.0));
+    let (a2, _) = angle_at(&mut app, Vec3::new(0.0, 1.5, 0.0));
+    let (a3, _) = angle_at(&mut app, Vec3::new(0.0, 1.5, 1.0));
+    let (a6, _) = angle_at(&mut app, Vec3::new(0.0, 1.5, 4.0));
+    let (a_half, _) = angle_at(&mut app, Vec3::new(0.0, 1.5, -1.5));
+    for a in [a2, a3] {
+        assert!((a - a1).abs() / a1 < 0.03, "{a1} vs {a}");
+    }
+    assert!(a6 < a3 * 0.6, "far panels shrink: {a6} vs {a3}");
+    assert!(a_half > a1, "near panels are not shrunk: {a_half} vs {a1}");
+}
+
+#[test]
+fn the_thumbstick_snap_turns_about_the_head_and_teleports_to_the_aimed_floor() {
+    let mut app = app();
+    input(&mut app).head = Some(Transform::from_xyz(1.0, 1.6, 0.0));
+    // A flick right turns 30 degrees clockwise about the head, once per flick.
+    for x in [0.9, 1.0, 0.0] {
+        input(&mut app).hand_mut(Hand::Right).thumbstick = Vec2::new(x, 0.0);
+        app.update();
+    }
+    let stage = app.world().resource::<StageOrigin>().0;
+    let (axis, angle) = stage.rotation.to_axis_angle();
+    assert!((angle - xr::SNAP_TURN).abs() < 1e-4 && axis.y < 0.0, "{axis} {angle}");
+    // The stage started where the world is, so the head's place is a fixed point of the turn.
+    let pivot = Vec3::new(1.0, 0.0, 0.0);
+    assert!(stage.transform_point(pivot).distance(pivot) < 1e-4, "turned about the head");
+    // Push forward and aim at the floor, release: the head lands over the target.
+    let before = app.world().resource::<StageOrigin>().0.translation;
+    let target = Vec3::new(2.0, 0.0, -3.0);
+    input(&mut app).hand_mut(Hand::Left).aim = Some(aim(Vec3::new(0.8, 1.1, -0.2), target));
+    input(&mut app).hand_mut(Hand::Left).thumbstick = Vec2::new(0.0, 0.95);
+    app.update();
+    let aimed = app.world().resource::<XrPointerState>().teleport_target.unwrap();
+    assert!(aimed.distance(target) < 1e-3);
+    input(&mut app).hand_mut(Hand::Left).thumbstick = Vec2::ZERO;
+    app.update();
+    let moved = app.world().resource::<StageOrigin>().0.translation - before;
+    assert!(moved.distance(Vec3::new(1.0, 0.0, -3.0)) < 1e-3, "moved by {moved}");
+}
+
+#[test]
+fn holding_grip_records_and_releasing_it_posts() {
+    let mut app = app();
+    let voice = |app: &mut App, grip: f32| -> Vec<VoiceInput> {
+        input(app).hand_mut(Hand::Right).grip = grip;
+        app.update();
+        app.world_mut().resource_mut::<Messages<VoiceInput>>().drain().collect()
+    };
+    assert_eq!(voice(&mut app, 0.3), vec![]);
+    assert_eq!(voice(&mut app, 0.95), vec![VoiceInput::StartRecording]);
+    assert_eq!(voice(&mut app, 0.7), vec![], "a loosened grip keeps recording");
+    assert_eq!(voice(&mut app, 0.1), vec![VoiceInput::StopRecording]);
+}
