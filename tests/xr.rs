@@ -207,3 +207,26 @@ fn holding_grip_records_and_releasing_it_posts() {
     assert_eq!(voice(&mut app, 0.7), vec![], "a loosened grip keeps recording");
     assert_eq!(voice(&mut app, 0.1), vec![VoiceInput::StopRecording]);
 }
+
+#[test]
+fn a_note_left_against_an_anchor_this_device_does_not_know_is_marked_approximate() {
+    let mut body = NoteBody::text("alice", "on the shelf", Pose::default());
+    let note = |body: &NoteBody| {
+        cairn::notes::Note::from_local(&LocalNote {
+            space: SPACE,
+            note_id: NoteId([1; 16]),
+            seq: Some(1),
+            sender: DeviceId([9; 32]),
+            body: Some(body.clone()),
+            error: None,
+            deleted: false,
+            read: false,
+            stored_at: 0,
+        })
+    };
+    let plain = cairn::render::header_line(&note(&body), 0);
+    assert!(!plain.contains("approximate"), "{plain}");
+    body.anchor = Some(cairn_crypto::SpatialAnchor { kind: "fb".into(), id: vec![7; 16] });
+    let anchored = cairn::render::header_line(&note(&body), 0);
+    assert!(anchored.contains("≈ place approximate"), "{anchored}");
+}

@@ -86,16 +86,18 @@ fn start_xvfb() -> (Killed, String) {
         if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
             continue;
         }
-        let child = Command::new("Xvfb")
-            .args([&format!(":{n}"), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb (./dev test installs it)");
+        let child = Killed(
+            Command::new("Xvfb")
+                .args([&format!(":{n}"), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Xvfb (./dev test installs it)"),
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return (Killed(child), format!(":{n}"));
+                return (child, format!(":{n}"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -438,6 +438,61 @@ async fn postgres_ceiling(url: &str, rows: usize) -> Result<f64> {
     Ok((rows / 500 * 500) as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Posts in flight for the storage-layer figures: many clients posting at once.
+const STORE_INFLIGHT: usize = 2000;
+
+/// Durable posts per second through the storage layer alone (`Store::post_note`, as the
+/// server calls it after its checks), `inflight` at once over 100 spaces: what the group
+/// commit makes of the database, without the WebSocket, CBOR and signature work in front.
+async fn store_posts(
+    store: Arc<dyn cairn_server::storage::Store>,
+    inflight: usize,
+    seconds: u64,
+) -> Result<f64> {
+    use cairn_server::storage::MembersAfter;
+    let spaces: Vec<SpaceId> = (0..100u8).map(|i| SpaceId([i; 16])).collect();
+    for s in &spaces {
+        let op = SignedOp { body: vec![1; 100], signature: Signature([0; 64]) };
+        let after = MembersAfter { members: vec![("bench".into(), Role::Owner)], epoch: 0 };
+        store.append_op(s, 0, &op, &after).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..inflight {
+        let (store, space) = (store.clone(), spaces[t % spaces.len()]);
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let mut id = [0u8; 16];
+                id[..8].copy_from_slice(&n.to_le_bytes());
+                id[8..].copy_from_slice(&(t as u64).to_le_bytes());
+                let note = SealedNote {
+                    header: NoteHeader {
+                        space,
+                        epoch: 0,
+                        sender: DeviceId([7; 32]),
+                        note_id: NoteId(id),
+                        kind: NoteKind::Text,
+                        expires_at: None,
+                        media: vec![],
+                    },
+                    ciphertext: vec![0x5a; NOTE_BYTES + 100],
+                    signature: Signature([1; 64]),
+                };
+                store.post_note(&note, now_ms()).await.expect("post");
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await?;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
 async fn start_node(
     dir: &std::path::Path,
     database: &str,
@@ -501,6 +556,17 @@ async fn scale_out(args: &Args) -> Result<()> {
     let ceiling = postgres_ceiling(&db.url, 100_000).await?;
     println!(
         "ceiling  PostgreSQL batched multi-row INSERT (500 rows/txn, synchronous_commit=on): {ceiling:.0} rows/s"
+    );
+    let store_db = TempDatabase::create().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store: Arc<dyn cairn_server::storage::Store> = Arc::new(
+        cairn_server::storage::postgres::PgStore::connect(&store_db.url, 8)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let rate = store_posts(store, STORE_INFLIGHT, args.seconds).await?;
+    println!(
+        "scale    durable posts through the PostgreSQL store alone, {STORE_INFLIGHT} in flight: {rate:.0}/s ({:.2}x the multi-row INSERT)",
+        rate / ceiling
     );
     let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let node_a = start_node(d1.path(), &db.url, &args.nats).await?;
@@ -671,6 +737,15 @@ async fn main() -> Result<()> {
         "ceiling  bare tokio-tungstenite echo, 64 in flight: {echo_rate:.0} round trips/s; unloaded p50 {:.3} ms p99 {:.3} ms",
         pct(&echo_lat, 0.5),
         pct(&echo_lat, 0.99)
+    );
+
+    let sdir = tempfile::tempdir()?;
+    let store: Arc<dyn cairn_server::storage::Store> =
+        Arc::new(cairn_server::storage::sqlite::SqliteStore::open(sdir.path().join("s.db"))?);
+    let rate = store_posts(store, STORE_INFLIGHT, args.seconds).await?;
+    println!(
+        "server   durable posts through the SQLite store alone, {STORE_INFLIGHT} in flight: {rate:.0}/s ({:.2}x the insert ceiling)",
+        rate / ceiling_rows
     );
 
     let dir = tempfile::tempdir()?;

@@ -33,6 +33,10 @@ const MIGRATION_LOCK: i64 = 0x6361_6972_6e5f_6d69; // "cairn_mi"
 /// Most posts committed in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Post writers per node. While one batch waits for its commit's WAL flush, the next is
+/// being read and prepared; PostgreSQL flushes concurrent commits together.
+const WRITERS: usize = 2;
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         StoreError::Backend(e.to_string())
@@ -116,7 +120,10 @@ impl PgStore {
     /// Over an existing, migrated pool (shared with the media store).
     pub fn over(pool: Pool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(post_writer(pool.clone(), rx));
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..WRITERS {
+            tokio::spawn(post_writer(pool.clone(), rx.clone()));
+        }
         PgStore { pool, posts: tx }
     }
 
@@ -125,9 +132,13 @@ impl PgStore {
     }
 }
 
-async fn post_writer(pool: Pool, mut rx: mpsc::UnboundedReceiver<PostJob>) {
+async fn post_writer(
+    pool: Pool,
+    rx: std::sync::Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<PostJob>>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    // Take what is waiting (holding the queue only while taking), then write it.
+    while rx.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut results = post_batch(&pool, &batch).await;
         if let Err(e) = &results {
             // A lost connection or a failover: one retry on a fresh connection, then give up.
