@@ -158,3 +158,47 @@ pub trait Store: Send + Sync + 'static {
     /// media store can delete their bytes.
     async fn collect_media(&self, before: u64) -> Result<Vec<MediaHash>, StoreError>;
 }
+
+// Helpers both backends share: the row shapes are the same in SQLite and PostgreSQL.
+
+pub(crate) fn role_str(r: Role) -> &'static str {
+    match r {
+        Role::Owner => "owner",
+        Role::Member => "member",
+        Role::Reader => "reader",
+    }
+}
+
+pub(crate) fn role_from(s: &str) -> Role {
+    match s {
+        "owner" => Role::Owner,
+        "member" => Role::Member,
+        _ => Role::Reader,
+    }
+}
+
+/// A stored id of a fixed length.
+pub(crate) fn id_bytes<const N: usize>(v: &[u8]) -> Result<[u8; N], StoreError> {
+    v.try_into().map_err(|_| StoreError::Backend("stored id has the wrong length".into()))
+}
+
+/// An entry row as the server hands it out; an expired note reads as a tombstone.
+pub(crate) fn row_entry(
+    seq: i64,
+    stored_at: i64,
+    item: &[u8],
+    expired: bool,
+    note_id: &[u8],
+) -> Result<SpaceEntry, StoreError> {
+    let item = if expired {
+        cairn_proto::EntryItem::Tombstone {
+            note_id: NoteId(id_bytes(note_id)?),
+            by: None,
+            signature: None,
+        }
+    } else {
+        cairn_proto::decode_limited(item, usize::MAX)
+            .map_err(|e| StoreError::Backend(format!("stored entry: {e}")))?
+    };
+    Ok(SpaceEntry { seq: seq as u64, stored_at: stored_at as u64, item })
+}

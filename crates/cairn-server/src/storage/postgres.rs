@@ -191,7 +191,7 @@ async fn post_batch(
         .await?;
     let mut heads: HashMap<SpaceId, i64> = HashMap::new();
     for row in tx.query(&lock, &[&space_ids]).await? {
-        heads.insert(SpaceId(blob(row.get(0))?), row.get(1));
+        heads.insert(SpaceId(id_bytes(row.get(0))?), row.get(1));
     }
     // Referenced blobs, share-locked so that the media sweep cannot take them away under
     // this batch; a blob it took already fails only the posts that reference it.
@@ -205,7 +205,7 @@ async fn post_batch(
             )
             .await?;
         for row in tx.query(&share, &[&hashes]).await? {
-            present.insert(MediaHash(blob(row.get(0))?));
+            present.insert(MediaHash(id_bytes(row.get(0))?));
         }
     }
     // Already stored (a retry, perhaps through another node): answer with the original.
@@ -220,7 +220,7 @@ async fn post_batch(
         .await?;
     let mut stored: HashMap<(SpaceId, NoteId), SpaceEntry> = HashMap::new();
     for row in tx.query(&dup, &[&keys_space, &keys_note]).await? {
-        let key = (SpaceId(blob(row.get(0))?), NoteId(blob(row.get(1))?));
+        let key = (SpaceId(id_bytes(row.get(0))?), NoteId(id_bytes(row.get(1))?));
         let entry = row_entry(row.get(2), row.get(3), row.get(4), false, row.get(1))?;
         stored.insert(key, entry);
     }
@@ -305,42 +305,6 @@ async fn post_batch(
     Ok(results)
 }
 
-fn role_str(r: Role) -> &'static str {
-    match r {
-        Role::Owner => "owner",
-        Role::Member => "member",
-        Role::Reader => "reader",
-    }
-}
-
-fn role_from(s: &str) -> Role {
-    match s {
-        "owner" => Role::Owner,
-        "member" => Role::Member,
-        _ => Role::Reader,
-    }
-}
-
-fn blob<const N: usize>(v: &[u8]) -> Result<[u8; N], StoreError> {
-    v.try_into().map_err(|_| StoreError::Backend("stored id has the wrong length".into()))
-}
-
-fn row_entry(
-    seq: i64,
-    stored_at: i64,
-    item: &[u8],
-    expired: bool,
-    note_id: &[u8],
-) -> Result<SpaceEntry, StoreError> {
-    let item = if expired {
-        EntryItem::Tombstone { note_id: NoteId(blob(note_id)?), by: None, signature: None }
-    } else {
-        cairn_proto::decode_limited(item, usize::MAX)
-            .map_err(|e| StoreError::Backend(format!("stored entry: {e}")))?
-    };
-    Ok(SpaceEntry { seq: seq as u64, stored_at: stored_at as u64, item })
-}
-
 /// Appends a tombstone entry at the space's next sequence number (taking its row lock).
 async fn append_tombstone(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -418,7 +382,7 @@ impl Store for PgStore {
             )
             .await?;
         let row = client.query_one("SELECT value FROM meta WHERE key = $1", &[&key]).await?;
-        blob(row.get(0))
+        id_bytes(row.get(0))
     }
 
     async fn register(
@@ -511,11 +475,11 @@ impl Store for PgStore {
             .map(|r| {
                 Ok(DeviceRecord {
                     keys: cairn_proto::DeviceKeys {
-                        sign: DeviceId(blob(r.get(0))?),
-                        agree: cairn_proto::AgreeKey(blob(r.get(1))?),
+                        sign: DeviceId(id_bytes(r.get(0))?),
+                        agree: cairn_proto::AgreeKey(id_bytes(r.get(1))?),
                     },
-                    added_by: r.get::<_, Option<&[u8]>>(2).map(blob).transpose()?.map(DeviceId),
-                    signature: Signature(blob(r.get(3))?),
+                    added_by: r.get::<_, Option<&[u8]>>(2).map(id_bytes).transpose()?.map(DeviceId),
+                    signature: Signature(id_bytes(r.get(3))?),
                     revoked: r.get(4),
                 })
             })
@@ -623,7 +587,7 @@ impl Store for PgStore {
             )
             .await?;
         rows.iter()
-            .map(|r| Ok(SignedOp { body: r.get(0), signature: Signature(blob(r.get(1))?) }))
+            .map(|r| Ok(SignedOp { body: r.get(0), signature: Signature(id_bytes(r.get(1))?) }))
             .collect()
     }
 
@@ -639,7 +603,7 @@ impl Store for PgStore {
         rows.iter()
             .map(|r| {
                 Ok(SpaceSummary {
-                    space: SpaceId(blob(r.get(0))?),
+                    space: SpaceId(id_bytes(r.get(0))?),
                     role: role_from(r.get(1)),
                     epoch: r.get::<_, i64>(2) as u64,
                     head: r.get::<_, i64>(3) as u64,
@@ -660,7 +624,7 @@ impl Store for PgStore {
             .iter()
             .map(|r| {
                 Ok(SpaceHeads {
-                    space: SpaceId(blob(r.get(0))?),
+                    space: SpaceId(id_bytes(r.get(0))?),
                     head: r.get::<_, i64>(1) as u64,
                     ops: r.get::<_, i64>(2) as u64,
                 })
@@ -689,7 +653,7 @@ impl Store for PgStore {
             )
             .await?;
         match row {
-            Some(r) => Ok(r.get::<_, Option<&[u8]>>(0).map(blob).transpose()?.map(DeviceId)),
+            Some(r) => Ok(r.get::<_, Option<&[u8]>>(0).map(id_bytes).transpose()?.map(DeviceId)),
             None => Ok(None),
         }
     }
@@ -752,7 +716,7 @@ impl Store for PgStore {
             .await?;
         let mut out = Vec::new();
         for r in &rows {
-            let (space, note_id) = (SpaceId(blob(r.get(0))?), NoteId(blob(r.get(1))?));
+            let (space, note_id) = (SpaceId(id_bytes(r.get(0))?), NoteId(id_bytes(r.get(1))?));
             out.extend(tombstone(&tx, &space, &note_id, None, None, now).await?);
         }
         tx.commit().await?;
@@ -855,7 +819,7 @@ impl Store for PgStore {
         tx.execute("DELETE FROM media WHERE hash = ANY($1)", &[&hashes]).await?;
         let out = hashes
             .iter()
-            .map(|h| Ok(MediaHash(blob(h)?)))
+            .map(|h| Ok(MediaHash(id_bytes(h)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         tx.commit().await?;
         Ok(out)

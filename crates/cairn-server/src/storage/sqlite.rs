@@ -158,44 +158,8 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
-fn role_str(r: Role) -> &'static str {
-    match r {
-        Role::Owner => "owner",
-        Role::Member => "member",
-        Role::Reader => "reader",
-    }
-}
-
-fn role_from(s: &str) -> Role {
-    match s {
-        "owner" => Role::Owner,
-        "member" => Role::Member,
-        _ => Role::Reader,
-    }
-}
-
 fn blob<const N: usize>(v: Vec<u8>) -> Result<[u8; N], StoreError> {
-    v.try_into().map_err(|_| StoreError::Backend("stored id has the wrong length".into()))
-}
-
-fn decode_item(bytes: &[u8]) -> Result<EntryItem, StoreError> {
-    cairn_proto::decode_limited(bytes, usize::MAX)
-        .map_err(|e| StoreError::Backend(format!("stored entry: {e}")))
-}
-
-fn row_entry(
-    seq: i64,
-    stored_at: i64,
-    item: &[u8],
-    expired: bool,
-    note_id: &[u8],
-) -> Result<SpaceEntry, StoreError> {
-    let item = if expired {
-        EntryItem::Tombstone { note_id: NoteId(blob(note_id.to_vec())?), by: None, signature: None }
-    } else {
-        decode_item(item)?
-    };
-    Ok(SpaceEntry { seq: seq as u64, stored_at: stored_at as u64, item })
+    id_bytes(&v)
 }
 
 /// Appends an entry at the space's next sequence number; returns it.
