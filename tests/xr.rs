@@ -230,3 +230,38 @@ fn a_note_left_against_an_anchor_this_device_does_not_know_is_marked_approximate
     let anchored = cairn::render::header_line(&note(&body), 0);
     assert!(anchored.contains("≈ place approximate"), "{anchored}");
 }
+
+#[test]
+fn the_hand_panel_lists_unread_notes_first_and_says_what_is_being_composed() {
+    use cairn::xr::hand_panel::{HAND_ROWS, hand_panel_text};
+    let note = |id: u8, text: &str, read: bool| {
+        let mut n = cairn::notes::Note::from_local(&LocalNote {
+            space: SPACE,
+            note_id: NoteId([id; 16]),
+            seq: Some(u64::from(id)),
+            sender: DeviceId([9; 32]),
+            body: Some(NoteBody::text("alice", text, Pose::default())),
+            error: None,
+            deleted: false,
+            read,
+            stored_at: 0,
+        });
+        n.unread = !read;
+        n
+    };
+    let notes =
+        [note(1, "old and read", true), note(2, "new", false), note(3, "newest read", true)];
+    let refs: Vec<&cairn::notes::Note> = notes.iter().collect();
+    let status = cairn::net::NetStatus::default();
+    let (header, body) = hand_panel_text(&refs, &Compose::Placing, &status);
+    assert_eq!(header, cairn::ui::status_text(&status));
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(lines[0].starts_with("Placing"), "{body}");
+    assert!(lines[1].contains("new") && lines[1].contains('●'), "unread first: {body}");
+    assert!(lines[2].contains("newest read") && lines[3].contains("old and read"), "{body}");
+    let many: Vec<cairn::notes::Note> = (0..20).map(|i| note(i, "n", true)).collect();
+    let refs: Vec<&cairn::notes::Note> = many.iter().collect();
+    let (_, body) = hand_panel_text(&refs, &Compose::Idle, &status);
+    assert_eq!(body.lines().count(), HAND_ROWS + 1, "{body}");
+    assert!(body.ends_with("and 12 more"), "{body}");
+}

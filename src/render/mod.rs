@@ -375,7 +375,7 @@ fn spawn_part<M: Material>(
 }
 
 /// An unlit, double-sided, alpha-blended material showing a rasterized panel.
-fn panel_material(
+pub(crate) fn panel_material(
     materials: &mut Assets<StandardMaterial>,
     images: &mut Assets<Image>,
     raster: &text::Raster,
@@ -389,7 +389,7 @@ fn panel_material(
     })
 }
 
-fn image_from_raster(raster: &text::Raster) -> Image {
+pub(crate) fn image_from_raster(raster: &text::Raster) -> Image {
     Image::new(
         Extent3d { width: raster.width, height: raster.height, depth_or_array_layers: 1 },
         TextureDimension::D2,

@@ -196,7 +196,7 @@ fn update_texts(
     }
 }
 
-fn row_text(n: &Note) -> String {
+pub(crate) fn row_text(n: &Note) -> String {
     let mark = if n.pending() {
         "…"
     } else if n.unread {

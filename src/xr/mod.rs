@@ -12,6 +12,7 @@
 //!   release to go there) by moving the tracking root, never the head;
 //! * text panels keep the angle they take in the view between 1 and 3 m ([`comfort_scale`]).
 
+pub mod hand_panel;
 pub mod runtime;
 
 use crate::CairnSet;

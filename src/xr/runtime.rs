@@ -141,7 +141,7 @@ struct ControllerActions {
 
 /// The aim space of one controller.
 #[derive(Component, Debug, Clone, Copy)]
-struct AimSpace(Hand);
+pub(crate) struct AimSpace(pub(crate) Hand);
 
 /// XR presentation on top of `add_xr_plugins(DefaultPlugins)`.
 pub fn plugin(app: &mut App) {
@@ -170,6 +170,9 @@ pub fn plugin(app: &mut App) {
                     .in_set(CairnSet::Input)
                     .before(super::head_is_viewer),
                 apply_stage.in_set(CairnSet::Layout),
+                (super::hand_panel::update_hand_panel, super::hand_panel::ears_at_the_head)
+                    .run_if(openxr_session_running)
+                    .in_set(CairnSet::Layout),
                 (see_through, count_frames, end_with_the_session),
             ),
         );

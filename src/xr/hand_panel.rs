@@ -1,0 +1,130 @@
+//! In the headset the desktop side panel is out of sight, so its essentials ride on the left
+//! hand: a small world-space panel over the left controller (or tracked hand) with the
+//! connection, what is being composed, and the notes of the space, unread first. And the
+//! ears are where the head is: the spatial-audio listener follows it.
+
+use super::XrInput;
+use crate::compose::Compose;
+use crate::net::NetStatus;
+use crate::notes::Note;
+use crate::render::NoteAssets;
+use crate::render::text::{PanelStyle, render_panel};
+use bevy::prelude::*;
+
+/// Rows of notes on the hand panel.
+pub const HAND_ROWS: usize = 8;
+/// The panel's width in metres: about a phone's.
+const WIDTH: f32 = 0.16;
+
+/// The hand panel's two parts: a header (connection) and a body (composing, then notes).
+pub fn hand_panel_text(notes: &[&Note], compose: &Compose, status: &NetStatus) -> (String, String) {
+    let header = crate::ui::status_text(status);
+    let mut rows: Vec<&&Note> = notes.iter().collect();
+    rows.sort_by_key(|n| (!n.unread, std::cmp::Reverse(n.seq.unwrap_or(u64::MAX))));
+    let mut body = match compose {
+        Compose::Idle => String::new(),
+        Compose::Placing => "Placing: point at the floor, pull the trigger\n".into(),
+        Compose::Writing { text, .. } => format!("Writing: {text}▏\n"),
+    };
+    for n in rows.iter().take(HAND_ROWS) {
+        body.push_str(&crate::ui::row_text(n));
+        body.push('\n');
+    }
+    if rows.len() > HAND_ROWS {
+        body.push_str(&format!("… and {} more", rows.len() - HAND_ROWS));
+    }
+    if rows.is_empty() {
+        body.push_str("No notes here yet: hold grip to record one");
+    }
+    (header, body.trim_end().to_owned())
+}
+
+#[derive(Component, Debug)]
+pub struct HandPanel {
+    shown: (String, String),
+}
+
+/// The listener of spatial audio, at the head.
+#[derive(Component, Debug)]
+pub struct HeadListener;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn update_hand_panel(
+    mut commands: Commands,
+    assets: Option<Res<NoteAssets>>,
+    aims: Query<(Entity, &super::runtime::AimSpace)>,
+    mut panels: Query<(&mut HandPanel, &MeshMaterial3d<StandardMaterial>, &mut Transform)>,
+    notes: Query<&Note>,
+    compose: Res<Compose>,
+    status: Res<NetStatus>,
+    mut images: ResMut<Assets<Image>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+    time: Res<Time>,
+    mut next: Local<f32>,
+) {
+    let Some(assets) = assets else { return };
+    if time.elapsed_secs() < *next {
+        return;
+    }
+    *next = time.elapsed_secs() + 0.25;
+    let all: Vec<&Note> = notes.iter().collect();
+    let text = hand_panel_text(&all, &compose, &status);
+    let style = PanelStyle { max_lines: HAND_ROWS + 3, body_px: 24.0, ..PanelStyle::NOTE };
+    let raster = || render_panel(&assets.fonts, &text.0, &text.1, &style);
+    match panels.single_mut() {
+        Ok((mut panel, material, mut t)) => {
+            if panel.shown == text {
+                return;
+            }
+            let r = raster();
+            t.scale = Vec3::new(WIDTH, WIDTH * r.height as f32 / r.width as f32, 1.0);
+            if let Some(mut m) = materials.get_mut(&material.0) {
+                if let Some(old) = m.base_color_texture.take() {
+                    images.remove(&old);
+                }
+                m.base_color_texture = Some(images.add(crate::render::image_from_raster(&r)));
+            }
+            panel.shown = text;
+        }
+        Err(_) => {
+            let Some((left, _)) = aims.iter().find(|(_, a)| a.0 == super::Hand::Left) else {
+                return;
+            };
+            let r = raster();
+            // Above the controller and a little toward the wearer, tilted to face the eyes
+            // when the hand is raised to look at it.
+            let t = Transform::from_xyz(0.0, 0.09, 0.06)
+                .with_rotation(Quat::from_rotation_x(-0.35))
+                .with_scale(Vec3::new(WIDTH, WIDTH * r.height as f32 / r.width as f32, 1.0));
+            let material = crate::render::panel_material(&mut materials, &mut images, &r);
+            let panel = commands
+                .spawn((
+                    HandPanel { shown: text },
+                    Mesh3d(assets.quad.clone()),
+                    MeshMaterial3d(material),
+                    t,
+                ))
+                .id();
+            commands.entity(left).add_child(panel);
+        }
+    }
+}
+
+/// Moves the spatial-audio listener to the head (the window's camera gives it up in XR).
+pub(super) fn ears_at_the_head(
+    mut commands: Commands,
+    input: Res<XrInput>,
+    mut ears: Query<&mut Transform, With<HeadListener>>,
+    others: Query<Entity, (With<SpatialListener>, Without<HeadListener>)>,
+) {
+    let Some(head) = input.head else { return };
+    match ears.single_mut() {
+        Ok(mut t) => *t = head,
+        Err(_) => {
+            for e in &others {
+                commands.entity(e).remove::<SpatialListener>();
+            }
+            commands.spawn((HeadListener, SpatialListener::new(0.2), head));
+        }
+    }
+}
