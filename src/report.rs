@@ -5,7 +5,8 @@
 use crate::net::NetStatus;
 use crate::notes::Note;
 use crate::render::NoteVisual;
-use crate::xr::runtime::{DisplayMode, SessionState, XrFrames};
+use crate::xr::XrInput;
+use crate::xr::runtime::{DisplayMode, SessionState, XrFrames, notes_in_view};
 use bevy::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
@@ -63,6 +64,8 @@ fn xr_session(
     mut report: ResMut<Report>,
     state: Option<Res<SessionState>>,
     frames: Option<Res<XrFrames>>,
+    input: Option<Res<XrInput>>,
+    notes: Query<&GlobalTransform, With<Note>>,
     time: Res<Time<Real>>,
     mut last: Local<f32>,
     mut reported: Local<usize>,
@@ -77,13 +80,16 @@ fn xr_session(
         *reported = state.0.len();
     }
     if let Some(frames) = frames
-        && frames.frames > 0
+        && frames.0 > 0
         && time.elapsed_secs() - *last >= 1.0
     {
         *last = time.elapsed_secs();
+        let in_view = input
+            .and_then(|i| i.head)
+            .map_or(0, |head| notes_in_view(&head, notes.iter().map(GlobalTransform::translation)));
         line(
             &mut report.0,
-            serde_json::json!({"event": "xr_frames", "frames": frames.frames, "notes_in_view": frames.notes_in_view, "t_ms": cairn_proto::now_ms()}),
+            serde_json::json!({"event": "xr_frames", "frames": frames.0, "notes_in_view": in_view, "t_ms": cairn_proto::now_ms()}),
         );
     }
 }

@@ -9,9 +9,11 @@ use cairn::net::{CurrentSpace, NetCommand, NoteRemoved, NoteUpdated};
 use cairn::notes::{Note, NoteIndex, ReplyLink};
 use cairn_client::{ClientCommand, LocalNote};
 use cairn_crypto::{NoteBody, Pose};
-use cairn_proto::{DeviceId, NoteId, SpaceId};
+use cairn_proto::{NoteId, SpaceId};
 
-const SPACE: SpaceId = SpaceId([1; 16]);
+mod common;
+
+use common::SPACE;
 
 fn app() -> App {
     let mut app = App::new();
@@ -24,17 +26,7 @@ fn app() -> App {
 fn local(id: u8, text: &str, at: [f32; 3], reply_to: Option<u8>) -> LocalNote {
     let mut body = NoteBody::text("alice", text, Pose { position: at, ..Pose::default() });
     body.reply_to = reply_to.map(|r| NoteId([r; 16]));
-    LocalNote {
-        space: SPACE,
-        note_id: NoteId([id; 16]),
-        seq: Some(u64::from(id)),
-        sender: DeviceId([9; 32]),
-        body: Some(body),
-        error: None,
-        deleted: false,
-        read: false,
-        stored_at: 0,
-    }
+    common::local_note(id, body, false)
 }
 
 fn receive(app: &mut App, n: LocalNote) {
@@ -259,55 +251,8 @@ mod process {
     use cairn_proto::{Policy, Role};
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
 
-    pub struct Xvfb {
-        child: Child,
-        pub display: String,
-    }
-
-    impl Xvfb {
-        pub fn start() -> Xvfb {
-            let which = Command::new("sh").args(["-c", "command -v Xvfb"]).output().expect("sh");
-            assert!(
-                which.status.success(),
-                "Xvfb is required for this test (Debian package xvfb; ./dev test installs it)"
-            );
-            for n in 90..140 {
-                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                    || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                {
-                    continue;
-                }
-                let child = Command::new("Xvfb")
-                    .args([&format!(":{n}"), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("Xvfb starts");
-                let mut x = Xvfb { child, display: format!(":{n}") };
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline {
-                    if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                        return x;
-                    }
-                    if x.child.try_wait().ok().flatten().is_some() {
-                        break; // this display number was taken; try the next
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                drop(x);
-            }
-            panic!("no Xvfb display could be started");
-        }
-    }
-
-    impl Drop for Xvfb {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    pub use crate::common::Xvfb;
 
     pub struct Seeded {
         pub rt: tokio::runtime::Runtime,

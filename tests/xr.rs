@@ -9,11 +9,12 @@ use cairn::interact::{Focused, NoteActivated, Pointer, PointerPress, PointerSour
 use cairn::net::{CurrentSpace, NoteUpdated};
 use cairn::notes::NoteIndex;
 use cairn::xr::{self, Hand, StageOrigin, XrInput, XrPointerState};
-use cairn_client::LocalNote;
 use cairn_crypto::{NoteBody, Pose};
-use cairn_proto::{DeviceId, NoteId, SpaceId};
+use cairn_proto::NoteId;
 
-const SPACE: SpaceId = SpaceId([1; 16]);
+mod common;
+
+use common::{SPACE, local_note};
 
 fn app() -> App {
     let mut app = App::new();
@@ -26,17 +27,7 @@ fn app() -> App {
 
 fn receive(app: &mut App, id: u8, at: [f32; 3]) -> Entity {
     let body = NoteBody::text("alice", "hello", Pose { position: at, ..Pose::default() });
-    app.world_mut().write_message(NoteUpdated(LocalNote {
-        space: SPACE,
-        note_id: NoteId([id; 16]),
-        seq: Some(u64::from(id)),
-        sender: DeviceId([9; 32]),
-        body: Some(body),
-        error: None,
-        deleted: false,
-        read: false,
-        stored_at: 0,
-    }));
+    app.world_mut().write_message(NoteUpdated(local_note(id, body, false)));
     app.update();
     app.update();
     app.world().resource::<NoteIndex>().0[&NoteId([id; 16])]
@@ -211,19 +202,8 @@ fn holding_grip_records_and_releasing_it_posts() {
 #[test]
 fn a_note_left_against_an_anchor_this_device_does_not_know_is_marked_approximate() {
     let mut body = NoteBody::text("alice", "on the shelf", Pose::default());
-    let note = |body: &NoteBody| {
-        cairn::notes::Note::from_local(&LocalNote {
-            space: SPACE,
-            note_id: NoteId([1; 16]),
-            seq: Some(1),
-            sender: DeviceId([9; 32]),
-            body: Some(body.clone()),
-            error: None,
-            deleted: false,
-            read: false,
-            stored_at: 0,
-        })
-    };
+    let note =
+        |body: &NoteBody| cairn::notes::Note::from_local(&local_note(1, body.clone(), false));
     let plain = cairn::render::header_line(&note(&body), 0);
     assert!(!plain.contains("approximate"), "{plain}");
     body.anchor = Some(cairn_crypto::SpatialAnchor { kind: "fb".into(), id: vec![7; 16] });
@@ -235,19 +215,11 @@ fn a_note_left_against_an_anchor_this_device_does_not_know_is_marked_approximate
 fn the_hand_panel_lists_unread_notes_first_and_says_what_is_being_composed() {
     use cairn::xr::hand_panel::{HAND_ROWS, hand_panel_text};
     let note = |id: u8, text: &str, read: bool| {
-        let mut n = cairn::notes::Note::from_local(&LocalNote {
-            space: SPACE,
-            note_id: NoteId([id; 16]),
-            seq: Some(u64::from(id)),
-            sender: DeviceId([9; 32]),
-            body: Some(NoteBody::text("alice", text, Pose::default())),
-            error: None,
-            deleted: false,
+        cairn::notes::Note::from_local(&local_note(
+            id,
+            NoteBody::text("alice", text, Pose::default()),
             read,
-            stored_at: 0,
-        });
-        n.unread = !read;
-        n
+        ))
     };
     let notes =
         [note(1, "old and read", true), note(2, "new", false), note(3, "newest read", true)];

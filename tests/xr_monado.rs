@@ -8,6 +8,8 @@
 //! in view for several seconds, and when asked to stop it had the runtime end the session
 //! (STOPPING, EXITING) and exited cleanly.
 
+mod common;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -81,36 +83,13 @@ fn report(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn start_xvfb() -> (Killed, String) {
-    for n in 150..190 {
-        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            continue;
-        }
-        let child = Killed(
-            Command::new("Xvfb")
-                .args([&format!(":{n}"), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb (./dev test installs it)"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return (child, format!(":{n}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("no Xvfb display");
-}
-
 #[test]
 fn the_app_runs_a_focused_session_in_monado_with_notes_in_view_and_leaves_it_cleanly() {
     let root = xr_root();
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_cairn"));
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let (_x, display) = start_xvfb();
+    let x = common::Xvfb::start();
+    let display = x.display.clone();
     let mut mounts = Mounts::new(&root);
     mounts.proc();
     mounts.bind(Path::new("/sys"));

@@ -196,6 +196,11 @@ fn update_texts(
     }
 }
 
+/// The order of the note list: unread first, then newest (pending ones on top).
+pub(crate) fn list_order(n: &Note) -> (bool, std::cmp::Reverse<u64>) {
+    (!n.unread, std::cmp::Reverse(n.seq.unwrap_or(u64::MAX)))
+}
+
 pub(crate) fn row_text(n: &Note) -> String {
     let mark = if n.pending() {
         "…"
@@ -254,7 +259,7 @@ fn rebuild_list(
                 })
         })
         .collect();
-    rows.sort_by_key(|(_, n)| (!n.unread, std::cmp::Reverse(n.seq.unwrap_or(u64::MAX))));
+    rows.sort_by_key(|(_, n)| list_order(n));
     commands.entity(root).despawn_related::<Children>();
     let total = rows.len();
     for (e, n) in rows.into_iter().take(LIST_ROWS) {

@@ -20,7 +20,7 @@ const WIDTH: f32 = 0.16;
 pub fn hand_panel_text(notes: &[&Note], compose: &Compose, status: &NetStatus) -> (String, String) {
     let header = crate::ui::status_text(status);
     let mut rows: Vec<&&Note> = notes.iter().collect();
-    rows.sort_by_key(|n| (!n.unread, std::cmp::Reverse(n.seq.unwrap_or(u64::MAX))));
+    rows.sort_by_key(|n| crate::ui::list_order(n));
     let mut body = match compose {
         Compose::Idle => String::new(),
         Compose::Placing => "Placing: point at the floor, pull the trigger\n".into(),

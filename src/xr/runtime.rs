@@ -5,7 +5,7 @@
 
 use super::{Hand, HandInput, StageOrigin, XrInput};
 use crate::CairnSet;
-use crate::notes::{FADE_END, Note};
+use crate::notes::FADE_END;
 use bevy::prelude::*;
 use bevy_mod_openxr::action_binding::{OxrSendActionBindings, OxrSuggestActionBinding};
 use bevy_mod_openxr::action_set_attaching::OxrAttachActionSet;
@@ -52,7 +52,6 @@ pub fn desktop_mode(mode: Option<Res<DisplayMode>>) -> bool {
 pub struct RuntimeInfo {
     pub runtime: String,
     pub system: String,
-    pub blend_modes: Vec<EnvironmentBlendMode>,
     pub fb_passthrough: bool,
 }
 
@@ -85,13 +84,9 @@ pub fn probe() -> Result<RuntimeInfo, String> {
         .system(openxr::FormFactor::HEAD_MOUNTED_DISPLAY)
         .map_err(|e| format!("{runtime} found no headset ({e})"))?;
     let name = instance.system_properties(system).map(|p| p.system_name).unwrap_or_default();
-    let blend_modes = instance
-        .enumerate_environment_blend_modes(system, openxr::ViewConfigurationType::PRIMARY_STEREO)
-        .unwrap_or_default();
     Ok(RuntimeInfo {
         runtime,
         system: if name.is_empty() { "headset".into() } else { name },
-        blend_modes,
         fb_passthrough: exts.fb_passthrough,
     })
 }
@@ -116,17 +111,21 @@ pub struct VirtualEnvironment;
 #[derive(Resource, Debug, Default, Clone, PartialEq, Eq)]
 pub struct SessionState(pub Vec<String>);
 
-impl SessionState {
-    pub fn current(&self) -> Option<&str> {
-        self.0.last().map(String::as_str)
-    }
-}
-
-/// Frames rendered in a running session, and notes in the head's view.
+/// Frames rendered in a running session.
 #[derive(Resource, Debug, Default, Clone, Copy)]
-pub struct XrFrames {
-    pub frames: u64,
-    pub notes_in_view: usize,
+pub struct XrFrames(pub u64);
+
+/// How many of the notes at `notes` stand within about 50° of the head's gaze and before
+/// the distance where notes have faded out.
+pub fn notes_in_view(head: &Transform, notes: impl Iterator<Item = Vec3>) -> usize {
+    let fwd = head.forward();
+    notes
+        .filter(|at| {
+            let to = *at - head.translation;
+            let d = to.length();
+            d > 0.1 && d < FADE_END && fwd.dot(to / d) > 0.64
+        })
+        .count()
 }
 
 #[derive(Resource)]
@@ -341,8 +340,7 @@ fn read_hands(
                 .find(|(b, _, f, l, r)| {
                     std::mem::discriminant(*b) == std::mem::discriminant(&bone)
                         && f.position_tracked
-                        && (*l == want_left)
-                        && (*r != want_left)
+                        && if want_left { *l } else { *r }
                 })
                 .map(|(_, t, ..)| t.translation())
         };
@@ -413,26 +411,9 @@ fn see_through(
     }
 }
 
-fn count_frames(
-    state: Option<Res<XrState>>,
-    input: Res<XrInput>,
-    notes: Query<&GlobalTransform, With<Note>>,
-    mut frames: ResMut<XrFrames>,
-) {
-    if !matches!(state.as_deref(), Some(XrState::Running)) {
-        return;
-    }
-    frames.frames += 1;
-    if let Some(head) = input.head {
-        let fwd = head.forward();
-        frames.notes_in_view = notes
-            .iter()
-            .filter(|t| {
-                let to = t.translation() - head.translation;
-                let d = to.length();
-                d > 0.1 && d < FADE_END && fwd.dot(to / d) > 0.64 // within ~50° of the gaze
-            })
-            .count();
+fn count_frames(state: Option<Res<XrState>>, mut frames: ResMut<XrFrames>) {
+    if matches!(state.as_deref(), Some(XrState::Running)) {
+        frames.0 += 1;
     }
 }
 

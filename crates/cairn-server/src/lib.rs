@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Opens the data directory (creating it when absent) and the SQLite store in it.
-pub fn open_sqlite(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+fn open_sqlite(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&config.data)?;
     Ok(Arc::new(SqliteStore::open(config.data.join("cairn.db"))?))
 }

@@ -84,29 +84,26 @@ pub struct Relay {
     pub node: u64,
     spaces: Mutex<HashMap<SpaceId, Arc<SpaceRelay>>>,
     /// Woken to catch up at once (NATS came back).
-    catch_up: Notify,
+    catch_up: Arc<Notify>,
 }
 
 impl Relay {
     /// Connects to NATS at `url`. The client reconnects by itself, forever; while it is
     /// away, the periodic catch-up carries the load.
     pub async fn connect(url: &str) -> anyhow::Result<Arc<Relay>> {
-        let relay_slot: Arc<std::sync::OnceLock<std::sync::Weak<Relay>>> = Default::default();
-        let slot = relay_slot.clone();
+        let catch_up = Arc::new(Notify::new());
+        let wake = catch_up.clone();
         let client = async_nats::ConnectOptions::new()
             .name("cairn-server")
             .retry_on_initial_connect()
             .max_reconnects(None)
             .event_callback(move |event| {
-                let slot = slot.clone();
+                let wake = wake.clone();
                 async move {
-                    let Some(relay) = slot.get().and_then(std::sync::Weak::upgrade) else {
-                        return;
-                    };
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!("NATS connected; catching up from the database");
-                            relay.catch_up.notify_one();
+                            wake.notify_one();
                         }
                         async_nats::Event::Disconnected => {
                             tracing::warn!("NATS disconnected; delivering from periodic catch-up")
@@ -117,14 +114,12 @@ impl Relay {
             })
             .connect(url)
             .await?;
-        let relay = Arc::new(Relay {
+        Ok(Arc::new(Relay {
             client,
             node: u64::from_le_bytes(crate::auth::random32()[..8].try_into().expect("8 bytes")),
             spaces: Mutex::new(HashMap::new()),
-            catch_up: Notify::new(),
-        });
-        let _ = relay_slot.set(Arc::downgrade(&relay));
-        Ok(relay)
+            catch_up,
+        }))
     }
 
     pub fn connected(&self) -> bool {

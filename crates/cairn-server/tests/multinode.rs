@@ -114,8 +114,9 @@ impl Node {
         self.child.wait().unwrap();
     }
 
-    fn metric(&self, name: &str) -> f64 {
-        let text = http::blocking_get(&format!("http://127.0.0.1:{}/metrics", self.port));
+    fn metric(&self, rt: &tokio::runtime::Runtime, name: &str) -> f64 {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        let text = rt.block_on(async { reqwest::get(&url).await?.text().await }).unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(0.0)
@@ -126,20 +127,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A tiny blocking HTTP GET (the nodes' /metrics), without another client library.
-mod http {
-    use std::io::{Read, Write};
-    pub fn blocking_get(url: &str) -> String {
-        let rest = url.strip_prefix("http://").unwrap();
-        let (host, path) = rest.split_at(rest.find('/').unwrap());
-        let Ok(mut s) = std::net::TcpStream::connect(host) else { return String::new() };
-        write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
     }
 }
 
@@ -304,7 +291,7 @@ fn three_nodes_share_postgres_and_nats_and_lose_nothing_to_a_sigkill_or_a_nats_r
     }
     for (i, node) in nodes.iter().enumerate().skip(1) {
         assert!(
-            node.metric("cairn_relayed_entries_total") >= 21.0,
+            node.metric(&rt, "cairn_relayed_entries_total") >= 21.0,
             "node {i} relayed from the database"
         );
     }

@@ -2,11 +2,11 @@
 //! is hashed, is fsynced, renamed into place and the directory fsynced before it counts,
 //! so an acknowledged blob survives a crash and a half-written one is never served.
 
-use super::{ByteStream, Checked, MediaError, MediaStore};
+use super::{ByteStream, MediaError, MediaStore, Upload};
 use async_trait::async_trait;
 use cairn_proto::MediaHash;
 use futures_util::StreamExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 pub struct FsMediaStore {
@@ -25,10 +25,6 @@ impl FsMediaStore {
         Ok(FsMediaStore { dir })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Where a blob's bytes live.
     pub fn blob_path(&self, hash: &MediaHash) -> PathBuf {
         let hex = hash.to_hex();
@@ -38,23 +34,16 @@ impl FsMediaStore {
 
 #[async_trait]
 impl MediaStore for FsMediaStore {
-    async fn put(
-        &self,
-        hash: &MediaHash,
-        mut body: ByteStream,
-        max: u64,
-    ) -> Result<u64, MediaError> {
+    async fn put(&self, hash: &MediaHash, body: ByteStream, max: u64) -> Result<u64, MediaError> {
         let tmp =
             self.dir.join("tmp").join(format!("{}.part", hex::encode(crate::auth::random32())));
         let mut file = tokio::fs::File::create(&tmp).await?;
         let written: Result<u64, MediaError> = async {
-            let mut checked = Checked::new(max);
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|_| MediaError::Interrupted)?;
-                checked.feed(&chunk)?;
+            let mut upload = Upload::new(body, max);
+            while let Some(chunk) = upload.next().await? {
                 file.write_all(&chunk).await?;
             }
-            let size = checked.finish(hash)?;
+            let size = upload.finish(hash)?;
             file.sync_all().await?;
             Ok(size)
         }

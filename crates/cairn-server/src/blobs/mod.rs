@@ -8,6 +8,7 @@ pub mod postgres;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_proto::MediaHash;
+use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use sha2::{Digest, Sha256};
 
@@ -46,26 +47,31 @@ pub trait MediaStore: Send + Sync + 'static {
     async fn delete(&self, hashes: &[MediaHash]) -> Result<(), MediaError>;
 }
 
-/// Hashes and counts an upload as it arrives.
-pub struct Checked {
+/// An upload's body as it arrives: each piece is counted against the limit and hashed
+/// before the store sees it.
+pub struct Upload {
+    body: ByteStream,
     hasher: Sha256,
     size: u64,
     max: u64,
 }
 
-impl Checked {
-    pub fn new(max: u64) -> Self {
-        Checked { hasher: Sha256::new(), size: 0, max }
+impl Upload {
+    pub fn new(body: ByteStream, max: u64) -> Self {
+        Upload { body, hasher: Sha256::new(), size: 0, max }
     }
 
-    /// Takes the next piece; `TooLarge` as soon as the limit is passed.
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), MediaError> {
-        self.size += chunk.len() as u64;
+    /// The next piece; `Interrupted` if the body broke off, `TooLarge` as soon as the limit
+    /// is passed.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, MediaError> {
+        let Some(piece) = self.body.next().await else { return Ok(None) };
+        let piece = piece.map_err(|_| MediaError::Interrupted)?;
+        self.size += piece.len() as u64;
         if self.size > self.max {
             return Err(MediaError::TooLarge(self.max));
         }
-        self.hasher.update(chunk);
-        Ok(())
+        self.hasher.update(&piece);
+        Ok(Some(piece))
     }
 
     /// The size, if the whole body hashed to `hash`.

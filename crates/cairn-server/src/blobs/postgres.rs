@@ -3,7 +3,7 @@
 //! transaction: chunks go in as they arrive, the `media_blobs` row last, and only a body of
 //! the right size and hash commits; anything else rolls back and leaves nothing behind.
 
-use super::{ByteStream, Checked, MediaError, MediaStore};
+use super::{ByteStream, MediaError, MediaStore, Upload};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_proto::MediaHash;
@@ -38,12 +38,7 @@ impl PgMediaStore {
 
 #[async_trait]
 impl MediaStore for PgMediaStore {
-    async fn put(
-        &self,
-        hash: &MediaHash,
-        mut body: ByteStream,
-        max: u64,
-    ) -> Result<u64, MediaError> {
+    async fn put(&self, hash: &MediaHash, body: ByteStream, max: u64) -> Result<u64, MediaError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let key = &hash.0[..];
@@ -56,12 +51,10 @@ impl MediaStore for PgMediaStore {
                 "INSERT INTO media_chunks (hash, idx, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .await?;
-        let mut checked = Checked::new(max);
+        let mut upload = Upload::new(body, max);
         let mut pending: Vec<u8> = Vec::with_capacity(CHUNK);
         let mut idx: i32 = 0;
-        while let Some(piece) = body.next().await {
-            let piece = piece.map_err(|_| MediaError::Interrupted)?;
-            checked.feed(&piece)?;
+        while let Some(piece) = upload.next().await? {
             if exists {
                 continue;
             }
@@ -77,7 +70,7 @@ impl MediaStore for PgMediaStore {
                 }
             }
         }
-        let size = checked.finish(hash)?;
+        let size = upload.finish(hash)?;
         if !exists {
             if !pending.is_empty() {
                 tx.execute(&insert, &[&key, &idx, &pending]).await?;
