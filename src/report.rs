@@ -2,6 +2,7 @@
 //! drawn, the connection state — with milliseconds since the Unix epoch. Tests of the real
 //! process (screenshots, end to end, XR sessions) assert on it.
 
+use crate::interact::NoteActivated;
 use crate::net::NetStatus;
 use crate::notes::Note;
 use crate::render::NoteVisual;
@@ -17,8 +18,10 @@ struct Report(std::fs::File);
 pub fn plugin(path: PathBuf) -> impl Plugin {
     move |app: &mut App| match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
         Ok(f) => {
-            app.insert_resource(Report(f))
-                .add_systems(Last, (notes_shown, connection_changes, display_mode, xr_session));
+            app.insert_resource(Report(f)).add_systems(
+                Last,
+                (notes_shown, notes_activated, connection_changes, display_mode, xr_session),
+            );
         }
         Err(e) => error!("cannot write the report {}: {e}", path.display()),
     }
@@ -29,12 +32,31 @@ pub fn line(report: &mut std::fs::File, value: serde_json::Value) {
     let _ = writeln!(report, "{value}");
 }
 
-fn notes_shown(mut report: ResMut<Report>, shown: Query<&Note, Added<NoteVisual>>) {
-    for n in &shown {
+fn notes_shown(
+    mut report: ResMut<Report>,
+    shown: Query<(&Note, &GlobalTransform), Added<NoteVisual>>,
+) {
+    for (n, t) in &shown {
         line(
             &mut report.0,
-            serde_json::json!({"event": "note_shown", "id": n.id.to_hex(), "t_ms": cairn_proto::now_ms()}),
+            serde_json::json!({"event": "note_shown", "id": n.id.to_hex(), "position": t.translation().to_array(), "t_ms": cairn_proto::now_ms()}),
         );
+    }
+}
+
+/// Notes activated by a pointer (a click, a trigger, a pinch), with the pointer's source.
+fn notes_activated(
+    mut report: ResMut<Report>,
+    mut activated: MessageReader<NoteActivated>,
+    notes: Query<&Note>,
+) {
+    for a in activated.read() {
+        if let Ok(n) = notes.get(a.entity) {
+            line(
+                &mut report.0,
+                serde_json::json!({"event": "note_activated", "id": n.id.to_hex(), "source": format!("{:?}", a.source), "t_ms": cairn_proto::now_ms()}),
+            );
+        }
     }
 }
 
@@ -84,12 +106,24 @@ fn xr_session(
         && time.elapsed_secs() - *last >= 1.0
     {
         *last = time.elapsed_secs();
-        let in_view = input
-            .and_then(|i| i.head)
+        let head = input.as_ref().and_then(|i| i.head);
+        let in_view = head
             .map_or(0, |head| notes_in_view(&head, notes.iter().map(GlobalTransform::translation)));
+        let aims: Vec<_> = input
+            .iter()
+            .flat_map(|i| i.hands.iter())
+            .map(|h| h.aim.map(|a| (a.translation.to_array(), a.forward().to_array())))
+            .collect();
         line(
             &mut report.0,
-            serde_json::json!({"event": "xr_frames", "frames": frames.0, "notes_in_view": in_view, "t_ms": cairn_proto::now_ms()}),
+            serde_json::json!({
+                "event": "xr_frames",
+                "frames": frames.0,
+                "notes_in_view": in_view,
+                "head": head.map(|h| h.translation.to_array()),
+                "aims": aims,
+                "t_ms": cairn_proto::now_ms(),
+            }),
         );
     }
 }

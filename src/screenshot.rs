@@ -22,6 +22,8 @@ const MAX_WAIT_SECS: f32 = 60.0;
 pub fn plugin(path: PathBuf) -> impl Plugin {
     move |app: &mut App| {
         app.insert_resource(Plan { path: path.clone(), stable_since: None, taken_at: None })
+            // Count notes drawn and waiting, so the capture waits for exactly that.
+            .init_resource::<crate::render::TrackProgress>()
             .add_systems(Update, capture);
     }
 }

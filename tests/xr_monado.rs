@@ -6,13 +6,16 @@
 //! Asserted from what the app reports (`--report`): it chose XR, the runtime took its
 //! session through READY, SYNCHRONIZED and VISIBLE to FOCUSED, it rendered frames with notes
 //! in view for several seconds, and when asked to stop it had the runtime end the session
-//! (STOPPING, EXITING) and exited cleanly.
+//! (STOPPING, EXITING) and exited cleanly. A second session runs on Monado's remote driver,
+//! which takes head and controller poses over TCP: the test points the right controller at a
+//! note and pulls the trigger, and the app must activate that note.
 
 mod common;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn xr_root() -> PathBuf {
@@ -83,128 +86,191 @@ fn report(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
-fn the_app_runs_a_focused_session_in_monado_with_notes_in_view_and_leaves_it_cleanly() {
-    let root = xr_root();
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_cairn"));
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let x = common::Xvfb::start();
-    let display = x.display.clone();
-    let mut mounts = Mounts::new(&root);
-    mounts.proc();
-    mounts.bind(Path::new("/sys"));
-    mounts.bind(Path::new("/dev"));
-    mounts.bind(Path::new("/tmp/.X11-unix"));
-    // The app finds its assets and shaders beside its manifest; the binary may live elsewhere.
-    mounts.bind(&manifest);
-    let exe_dir = exe.parent().unwrap();
-    if !exe_dir.starts_with(&manifest) {
-        mounts.bind(exe_dir);
-    }
-    let work = root.join("tmp/cairn-xr");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let _ = std::fs::remove_file(root.join("tmp/monado_comp_ipc"));
+/// Both sessions use the root's one Monado socket: they take turns.
+static ONE_SESSION_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-    // monado-service watches its standard input: give it a pipe we hold open.
-    let mut monado = Killed(
-        Command::new("chroot")
-            .arg(&root)
-            .args([
-                "/usr/bin/env",
-                "XDG_RUNTIME_DIR=/tmp",
-                "XRT_COMPOSITOR_NULL=1",
-                "/usr/bin/monado-service",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(std::fs::File::create(work.join("monado.log")).unwrap())
-            .stderr(Stdio::from(std::fs::File::create(work.join("monado.err")).unwrap()))
-            .spawn()
-            .expect("chroot monado-service"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !root.join("tmp/monado_comp_ipc").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "monado-service did not start: {}",
-            std::fs::read_to_string(work.join("monado.err")).unwrap_or_default()
+/// Monado and the app, running in the root; dropped in field order: the app, Monado, the
+/// mounts, the display.
+struct Session {
+    app: Killed,
+    monado: Killed,
+    _mounts: Mounts,
+    _x: common::Xvfb,
+    report_path: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Session {
+    /// Starts `monado-service` (with `monado_env` added to its environment) and the app in XR.
+    fn start(monado_env: &[&str]) -> Session {
+        let root = xr_root();
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_cairn"));
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let x = common::Xvfb::start();
+        let mut mounts = Mounts::new(&root);
+        mounts.proc();
+        mounts.bind(Path::new("/sys"));
+        mounts.bind(Path::new("/dev"));
+        mounts.bind(Path::new("/tmp/.X11-unix"));
+        // The app finds its assets and shaders beside its manifest; the binary may live elsewhere.
+        mounts.bind(&manifest);
+        let exe_dir = exe.parent().unwrap();
+        if !exe_dir.starts_with(&manifest) {
+            mounts.bind(exe_dir);
+        }
+        let work = root.join("tmp/cairn-xr");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        let _ = std::fs::remove_file(root.join("tmp/monado_comp_ipc"));
+
+        // monado-service watches its standard input: give it a pipe we hold open.
+        let monado = Killed(
+            Command::new("chroot")
+                .arg(&root)
+                .args(["/usr/bin/env", "XDG_RUNTIME_DIR=/tmp", "XRT_COMPOSITOR_NULL=1"])
+                .args(monado_env)
+                .arg("/usr/bin/monado-service")
+                .stdin(Stdio::piped())
+                .stdout(std::fs::File::create(work.join("monado.log")).unwrap())
+                .stderr(Stdio::from(std::fs::File::create(work.join("monado.err")).unwrap()))
+                .spawn()
+                .expect("chroot monado-service"),
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !root.join("tmp/monado_comp_ipc").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "monado-service did not start: {}",
+                std::fs::read_to_string(work.join("monado.err")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
 
-    let report_path = work.join("report.jsonl");
-    let mut app = Killed(
-        Command::new("chroot")
-            .arg(&root)
-            .args([
-                "/usr/bin/env",
-                "XDG_RUNTIME_DIR=/tmp",
-                "XR_RUNTIME_JSON=/usr/share/openxr/1/openxr_monado.json",
-                &format!("DISPLAY={display}"),
-                "HOME=/tmp/cairn-xr",
-                "RUST_LOG=warn,cairn=info,bevy_mod_openxr=info",
-            ])
-            .arg(&exe)
-            .args([
-                "--xr",
-                "--home",
-                "/tmp/cairn-xr/home",
-                "--report",
-                "/tmp/cairn-xr/report.jsonl",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("chroot cairn"),
-    );
-    let stderr = app.0.stderr.take().unwrap();
-    let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
-    {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                log.lock().unwrap().push(line);
-            }
-        });
-    }
-    let dump = || log.lock().unwrap().join("\n");
-
-    // FOCUSED, then several seconds of frames with notes in view.
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let mut focused_at = None;
-    loop {
-        let lines = report(&report_path);
-        if focused_at.is_none()
-            && lines.iter().any(|l| l["event"] == "xr_state" && l["state"] == "FOCUSED")
+        let mut app = Killed(
+            Command::new("chroot")
+                .arg(&root)
+                .args([
+                    "/usr/bin/env",
+                    "XDG_RUNTIME_DIR=/tmp",
+                    "XR_RUNTIME_JSON=/usr/share/openxr/1/openxr_monado.json",
+                    &format!("DISPLAY={}", x.display),
+                    "HOME=/tmp/cairn-xr",
+                    "RUST_LOG=warn,cairn=info,bevy_mod_openxr=info",
+                ])
+                .arg(&exe)
+                .args([
+                    "--xr",
+                    "--home",
+                    "/tmp/cairn-xr/home",
+                    "--report",
+                    "/tmp/cairn-xr/report.jsonl",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("chroot cairn"),
+        );
+        let stderr = app.0.stderr.take().unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Default::default();
         {
-            focused_at = Some(Instant::now());
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
         }
-        let frames: Vec<&serde_json::Value> =
-            lines.iter().filter(|l| l["event"] == "xr_frames").collect();
-        let seen = frames.iter().filter(|l| l["notes_in_view"].as_u64().unwrap_or(0) > 0).count();
-        if focused_at.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) && seen >= 4 {
-            break;
-        }
-        if let Some(status) = app.0.try_wait().unwrap() {
-            panic!("the app exited early ({status}):\n{}", dump());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no focused session with notes in view:\n{lines:?}\n{}",
-            dump()
-        );
-        std::thread::sleep(Duration::from_millis(250));
+        Session { app, monado, _mounts: mounts, _x: x, report_path: work.join("report.jsonl"), log }
     }
-    let lines = report(&report_path);
-    let mode: Vec<_> = lines.iter().filter(|l| l["event"] == "mode").collect();
-    assert_eq!(mode[0]["xr"], true, "{mode:?}");
-    let states: Vec<&str> = lines
+
+    fn report(&self) -> Vec<serde_json::Value> {
+        report(&self.report_path)
+    }
+
+    fn dump(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until `done` holds for the report, failing with `what` after `limit`.
+    fn wait_for(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        mut done: impl FnMut(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let lines = self.report();
+            if done(&lines) {
+                return lines;
+            }
+            if let Some(status) = self.app.0.try_wait().unwrap() {
+                panic!("the app exited early ({status}) waiting for {what}:\n{}", self.dump());
+            }
+            assert!(Instant::now() < deadline, "no {what}:\n{lines:?}\n{}", self.dump());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// SIGTERM to the app; it must leave the session and exit cleanly.
+    fn stop(mut self) {
+        assert!(sh("kill", &["-TERM", &self.app.0.id().to_string()]));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.app.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the app did not leave the session:\n{}",
+                self.dump()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(status.success(), "the app exited with {status}:\n{}", self.dump());
+        assert!(sh("kill", &["-TERM", &self.monado.0.id().to_string()]));
+        let _ = self.monado.0.wait();
+    }
+}
+
+fn states(lines: &[serde_json::Value]) -> Vec<String> {
+    lines
         .iter()
         .filter(|l| l["event"] == "xr_state")
-        .filter_map(|l| l["state"].as_str())
-        .collect();
+        .filter_map(|l| l["state"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn vec3(v: &serde_json::Value) -> Option<[f32; 3]> {
+    let a = v.as_array()?;
+    Some([a.first()?.as_f64()? as f32, a.get(1)?.as_f64()? as f32, a.get(2)?.as_f64()? as f32])
+}
+
+#[test]
+fn the_app_runs_a_focused_session_in_monado_with_notes_in_view_and_leaves_it_cleanly() {
+    let _turn = ONE_SESSION_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut session = Session::start(&[]);
+
+    // FOCUSED, then several seconds of frames with notes in view.
+    let mut focused_at = None;
+    let lines =
+        session.wait_for("focused session with notes in view", Duration::from_secs(240), |lines| {
+            if focused_at.is_none() && states(lines).iter().any(|s| s == "FOCUSED") {
+                focused_at = Some(Instant::now());
+            }
+            let seen = lines
+                .iter()
+                .filter(|l| {
+                    l["event"] == "xr_frames" && l["notes_in_view"].as_u64().unwrap_or(0) > 0
+                })
+                .count();
+            focused_at.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) && seen >= 4
+        });
+    let mode: Vec<_> = lines.iter().filter(|l| l["event"] == "mode").collect();
+    assert_eq!(mode[0]["xr"], true, "{mode:?}");
+    let seen = states(&lines);
     for s in ["READY", "SYNCHRONIZED", "VISIBLE", "FOCUSED"] {
-        assert!(states.contains(&s), "state {s} missing from {states:?}");
+        assert!(seen.iter().any(|x| x == s), "state {s} missing from {seen:?}");
     }
     let frames: Vec<u64> = lines
         .iter()
@@ -215,27 +281,202 @@ fn the_app_runs_a_focused_session_in_monado_with_notes_in_view_and_leaves_it_cle
 
     // Asked to stop (SIGTERM), the app asks the runtime to end the session; the runtime takes
     // it through STOPPING and EXITING, and the app exits cleanly.
-    assert!(sh("kill", &["-TERM", &app.0.id().to_string()]));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = app.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the app did not leave the session:\n{}", dump());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success(), "the app exited with {status}:\n{}", dump());
-    let states: Vec<String> = report(&report_path)
-        .iter()
-        .filter(|l| l["event"] == "xr_state")
-        .filter_map(|l| l["state"].as_str().map(str::to_owned))
-        .collect();
+    let report_path = session.report_path.clone();
+    session.stop();
+    let states = states(&report(&report_path));
     let after = states.iter().rposition(|s| s == "FOCUSED").unwrap();
     let tail: Vec<&str> = states[after..].iter().map(String::as_str).collect();
     for s in ["STOPPING", "EXITING"] {
         assert!(tail.contains(&s), "state {s} missing after FOCUSED: {tail:?}");
     }
-    assert!(sh("kill", &["-TERM", &monado.0.id().to_string()]));
-    let _ = monado.0.wait();
-    drop(mounts);
+}
+
+/// Monado's remote driver (`P_OVERRIDE_ACTIVE_CONFIG=remote`) listens on TCP port 4242 for
+/// `struct r_remote_data` (Monado's `drivers/remote/r_interface.h`, header `mndrmt3`): the
+/// head's pose, then the left and right controllers' poses, axes and buttons, native-endian
+/// (little-endian here), 376 bytes a packet.
+mod remote {
+    use bevy::math::{Quat, Vec3};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    pub const PACKET: usize = 376;
+    const HEAD_CENTER: usize = 8 + 2 * 48;
+    const LEFT: usize = 8 + 128;
+    const RIGHT: usize = LEFT + 120;
+
+    #[derive(Debug, Clone, Copy)]
+    pub struct Controller {
+        pub position: Vec3,
+        pub rotation: Quat,
+        pub trigger: f32,
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    pub struct Poses {
+        pub head: (Vec3, Quat),
+        pub left: Controller,
+        pub right: Controller,
+    }
+
+    fn put(buf: &mut [u8], at: usize, values: &[f32]) {
+        for (i, v) in values.iter().enumerate() {
+            buf[at + 4 * i..at + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn pose(buf: &mut [u8], at: usize, position: Vec3, rotation: Quat) {
+        put(buf, at, &rotation.to_array());
+        put(buf, at + 16, &position.to_array());
+    }
+
+    pub fn packet(p: &Poses) -> [u8; PACKET] {
+        let mut buf = [0u8; PACKET];
+        buf[..8].copy_from_slice(b"mndrmt3\0");
+        pose(&mut buf, HEAD_CENTER, p.head.0, p.head.1);
+        for (at, c) in [(LEFT, p.left), (RIGHT, p.right)] {
+            pose(&mut buf, at, c.position, c.rotation);
+            put(&mut buf, at + 72, &[c.trigger]);
+            buf[at + 105] = 1; // active
+            buf[at + 112] = u8::from(c.trigger > 0.5); // trigger_click
+            buf[at + 113] = u8::from(c.trigger > 0.0); // trigger_touch
+        }
+        buf
+    }
+
+    /// Sends the current poses 100 times a second until dropped.
+    pub struct Feeder {
+        pub poses: Arc<Mutex<Poses>>,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Feeder {
+        pub fn connect(poses: Poses) -> Feeder {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut stream = loop {
+                match TcpStream::connect("127.0.0.1:4242") {
+                    Ok(s) => break s,
+                    Err(e) => {
+                        assert!(Instant::now() < deadline, "Monado's remote driver: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            };
+            stream.set_nodelay(true).unwrap();
+            // The hub may send its starting state; nothing here needs it.
+            let mut drain = stream.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut sink = [0u8; PACKET];
+                while drain.read(&mut sink).is_ok_and(|n| n > 0) {}
+            });
+            let poses = Arc::new(Mutex::new(poses));
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = {
+                let (poses, stop) = (poses.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let p = *poses.lock().unwrap();
+                        if stream.write_all(&packet(&p)).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                })
+            };
+            Feeder { poses, stop, thread: Some(thread) }
+        }
+
+        pub fn set(&self, change: impl FnOnce(&mut Poses)) {
+            change(&mut self.poses.lock().unwrap());
+        }
+    }
+
+    impl Drop for Feeder {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+#[test]
+fn in_monado_with_its_remote_driver_the_controller_aim_selects_the_note_it_points_at() {
+    use bevy::math::{Quat, Vec3};
+    use remote::{Controller, Feeder, Poses};
+
+    let _turn = ONE_SESSION_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut session = Session::start(&["P_OVERRIDE_ACTIVE_CONFIG=remote"]);
+    let head = Vec3::new(0.0, 1.6, 0.0);
+    // Controllers held low, pointing at the floor just ahead: at no note.
+    let down = Quat::from_rotation_x(-1.2);
+    let resting =
+        |x: f32| Controller { position: Vec3::new(x, 1.0, -0.2), rotation: down, trigger: 0.0 };
+    let feeder = Feeder::connect(Poses {
+        head: (head, Quat::IDENTITY),
+        left: resting(-0.25),
+        right: resting(0.25),
+    });
+
+    // Focused, with the notes drawn and the head and the right aim tracked.
+    let lines = session.wait_for(
+        "focused session with notes and a tracked right aim",
+        Duration::from_secs(240),
+        |lines| {
+            states(lines).iter().any(|s| s == "FOCUSED")
+                && lines.iter().filter(|l| l["event"] == "note_shown").count() >= 5
+                && lines.iter().any(|l| {
+                    l["event"] == "xr_frames"
+                        && vec3(&l["head"]).is_some()
+                        && vec3(&l["aims"][1][0]).is_some()
+                })
+        },
+    );
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l["event"] == "xr_frames" && vec3(&l["head"]).is_some())
+        .unwrap();
+    // Where the runtime's tracking space puts our head in the app's world.
+    let offset = Vec3::from(vec3(&last["head"]).unwrap()) - head;
+    let notes: Vec<(String, Vec3)> = lines
+        .iter()
+        .filter(|l| l["event"] == "note_shown")
+        .filter_map(|l| Some((l["id"].as_str()?.to_owned(), Vec3::from(vec3(&l["position"])?))))
+        .collect();
+
+    // Aim the right controller at the note farthest to the right, from beside the head.
+    let hand = Vec3::new(0.25, 1.3, -0.2);
+    let (target, at) = notes.iter().max_by(|a, b| a.1.x.total_cmp(&b.1.x)).cloned().unwrap();
+    let dir = (at - offset - hand).normalize();
+    let aim = Quat::from_rotation_arc(Vec3::NEG_Z, dir);
+    feeder.set(|p| p.right = Controller { position: hand, rotation: aim, trigger: 0.0 });
+    // The app's aim ray follows.
+    session.wait_for("the right aim turned toward the note", Duration::from_secs(30), |lines| {
+        lines
+            .iter()
+            .rev()
+            .find(|l| l["event"] == "xr_frames")
+            .is_some_and(|l| vec3(&l["aims"][1][1]).is_some_and(|f| Vec3::from(f).dot(dir) > 0.99))
+    });
+    // Pull the trigger, hold it a moment, let go.
+    feeder.set(|p| p.right.trigger = 1.0);
+    std::thread::sleep(Duration::from_millis(400));
+    feeder.set(|p| p.right.trigger = 0.0);
+    let lines = session.wait_for(
+        "a note activated by the right controller",
+        Duration::from_secs(30),
+        |lines| lines.iter().any(|l| l["event"] == "note_activated"),
+    );
+    let activated: Vec<_> = lines.iter().filter(|l| l["event"] == "note_activated").collect();
+    assert_eq!(activated.len(), 1, "one press, one activation: {activated:?}");
+    assert_eq!(activated[0]["id"], target.as_str(), "notes: {notes:?}; activated: {activated:?}");
+    assert_eq!(activated[0]["source"], "RightHand");
+    drop(feeder);
+    session.stop();
 }

@@ -107,6 +107,25 @@ pub fn ray_box(ray: Ray3d, transform: &GlobalTransform, half: Vec3) -> Option<f3
     (tmax >= tmin && tmax >= 0.0).then_some(tmin.max(0.0))
 }
 
+/// The broad phase of picking: whether `ray` passes within the bounding sphere of a box
+/// (`half` extents under `transform`) no farther than [`MAX_POINT_DISTANCE`] along it. Cheap
+/// (no inverse), and never false for a box [`ray_box`] would hit in range.
+pub fn ray_near_box(ray: Ray3d, transform: &GlobalTransform, half: Vec3) -> bool {
+    let m = transform.affine().matrix3;
+    let scale2 =
+        m.x_axis.length_squared().max(m.y_axis.length_squared()).max(m.z_axis.length_squared());
+    let r2 = half.length_squared() * scale2;
+    let to_center = transform.translation() - ray.origin;
+    let along = to_center.dot(*ray.direction);
+    if along < 0.0 && along * along > r2 {
+        return false;
+    }
+    if along > MAX_POINT_DISTANCE && (along - MAX_POINT_DISTANCE).powi(2) > r2 {
+        return false;
+    }
+    to_center.length_squared() - along * along <= r2
+}
+
 /// Where `ray` meets the floor plane y = 0.
 pub fn ray_floor(ray: Ray3d) -> Option<Vec3> {
     let t = ray.intersect_plane(Vec3::ZERO, InfinitePlane3d::new(Vec3::Y))?;
@@ -121,7 +140,7 @@ fn pick(
     for r in rays.read() {
         let mut best: Option<(f32, Entity)> = None;
         for (e, t, bounds, vis) in &notes {
-            if *vis == Visibility::Hidden {
+            if *vis == Visibility::Hidden || !ray_near_box(r.ray, t, bounds.0) {
                 continue;
             }
             if let Some(d) = ray_box(r.ray, t, bounds.0)
@@ -158,5 +177,70 @@ fn press(
                 empty.write(EmptyPress { source: p.source, floor: pointer.floor });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator, so the property below runs the same cases every time.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> f32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+        fn vec(&mut self, scale: f32) -> Vec3 {
+            Vec3::new(self.next(), self.next(), self.next()) * scale
+        }
+    }
+
+    #[test]
+    fn the_broad_phase_never_drops_a_box_the_ray_hits() {
+        let mut rng = Lcg(7);
+        let (mut hits, mut culled) = (0, 0);
+        for _ in 0..20_000 {
+            let rotation =
+                Quat::from_euler(EulerRot::YXZ, rng.next() * 3.2, rng.next() * 1.5, rng.next());
+            let scale = Vec3::splat(1.0 + rng.next().abs() * 2.0);
+            let transform = GlobalTransform::from(
+                Transform::from_translation(rng.vec(70.0))
+                    .with_rotation(rotation)
+                    .with_scale(scale),
+            );
+            let half = Vec3::new(0.35, 0.25, 0.05) * (0.5 + rng.next().abs());
+            // Rays toward the box give hits and near misses; random ones mostly far misses.
+            let origin = rng.vec(5.0);
+            let toward = (transform.translation() - origin).normalize() + rng.vec(0.004);
+            let aim = if rng.next() > 0.0 { toward } else { rng.vec(1.0) };
+            let Ok(dir) = Dir3::new(aim) else { continue };
+            let ray = Ray3d::new(origin, dir);
+            let near = ray_near_box(ray, &transform, half);
+            if ray_box(ray, &transform, half).is_some_and(|d| d < MAX_POINT_DISTANCE) {
+                hits += 1;
+                assert!(near, "a hit the broad phase dropped: {ray:?} {transform:?} {half}");
+            }
+            if !near {
+                culled += 1;
+            }
+        }
+        // Both kinds occur, and the broad phase takes most misses off the narrow phase.
+        assert!(hits > 500 && culled > 5_000, "hits {hits}, culled {culled}");
+    }
+
+    #[test]
+    fn the_broad_phase_keeps_a_box_straight_ahead_and_drops_one_behind() {
+        let ray = Ray3d::new(Vec3::new(0.0, 1.6, 0.0), Dir3::NEG_Z);
+        let half = Vec3::new(0.35, 0.25, 0.05);
+        let ahead = GlobalTransform::from_xyz(0.1, 1.6, -5.0);
+        let behind = GlobalTransform::from_xyz(0.0, 1.6, 5.0);
+        let beyond = GlobalTransform::from_xyz(0.0, 1.6, -(MAX_POINT_DISTANCE + 2.0));
+        assert!(ray_near_box(ray, &ahead, half));
+        assert!(!ray_near_box(ray, &behind, half));
+        assert!(!ray_near_box(ray, &beyond, half));
     }
 }

@@ -17,16 +17,21 @@ use bevy::render::render_resource::{
     AsBindGroup, Extent3d, ShaderType, TextureDimension, TextureFormat,
 };
 use bevy::shader::ShaderRef;
+use bevy::tasks::futures::check_ready;
+use bevy::tasks::{AsyncComputeTaskPool, Task};
 use cairn_client::ClientCommand;
 use cairn_proto::{MediaHash, NoteKind};
 use std::collections::HashMap;
 use std::time::Instant;
-use text::{Fonts, PanelStyle, age_label, render_panel};
+use text::{Fonts, PanelLayout, PanelStyle, age_label, layout_panel};
 
 /// Panel width in metres.
 pub const PANEL_WIDTH: f32 = 0.7;
 /// Text rasterization allowed per frame; the rest waits for the next.
 const DETAIL_BUDGET_MS: f64 = 6.0;
+/// Panels drawn on worker threads at once; more wait for the next frame, so a crowd of notes
+/// coming into view does not flood the workers that the frame itself runs on.
+const MAX_PANEL_JOBS: usize = 8;
 
 /// The voice orb: a sphere whose surface draws the note's waveform, pulsing and filling
 /// with progress while it plays (`shaders/voice_orb.wgsl`).
@@ -118,6 +123,20 @@ pub struct HasOrb;
 #[derive(Component, Debug)]
 pub struct NeedsDetail;
 
+/// Panels being drawn on a worker thread, so text rasterization never stalls a frame. Each
+/// one's material already points at the texture it will fill; until then it is not drawn.
+#[derive(Resource, Default)]
+pub struct PanelJobs(Vec<(Handle<Image>, Task<text::Raster>)>);
+
+impl PanelJobs {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Which notes wait on which media download.
 #[derive(Resource, Default)]
 pub struct AwaitingMedia(HashMap<MediaHash, Vec<Entity>>);
@@ -158,6 +177,7 @@ pub fn plugin(app: &mut App) {
 pub fn cpu_plugin(app: &mut App) {
     app.init_resource::<AwaitingMedia>()
         .init_resource::<RenderProgress>()
+        .init_resource::<PanelJobs>()
         .add_systems(Startup, (setup_assets, setup_scene))
         .add_systems(
             Update,
@@ -169,6 +189,7 @@ pub fn cpu_plugin(app: &mut App) {
                 apply_fade,
                 animate_orbs,
                 show_full_images,
+                finish_panels,
                 count_progress.run_if(resource_exists::<TrackProgress>),
             )
                 .chain()
@@ -378,7 +399,7 @@ fn spawn_part<M: Material>(
 pub(crate) fn panel_material(
     materials: &mut Assets<StandardMaterial>,
     images: &mut Assets<Image>,
-    raster: &text::Raster,
+    raster: text::Raster,
 ) -> Handle<StandardMaterial> {
     materials.add(StandardMaterial {
         base_color_texture: Some(images.add(image_from_raster(raster))),
@@ -389,11 +410,48 @@ pub(crate) fn panel_material(
     })
 }
 
-pub(crate) fn image_from_raster(raster: &text::Raster) -> Image {
+/// The same material as [`panel_material`], for a panel drawn on a worker thread (drawn here
+/// when there is no task pool, as in a bare test app).
+fn panel_material_later(
+    materials: &mut Assets<StandardMaterial>,
+    images: &mut Assets<Image>,
+    jobs: &mut PanelJobs,
+    fonts: &Fonts,
+    layout: PanelLayout,
+) -> Handle<StandardMaterial> {
+    let Some(pool) = AsyncComputeTaskPool::try_get() else {
+        return panel_material(materials, images, text::draw_panel(fonts, &layout));
+    };
+    let image = images.reserve_handle();
+    let fonts = fonts.clone();
+    jobs.0.push((image.clone(), pool.spawn(async move { text::draw_panel(&fonts, &layout) })));
+    materials.add(StandardMaterial {
+        base_color_texture: Some(image),
+        unlit: true,
+        alpha_mode: AlphaMode::Blend,
+        cull_mode: None,
+        ..default()
+    })
+}
+
+/// Panels drawn on worker threads become textures.
+fn finish_panels(mut jobs: ResMut<PanelJobs>, mut images: ResMut<Assets<Image>>) {
+    jobs.0.retain_mut(|(image, task)| match check_ready(task) {
+        Some(raster) => {
+            if let Err(e) = images.insert(image.id(), image_from_raster(raster)) {
+                warn!("a drawn panel had nowhere to go: {e}");
+            }
+            false
+        }
+        None => true,
+    });
+}
+
+pub(crate) fn image_from_raster(raster: text::Raster) -> Image {
     Image::new(
         Extent3d { width: raster.width, height: raster.height, depth_or_array_layers: 1 },
         TextureDimension::D2,
-        raster.rgba.clone(),
+        raster.rgba,
         TextureFormat::Rgba8UnormSrgb,
         RenderAssetUsages::RENDER_WORLD,
     )
@@ -433,6 +491,7 @@ fn build_details(
     mut images: ResMut<Assets<Image>>,
     mut materials: ResMut<Assets<StandardMaterial>>,
     mut orbs: ResMut<Assets<VoiceOrbMaterial>>,
+    mut jobs: ResMut<PanelJobs>,
     mut q: Query<
         (Entity, &Note, &DistanceFade, &mut NoteVisual, &mut NoteBounds),
         With<NeedsDetail>,
@@ -445,7 +504,9 @@ fn build_details(
         if !fade.detailed {
             continue;
         }
-        if started.elapsed().as_secs_f64() * 1000.0 > DETAIL_BUDGET_MS {
+        if started.elapsed().as_secs_f64() * 1000.0 > DETAIL_BUDGET_MS
+            || jobs.len() >= MAX_PANEL_JOBS
+        {
             break;
         }
         if let Some(d) = visual.detail.take() {
@@ -470,6 +531,7 @@ fn build_details(
                     &assets,
                     &mut images,
                     &mut materials,
+                    &mut jobs,
                     orb,
                     &header,
                     &label,
@@ -522,6 +584,7 @@ fn build_details(
                         &assets,
                         &mut images,
                         &mut materials,
+                        &mut jobs,
                         picture_entity,
                         &header,
                         &body.text,
@@ -532,7 +595,7 @@ fn build_details(
             }
             Some(NoteKind::Reaction) => {
                 let emoji = note.body.as_ref().and_then(|b| b.reaction.clone()).unwrap_or_default();
-                let raster = render_panel(
+                let layout = layout_panel(
                     &assets.fonts,
                     "",
                     &emoji,
@@ -546,17 +609,20 @@ fn build_details(
                         ..PanelStyle::NOTE
                     },
                 );
-                let mat = panel_material(&mut materials, &mut images, &raster);
+                let aspect = layout.height as f32 / layout.width as f32;
+                let mat = panel_material_later(
+                    &mut materials,
+                    &mut images,
+                    &mut jobs,
+                    &assets.fonts,
+                    layout,
+                );
                 visual.detail_material = Some(mat.clone());
                 spawn_part(
                     &mut commands,
                     assets.quad.clone(),
                     mat,
-                    Transform::from_scale(Vec3::new(
-                        0.14,
-                        0.14 * raster.height as f32 / raster.width as f32,
-                        1.0,
-                    )),
+                    Transform::from_scale(Vec3::new(0.14, 0.14 * aspect, 1.0)),
                     e,
                 )
             }
@@ -575,9 +641,15 @@ fn build_details(
                     ),
                 };
                 debug_assert!(kind.is_none() || kind == Some(NoteKind::Text));
-                let raster = render_panel(&assets.fonts, &header, &body_text, &style);
-                let h = PANEL_WIDTH * raster.height as f32 / raster.width as f32;
-                let mat = panel_material(&mut materials, &mut images, &raster);
+                let layout = layout_panel(&assets.fonts, &header, &body_text, &style);
+                let h = PANEL_WIDTH * layout.height as f32 / layout.width as f32;
+                let mat = panel_material_later(
+                    &mut materials,
+                    &mut images,
+                    &mut jobs,
+                    &assets.fonts,
+                    layout,
+                );
                 visual.detail_material = Some(mat.clone());
                 let size = Vec2::new(PANEL_WIDTH, h);
                 bounds.0 = (size / 2.0 + Vec2::splat(0.02)).extend(0.05);
@@ -613,15 +685,16 @@ fn spawn_caption(
     assets: &NoteAssets,
     images: &mut Assets<Image>,
     materials: &mut Assets<StandardMaterial>,
+    jobs: &mut PanelJobs,
     parent: Entity,
     header: &str,
     text: &str,
     below: f32,
 ) {
     let caption =
-        render_panel(&assets.fonts, header, text, &PanelStyle { max_lines: 2, ..PanelStyle::NOTE });
+        layout_panel(&assets.fonts, header, text, &PanelStyle { max_lines: 2, ..PanelStyle::NOTE });
     let ch = PANEL_WIDTH * caption.height as f32 / caption.width as f32;
-    let mat = panel_material(materials, images, &caption);
+    let mat = panel_material_later(materials, images, jobs, &assets.fonts, caption);
     let at = Transform::from_xyz(0.0, -below - ch / 2.0, 0.0).with_scale(Vec3::new(
         PANEL_WIDTH,
         ch,
@@ -749,9 +822,11 @@ fn draw_reply_lines(
 
 fn count_progress(
     mut progress: ResMut<RenderProgress>,
+    jobs: Res<PanelJobs>,
     notes: Query<(&DistanceFade, Option<&NeedsDetail>, Option<&NeedsVisual>), With<Note>>,
 ) {
-    let mut p = RenderProgress::default();
+    // Panels still being drawn count as waiting (their notes show no text yet).
+    let mut p = RenderProgress { waiting_detail: jobs.len(), ..default() };
     for (fade, needs_detail, needs_visual) in &notes {
         p.notes += 1;
         if needs_visual.is_some() || (needs_detail.is_some() && fade.detailed) {

@@ -4,7 +4,9 @@
 
 use ab_glyph::{Font, FontArc, PxScale, ScaleFont};
 
-/// The fonts the panels use (DejaVu Sans, shipped in `assets/fonts`).
+/// The fonts the panels use (DejaVu Sans, shipped in `assets/fonts`). Cheap to clone
+/// (shared), so panels can be drawn on worker threads.
+#[derive(Clone)]
 pub struct Fonts {
     pub regular: FontArc,
     pub bold: FontArc,
@@ -118,6 +120,9 @@ fn blend(buf: &mut [u8], width: u32, height: u32, x: i32, y: i32, color: [u8; 4]
     }
     let i = ((y as u32 * width + x as u32) * 4) as usize;
     let a = coverage.clamp(0.0, 1.0) * f32::from(color[3]) / 255.0;
+    if a <= 0.0 {
+        return;
+    }
     for c in 0..3 {
         buf[i + c] = (f32::from(buf[i + c]) * (1.0 - a) + f32::from(color[c]) * a) as u8;
     }
@@ -163,9 +168,19 @@ fn draw_text(
     }
 }
 
-/// Lays out and draws a panel: a header line (bold, small) over the wrapped body. Bodies
-/// longer than `style.max_lines` end with an ellipsis.
-pub fn render_panel(fonts: &Fonts, header: &str, body: &str, style: &PanelStyle) -> Raster {
+/// A panel laid out: its wrapped lines and its size in pixels, ready to be drawn.
+#[derive(Clone, Debug)]
+pub struct PanelLayout {
+    pub width: u32,
+    pub height: u32,
+    header: String,
+    lines: Vec<String>,
+    style: PanelStyle,
+}
+
+/// Lays out a panel: a header line (bold, small) over the wrapped body. Bodies longer than
+/// `style.max_lines` end with an ellipsis. Cheap next to drawing it.
+pub fn layout_panel(fonts: &Fonts, header: &str, body: &str, style: &PanelStyle) -> PanelLayout {
     let inner = (style.width_px - 2 * style.padding_px) as f32;
     let mut lines = wrap(&fonts.regular, style.body_px, body, inner);
     if lines.len() > style.max_lines {
@@ -182,11 +197,13 @@ pub fn render_panel(fonts: &Fonts, header: &str, body: &str, style: &PanelStyle)
     let line_h = style.body_px * 1.3;
     let height = (style.padding_px as f32 * 2.0 + header_h + line_h * lines.len().max(1) as f32)
         .ceil() as u32;
-    let width = style.width_px;
-    let mut rgba = Vec::with_capacity((width * height * 4) as usize);
-    for _ in 0..width * height {
-        rgba.extend_from_slice(&style.background);
-    }
+    PanelLayout { width: style.width_px, height, header: header.to_owned(), lines, style: *style }
+}
+
+/// Draws a laid-out panel into pixels.
+pub fn draw_panel(fonts: &Fonts, layout: &PanelLayout) -> Raster {
+    let PanelLayout { width, height, ref header, ref lines, ref style } = *layout;
+    let mut rgba = style.background.repeat((width * height) as usize);
     let pad = style.padding_px as f32;
     draw_text(
         &mut rgba,
@@ -199,6 +216,8 @@ pub fn render_panel(fonts: &Fonts, header: &str, body: &str, style: &PanelStyle)
         header,
         style.header,
     );
+    let header_h = style.header_px * 1.5;
+    let line_h = style.body_px * 1.3;
     for (i, line) in lines.iter().enumerate() {
         let baseline = pad + header_h + line_h * i as f32 + style.body_px;
         draw_text(
@@ -214,6 +233,11 @@ pub fn render_panel(fonts: &Fonts, header: &str, body: &str, style: &PanelStyle)
         );
     }
     Raster { width, height, rgba }
+}
+
+/// Lays out and draws a panel ([`layout_panel`], then [`draw_panel`]).
+pub fn render_panel(fonts: &Fonts, header: &str, body: &str, style: &PanelStyle) -> Raster {
+    draw_panel(fonts, &layout_panel(fonts, header, body, style))
 }
 
 /// "just now", "5 min ago", "3 h ago", "2 days ago".

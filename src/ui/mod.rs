@@ -52,6 +52,21 @@ pub fn plugin(app: &mut App) {
 struct UiFont(Handle<Font>);
 
 fn label(text: impl Into<String>, size: f32, color: Color, font: &UiFont) -> impl Bundle {
+    styled_label(text, size, color, font, LineBreak::NoWrap)
+}
+
+/// A label that wraps at word boundaries within the panel.
+fn wrapping_label(text: impl Into<String>, size: f32, color: Color, font: &UiFont) -> impl Bundle {
+    styled_label(text, size, color, font, LineBreak::WordBoundary)
+}
+
+fn styled_label(
+    text: impl Into<String>,
+    size: f32,
+    color: Color,
+    font: &UiFont,
+    linebreak: LineBreak,
+) -> impl Bundle {
     (
         Text::new(text),
         TextFont {
@@ -60,7 +75,7 @@ fn label(text: impl Into<String>, size: f32, color: Color, font: &UiFont) -> imp
             ..default()
         },
         TextColor(color),
-        TextLayout { linebreak: LineBreak::NoWrap, ..default() },
+        TextLayout { linebreak, ..default() },
     )
 }
 
@@ -82,12 +97,13 @@ fn spawn_panel(mut commands: Commands, assets: Res<AssetServer>) {
         ))
         .with_children(|p| {
             p.spawn(label("Cairn", 28.0, Color::srgb(0.98, 0.85, 0.55), font));
-            p.spawn((label("", 15.0, Color::srgb(0.75, 0.8, 0.85), font), StatusText));
+            // The status and notices can be long (the display mode says why): they wrap.
+            p.spawn((wrapping_label("", 15.0, Color::srgb(0.75, 0.8, 0.85), font), StatusText));
             p.spawn((label("", 18.0, Color::WHITE, font), SpaceText));
             p.spawn((label("/ to search", 15.0, Color::srgb(0.6, 0.62, 0.66), font), SearchText));
             p.spawn((Node { flex_direction: FlexDirection::Column, row_gap: Val::Px(3.0), flex_grow: 1.0, overflow: Overflow::clip(), ..default() }, ListRoot));
             p.spawn((label("", 16.0, Color::srgb(1.0, 0.95, 0.7), font), ComposeText));
-            p.spawn((label("", 14.0, Color::srgb(1.0, 0.55, 0.5), font), NoticeText));
+            p.spawn((wrapping_label("", 14.0, Color::srgb(1.0, 0.55, 0.5), font), NoticeText));
             p.spawn(label("N new note · click to focus · R reply\n1-5 react · Del delete · drop an image\nhold V to record · X voice speed\nWASD walk · right-drag look · scroll", 13.0, Color::srgb(0.6, 0.62, 0.66), font));
         });
 }

@@ -82,7 +82,7 @@ pub(super) fn update_hand_panel(
                 if let Some(old) = m.base_color_texture.take() {
                     images.remove(&old);
                 }
-                m.base_color_texture = Some(images.add(crate::render::image_from_raster(&r)));
+                m.base_color_texture = Some(images.add(crate::render::image_from_raster(r)));
             }
             panel.shown = text;
         }
@@ -96,7 +96,7 @@ pub(super) fn update_hand_panel(
             let t = Transform::from_xyz(0.0, 0.09, 0.06)
                 .with_rotation(Quat::from_rotation_x(-0.35))
                 .with_scale(Vec3::new(WIDTH, WIDTH * r.height as f32 / r.width as f32, 1.0));
-            let material = crate::render::panel_material(&mut materials, &mut images, &r);
+            let material = crate::render::panel_material(&mut materials, &mut images, r);
             let panel = commands
                 .spawn((
                     HandPanel { shown: text },
