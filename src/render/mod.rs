@@ -128,15 +128,6 @@ pub struct NeedsDetail;
 #[derive(Resource, Default)]
 pub struct PanelJobs(Vec<(Handle<Image>, Task<text::Raster>)>);
 
-impl PanelJobs {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// Which notes wait on which media download.
 #[derive(Resource, Default)]
 pub struct AwaitingMedia(HashMap<MediaHash, Vec<Entity>>);
@@ -395,19 +386,27 @@ fn spawn_part<M: Material>(
         .id()
 }
 
-/// An unlit, double-sided, alpha-blended material showing a rasterized panel.
-pub(crate) fn panel_material(
+/// An unlit, double-sided, alpha-blended material showing a panel's texture.
+fn panel_texture_material(
     materials: &mut Assets<StandardMaterial>,
-    images: &mut Assets<Image>,
-    raster: text::Raster,
+    image: Handle<Image>,
 ) -> Handle<StandardMaterial> {
     materials.add(StandardMaterial {
-        base_color_texture: Some(images.add(image_from_raster(raster))),
+        base_color_texture: Some(image),
         unlit: true,
         alpha_mode: AlphaMode::Blend,
         cull_mode: None,
         ..default()
     })
+}
+
+/// The material of a rasterized panel.
+pub(crate) fn panel_material(
+    materials: &mut Assets<StandardMaterial>,
+    images: &mut Assets<Image>,
+    raster: text::Raster,
+) -> Handle<StandardMaterial> {
+    panel_texture_material(materials, images.add(image_from_raster(raster)))
 }
 
 /// The same material as [`panel_material`], for a panel drawn on a worker thread (drawn here
@@ -425,13 +424,7 @@ fn panel_material_later(
     let image = images.reserve_handle();
     let fonts = fonts.clone();
     jobs.0.push((image.clone(), pool.spawn(async move { text::draw_panel(&fonts, &layout) })));
-    materials.add(StandardMaterial {
-        base_color_texture: Some(image),
-        unlit: true,
-        alpha_mode: AlphaMode::Blend,
-        cull_mode: None,
-        ..default()
-    })
+    panel_texture_material(materials, image)
 }
 
 /// Panels drawn on worker threads become textures.
@@ -505,7 +498,7 @@ fn build_details(
             continue;
         }
         if started.elapsed().as_secs_f64() * 1000.0 > DETAIL_BUDGET_MS
-            || jobs.len() >= MAX_PANEL_JOBS
+            || jobs.0.len() >= MAX_PANEL_JOBS
         {
             break;
         }
@@ -826,7 +819,7 @@ fn count_progress(
     notes: Query<(&DistanceFade, Option<&NeedsDetail>, Option<&NeedsVisual>), With<Note>>,
 ) {
     // Panels still being drawn count as waiting (their notes show no text yet).
-    let mut p = RenderProgress { waiting_detail: jobs.len(), ..default() };
+    let mut p = RenderProgress { waiting_detail: jobs.0.len(), ..default() };
     for (fade, needs_detail, needs_visual) in &notes {
         p.notes += 1;
         if needs_visual.is_some() || (needs_detail.is_some() && fade.detailed) {

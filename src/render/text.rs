@@ -47,6 +47,14 @@ impl PanelStyle {
         foreground: [34, 34, 40, 255],
         header: [120, 110, 100, 255],
     };
+    /// The header line's height in pixels.
+    fn header_height(&self) -> f32 {
+        self.header_px * 1.5
+    }
+    /// A body line's height in pixels.
+    fn line_height(&self) -> f32 {
+        self.body_px * 1.3
+    }
     pub const EXPANDED: PanelStyle = PanelStyle { max_lines: 40, ..PanelStyle::NOTE };
     pub const PLACEHOLDER: PanelStyle = PanelStyle {
         background: [70, 72, 80, 220],
@@ -193,9 +201,9 @@ pub fn layout_panel(fonts: &Fonts, header: &str, body: &str, style: &PanelStyle)
         }
         last.push('…');
     }
-    let header_h = style.header_px * 1.5;
-    let line_h = style.body_px * 1.3;
-    let height = (style.padding_px as f32 * 2.0 + header_h + line_h * lines.len().max(1) as f32)
+    let height = (style.padding_px as f32 * 2.0
+        + style.header_height()
+        + style.line_height() * lines.len().max(1) as f32)
         .ceil() as u32;
     PanelLayout { width: style.width_px, height, header: header.to_owned(), lines, style: *style }
 }
@@ -216,10 +224,8 @@ pub fn draw_panel(fonts: &Fonts, layout: &PanelLayout) -> Raster {
         header,
         style.header,
     );
-    let header_h = style.header_px * 1.5;
-    let line_h = style.body_px * 1.3;
     for (i, line) in lines.iter().enumerate() {
-        let baseline = pad + header_h + line_h * i as f32 + style.body_px;
+        let baseline = pad + style.header_height() + style.line_height() * i as f32 + style.body_px;
         draw_text(
             &mut rgba,
             width,
