@@ -98,6 +98,22 @@ impl Plugin for CairnPresentationPlugin {
 
 /// Starts the app: the profile (and on first run the identity, a first space and welcome
 /// notes), the embedded server unless `--server` is given, then the window.
+/// The desktop window needs a display server; without one winit panics deep in Bevy's
+/// plugin setup, so say plainly what is missing first.
+fn desktop_display_reachable(mode: &xr::runtime::DisplayMode) -> Result<(), String> {
+    if !matches!(mode, xr::runtime::DisplayMode::Desktop { .. }) || !cfg!(target_os = "linux") {
+        return Ok(());
+    }
+    let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if set("DISPLAY") || set("WAYLAND_DISPLAY") {
+        Ok(())
+    } else {
+        Err("no display to open a window on: neither DISPLAY nor WAYLAND_DISPLAY is set \
+             (run it in a desktop session, or under Xvfb: xvfb-run -a ./dev run)"
+            .into())
+    }
+}
+
 pub fn run(args: Args) -> AppExit {
     let (mode, runtime) = if args.flat {
         (xr::runtime::DisplayMode::Desktop { reason: "asked for with --flat".into() }, None)
@@ -118,6 +134,10 @@ pub fn run(args: Args) -> AppExit {
         }
     };
     eprintln!("cairn: {}", mode.notice());
+    if let Err(e) = desktop_display_reachable(&mode) {
+        eprintln!("cairn: {e}");
+        return AppExit::error();
+    }
     let boot = match startup::boot(&args) {
         Ok(b) => b,
         Err(e) => {

@@ -565,3 +565,20 @@ fn xr_demanded_without_a_runtime_exits_with_the_reason_and_flat_is_accepted() {
         .unwrap();
     assert!(!both.status.success(), "--flat and --xr contradict each other");
 }
+
+#[test]
+fn the_desktop_mode_without_a_display_says_so_instead_of_panicking() {
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--home", home.path().to_str().unwrap(), "--flat"])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no display to open a window on"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Nothing was created for a run that never started.
+    assert!(std::fs::read_dir(home.path()).unwrap().next().is_none());
+}

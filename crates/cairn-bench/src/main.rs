@@ -49,6 +49,28 @@ struct Args {
     /// Skip the scale-out figures (PostgreSQL and NATS).
     #[arg(long)]
     no_scale_out: bool,
+    /// Run only these phases (for profiling one of them); the SQLite ceiling always runs,
+    /// since the SQLite figures are ratios to it.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Phase>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    Echo,
+    Store,
+    Posts,
+    Relay,
+    Voice,
+    FanOut,
+    ScaleOut,
+    Idle,
+}
+
+impl Args {
+    fn runs(&self, phase: Phase) -> bool {
+        self.only.is_empty() || self.only.contains(&phase)
+    }
 }
 
 const NOTE_BYTES: usize = 1024;
@@ -732,68 +754,82 @@ async fn main() -> Result<()> {
     println!(
         "ceiling  batched rusqlite inserts (500/txn, WAL, synchronous=FULL): {ceiling_rows:.0} rows/s"
     );
-    let (echo_rate, echo_lat) = echo_ceiling(args.seconds).await?;
-    println!(
-        "ceiling  bare tokio-tungstenite echo, 64 in flight: {echo_rate:.0} round trips/s; unloaded p50 {:.3} ms p99 {:.3} ms",
-        pct(&echo_lat, 0.5),
-        pct(&echo_lat, 0.99)
-    );
+    let mut echo_rate = f64::NAN;
+    if args.runs(Phase::Echo) || args.runs(Phase::Relay) {
+        let (rate, echo_lat) = echo_ceiling(args.seconds).await?;
+        echo_rate = rate;
+        println!(
+            "ceiling  bare tokio-tungstenite echo, 64 in flight: {rate:.0} round trips/s; unloaded p50 {:.3} ms p99 {:.3} ms",
+            pct(&echo_lat, 0.5),
+            pct(&echo_lat, 0.99)
+        );
+    }
 
-    let sdir = tempfile::tempdir()?;
-    let store: Arc<dyn cairn_server::storage::Store> =
-        Arc::new(cairn_server::storage::sqlite::SqliteStore::open(sdir.path().join("s.db"))?);
-    let rate = store_posts(store, STORE_INFLIGHT, args.seconds).await?;
-    println!(
-        "server   durable posts through the SQLite store alone, {STORE_INFLIGHT} in flight: {rate:.0}/s ({:.2}x the insert ceiling)",
-        rate / ceiling_rows
-    );
+    if args.runs(Phase::Store) {
+        let sdir = tempfile::tempdir()?;
+        let store: Arc<dyn cairn_server::storage::Store> =
+            Arc::new(cairn_server::storage::sqlite::SqliteStore::open(sdir.path().join("s.db"))?);
+        let rate = store_posts(store, STORE_INFLIGHT, args.seconds).await?;
+        println!(
+            "server   durable posts through the SQLite store alone, {STORE_INFLIGHT} in flight: {rate:.0}/s ({:.2}x the insert ceiling)",
+            rate / ceiling_rows
+        );
+    }
 
     let dir = tempfile::tempdir()?;
     let server = start_server(dir.path()).await?;
     let url = server.ws_url();
-    let (posts, post_lat) = durable_posts(&url, args.senders, args.seconds).await?;
-    println!(
-        "server   durable posts, {} senders x 4 in flight: {posts:.0} acknowledged/s ({:.2}x the insert ceiling); ack p50 {:.2} ms p99 {:.2} ms",
-        args.senders,
-        posts / ceiling_rows,
-        pct(&post_lat, 0.5),
-        pct(&post_lat, 0.99)
-    );
-    let (relay_rate, unloaded, loaded) = relay(&url, args.seconds).await?;
-    println!(
-        "server   1:1 relay, 64 in flight: {relay_rate:.0} notes/s delivered ({:.2}x the echo ceiling); loaded p50 {:.2} ms p99 {:.2} ms; unloaded p50 {:.2} ms p99 {:.2} ms",
-        relay_rate / echo_rate,
-        pct(&loaded, 0.5),
-        pct(&loaded, 0.99),
-        pct(&unloaded, 0.5),
-        pct(&unloaded, 0.99)
-    );
-    let speed = voice_encode_speed()?;
-    println!(
-        "voice    Opus encoding (VoIP, 24 kbit/s, 20 ms frames), one core: {speed:.0}x real time"
-    );
-    let voice = voice_to_playable(&url, 20).await?;
-    println!(
-        "voice    end of a 5 s recording -> playable at another member, loopback: p50 {:.1} ms p99 {:.1} ms ({} runs)",
-        pct(&voice, 0.5),
-        pct(&voice, 0.99),
-        voice.len()
-    );
-    let fan = fan_out(&url, args.members).await?;
-    println!(
-        "server   fan-out to every member of a {}-member space: p50 {:.2} ms p99 {:.2} ms ({} deliveries)",
-        args.members,
-        pct(&fan, 0.5),
-        pct(&fan, 0.99),
-        fan.len()
-    );
+    if args.runs(Phase::Posts) {
+        let (posts, post_lat) = durable_posts(&url, args.senders, args.seconds).await?;
+        println!(
+            "server   durable posts, {} senders x 4 in flight: {posts:.0} acknowledged/s ({:.2}x the insert ceiling); ack p50 {:.2} ms p99 {:.2} ms",
+            args.senders,
+            posts / ceiling_rows,
+            pct(&post_lat, 0.5),
+            pct(&post_lat, 0.99)
+        );
+    }
+    if args.runs(Phase::Relay) {
+        let (relay_rate, unloaded, loaded) = relay(&url, args.seconds).await?;
+        println!(
+            "server   1:1 relay, 64 in flight: {relay_rate:.0} notes/s delivered ({:.2}x the echo ceiling); loaded p50 {:.2} ms p99 {:.2} ms; unloaded p50 {:.2} ms p99 {:.2} ms",
+            relay_rate / echo_rate,
+            pct(&loaded, 0.5),
+            pct(&loaded, 0.99),
+            pct(&unloaded, 0.5),
+            pct(&unloaded, 0.99)
+        );
+    }
+    if args.runs(Phase::Voice) {
+        let speed = voice_encode_speed()?;
+        println!(
+            "voice    Opus encoding (VoIP, 24 kbit/s, 20 ms frames), one core: {speed:.0}x real time"
+        );
+        let voice = voice_to_playable(&url, 20).await?;
+        println!(
+            "voice    end of a 5 s recording -> playable at another member, loopback: p50 {:.1} ms p99 {:.1} ms ({} runs)",
+            pct(&voice, 0.5),
+            pct(&voice, 0.99),
+            voice.len()
+        );
+    }
+    if args.runs(Phase::FanOut) {
+        let fan = fan_out(&url, args.members).await?;
+        println!(
+            "server   fan-out to every member of a {}-member space: p50 {:.2} ms p99 {:.2} ms ({} deliveries)",
+            args.members,
+            pct(&fan, 0.5),
+            pct(&fan, 0.99),
+            fan.len()
+        );
+    }
     server.shutdown().await?;
 
-    if !args.no_scale_out {
+    if !args.no_scale_out && args.runs(Phase::ScaleOut) {
         scale_out(&args).await.context("scale-out figures (PostgreSQL and NATS)")?;
     }
 
-    if args.idle > 0 {
+    if args.idle > 0 && args.runs(Phase::Idle) {
         let bin = args.server_bin.clone().unwrap_or_else(|| {
             std::env::current_exe().expect("exe").with_file_name("cairn-server")
         });

@@ -41,7 +41,9 @@ impl Connection {
         identity: &DeviceIdentity,
         auth: Auth<'_>,
     ) -> Result<(Connection, mpsc::UnboundedReceiver<Event>), ClientError> {
-        let (ws, _) = tokio::time::timeout(REQUEST_TIMEOUT, tokio_tungstenite::connect_async(url))
+        // Nagle off (the last argument): requests are small frames that must leave at once.
+        let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
+        let (ws, _) = tokio::time::timeout(REQUEST_TIMEOUT, connect)
             .await
             .map_err(|_| ClientError::Offline("connection timed out".into()))?
             .map_err(|e| ClientError::Offline(e.to_string()))?;

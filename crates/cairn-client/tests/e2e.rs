@@ -226,6 +226,15 @@ async fn a_server_restart_in_the_middle_of_a_sync_loses_nothing() {
     for i in 0..1200 {
         alice.post(&space, Draft::text(&format!("n{i}"), [0.0; 3])).await.unwrap();
     }
+    // Posting this fast meets the server's rate limit (200 requests a second on one
+    // connection): the refused notes wait in alice's outbox. Send them all before the test.
+    let mut waited = 0;
+    while alice.outbox_len().unwrap() > 0 {
+        assert!(waited < 100, "alice's outbox did not drain");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = alice.flush_outbox().await;
+        waited += 1;
+    }
     bob.disconnect();
     bob.connect().await.unwrap();
     // Stop the server while bob's paged sync is under way.

@@ -201,6 +201,13 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Resul
         tokio::spawn(relay::run(state.clone(), relay, interval))
     });
     let shutdown = state.shutdown.clone();
+    // Small frames (acks, live notes) must leave at once: with Nagle's algorithm on, a frame
+    // written behind an unacknowledged one waits for the peer's delayed ACK, up to 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

@@ -18,6 +18,9 @@ impl ServerProcess {
     fn spawn(data: &std::path::Path, port: u16) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_cairn-server"))
             .args(["--data", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+            // The senders post as fast as acks come back, one user on four connections:
+            // that meets the default rate limits, which are not what this test is about.
+            .args(["--rate-per-connection", "100000", "--rate-per-user", "100000"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
