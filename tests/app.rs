@@ -582,3 +582,34 @@ fn the_desktop_mode_without_a_display_says_so_instead_of_panicking() {
     // Nothing was created for a run that never started.
     assert!(std::fs::read_dir(home.path()).unwrap().next().is_none());
 }
+
+#[test]
+fn near_notes_are_marked_and_turned_every_frame_far_ones_on_the_distance_passes() {
+    use cairn::notes::{Near, Viewer};
+    let mut app = app();
+    app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(0.0, 1.6, 0.0);
+    receive(&mut app, local(1, "near", [0.0, 1.5, -3.0], None));
+    // 13 m: just beyond the detail distance, near enough that a step turns it past the
+    // billboard's threshold.
+    receive(&mut app, local(2, "far", [0.0, 1.5, -13.0], None));
+    let (near, far) = (entity_of(&app, 1).unwrap(), entity_of(&app, 2).unwrap());
+    app.update();
+    assert!(app.world().get::<Near>(near).is_some());
+    assert!(app.world().get::<Near>(far).is_none(), "13 m is beyond the detail distance");
+    let rotation = |app: &App, e| app.world().get::<Transform>(e).unwrap().rotation;
+    let (near_before, far_before) = (rotation(&app, near), rotation(&app, far));
+    // A step of 24 cm: no distance pass; the near panel turns, the far one waits.
+    app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(0.24, 1.6, 0.0);
+    app.update();
+    assert_ne!(rotation(&app, near), near_before);
+    assert_eq!(rotation(&app, far), far_before);
+    // Past 25 cm the pass comes: the far panel turns too. Walking up to it makes it near.
+    app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(1.5, 1.6, 0.0);
+    app.update();
+    assert_ne!(rotation(&app, far), far_before);
+    app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(0.0, 1.6, -20.0);
+    app.update();
+    app.update();
+    assert!(app.world().get::<Near>(far).is_some());
+    assert!(app.world().get::<Near>(near).is_none());
+}

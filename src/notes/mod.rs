@@ -78,6 +78,14 @@ pub struct DistanceFade {
     pub detailed: bool,
 }
 
+/// On the notes within [`DETAIL_DISTANCE`] at the last distance pass (it mirrors
+/// `DistanceFade::detailed`), so that work for near notes each frame — turning panels,
+/// building details — visits those few instead of every note in the space. Sparse storage:
+/// notes gain and lose it as the viewer walks, without moving their other components.
+#[derive(Component, Debug, Default)]
+#[component(storage = "SparseSet")]
+pub struct Near;
+
 impl Default for DistanceFade {
     fn default() -> Self {
         DistanceFade { alpha: 1.0, detailed: true }
@@ -156,6 +164,7 @@ fn apply_updates(
                     Visibility::default(),
                     Billboard::default(),
                     DistanceFade::default(),
+                    Near,
                     NoteBounds(Vec3::new(0.35, 0.25, 0.05)),
                     NeedsVisual,
                 ));
@@ -268,41 +277,55 @@ fn full_pass(last: &mut Option<Vec3>, viewer: Vec3) -> bool {
 pub fn face_viewer(
     viewer: Res<Viewer>,
     mut last: Local<Option<Vec3>>,
-    mut q: Query<(&mut Billboard, &mut Transform)>,
+    mut q: ParamSet<(
+        Query<(&mut Billboard, &mut Transform)>,
+        Query<(&mut Billboard, &mut Transform), With<Near>>,
+    )>,
 ) {
-    let full = full_pass(&mut last, viewer.0);
-    for (mut board, mut t) in &mut q {
+    let turn = |(mut board, mut t): (Mut<Billboard>, Mut<Transform>)| {
         let mut to = viewer.0 - t.translation;
         to.y = 0.0;
         let d2 = to.length_squared();
-        if !(1e-6..=FADE_END * FADE_END).contains(&d2)
-            || (!full && d2 > DETAIL_DISTANCE * DETAIL_DISTANCE)
-        {
-            continue;
+        if !(1e-6..=FADE_END * FADE_END).contains(&d2) {
+            return;
         }
         let yaw = f32::atan2(to.x, to.z);
         if board.0.is_nan() || (yaw - board.0).abs() > BILLBOARD_STEP {
             board.0 = yaw;
             t.rotation = Quat::from_rotation_y(yaw);
         }
+    };
+    if full_pass(&mut last, viewer.0) {
+        q.p0().iter_mut().for_each(turn);
+    } else {
+        // Between passes only the near notes turn; the far ones wait for the next pass.
+        q.p1().iter_mut().for_each(turn);
     }
 }
 
 /// Alpha and level of detail from the distance to the viewer, recomputed when the viewer
 /// has moved 25 cm (and for notes that just arrived).
 pub fn fade_with_distance(
+    mut commands: Commands,
     viewer: Res<Viewer>,
     mut last: Local<Option<Vec3>>,
-    mut q: Query<(Ref<Transform>, &mut DistanceFade)>,
+    mut q: Query<(Entity, Ref<Transform>, &mut DistanceFade)>,
 ) {
     let full = full_pass(&mut last, viewer.0);
-    for (t, mut fade) in &mut q {
+    for (e, t, mut fade) in &mut q {
         if !full && !t.is_added() {
             continue;
         }
         let d = t.translation.distance(viewer.0);
         let alpha = 1.0 - ((d - DETAIL_DISTANCE) / (FADE_END - DETAIL_DISTANCE)).clamp(0.0, 1.0);
         let detailed = d < DETAIL_DISTANCE;
+        if fade.detailed != detailed {
+            if detailed {
+                commands.entity(e).insert(Near);
+            } else {
+                commands.entity(e).remove::<Near>();
+            }
+        }
         if (fade.alpha - alpha).abs() > 0.02 || fade.detailed != detailed {
             *fade = DistanceFade { alpha, detailed };
         }

@@ -8,7 +8,7 @@ pub mod text;
 use crate::CairnSet;
 use crate::interact::{Focused, Pointer};
 use crate::net::{MediaReady, NetCommand};
-use crate::notes::{DistanceFade, NeedsVisual, Note, NoteBounds, ReplyLink, Viewer};
+use crate::notes::{DistanceFade, Near, NeedsVisual, Note, NoteBounds, ReplyLink, Viewer};
 use crate::xr::runtime::VirtualEnvironment;
 use bevy::asset::RenderAssetUsages;
 use bevy::light::NotShadowCaster;
@@ -487,7 +487,7 @@ fn build_details(
     mut jobs: ResMut<PanelJobs>,
     mut q: Query<
         (Entity, &Note, &DistanceFade, &mut NoteVisual, &mut NoteBounds),
-        With<NeedsDetail>,
+        (With<NeedsDetail>, With<Near>),
     >,
 ) {
     let Some(assets) = assets else { return };
