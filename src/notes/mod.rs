@@ -320,10 +320,11 @@ pub fn fade_with_distance(
         let alpha = 1.0 - ((d - DETAIL_DISTANCE) / (FADE_END - DETAIL_DISTANCE)).clamp(0.0, 1.0);
         let detailed = d < DETAIL_DISTANCE;
         if fade.detailed != detailed {
+            // `try_`: a tombstone may despawn the note before these commands apply.
             if detailed {
-                commands.entity(e).insert(Near);
+                commands.entity(e).try_insert(Near);
             } else {
-                commands.entity(e).remove::<Near>();
+                commands.entity(e).try_remove::<Near>();
             }
         }
         if (fade.alpha - alpha).abs() > 0.02 || fade.detailed != detailed {
