@@ -140,32 +140,26 @@ fn main() {
     let fonts = cairn::render::text::Fonts::load();
     let style = cairn::render::text::PanelStyle::NOTE;
     let reps = 400;
-    let s = Instant::now();
-    for i in 0..reps {
-        std::hint::black_box(cairn::render::text::render_panel(
-            &fonts,
-            "alice · 3 min ago",
-            TEXTS[i % TEXTS.len()],
-            &style,
-        ));
-    }
+    let per_note_ms = |work: &dyn Fn(&str)| {
+        let s = Instant::now();
+        for i in 0..reps {
+            work(TEXTS[i % TEXTS.len()]);
+        }
+        s.elapsed().as_secs_f64() * 1000.0 / reps as f64
+    };
+    let header = "alice · 3 min ago";
     println!(
         "laying out and rasterizing one text note: {:.3} ms (target: under 1 ms)",
-        s.elapsed().as_secs_f64() * 1000.0 / reps as f64
+        per_note_ms(&|text| {
+            std::hint::black_box(cairn::render::text::render_panel(&fonts, header, text, &style));
+        })
     );
     // The part the frame does itself when a note comes near (the pixels are drawn on a
     // worker thread).
-    let s = Instant::now();
-    for i in 0..reps {
-        std::hint::black_box(cairn::render::text::layout_panel(
-            &fonts,
-            "alice · 3 min ago",
-            TEXTS[i % TEXTS.len()],
-            &style,
-        ));
-    }
     println!(
         "  of which laying it out (on the frame): {:.3} ms",
-        s.elapsed().as_secs_f64() * 1000.0 / reps as f64
+        per_note_ms(&|text| {
+            std::hint::black_box(cairn::render::text::layout_panel(&fonts, header, text, &style));
+        })
     );
 }

@@ -96,8 +96,6 @@ impl Plugin for CairnPresentationPlugin {
     }
 }
 
-/// Starts the app: the profile (and on first run the identity, a first space and welcome
-/// notes), the embedded server unless `--server` is given, then the window.
 /// The desktop window needs a display server; without one winit panics deep in Bevy's
 /// plugin setup, so say plainly what is missing first.
 fn desktop_display_reachable(mode: &xr::runtime::DisplayMode) -> Result<(), String> {
@@ -114,6 +112,8 @@ fn desktop_display_reachable(mode: &xr::runtime::DisplayMode) -> Result<(), Stri
     }
 }
 
+/// Starts the app: the profile (and on first run the identity, a first space and welcome
+/// notes), the embedded server unless `--server` is given, then the window.
 pub fn run(args: Args) -> AppExit {
     let (mode, runtime) = if args.flat {
         (xr::runtime::DisplayMode::Desktop { reason: "asked for with --flat".into() }, None)

@@ -75,11 +75,10 @@ impl Default for Billboard {
 #[derive(Component, Debug, Clone, Copy)]
 pub struct DistanceFade {
     pub alpha: f32,
-    pub detailed: bool,
 }
 
-/// On the notes within [`DETAIL_DISTANCE`] at the last distance pass (it mirrors
-/// `DistanceFade::detailed`), so that work for near notes each frame — turning panels,
+/// On the notes within [`DETAIL_DISTANCE`] at the last distance pass: the notes shown in
+/// detail. Work for near notes each frame — turning panels,
 /// building details — visits those few instead of every note in the space. Sparse storage:
 /// notes gain and lose it as the viewer walks, without moving their other components.
 #[derive(Component, Debug, Default)]
@@ -88,7 +87,7 @@ pub struct Near;
 
 impl Default for DistanceFade {
     fn default() -> Self {
-        DistanceFade { alpha: 1.0, detailed: true }
+        DistanceFade { alpha: 1.0 }
     }
 }
 
@@ -309,26 +308,24 @@ pub fn fade_with_distance(
     mut commands: Commands,
     viewer: Res<Viewer>,
     mut last: Local<Option<Vec3>>,
-    mut q: Query<(Entity, Ref<Transform>, &mut DistanceFade)>,
+    mut q: Query<(Entity, Ref<Transform>, &mut DistanceFade, Has<Near>)>,
 ) {
     let full = full_pass(&mut last, viewer.0);
-    for (e, t, mut fade) in &mut q {
+    for (e, t, mut fade, near) in &mut q {
         if !full && !t.is_added() {
             continue;
         }
         let d = t.translation.distance(viewer.0);
         let alpha = 1.0 - ((d - DETAIL_DISTANCE) / (FADE_END - DETAIL_DISTANCE)).clamp(0.0, 1.0);
         let detailed = d < DETAIL_DISTANCE;
-        if fade.detailed != detailed {
-            // `try_`: a tombstone may despawn the note before these commands apply.
-            if detailed {
-                commands.entity(e).try_insert(Near);
-            } else {
-                commands.entity(e).try_remove::<Near>();
-            }
+        // `try_`: a tombstone may despawn the note before these commands apply.
+        if detailed && !near {
+            commands.entity(e).try_insert(Near);
+        } else if !detailed && near {
+            commands.entity(e).try_remove::<Near>();
         }
-        if (fade.alpha - alpha).abs() > 0.02 || fade.detailed != detailed {
-            *fade = DistanceFade { alpha, detailed };
+        if (fade.alpha - alpha).abs() > 0.02 {
+            fade.alpha = alpha;
         }
     }
 }

@@ -486,17 +486,14 @@ fn build_details(
     mut orbs: ResMut<Assets<VoiceOrbMaterial>>,
     mut jobs: ResMut<PanelJobs>,
     mut q: Query<
-        (Entity, &Note, &DistanceFade, &mut NoteVisual, &mut NoteBounds),
+        (Entity, &Note, &mut NoteVisual, &mut NoteBounds),
         (With<NeedsDetail>, With<Near>),
     >,
 ) {
     let Some(assets) = assets else { return };
     let started = Instant::now();
     let now = cairn_proto::now_ms();
-    for (e, note, fade, mut visual, mut bounds) in &mut q {
-        if !fade.detailed {
-            continue;
-        }
+    for (e, note, mut visual, mut bounds) in &mut q {
         if started.elapsed().as_secs_f64() * 1000.0 > DETAIL_BUDGET_MS
             || jobs.0.len() >= MAX_PANEL_JOBS
         {
@@ -816,13 +813,13 @@ fn draw_reply_lines(
 fn count_progress(
     mut progress: ResMut<RenderProgress>,
     jobs: Res<PanelJobs>,
-    notes: Query<(&DistanceFade, Option<&NeedsDetail>, Option<&NeedsVisual>), With<Note>>,
+    notes: Query<(Has<Near>, Option<&NeedsDetail>, Option<&NeedsVisual>), With<Note>>,
 ) {
     // Panels still being drawn count as waiting (their notes show no text yet).
     let mut p = RenderProgress { waiting_detail: jobs.0.len(), ..default() };
-    for (fade, needs_detail, needs_visual) in &notes {
+    for (near, needs_detail, needs_visual) in &notes {
         p.notes += 1;
-        if needs_visual.is_some() || (needs_detail.is_some() && fade.detailed) {
+        if needs_visual.is_some() || (needs_detail.is_some() && near) {
             p.waiting_detail += 1;
         } else if needs_detail.is_none() {
             p.detailed += 1;
