@@ -73,6 +73,9 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![100, 1_000, 10_000]);
+    // `FRAME_BENCH_ROUNDS=30` keeps measuring longer (for a profiler).
+    let rounds: usize =
+        std::env::var("FRAME_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let mut means = Vec::new();
     for &n in &sizes {
         let mut app = app();
@@ -96,7 +99,7 @@ fn main() {
         app.world_mut().remove_resource::<cairn::render::TrackProgress>();
         // Three rounds of 300 frames; the quietest round counts (a VM's neighbours come and go).
         let mut best: Option<(f64, Vec<Duration>)> = None;
-        for round in 0..3 {
+        for round in 0..rounds {
             let mut frames = Vec::with_capacity(300);
             for f in 0..300 {
                 let t = (round * 300 + f) as f32 / 60.0;
@@ -116,7 +119,7 @@ fn main() {
                 best = Some((mean, frames));
             }
         }
-        let (mean, mut frames) = best.expect("three rounds");
+        let (mean, mut frames) = best.expect("at least one round");
         frames.sort();
         println!(
             "{n:>6} notes: {mean:.3} ms/frame mean, p50 {:.3} ms, p99 {:.3} ms ({} drawn in detail; warm-up {} frames, {:.1} s)",

@@ -237,3 +237,182 @@ fn the_hand_panel_lists_unread_notes_first_and_says_what_is_being_composed() {
     assert_eq!(body.lines().count(), HAND_ROWS + 1, "{body}");
     assert!(body.ends_with("and 12 more"), "{body}");
 }
+
+/// Points the right controller at `key` on the keyboard and pulls the trigger once.
+fn press_key(app: &mut App, key: xr::keyboard::Key) {
+    let at = key_centre(app, key);
+    input(app).hand_mut(Hand::Right).aim = Some(aim(KEY_HAND, at));
+    app.update();
+    assert_eq!(app.world().resource::<xr::keyboard::KeyboardState>().hovered, Some(key));
+    input(app).hand_mut(Hand::Right).trigger = 1.0;
+    app.update();
+    input(app).hand_mut(Hand::Right).trigger = 0.0;
+    app.update();
+}
+
+fn writing(app: &App) -> Option<String> {
+    match app.world().resource::<Compose>() {
+        Compose::Writing { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+const KEY_HAND: Vec3 = Vec3::new(0.15, 1.2, -0.15);
+
+/// The keyboard's pose, while it is up.
+fn keyboard(app: &mut App) -> Transform {
+    let world = app.world_mut();
+    let mut q = world.query_filtered::<&Transform, With<xr::keyboard::VirtualKeyboard>>();
+    *q.single(world).expect("the keyboard is up")
+}
+
+fn key_centre(app: &mut App, key: xr::keyboard::Key) -> Vec3 {
+    let cap = xr::keyboard::LAYOUT.iter().find(|c| c.key == key).expect("a key of the layout");
+    keyboard(app).transform_point(cap.centre())
+}
+
+#[test]
+fn the_headset_keyboard_types_the_note_and_posts_it_and_a_note_behind_it_is_not_touched() {
+    use cairn::xr::keyboard::{Key, VirtualKeyboard};
+    let mut app = app();
+    input(&mut app).head = Some(aim(HEAD, Vec3::new(0.0, 1.2, -2.0)));
+    // The trigger on the floor, with nothing being composed, starts a note standing there.
+    let target = Vec3::new(-0.8, 0.0, -2.5);
+    input(&mut app).hand_mut(Hand::Right).aim = Some(aim(Vec3::new(0.2, 1.1, -0.2), target));
+    app.update();
+    input(&mut app).hand_mut(Hand::Right).trigger = 1.0;
+    app.update();
+    input(&mut app).hand_mut(Hand::Right).trigger = 0.0;
+    app.update();
+    assert_eq!(writing(&app).as_deref(), Some(""), "a press on the floor starts writing");
+    let boards =
+        app.world_mut().query_filtered::<(), With<VirtualKeyboard>>().iter(app.world()).count();
+    assert_eq!(boards, 1, "the keyboard comes up");
+
+    // A note stands a metre behind the H key, on the line from the hand through it.
+    let h = key_centre(&mut app, Key::Char('h'));
+    let behind_at = h + (h - KEY_HAND).normalize();
+    let behind = receive(&mut app, 1, behind_at.to_array());
+
+    // The first letter is a capital; shift is one-shot; backspace takes a character back.
+    for key in [Key::Char('h'), Key::Char('i'), Key::Char('x'), Key::Backspace, Key::Space] {
+        press_key(&mut app, key);
+    }
+    press_key(&mut app, Key::Shift);
+    press_key(&mut app, Key::Char('a'));
+    press_key(&mut app, Key::Char('l'));
+    press_key(&mut app, Key::Char('!'));
+    assert_eq!(writing(&app).as_deref(), Some("Hi Al!"));
+    // The keys sat in front of the note: it was never focused or activated.
+    assert_eq!(app.world().resource::<Focused>().0, None);
+    assert!(
+        app.world_mut()
+            .resource_mut::<Messages<NoteActivated>>()
+            .drain()
+            .all(|a| a.entity != behind)
+    );
+
+    app.world_mut().resource_mut::<Messages<cairn::net::NetCommand>>().clear();
+    press_key(&mut app, Key::Post);
+    let posted: Vec<_> = app
+        .world_mut()
+        .resource_mut::<Messages<cairn::net::NetCommand>>()
+        .drain()
+        .filter_map(|c| match c.0 {
+            cairn_client::ClientCommand::Post { draft, .. } => Some(draft),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].text, "Hi Al!");
+    let [x, _, z] = posted[0].pose.position;
+    assert!(Vec3::new(x, 0.0, z).distance(target) < 1e-3, "the note stands where it was placed");
+    assert_eq!(writing(&app), None);
+    app.update();
+    let boards =
+        app.world_mut().query_filtered::<(), With<VirtualKeyboard>>().iter(app.world()).count();
+    assert_eq!(boards, 0, "the keyboard goes when the note is posted");
+
+    // With the keyboard gone, the aim through where the H key was reaches the note behind.
+    input(&mut app).hand_mut(Hand::Right).aim = Some(aim(KEY_HAND, h));
+    app.update();
+    assert_eq!(app.world().resource::<Pointer>().hovered, Some(behind));
+}
+
+#[test]
+fn cancel_on_the_headset_keyboard_posts_nothing() {
+    use cairn::xr::keyboard::Key;
+    let mut app = app();
+    input(&mut app).head = Some(aim(HEAD, Vec3::new(0.0, 1.2, -2.0)));
+    app.world_mut().insert_resource(Compose::Writing {
+        at: Vec3::new(0.0, NOTE_HEIGHT, -2.0),
+        reply_to: None,
+        text: String::new(),
+    });
+    app.update();
+    press_key(&mut app, Key::Char('q'));
+    assert_eq!(writing(&app).as_deref(), Some("Q"));
+    app.world_mut().resource_mut::<Messages<cairn::net::NetCommand>>().clear();
+    press_key(&mut app, Key::Cancel);
+    assert_eq!(writing(&app), None);
+    let commands =
+        app.world_mut().resource_mut::<Messages<cairn::net::NetCommand>>().drain().count();
+    assert_eq!(commands, 0);
+}
+
+#[test]
+fn the_headset_keyboard_is_drawn_with_its_hovered_key_lit_and_the_text_above_it() {
+    use cairn::xr::keyboard::{Key, KeyboardLook};
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, TransformPlugin, AssetPlugin::default(), CairnLogicPlugin));
+    app.init_asset::<Mesh>().init_asset::<StandardMaterial>().init_asset::<Image>();
+    app.init_asset::<cairn::render::VoiceOrbMaterial>();
+    app.add_plugins((cairn::render::cpu_plugin, xr::logic_plugin));
+    app.add_systems(Update, xr::keyboard::dress_keyboard.after(cairn::CairnSet::Layout));
+    app.insert_resource(CurrentSpace(Some(SPACE)));
+    app.update();
+    input(&mut app).head = Some(aim(HEAD, Vec3::new(0.0, 1.2, -2.0)));
+    app.world_mut().insert_resource(Compose::Writing {
+        at: Vec3::new(0.0, NOTE_HEIGHT, -2.0),
+        reply_to: None,
+        text: String::new(),
+    });
+    app.update();
+    app.update();
+    let look = |app: &mut App| {
+        let world = app.world_mut();
+        let mut q = world.query::<&KeyboardLook>();
+        let l = q.single(world).expect("the keyboard is drawn");
+        (l.keys, l.highlight, l.preview)
+    };
+    let (keys, highlight, preview) = look(&mut app);
+    let material = |app: &App, e: Entity| {
+        app.world().get::<MeshMaterial3d<StandardMaterial>>(e).expect("a material").0.clone()
+    };
+    // The keys' texture is the upper-case one at first (a note starts with a capital).
+    let upper_keys = material(&app, keys);
+    assert!(
+        app.world()
+            .resource::<Assets<StandardMaterial>>()
+            .get(&upper_keys)
+            .unwrap()
+            .base_color_texture
+            .is_some()
+    );
+    assert_eq!(app.world().get::<Visibility>(highlight), Some(&Visibility::Hidden));
+
+    press_key(&mut app, Key::Char('o'));
+    // Typed: lower case now, and the text shows above the keys.
+    assert_ne!(material(&app, keys), upper_keys);
+    let preview_material = material(&app, preview);
+    let preview_at = app.world().get::<Transform>(preview).unwrap().translation;
+    assert!(preview_at.y > 0.0, "the text stands above the keys: {preview_at}");
+    press_key(&mut app, Key::Char('k'));
+    assert_ne!(material(&app, preview), preview_material, "the text is redrawn as it grows");
+    // Hovering a key lights it, where that key is.
+    let k = xr::keyboard::LAYOUT.iter().find(|c| c.key == Key::Char('k')).unwrap();
+    assert_eq!(app.world().get::<Visibility>(highlight), Some(&Visibility::Inherited));
+    let lit = app.world().get::<Transform>(highlight).unwrap().translation;
+    assert!(lit.truncate().distance(k.centre().truncate()) < 1e-4, "{lit}");
+    assert_eq!(writing(&app).as_deref(), Some("Ok"));
+}

@@ -56,6 +56,10 @@ impl Compose {
     }
 }
 
+/// The composer's systems (input, dropping, the ghost).
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ComposeSystems;
+
 /// The ghost note shown while placing.
 #[derive(Component, Debug)]
 pub struct Ghost;
@@ -68,6 +72,7 @@ pub fn plugin(app: &mut App) {
             Update,
             (handle_input, drop_on_press, move_ghost)
                 .chain()
+                .in_set(ComposeSystems)
                 .in_set(CairnSet::Apply)
                 .after(crate::interact::press_set()),
         );

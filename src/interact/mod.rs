@@ -3,7 +3,7 @@
 //! and finds where a ray meets the floor (for placing notes).
 
 use crate::CairnSet;
-use crate::notes::{Note, NoteBounds};
+use crate::notes::{Note, NoteBounds, NoteGrid};
 use bevy::prelude::*;
 
 /// Where a pointer comes from.
@@ -51,6 +51,9 @@ pub struct Pointer {
     pub floor: Option<Vec3>,
     /// Where the ray meets the nearest note, if any.
     pub note_hit: Option<Vec3>,
+    /// The ray meets a world-space panel (the XR keyboard) before any note: presses are
+    /// the panel's, not a note's or the floor's.
+    pub on_panel: bool,
 }
 
 /// The note in focus (clicked), if any.
@@ -67,17 +70,22 @@ pub fn plugin(app: &mut App) {
         .add_message::<EmptyPress>()
         .init_resource::<Pointer>()
         .init_resource::<Focused>()
+        .init_resource::<NoteGrid>()
+        .configure_sets(Update, PressSet.after(PickSet))
         .add_systems(
             Update,
-            (pick, press)
-                .chain()
-                .in_set(PressSet)
+            (pick.in_set(PickSet), press.in_set(PressSet))
                 .in_set(CairnSet::Apply)
                 .before(crate::notes::NoteSystems),
         );
 }
 
-/// Picking and presses; composing runs after them.
+/// Picking: rays become hover. A world-space panel that can take the pointer (the XR
+/// keyboard) runs after it and before [`PressSet`].
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PickSet;
+
+/// Presses: on the hovered note, or on nothing; composing runs after them.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PressSet;
 
@@ -132,14 +140,20 @@ pub fn ray_floor(ray: Ray3d) -> Option<Vec3> {
     (t > 0.0 && t < MAX_POINT_DISTANCE).then(|| ray.get_point(t))
 }
 
+/// The nearest visible note each ray meets, among the few the [`NoteGrid`] holds near it.
 fn pick(
     mut rays: MessageReader<PointerRay>,
     mut pointer: ResMut<Pointer>,
-    notes: Query<(Entity, &GlobalTransform, &NoteBounds, &Visibility), With<Note>>,
+    grid: Res<NoteGrid>,
+    mut candidates: Local<Vec<Entity>>,
+    notes: Query<(&GlobalTransform, &NoteBounds, &Visibility), With<Note>>,
 ) {
     for r in rays.read() {
         let mut best: Option<(f32, Entity)> = None;
-        for (e, t, bounds, vis) in &notes {
+        grid.near_ray(r.ray, MAX_POINT_DISTANCE, &mut candidates);
+        for (e, (t, bounds, vis)) in
+            candidates.iter().filter_map(|&e| Some((e, notes.get(e).ok()?)))
+        {
             if *vis == Visibility::Hidden || !ray_near_box(r.ray, t, bounds.0) {
                 continue;
             }
@@ -156,6 +170,7 @@ fn pick(
             hovered: best.map(|(_, e)| e),
             floor: ray_floor(r.ray),
             note_hit: best.map(|(d, _)| r.ray.get_point(d)),
+            on_panel: false,
         };
     }
 }
@@ -168,6 +183,9 @@ fn press(
     mut empty: MessageWriter<EmptyPress>,
 ) {
     for p in presses.read() {
+        if pointer.on_panel {
+            continue;
+        }
         match pointer.hovered {
             Some(entity) => {
                 focused.0 = Some(entity);

@@ -4,14 +4,20 @@
 
 use crate::CairnSet;
 use crate::net::{CurrentSpace, NoteRemoved, NoteUpdated};
+use bevy::ecs::lifecycle::HookContext;
+use bevy::ecs::world::DeferredWorld;
 use bevy::prelude::*;
 use cairn_client::LocalNote;
 use cairn_crypto::NoteBody;
 use cairn_proto::{DeviceId, NoteId, NoteKind, SpaceId};
 use std::collections::HashMap;
 
-/// A note standing in the space.
+pub mod grid;
+pub use grid::NoteGrid;
+
+/// A note standing in the space. Despawning it takes it out of the [`NoteGrid`].
 #[derive(Component, Debug, Clone)]
+#[component(on_remove = leave_grid)]
 pub struct Note {
     pub space: SpaceId,
     pub id: NoteId,
@@ -48,9 +54,27 @@ impl Note {
 #[derive(Component, Debug, Default)]
 pub struct NeedsVisual;
 
-/// The note's bounds for pointing, as half extents in its local frame.
+fn leave_grid(mut world: DeferredWorld, ctx: HookContext) {
+    if let Some(mut grid) = world.get_resource_mut::<NoteGrid>() {
+        grid.remove(ctx.entity);
+    }
+}
+
+/// The note's bounds for pointing, as half extents in its local frame. Immutable, so that
+/// every change is an insert, which widens the [`NoteGrid`]'s reach to cover it.
 #[derive(Component, Debug, Clone, Copy)]
+#[component(immutable, on_insert = widen_grid)]
 pub struct NoteBounds(pub Vec3);
+
+/// The largest scale the arrival animation gives a note (its overshoot).
+pub const ARRIVAL_PEAK_SCALE: f32 = 1.15;
+
+fn widen_grid(mut world: DeferredWorld, ctx: HookContext) {
+    let Some(half) = world.get::<NoteBounds>(ctx.entity).map(|b| b.0) else { return };
+    if let Some(mut grid) = world.get_resource_mut::<NoteGrid>() {
+        grid.widen(half.length());
+    }
+}
 
 /// Links a reply to the entity of the note it answers.
 #[derive(Component, Debug, Clone, Copy)]
@@ -115,6 +139,7 @@ impl Default for Viewer {
 pub struct NoteSystems;
 
 pub fn plugin(app: &mut App) {
+    app.world_mut().get_resource_or_init::<NoteGrid>().allow_scale(ARRIVAL_PEAK_SCALE);
     app.init_resource::<NoteIndex>()
         .init_resource::<Viewer>()
         .init_resource::<AwaitingParent>()
@@ -132,13 +157,17 @@ pub fn plugin(app: &mut App) {
         );
 }
 
-/// Spawns or updates the entity of each changed note of the current space.
+/// Spawns or updates the entity of each changed note of the current space, placed in the
+/// [`NoteGrid`] and faded for the viewer's distance at once (the distance passes visit
+/// every note only when the viewer has moved).
 fn apply_updates(
     mut commands: Commands,
     mut updates: MessageReader<NoteUpdated>,
     mut index: ResMut<NoteIndex>,
+    mut grid: ResMut<NoteGrid>,
     current: Res<CurrentSpace>,
-    mut notes: Query<(&mut Note, &mut Transform)>,
+    viewer: Res<Viewer>,
+    mut notes: Query<(&mut Note, &mut Transform, &mut DistanceFade, Has<Near>)>,
     time: Option<Res<Time>>,
 ) {
     let live = time.map(|t| t.elapsed_secs() > 2.0).unwrap_or(false);
@@ -150,26 +179,36 @@ fn apply_updates(
         let transform = pose_transform(note.body.as_ref());
         match index.0.get(&local.note_id).copied() {
             Some(entity) => {
-                if let Ok((mut existing, mut t)) = notes.get_mut(entity) {
+                if let Ok((mut existing, mut t, mut fade, near)) = notes.get_mut(entity) {
                     *existing = note;
-                    t.translation = transform.translation;
+                    if t.translation != transform.translation {
+                        t.translation = transform.translation;
+                        grid.place(entity, t.translation);
+                        let (alpha, detailed) = fade_at(t.translation.distance(viewer.0));
+                        fade.alpha = alpha;
+                        set_near(&mut commands, entity, detailed, near);
+                    }
                     commands.entity(entity).insert(NeedsVisual);
                 }
             }
             None => {
+                let (alpha, detailed) = fade_at(transform.translation.distance(viewer.0));
                 let mut e = commands.spawn((
                     note,
                     transform,
                     Visibility::default(),
                     Billboard::default(),
-                    DistanceFade::default(),
-                    Near,
+                    DistanceFade { alpha },
                     NoteBounds(Vec3::new(0.35, 0.25, 0.05)),
                     NeedsVisual,
                 ));
+                if detailed {
+                    e.insert(Near);
+                }
                 if live {
                     e.insert(Arriving(0.0));
                 }
+                grid.place(e.id(), transform.translation);
                 index.0.insert(local.note_id, e.id());
             }
         }
@@ -302,28 +341,36 @@ pub fn face_viewer(
     }
 }
 
+/// A note's alpha at distance `d` from the viewer, and whether it is shown in detail.
+fn fade_at(d: f32) -> (f32, bool) {
+    let alpha = 1.0 - ((d - DETAIL_DISTANCE) / (FADE_END - DETAIL_DISTANCE)).clamp(0.0, 1.0);
+    (alpha, d < DETAIL_DISTANCE)
+}
+
+/// Marks a note near (detailed) or not, when that changed.
+fn set_near(commands: &mut Commands, e: Entity, detailed: bool, near: bool) {
+    // `try_`: a tombstone may despawn the note before these commands apply.
+    if detailed && !near {
+        commands.entity(e).try_insert(Near);
+    } else if !detailed && near {
+        commands.entity(e).try_remove::<Near>();
+    }
+}
+
 /// Alpha and level of detail from the distance to the viewer, recomputed when the viewer
-/// has moved 25 cm (and for notes that just arrived).
+/// has moved 25 cm (a note that arrives or moves is faded where that happens).
 pub fn fade_with_distance(
     mut commands: Commands,
     viewer: Res<Viewer>,
     mut last: Local<Option<Vec3>>,
-    mut q: Query<(Entity, Ref<Transform>, &mut DistanceFade, Has<Near>)>,
+    mut q: Query<(Entity, &Transform, &mut DistanceFade, Has<Near>)>,
 ) {
-    let full = full_pass(&mut last, viewer.0);
+    if !full_pass(&mut last, viewer.0) {
+        return;
+    }
     for (e, t, mut fade, near) in &mut q {
-        if !full && !t.is_added() {
-            continue;
-        }
-        let d = t.translation.distance(viewer.0);
-        let alpha = 1.0 - ((d - DETAIL_DISTANCE) / (FADE_END - DETAIL_DISTANCE)).clamp(0.0, 1.0);
-        let detailed = d < DETAIL_DISTANCE;
-        // `try_`: a tombstone may despawn the note before these commands apply.
-        if detailed && !near {
-            commands.entity(e).try_insert(Near);
-        } else if !detailed && near {
-            commands.entity(e).try_remove::<Near>();
-        }
+        let (alpha, detailed) = fade_at(t.translation.distance(viewer.0));
+        set_near(&mut commands, e, detailed, near);
         if (fade.alpha - alpha).abs() > 0.02 {
             fade.alpha = alpha;
         }
@@ -339,7 +386,8 @@ pub fn animate_arrivals(
         a.0 = (a.0 + time.delta_secs() * 2.5).min(1.0);
         // Ease out with a little overshoot.
         let x = a.0;
-        t.scale = Vec3::splat(1.0 + 0.15 * (std::f32::consts::PI * x).sin() - 0.15 * (1.0 - x));
+        let over = ARRIVAL_PEAK_SCALE - 1.0;
+        t.scale = Vec3::splat(1.0 + over * (std::f32::consts::PI * x).sin() - over * (1.0 - x));
         if a.0 >= 1.0 {
             t.scale = Vec3::ONE;
             commands.entity(e).remove::<Arriving>();

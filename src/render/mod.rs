@@ -485,15 +485,12 @@ fn build_details(
     mut materials: ResMut<Assets<StandardMaterial>>,
     mut orbs: ResMut<Assets<VoiceOrbMaterial>>,
     mut jobs: ResMut<PanelJobs>,
-    mut q: Query<
-        (Entity, &Note, &mut NoteVisual, &mut NoteBounds),
-        (With<NeedsDetail>, With<Near>),
-    >,
+    mut q: Query<(Entity, &Note, &mut NoteVisual), (With<NeedsDetail>, With<Near>)>,
 ) {
     let Some(assets) = assets else { return };
     let started = Instant::now();
     let now = cairn_proto::now_ms();
-    for (e, note, mut visual, mut bounds) in &mut q {
+    for (e, note, mut visual) in &mut q {
         if started.elapsed().as_secs_f64() * 1000.0 > DETAIL_BUDGET_MS
             || jobs.0.len() >= MAX_PANEL_JOBS
         {
@@ -559,7 +556,9 @@ fn build_details(
                             .with_scale((size + Vec2::splat(0.06)).extend(1.0)),
                     ));
                 }
-                bounds.0 = (size / 2.0 + Vec2::splat(0.03)).extend(0.05);
+                commands
+                    .entity(e)
+                    .insert(NoteBounds((size / 2.0 + Vec2::splat(0.03)).extend(0.05)));
                 let picture_entity = spawn_part(
                     &mut commands,
                     assets.quad.clone(),
@@ -642,7 +641,9 @@ fn build_details(
                 );
                 visual.detail_material = Some(mat.clone());
                 let size = Vec2::new(PANEL_WIDTH, h);
-                bounds.0 = (size / 2.0 + Vec2::splat(0.02)).extend(0.05);
+                commands
+                    .entity(e)
+                    .insert(NoteBounds((size / 2.0 + Vec2::splat(0.02)).extend(0.05)));
                 if let Some(card) = visual.card {
                     commands
                         .entity(card)

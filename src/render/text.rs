@@ -246,6 +246,36 @@ pub fn render_panel(fonts: &Fonts, header: &str, body: &str, style: &PanelStyle)
     draw_panel(fonts, &layout_panel(fonts, header, body, style))
 }
 
+/// A button to draw: its rectangle in pixels (left, top, width, height) and its label.
+pub struct Button<'a> {
+    pub rect: [f32; 4],
+    pub label: &'a str,
+}
+
+/// Draws labelled buttons (keys of a keyboard) on a dark, see-through board: each a light
+/// rectangle with its label centred in bold.
+pub fn render_buttons(fonts: &Fonts, width: u32, height: u32, buttons: &[Button]) -> Raster {
+    const BOARD: [u8; 4] = [28, 30, 36, 215];
+    const KEY: [u8; 4] = [236, 233, 226, 255];
+    const LABEL: [u8; 4] = [30, 30, 36, 255];
+    let mut rgba = BOARD.repeat((width * height) as usize);
+    for b in buttons {
+        let [left, top, w, h] = b.rect;
+        for y in top.max(0.0) as u32..((top + h) as u32).min(height) {
+            for x in left.max(0.0) as u32..((left + w) as u32).min(width) {
+                let i = ((y * width + x) * 4) as usize;
+                rgba[i..i + 4].copy_from_slice(&KEY);
+            }
+        }
+        let px = h * 0.5;
+        let text_width = line_width(&fonts.bold, px, b.label);
+        let x = left + (w - text_width) / 2.0;
+        let baseline = top + h / 2.0 + px * 0.36;
+        draw_text(&mut rgba, width, height, &fonts.bold, px, x, baseline, b.label, LABEL);
+    }
+    Raster { width, height, rgba }
+}
+
 /// "just now", "5 min ago", "3 h ago", "2 days ago".
 pub fn age_label(created_at_ms: u64, now_ms: u64) -> String {
     let s = now_ms.saturating_sub(created_at_ms) / 1000;

@@ -13,11 +13,15 @@
 //! * text panels keep the angle they take in the view between 1 and 3 m ([`comfort_scale`]).
 
 pub mod hand_panel;
+pub mod keyboard;
 pub mod runtime;
 
 use crate::CairnSet;
 use crate::audio::{ViewerRight, VoiceInput};
-use crate::interact::{PointerPress, PointerRay, PointerSource, ray_floor};
+use crate::compose::{Compose, NOTE_HEIGHT};
+use crate::interact::{
+    EmptyPress, PickSet, PointerPress, PointerRay, PointerSource, PressSet, ray_floor,
+};
 use crate::notes::{Arriving, Billboard, Viewer};
 use bevy::prelude::*;
 
@@ -154,22 +158,45 @@ pub fn angular_height(height: f32, distance: f32) -> f32 {
 /// readable; nearer they are not shrunk (you leaned in to read), and beyond 3 m they keep
 /// their 3 m size and shrink with distance like any object, so far notes stay quiet.
 pub fn comfort_scale(distance: f32) -> f32 {
-    distance.clamp(1.0, 3.0)
+    distance.clamp(1.0, MAX_COMFORT_SCALE)
 }
+
+/// The largest size [`comfort_scale`] gives a panel (its size at 3 m).
+pub const MAX_COMFORT_SCALE: f32 = 3.0;
 
 /// The logic of XR mode, renderer-free (headless tests add it with the logic plugin).
 pub fn logic_plugin(app: &mut App) {
+    // Panels grow up to 3x (riding on the arrival animation): pointing must reach that far.
+    app.world_mut()
+        .get_resource_or_init::<crate::notes::NoteGrid>()
+        .allow_scale(MAX_COMFORT_SCALE * crate::notes::ARRIVAL_PEAK_SCALE);
     app.init_resource::<XrInput>()
         .init_resource::<XrPointerState>()
         .init_resource::<StageOrigin>()
         .init_resource::<ViewerRight>()
         .add_message::<VoiceInput>()
+        .init_resource::<keyboard::KeyboardState>()
         .add_systems(
             Update,
             (head_is_viewer, pointer_from_hands, locomotion, grip_records)
                 .chain()
                 .in_set(CairnSet::Input),
         )
+        .add_systems(
+            Update,
+            (
+                keyboard::keyboard_pick.after(PickSet).before(PressSet),
+                keyboard::type_on_keyboard.in_set(PressSet).after(keyboard::keyboard_pick),
+            )
+                .in_set(CairnSet::Apply),
+        )
+        .add_systems(
+            Update,
+            press_on_the_floor_starts_a_note
+                .in_set(CairnSet::Apply)
+                .after(crate::compose::ComposeSystems),
+        )
+        .add_systems(Update, keyboard::show_keyboard.in_set(CairnSet::Layout))
         .add_systems(
             Update,
             panels_keep_their_angle
@@ -218,6 +245,25 @@ fn pointer_from_hands(
         rays.write(PointerRay { source: active.source(), ray: aim_ray(&aim) });
         if pressed[active.index()] {
             presses.write(PointerPress { source: active.source() });
+        }
+    }
+}
+
+/// In the headset the trigger places: a press on the floor, with nothing being composed,
+/// starts a note standing there (the keyboard comes up to write it; Cancel drops it).
+fn press_on_the_floor_starts_a_note(
+    mut empty: MessageReader<EmptyPress>,
+    mut compose: ResMut<Compose>,
+) {
+    for press in empty.read() {
+        if let (Compose::Idle, PointerSource::LeftHand | PointerSource::RightHand, Some(floor)) =
+            (&*compose, press.source, press.floor)
+        {
+            *compose = Compose::Writing {
+                at: floor + Vec3::Y * NOTE_HEIGHT,
+                reply_to: None,
+                text: String::new(),
+            };
         }
     }
 }

@@ -169,7 +169,11 @@ pub fn plugin(app: &mut App) {
                     .in_set(CairnSet::Input)
                     .before(super::head_is_viewer),
                 apply_stage.in_set(CairnSet::Layout),
-                (super::hand_panel::update_hand_panel, super::hand_panel::ears_at_the_head)
+                (
+                    super::hand_panel::update_hand_panel,
+                    super::hand_panel::ears_at_the_head,
+                    super::keyboard::dress_keyboard.after(super::keyboard::show_keyboard),
+                )
                     .run_if(openxr_session_running)
                     .in_set(CairnSet::Layout),
                 (see_through, count_frames, end_with_the_session),
