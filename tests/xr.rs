@@ -239,11 +239,16 @@ fn the_hand_panel_lists_unread_notes_first_and_says_what_is_being_composed() {
 }
 
 /// Points the right controller at `key` on the keyboard and pulls the trigger once.
-fn press_key(app: &mut App, key: xr::keyboard::Key) {
+fn press_key(app: &mut App, key: xr::boards::Key) {
     let at = key_centre(app, key);
+    press_at(app, key, at);
+}
+
+/// Points the right controller at `at`, checks that `key` is hovered, pulls the trigger.
+fn press_at(app: &mut App, key: xr::boards::Key, at: Vec3) {
     input(app).hand_mut(Hand::Right).aim = Some(aim(KEY_HAND, at));
     app.update();
-    assert_eq!(app.world().resource::<xr::keyboard::KeyboardState>().hovered, Some(key));
+    assert_eq!(app.world().resource::<xr::boards::BoardState>().hovered, Some(key));
     input(app).hand_mut(Hand::Right).trigger = 1.0;
     app.update();
     input(app).hand_mut(Hand::Right).trigger = 0.0;
@@ -262,18 +267,19 @@ const KEY_HAND: Vec3 = Vec3::new(0.15, 1.2, -0.15);
 /// The keyboard's pose, while it is up.
 fn keyboard(app: &mut App) -> Transform {
     let world = app.world_mut();
-    let mut q = world.query_filtered::<&Transform, With<xr::keyboard::VirtualKeyboard>>();
+    let mut q = world.query_filtered::<&Transform, With<xr::boards::VirtualKeyboard>>();
     *q.single(world).expect("the keyboard is up")
 }
 
-fn key_centre(app: &mut App, key: xr::keyboard::Key) -> Vec3 {
-    let cap = xr::keyboard::LAYOUT.iter().find(|c| c.key == key).expect("a key of the layout");
-    keyboard(app).transform_point(cap.centre())
+fn key_centre(app: &mut App, key: xr::boards::Key) -> Vec3 {
+    let board = xr::boards::Board::keyboard();
+    let cap = board.cap(key).expect("a key of the layout");
+    keyboard(app).transform_point(board.centre(cap))
 }
 
 #[test]
 fn the_headset_keyboard_types_the_note_and_posts_it_and_a_note_behind_it_is_not_touched() {
-    use cairn::xr::keyboard::{Key, VirtualKeyboard};
+    use cairn::xr::boards::{Key, VirtualKeyboard};
     let mut app = app();
     input(&mut app).head = Some(aim(HEAD, Vec3::new(0.0, 1.2, -2.0)));
     // The trigger on the floor, with nothing being composed, starts a note standing there.
@@ -341,7 +347,7 @@ fn the_headset_keyboard_types_the_note_and_posts_it_and_a_note_behind_it_is_not_
 
 #[test]
 fn cancel_on_the_headset_keyboard_posts_nothing() {
-    use cairn::xr::keyboard::Key;
+    use cairn::xr::boards::Key;
     let mut app = app();
     input(&mut app).head = Some(aim(HEAD, Vec3::new(0.0, 1.2, -2.0)));
     app.world_mut().insert_resource(Compose::Writing {
@@ -362,13 +368,13 @@ fn cancel_on_the_headset_keyboard_posts_nothing() {
 
 #[test]
 fn the_headset_keyboard_is_drawn_with_its_hovered_key_lit_and_the_text_above_it() {
-    use cairn::xr::keyboard::{Key, KeyboardLook};
+    use cairn::xr::boards::{BoardLook, Key};
     let mut app = App::new();
     app.add_plugins((MinimalPlugins, TransformPlugin, AssetPlugin::default(), CairnLogicPlugin));
     app.init_asset::<Mesh>().init_asset::<StandardMaterial>().init_asset::<Image>();
     app.init_asset::<cairn::render::VoiceOrbMaterial>();
     app.add_plugins((cairn::render::cpu_plugin, xr::logic_plugin));
-    app.add_systems(Update, xr::keyboard::dress_keyboard.after(cairn::CairnSet::Layout));
+    app.add_systems(Update, xr::boards::dress_boards.after(cairn::CairnSet::Layout));
     app.insert_resource(CurrentSpace(Some(SPACE)));
     app.update();
     input(&mut app).head = Some(aim(HEAD, Vec3::new(0.0, 1.2, -2.0)));
@@ -381,9 +387,9 @@ fn the_headset_keyboard_is_drawn_with_its_hovered_key_lit_and_the_text_above_it(
     app.update();
     let look = |app: &mut App| {
         let world = app.world_mut();
-        let mut q = world.query::<&KeyboardLook>();
+        let mut q = world.query_filtered::<&BoardLook, With<xr::boards::VirtualKeyboard>>();
         let l = q.single(world).expect("the keyboard is drawn");
-        (l.keys, l.highlight, l.preview)
+        (l.keys, l.highlight, l.preview.expect("the keyboard shows its text"))
     };
     let (keys, highlight, preview) = look(&mut app);
     let material = |app: &App, e: Entity| {
@@ -410,9 +416,97 @@ fn the_headset_keyboard_is_drawn_with_its_hovered_key_lit_and_the_text_above_it(
     press_key(&mut app, Key::Char('k'));
     assert_ne!(material(&app, preview), preview_material, "the text is redrawn as it grows");
     // Hovering a key lights it, where that key is.
-    let k = xr::keyboard::LAYOUT.iter().find(|c| c.key == Key::Char('k')).unwrap();
+    let board = xr::boards::Board::keyboard();
+    let k = board.cap(Key::Char('k')).unwrap();
     assert_eq!(app.world().get::<Visibility>(highlight), Some(&Visibility::Inherited));
     let lit = app.world().get::<Transform>(highlight).unwrap().translation;
-    assert!(lit.truncate().distance(k.centre().truncate()) < 1e-4, "{lit}");
+    assert!(lit.truncate().distance(board.centre(k).truncate()) < 1e-4, "{lit}");
     assert_eq!(writing(&app).as_deref(), Some("Ok"));
+}
+
+/// The action bar's pose and board, while it is up.
+fn action_bar(app: &mut App) -> Option<(Entity, Transform, xr::boards::Board)> {
+    let world = app.world_mut();
+    let mut q = world.query::<(&xr::boards::ActionBar, &Transform, &xr::boards::Board)>();
+    q.single(world).ok().map(|(bar, t, b)| (bar.note, *t, *b))
+}
+
+fn press_action(app: &mut App, key: xr::boards::Key) {
+    let (_, at, board) = action_bar(app).expect("the action bar is up");
+    let cap = board.cap(key).expect("a key of the action bar");
+    press_at(app, key, at.transform_point(board.centre(cap)));
+}
+
+fn net_commands(app: &mut App) -> Vec<cairn_client::ClientCommand> {
+    app.world_mut()
+        .resource_mut::<Messages<cairn::net::NetCommand>>()
+        .drain()
+        .map(|c| c.0)
+        .collect()
+}
+
+#[test]
+fn the_action_bar_under_a_focused_note_reacts_replies_and_deletes_in_the_headset() {
+    use cairn::xr::boards::Key;
+    use cairn_client::ClientCommand;
+    let mut app = app();
+    app.world_mut().resource_mut::<cairn::net::NetStatus>().handle = "alice".into();
+    input(&mut app).head = Some(aim(HEAD, Vec3::new(0.0, 1.5, -2.0)));
+    let note = receive(&mut app, 1, [0.0, 1.5, -2.0]);
+    assert!(action_bar(&mut app).is_none(), "no bar before a note is focused");
+    let hand = Vec3::new(0.15, 1.2, -0.15);
+    input(&mut app).hand_mut(Hand::Right).aim = Some(aim(hand, Vec3::new(0.0, 1.5, -2.0)));
+    app.update();
+    input(&mut app).hand_mut(Hand::Right).trigger = 1.0;
+    app.update();
+    input(&mut app).hand_mut(Hand::Right).trigger = 0.0;
+    app.update();
+    assert_eq!(app.world().resource::<Focused>().0, Some(note));
+    let (for_note, at, board) = action_bar(&mut app).expect("the bar comes up under the note");
+    assert_eq!(for_note, note);
+    let note_at = app.world().get::<Transform>(note).unwrap().translation;
+    assert!(
+        at.translation.y < note_at.y - 0.2,
+        "under the panel: {} vs {}",
+        at.translation,
+        note_at
+    );
+    assert!(board.cap(Key::Delete).is_some(), "alice's own note can be deleted");
+
+    // A reaction: a reply carrying the emoji, to this note.
+    net_commands(&mut app);
+    press_action(&mut app, Key::React(0));
+    let sent = net_commands(&mut app);
+    assert!(
+        matches!(&sent[..], [ClientCommand::Post { draft, .. }]
+            if draft.reaction.as_deref() == Some(cairn::compose::REACTIONS[0])
+                && draft.reply_to == Some(NoteId([1; 16]))),
+        "{sent:?}"
+    );
+    assert_eq!(app.world().resource::<Focused>().0, Some(note), "the focus stays");
+
+    // Delete, on your own note.
+    press_action(&mut app, Key::Delete);
+    let sent = net_commands(&mut app);
+    assert!(
+        matches!(&sent[..], [ClientCommand::Delete { note_id, .. }] if *note_id == NoteId([1; 16])),
+        "{sent:?}"
+    );
+
+    // Reply: writing starts beside the note, the bar gives way to the keyboard.
+    press_action(&mut app, Key::Reply);
+    app.update();
+    assert!(
+        matches!(app.world().resource::<Compose>(), Compose::Writing { reply_to: Some(id), .. } if *id == NoteId([1; 16]))
+    );
+    assert!(action_bar(&mut app).is_none(), "no bar while writing");
+    keyboard(&mut app);
+
+    // Back from writing, the bar returns; seen by someone else, the note offers no Delete.
+    app.world_mut().resource_mut::<cairn::net::NetStatus>().handle = "bob".into();
+    press_key(&mut app, Key::Cancel);
+    app.update();
+    let (_, _, board) = action_bar(&mut app).expect("the bar is back after writing");
+    assert!(board.cap(Key::Delete).is_none());
+    assert!(board.cap(Key::Reply).is_some());
 }

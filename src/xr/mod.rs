@@ -12,8 +12,8 @@
 //!   release to go there) by moving the tracking root, never the head;
 //! * text panels keep the angle they take in the view between 1 and 3 m ([`comfort_scale`]).
 
+pub mod boards;
 pub mod hand_panel;
-pub mod keyboard;
 pub mod runtime;
 
 use crate::CairnSet;
@@ -175,7 +175,7 @@ pub fn logic_plugin(app: &mut App) {
         .init_resource::<StageOrigin>()
         .init_resource::<ViewerRight>()
         .add_message::<VoiceInput>()
-        .init_resource::<keyboard::KeyboardState>()
+        .init_resource::<boards::BoardState>()
         .add_systems(
             Update,
             (head_is_viewer, pointer_from_hands, locomotion, grip_records)
@@ -185,8 +185,8 @@ pub fn logic_plugin(app: &mut App) {
         .add_systems(
             Update,
             (
-                keyboard::keyboard_pick.after(PickSet).before(PressSet),
-                keyboard::type_on_keyboard.in_set(PressSet).after(keyboard::keyboard_pick),
+                boards::board_pick.after(PickSet).before(PressSet),
+                boards::press_keys.in_set(PressSet).after(boards::board_pick),
             )
                 .in_set(CairnSet::Apply),
         )
@@ -196,7 +196,13 @@ pub fn logic_plugin(app: &mut App) {
                 .in_set(CairnSet::Apply)
                 .after(crate::compose::ComposeSystems),
         )
-        .add_systems(Update, keyboard::show_keyboard.in_set(CairnSet::Layout))
+        .add_systems(
+            Update,
+            (boards::show_keyboard, boards::show_action_bar)
+                .in_set(CairnSet::Layout)
+                .after(crate::notes::face_viewer)
+                .after(panels_keep_their_angle),
+        )
         .add_systems(
             Update,
             panels_keep_their_angle

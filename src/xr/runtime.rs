@@ -172,7 +172,9 @@ pub fn plugin(app: &mut App) {
                 (
                     super::hand_panel::update_hand_panel,
                     super::hand_panel::ears_at_the_head,
-                    super::keyboard::dress_keyboard.after(super::keyboard::show_keyboard),
+                    super::boards::dress_boards
+                        .after(super::boards::show_keyboard)
+                        .after(super::boards::show_action_bar),
                 )
                     .run_if(openxr_session_running)
                     .in_set(CairnSet::Layout),
