@@ -255,6 +255,17 @@ fn press_at(app: &mut App, key: xr::boards::Key, at: Vec3) {
     app.update();
 }
 
+/// The head looks ahead and down a little, and a note is being written (the keyboard comes up).
+fn start_writing(app: &mut App) {
+    input(app).head = Some(aim(HEAD, Vec3::new(0.0, 1.2, -2.0)));
+    app.world_mut().insert_resource(Compose::Writing {
+        at: Vec3::new(0.0, NOTE_HEIGHT, -2.0),
+        reply_to: None,
+        text: String::new(),
+    });
+    app.update();
+}
+
 fn writing(app: &App) -> Option<String> {
     match app.world().resource::<Compose>() {
         Compose::Writing { text, .. } => Some(text.clone()),
@@ -349,13 +360,7 @@ fn the_headset_keyboard_types_the_note_and_posts_it_and_a_note_behind_it_is_not_
 fn cancel_on_the_headset_keyboard_posts_nothing() {
     use cairn::xr::boards::Key;
     let mut app = app();
-    input(&mut app).head = Some(aim(HEAD, Vec3::new(0.0, 1.2, -2.0)));
-    app.world_mut().insert_resource(Compose::Writing {
-        at: Vec3::new(0.0, NOTE_HEIGHT, -2.0),
-        reply_to: None,
-        text: String::new(),
-    });
-    app.update();
+    start_writing(&mut app);
     press_key(&mut app, Key::Char('q'));
     assert_eq!(writing(&app).as_deref(), Some("Q"));
     app.world_mut().resource_mut::<Messages<cairn::net::NetCommand>>().clear();
@@ -377,13 +382,7 @@ fn the_headset_keyboard_is_drawn_with_its_hovered_key_lit_and_the_text_above_it(
     app.add_systems(Update, xr::boards::dress_boards.after(cairn::CairnSet::Layout));
     app.insert_resource(CurrentSpace(Some(SPACE)));
     app.update();
-    input(&mut app).head = Some(aim(HEAD, Vec3::new(0.0, 1.2, -2.0)));
-    app.world_mut().insert_resource(Compose::Writing {
-        at: Vec3::new(0.0, NOTE_HEIGHT, -2.0),
-        reply_to: None,
-        text: String::new(),
-    });
-    app.update();
+    start_writing(&mut app);
     app.update();
     let look = |app: &mut App| {
         let world = app.world_mut();

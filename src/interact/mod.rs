@@ -51,8 +51,8 @@ pub struct Pointer {
     pub floor: Option<Vec3>,
     /// Where the ray meets the nearest note, if any.
     pub note_hit: Option<Vec3>,
-    /// The ray meets a world-space panel (the XR keyboard) before any note: presses are
-    /// the panel's, not a note's or the floor's.
+    /// The ray meets a world-space board (the XR keyboard or action bar) before any note:
+    /// presses are the board's, not a note's or the floor's.
     pub on_panel: bool,
 }
 
@@ -80,8 +80,8 @@ pub fn plugin(app: &mut App) {
         );
 }
 
-/// Picking: rays become hover. A world-space panel that can take the pointer (the XR
-/// keyboard) runs after it and before [`PressSet`].
+/// Picking: rays become hover. World-space boards that can take the pointer (XR's keyboard
+/// and action bar) pick after it and before [`PressSet`].
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PickSet;
 
@@ -199,13 +199,14 @@ fn press(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A small deterministic generator, so the property below runs the same cases every time.
-    struct Lcg(u64);
+    /// A small deterministic generator, so the properties run the same cases every time.
+    pub(crate) struct Lcg(pub(crate) u64);
     impl Lcg {
-        fn next(&mut self) -> f32 {
+        /// Uniform in [-1, 1).
+        pub(crate) fn next(&mut self) -> f32 {
             self.0 = self
                 .0
                 .wrapping_mul(6_364_136_223_846_793_005)

@@ -144,23 +144,13 @@ impl NoteGrid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interact::tests::Lcg;
 
     /// The distance from `p` to the segment `a`–`b` in space.
     fn segment_distance(p: Vec3, a: Vec3, b: Vec3) -> f32 {
         let ab = b - a;
         let t = ((p - a).dot(ab) / ab.length_squared()).clamp(0.0, 1.0);
         p.distance(a + ab * t)
-    }
-
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> f32 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
     }
 
     #[test]

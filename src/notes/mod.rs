@@ -109,12 +109,6 @@ pub struct DistanceFade {
 #[component(storage = "SparseSet")]
 pub struct Near;
 
-impl Default for DistanceFade {
-    fn default() -> Self {
-        DistanceFade { alpha: 1.0 }
-    }
-}
-
 /// Full detail closer than this (metres).
 pub const DETAIL_DISTANCE: f32 = 12.0;
 /// Fully faded beyond this.

@@ -55,6 +55,11 @@ pub enum Key {
     Delete,
 }
 
+/// What a letter key types: `c`, or its capital.
+fn cased(c: char, upper: bool) -> String {
+    if upper { c.to_uppercase().collect() } else { c.to_string() }
+}
+
 /// A key on the board: its row (0 at the top), its left edge and width in keys.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyCap {
@@ -67,8 +72,7 @@ pub struct KeyCap {
 impl KeyCap {
     pub fn label(&self, upper: bool) -> String {
         match self.key {
-            Key::Char(c) if upper => c.to_uppercase().collect(),
-            Key::Char(c) => c.to_string(),
+            Key::Char(c) => cased(c, upper),
             Key::Shift => "⇧".into(),
             Key::Backspace => "⌫".into(),
             Key::Space => "space".into(),
@@ -208,10 +212,7 @@ pub(super) fn show_keyboard(
             let empty = matches!(&*compose, Compose::Writing { text, .. } if text.is_empty());
             *state = BoardState { hovered: None, upper: empty };
         }
-        (false, Ok(board)) => {
-            commands.entity(board).despawn();
-            state.hovered = None;
-        }
+        (false, Ok(board)) => commands.entity(board).despawn(),
         _ => {}
     }
 }
@@ -248,35 +249,24 @@ pub(super) fn press_keys(
 ) {
     for _ in presses.read() {
         let (true, Some(key)) = (pointer.on_panel, state.hovered) else { continue };
-        match key {
+        let input = match key {
             Key::Char(c) => {
-                let text = if state.upper { c.to_uppercase().collect() } else { c.to_string() };
-                typed.write(ComposeInput::Type(text));
-                state.upper = false;
+                let upper = std::mem::take(&mut state.upper);
+                ComposeInput::Type(cased(c, upper))
             }
-            Key::Shift => state.upper = !state.upper,
-            Key::Space => {
-                typed.write(ComposeInput::Type(" ".into()));
+            Key::Shift => {
+                state.upper = !state.upper;
+                continue;
             }
-            Key::Backspace => {
-                typed.write(ComposeInput::Backspace);
-            }
-            Key::Post => {
-                typed.write(ComposeInput::Submit);
-            }
-            Key::Cancel => {
-                typed.write(ComposeInput::Cancel);
-            }
-            Key::Reply => {
-                typed.write(ComposeInput::Reply);
-            }
-            Key::React(i) => {
-                typed.write(ComposeInput::React(i));
-            }
-            Key::Delete => {
-                typed.write(ComposeInput::Delete);
-            }
-        }
+            Key::Space => ComposeInput::Type(" ".into()),
+            Key::Backspace => ComposeInput::Backspace,
+            Key::Post => ComposeInput::Submit,
+            Key::Cancel => ComposeInput::Cancel,
+            Key::Reply => ComposeInput::Reply,
+            Key::React(i) => ComposeInput::React(i),
+            Key::Delete => ComposeInput::Delete,
+        };
+        typed.write(input);
     }
 }
 
