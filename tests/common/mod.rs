@@ -5,8 +5,9 @@
 use cairn_client::LocalNote;
 use cairn_crypto::NoteBody;
 use cairn_proto::{DeviceId, NoteId, SpaceId};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The space the headless tests show.
@@ -30,41 +31,34 @@ pub fn local_note(id: u8, body: NoteBody, read: bool) -> LocalNote {
 pub struct Xvfb {
     child: Child,
     pub display: String,
+    /// Xvfb's stdout, kept open for as long as it runs.
+    _out: BufReader<ChildStdout>,
 }
 
 impl Xvfb {
+    /// Starts Xvfb on a display it picks itself (`-displayfd`): it takes a free number under
+    /// its own lock file and prints it once it accepts connections, so tests that start
+    /// their servers at the same moment never share one.
     pub fn start() -> Xvfb {
         let which = Command::new("sh").args(["-c", "command -v Xvfb"]).output().expect("sh");
         assert!(
             which.status.success(),
             "Xvfb is required for this test (Debian package xvfb; ./dev test installs it)"
         );
-        for n in 90..140 {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            {
-                continue;
-            }
-            let child = Command::new("Xvfb")
-                .args([&format!(":{n}"), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb starts");
-            let mut x = Xvfb { child, display: format!(":{n}") };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                    return x;
-                }
-                if x.child.try_wait().ok().flatten().is_some() {
-                    break; // this display number was taken; try the next
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            drop(x);
-        }
-        panic!("no Xvfb display could be started");
+        let mut child = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb starts");
+        let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let Ok(n) = line.trim().parse::<u32>() else {
+            let _ = child.kill();
+            panic!("Xvfb did not say which display it took (it printed {line:?})");
+        };
+        Xvfb { child, display: format!(":{n}"), _out: out }
     }
 }
 
