@@ -165,6 +165,11 @@ pub fn run(args: Args) -> AppExit {
             if info.fb_passthrough {
                 init.exts.enable_fb_passthrough();
             }
+            if info.msft_spatial_anchors {
+                let exts = init.exts.raw_mut();
+                exts.msft_spatial_anchor = true;
+                exts.msft_spatial_anchor_persistence = true;
+            }
             init.app_info.name = "Cairn".into();
             app.add_plugins(
                 bevy_mod_openxr::add_xr_plugins(DefaultPlugins.set(assets)).set(window).set(init),

@@ -206,9 +206,110 @@ fn a_note_left_against_an_anchor_this_device_does_not_know_is_marked_approximate
         |body: &NoteBody| cairn::notes::Note::from_local(&local_note(1, body.clone(), false));
     let plain = cairn::render::header_line(&note(&body), 0);
     assert!(!plain.contains("approximate"), "{plain}");
-    body.anchor = Some(cairn_crypto::SpatialAnchor { kind: "fb".into(), id: vec![7; 16] });
+    body.anchor = Some(shelf_anchor(Pose::default()));
     let anchored = cairn::render::header_line(&note(&body), 0);
     assert!(anchored.contains("≈ place approximate"), "{anchored}");
+}
+
+fn shelf_anchor(offset: Pose) -> cairn_crypto::SpatialAnchor {
+    cairn_crypto::SpatialAnchor { kind: "msft".into(), id: b"shelf".to_vec(), offset }
+}
+
+fn shelf_key() -> cairn::notes::AnchorKey {
+    cairn::notes::AnchorKey { kind: "msft".into(), id: b"shelf".to_vec() }
+}
+
+fn set_anchor(app: &mut App, at: Option<Transform>) {
+    let mut known = app.world_mut().resource_mut::<cairn::notes::KnownAnchors>();
+    match at {
+        Some(t) => known.0.insert(shelf_key(), t),
+        None => known.0.remove(&shelf_key()),
+    };
+    app.update();
+}
+
+#[test]
+fn an_anchored_note_stands_at_its_anchor_where_this_device_locates_it_and_follows_it() {
+    let mut app = app();
+    // Left 40 cm above and 10 cm in front of the shelf's anchor; its stage pose is where the
+    // author's stage put it, 1 m off from where this device's anchor is.
+    let mut body = NoteBody::text(
+        "alice",
+        "on the shelf",
+        Pose { position: [3.0, 1.4, -2.0], ..Pose::default() },
+    );
+    body.anchor = Some(shelf_anchor(Pose { position: [0.0, 0.4, 0.1], ..Pose::default() }));
+    app.world_mut().write_message(NoteUpdated(local_note(5, body, false)));
+    app.update();
+    app.update();
+    let e = app.world().resource::<NoteIndex>().0[&NoteId([5; 16])];
+    let at = |app: &App| app.world().get::<Transform>(e).unwrap().translation;
+    let approximate = |app: &App| app.world().get::<cairn::notes::Note>(e).unwrap().approximate;
+    // Not located here (yet): the stage pose, marked.
+    assert!(at(&app).distance(Vec3::new(3.0, 1.4, -2.0)) < 1e-4, "{}", at(&app));
+    assert!(approximate(&app));
+    // The runtime locates the anchor, turned a quarter: the note stands at the anchor, exact,
+    // and its header is redrawn without the mark.
+    let shelf = Transform::from_xyz(4.0, 1.0, -2.0)
+        .with_rotation(Quat::from_rotation_y(std::f32::consts::FRAC_PI_2));
+    set_anchor(&mut app, Some(shelf));
+    let want = shelf.transform_point(Vec3::new(0.0, 0.4, 0.1));
+    assert!(at(&app).distance(want) < 1e-4, "{} vs {want}", at(&app));
+    assert!(!approximate(&app));
+    let header = cairn::render::header_line(app.world().get::<cairn::notes::Note>(e).unwrap(), 0);
+    assert!(!header.contains("approximate"), "{header}");
+    // Pointing finds it where it now stands.
+    input(&mut app).head = Some(aim(HEAD, want));
+    input(&mut app).hand_mut(Hand::Right).aim = Some(aim(Vec3::new(0.2, 1.2, -0.3), want));
+    app.update();
+    assert_eq!(app.world().resource::<Pointer>().hovered, Some(e));
+    // The runtime refines the anchor by 3 cm: the note follows.
+    let refined = Transform { translation: shelf.translation + Vec3::Z * 0.03, ..shelf };
+    set_anchor(&mut app, Some(refined));
+    assert!(at(&app).distance(want + Vec3::Z * 0.03) < 1e-4);
+    // Tracking lost: back to the stage pose, marked again.
+    set_anchor(&mut app, None);
+    assert!(at(&app).distance(Vec3::new(3.0, 1.4, -2.0)) < 1e-4);
+    assert!(approximate(&app));
+}
+
+#[test]
+fn a_note_written_near_a_located_anchor_goes_out_attached_to_it() {
+    let mut app = app();
+    let shelf = Transform::from_xyz(1.0, 0.9, -2.5).with_rotation(Quat::from_rotation_y(0.5));
+    set_anchor(&mut app, Some(shelf));
+    let post = |app: &mut App, at: Vec3| {
+        app.world_mut().insert_resource(Compose::Writing {
+            at,
+            reply_to: None,
+            text: "milk".into(),
+        });
+        app.world_mut().write_message(ComposeInput::Submit);
+        app.update();
+        let posts: Vec<_> = app
+            .world_mut()
+            .resource_mut::<Messages<cairn::net::NetCommand>>()
+            .drain()
+            .filter_map(|c| match c.0 {
+                cairn_client::ClientCommand::Post { draft, .. } => Some(draft),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(posts.len(), 1);
+        posts.into_iter().next().unwrap()
+    };
+    let at = Vec3::new(0.0, NOTE_HEIGHT, -2.0);
+    let draft = post(&mut app, at);
+    // Its stage pose is unchanged (any device can show it); the anchor and the pose relative
+    // to it put it back at the same spot.
+    assert_eq!(draft.pose.position, at.to_array());
+    let anchor = draft.anchor.expect("attached to the shelf's anchor");
+    assert_eq!((anchor.kind.as_str(), anchor.id.as_slice()), ("msft", &b"shelf"[..]));
+    let [x, y, z] = anchor.offset.position;
+    assert!(shelf.transform_point(Vec3::new(x, y, z)).distance(at) < 1e-4);
+    // Far from every known anchor: not attached.
+    let draft = post(&mut app, Vec3::new(20.0, NOTE_HEIGHT, 5.0));
+    assert!(draft.anchor.is_none());
 }
 
 #[test]
@@ -369,6 +470,62 @@ fn cancel_on_the_headset_keyboard_posts_nothing() {
     let commands =
         app.world_mut().resource_mut::<Messages<cairn::net::NetCommand>>().drain().count();
     assert_eq!(commands, 0);
+}
+
+#[test]
+fn the_keyboard_comes_along_when_the_thumbstick_turns_or_teleports_the_wearer() {
+    use cairn::xr::boards::Key;
+    let mut app = app();
+    start_writing(&mut app);
+    press_key(&mut app, Key::Char('h'));
+    let head = |app: &mut App| input(app).head.unwrap();
+    let relative = |app: &mut App| {
+        let (h, k) = (head(app), keyboard(app));
+        (h.rotation.inverse() * (k.translation - h.translation), h.rotation.inverse() * k.rotation)
+    };
+    let (offset, turn) = relative(&mut app);
+    // Teleport: aim the left stick at the floor 3 m ahead and release. The runtime then
+    // reports the head where the stage took it, in world space.
+    let stage_before = app.world().resource::<StageOrigin>().0;
+    let target = Vec3::new(0.5, 0.0, -3.0);
+    input(&mut app).hand_mut(Hand::Left).aim = Some(aim(Vec3::new(-0.2, 1.1, -0.2), target));
+    input(&mut app).hand_mut(Hand::Left).thumbstick = Vec2::new(0.0, 0.95);
+    app.update();
+    input(&mut app).hand_mut(Hand::Left).thumbstick = Vec2::ZERO;
+    app.update();
+    let stage_after = app.world().resource::<StageOrigin>().0;
+    assert_ne!(stage_before, stage_after, "the stick teleported");
+    let moved = stage_after.compute_affine() * stage_before.compute_affine().inverse();
+    let h = head(&mut app);
+    input(&mut app).head = Some(Transform::from_matrix((moved * h.compute_affine()).into()));
+    app.update();
+    let (offset_after, turn_after) = relative(&mut app);
+    assert!(offset_after.distance(offset) < 1e-4, "{offset_after} vs {offset}");
+    assert!(turn_after.abs_diff_eq(turn, 1e-4), "{turn_after} vs {turn}");
+    // A snap turn about the head: the keyboard swings round with the wearer.
+    for x in [1.0, 0.0] {
+        input(&mut app).hand_mut(Hand::Left).thumbstick = Vec2::new(x, 0.0);
+        app.update();
+    }
+    let turned = app.world().resource::<StageOrigin>().0.compute_affine()
+        * stage_after.compute_affine().inverse();
+    let h = head(&mut app);
+    input(&mut app).head = Some(Transform::from_matrix((turned * h.compute_affine()).into()));
+    app.update();
+    let (offset_turned, turn_turned) = relative(&mut app);
+    assert!(offset_turned.distance(offset) < 1e-4, "{offset_turned} vs {offset}");
+    assert!(turn_turned.abs_diff_eq(turn, 1e-4), "{turn_turned} vs {turn}");
+    // And it still types: what was written is kept, and a key at its new place works.
+    let k = keyboard(&mut app);
+    let board = xr::boards::Board::keyboard();
+    let i = k.transform_point(board.centre(board.cap(Key::Char('i')).unwrap()));
+    let hand = head(&mut app).transform_point(Vec3::new(0.15, -0.4, -0.15));
+    input(&mut app).hand_mut(Hand::Right).aim = Some(aim(hand, i));
+    app.update();
+    assert_eq!(app.world().resource::<xr::boards::BoardState>().hovered, Some(Key::Char('i')));
+    input(&mut app).hand_mut(Hand::Right).trigger = 1.0;
+    app.update();
+    assert_eq!(writing(&app).as_deref(), Some("Hi"));
 }
 
 #[test]

@@ -12,7 +12,9 @@ use cairn_crypto::NoteBody;
 use cairn_proto::{DeviceId, NoteId, NoteKind, SpaceId};
 use std::collections::HashMap;
 
+pub mod anchors;
 pub mod grid;
+pub use anchors::{AnchorKey, KnownAnchors};
 pub use grid::NoteGrid;
 
 /// A note standing in the space. Despawning it takes it out of the [`NoteGrid`].
@@ -28,6 +30,9 @@ pub struct Note {
     /// Why it could not be opened (shown as a marked placeholder).
     pub error: Option<String>,
     pub unread: bool,
+    /// It was left against a spatial anchor this device does not locate, so it stands at
+    /// its stage pose, which may be off (see [`anchors`]).
+    pub approximate: bool,
 }
 
 impl Note {
@@ -46,6 +51,7 @@ impl Note {
             body: n.body.clone(),
             error: n.error.clone(),
             unread: !n.read,
+            approximate: n.body.as_ref().is_some_and(|b| b.anchor.is_some()),
         }
     }
 }
@@ -134,6 +140,7 @@ pub struct NoteSystems;
 
 pub fn plugin(app: &mut App) {
     app.world_mut().get_resource_or_init::<NoteGrid>().allow_scale(ARRIVAL_PEAK_SCALE);
+    app.add_plugins(anchors::plugin);
     app.init_resource::<NoteIndex>()
         .init_resource::<Viewer>()
         .init_resource::<AwaitingParent>()
@@ -161,6 +168,7 @@ fn apply_updates(
     mut grid: ResMut<NoteGrid>,
     current: Res<CurrentSpace>,
     viewer: Res<Viewer>,
+    known: Res<KnownAnchors>,
     mut notes: Query<(&mut Note, &mut Transform, &mut DistanceFade, Has<Near>)>,
     time: Option<Res<Time>>,
 ) {
@@ -169,20 +177,34 @@ fn apply_updates(
         if current.0 != Some(local.space) || local.deleted {
             continue;
         }
-        let note = Note::from_local(local);
-        let transform = pose_transform(note.body.as_ref());
+        let mut note = Note::from_local(local);
+        let (transform, approximate) = anchors::place(note.body.as_ref(), &known);
+        note.approximate = approximate;
+        let anchored = note.body.as_ref().is_some_and(|b| b.anchor.is_some());
         match index.0.get(&local.note_id).copied() {
             Some(entity) => {
                 if let Ok((mut existing, mut t, mut fade, near)) = notes.get_mut(entity) {
                     *existing = note;
                     if t.translation != transform.translation {
-                        t.translation = transform.translation;
-                        grid.place(entity, t.translation);
-                        let (alpha, detailed) = fade_at(t.translation.distance(viewer.0));
-                        fade.alpha = alpha;
-                        set_near(&mut commands, entity, detailed, near);
+                        let to = transform.translation;
+                        move_note(
+                            &mut commands,
+                            &mut grid,
+                            viewer.0,
+                            entity,
+                            &mut t,
+                            &mut fade,
+                            near,
+                            to,
+                        );
                     }
-                    commands.entity(entity).insert(NeedsVisual);
+                    let mut e = commands.entity(entity);
+                    e.insert(NeedsVisual);
+                    if anchored {
+                        e.insert(anchors::Anchored);
+                    } else {
+                        e.remove::<anchors::Anchored>();
+                    }
                 }
             }
             None => {
@@ -199,6 +221,9 @@ fn apply_updates(
                 if detailed {
                     e.insert(Near);
                 }
+                if anchored {
+                    e.insert(anchors::Anchored);
+                }
                 if live {
                     e.insert(Arriving(0.0));
                 }
@@ -209,24 +234,24 @@ fn apply_updates(
     }
 }
 
-/// A note's transform from its pose (an unopened note stands at the origin of the space).
-pub fn pose_transform(body: Option<&NoteBody>) -> Transform {
-    match body {
-        Some(b) => {
-            let [x, y, z] = b.pose.position;
-            let [qx, qy, qz, qw] = b.pose.rotation;
-            let q = Quat::from_xyzw(qx, qy, qz, qw);
-            let rotation =
-                if q.is_finite() && (q.length() - 1.0).abs() < 0.01 { q } else { Quat::IDENTITY };
-            let translation = Vec3::new(x, y, z);
-            Transform {
-                translation: if translation.is_finite() { translation } else { Vec3::ZERO },
-                rotation,
-                scale: Vec3::ONE,
-            }
-        }
-        None => Transform::from_xyz(0.0, 1.2, 0.0),
-    }
+/// Moves a standing note to `to`: its cell in the [`NoteGrid`], its fade and its level of
+/// detail follow at once.
+#[allow(clippy::too_many_arguments)]
+fn move_note(
+    commands: &mut Commands,
+    grid: &mut NoteGrid,
+    viewer: Vec3,
+    e: Entity,
+    t: &mut Transform,
+    fade: &mut DistanceFade,
+    near: bool,
+    to: Vec3,
+) {
+    t.translation = to;
+    grid.place(e, to);
+    let (alpha, detailed) = fade_at(to.distance(viewer));
+    fade.alpha = alpha;
+    set_near(commands, e, detailed, near);
 }
 
 fn apply_removals(

@@ -464,13 +464,13 @@ pub fn image_from_bytes(bytes: &[u8]) -> Option<Image> {
 }
 
 /// The header of a panel: author and age, and a state when it matters. A note left
-/// against a spatial anchor stands relative to the stage here (this app does not resolve
-/// anchors yet), so its place is marked as approximate.
+/// against a spatial anchor this device does not locate stands at its stage pose, so its
+/// place is marked as approximate.
 pub fn header_line(note: &Note, now_ms: u64) -> String {
     match &note.body {
         Some(b) => {
             let state = if note.pending() { " · sending…" } else { "" };
-            let place = if b.anchor.is_some() { " · ≈ place approximate" } else { "" };
+            let place = if note.approximate { " · ≈ place approximate" } else { "" };
             format!("{} · {}{state}{place}", b.author, age_label(b.created_at, now_ms))
         }
         None => "🔒 could not be opened".into(),

@@ -15,6 +15,7 @@
 pub mod boards;
 pub mod hand_panel;
 pub mod runtime;
+pub mod spatial_anchors;
 
 use crate::CairnSet;
 use crate::audio::{ViewerRight, VoiceInput};
@@ -178,7 +179,7 @@ pub fn logic_plugin(app: &mut App) {
         .init_resource::<boards::BoardState>()
         .add_systems(
             Update,
-            (head_is_viewer, pointer_from_hands, locomotion, grip_records)
+            (head_is_viewer, pointer_from_hands, locomotion, boards_ride_the_stage, grip_records)
                 .chain()
                 .in_set(CairnSet::Input),
         )
@@ -302,6 +303,24 @@ fn locomotion(
         }
     }
     state.teleport_target = target;
+}
+
+/// A board stands where it appeared in the room (the stage), not in the world: when the
+/// thumbstick turns or teleports the stage, the keyboard comes along, so it is still at hand
+/// after the jump rather than left behind where the wearer was. (The action bar follows its
+/// note, which does not move.)
+fn boards_ride_the_stage(
+    stage: Res<StageOrigin>,
+    mut last: Local<Option<Transform>>,
+    mut boards: Query<&mut Transform, With<boards::VirtualKeyboard>>,
+) {
+    let now = stage.0;
+    let before = last.replace(now);
+    let Some(before) = before.filter(|b| *b != now) else { return };
+    let moved = now.compute_affine() * before.compute_affine().inverse();
+    for mut t in &mut boards {
+        *t = Transform::from_matrix((moved * t.compute_affine()).into());
+    }
 }
 
 /// Hold grip to record a voice note where you stand; release to post it.

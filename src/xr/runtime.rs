@@ -53,6 +53,9 @@ pub struct RuntimeInfo {
     pub runtime: String,
     pub system: String,
     pub fb_passthrough: bool,
+    /// `XR_MSFT_spatial_anchor` with `XR_MSFT_spatial_anchor_persistence`: notes attach to
+    /// anchors the runtime keeps between sessions.
+    pub msft_spatial_anchors: bool,
 }
 
 /// Looks for an OpenXR runtime and a headset without starting a session, so that the app
@@ -88,6 +91,7 @@ pub fn probe() -> Result<RuntimeInfo, String> {
         runtime,
         system: if name.is_empty() { "headset".into() } else { name },
         fb_passthrough: exts.fb_passthrough,
+        msft_spatial_anchors: exts.msft_spatial_anchor && exts.msft_spatial_anchor_persistence,
     })
 }
 
@@ -151,6 +155,7 @@ pub fn plugin(app: &mut App) {
             ..default()
         })
         .add_oxr_event_handler(session_state_events)
+        .add_plugins(super::spatial_anchors::plugin)
         .add_systems(Startup, create_actions.run_if(resource_exists::<OxrInstance>))
         .add_systems(OxrSendActionBindings, suggest_bindings)
         .add_systems(XrSessionCreated, (attach_actions, spawn_aim_spaces))

@@ -6,9 +6,7 @@ use cairn_client::LocalNote;
 use cairn_crypto::NoteBody;
 use cairn_proto::{DeviceId, NoteId, SpaceId};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The space the headless tests show.
 pub const SPACE: SpaceId = SpaceId([1; 16]);

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 const NONCE_LEN: usize = 12;
 
 /// Where a note stands: position in metres and orientation as a unit quaternion
-/// (x, y, z, w), in the space's reference frame (the stage, or `anchor` when set).
+/// (x, y, z, w), in the space's reference frame (the stage).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pose {
     pub position: [f32; 3],
@@ -32,13 +32,19 @@ impl Default for Pose {
     }
 }
 
-/// A persisted spatial anchor the pose is relative to (XR_FB_spatial_entity UUID or
-/// XR_MSFT_spatial_anchor name).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A persisted spatial anchor the note is attached to: which anchor (an XR_FB_spatial_entity
+/// UUID, an XR_MSFT_spatial_anchor name), and where the note stands relative to it. A
+/// device that can locate the anchor puts the note there, exactly where it was left in
+/// the room; any other device uses the note's stage `pose`, marked as approximate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SpatialAnchor {
     pub kind: String,
     #[serde(with = "serde_bytes")]
     pub id: Vec<u8>,
+    /// The note's pose in the anchor's frame (absent in notes from before it existed: the
+    /// anchor's own pose).
+    #[serde(default)]
+    pub offset: Pose,
 }
 
 /// A media blob a note carries: its address, its key, and what it is.

@@ -487,3 +487,26 @@ proptest! {
         prop_assert_eq!(&replayed.state().members, &space.log.state().members);
     }
 }
+
+#[test]
+fn an_anchor_travels_with_its_offset_and_one_written_without_an_offset_still_reads() {
+    use cairn_crypto::{Pose, SpatialAnchor};
+    let anchor = SpatialAnchor {
+        kind: "msft".into(),
+        id: b"cairn-7".to_vec(),
+        offset: Pose { position: [0.0, 1.2, 0.3], rotation: [0.0, 0.0, 0.0, 1.0] },
+    };
+    let back: SpatialAnchor = cairn_proto::decode(&cairn_proto::encode(&anchor)).unwrap();
+    assert_eq!(back, anchor);
+    // {"kind": "fb", "id": h'0707'}: a note's anchor from before offsets existed.
+    #[derive(serde::Serialize)]
+    struct Old {
+        kind: String,
+        #[serde(with = "serde_bytes")]
+        id: Vec<u8>,
+    }
+    let old = cairn_proto::encode(&Old { kind: "fb".into(), id: vec![7, 7] });
+    let read: SpatialAnchor = cairn_proto::decode(&old).unwrap();
+    assert_eq!((read.kind.as_str(), read.id.as_slice()), ("fb", &[7u8, 7][..]));
+    assert_eq!(read.offset, Pose::default(), "no offset: the anchor's own pose");
+}

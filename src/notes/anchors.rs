@@ -1,0 +1,221 @@
+//! Spatial anchors: notes that stand exactly where they were left in a real room.
+//!
+//! A note always carries its pose in the space's frame (the stage), which every device can
+//! show. Where the device knows a persisted spatial anchor near the spot, the note is also
+//! attached to it ([`SpatialAnchor`]: the anchor's id and the note's pose relative to it,
+//! inside the encrypted body). A device that locates that anchor puts the note at the
+//! anchor, which stays right when the stage is recentred or the room re-learnt; one that
+//! does not falls back to the stage pose and marks the note as approximate.
+//!
+//! All of this works over [`KnownAnchors`], the anchors this device locates this frame with
+//! their world poses: the XR glue fills it where the runtime persists anchors, tests fill it
+//! directly. Nothing here needs a runtime.
+
+use super::{DistanceFade, Near, NeedsVisual, Note, NoteGrid, Viewer, move_note};
+use crate::net::NetCommand;
+use bevy::prelude::*;
+use cairn_client::ClientCommand;
+use cairn_crypto::{NoteBody, Pose, SpatialAnchor};
+use std::collections::HashMap;
+
+/// Which anchor: the runtime's kind of anchor and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AnchorKey {
+    pub kind: String,
+    pub id: Vec<u8>,
+}
+
+impl AnchorKey {
+    pub fn of(anchor: &SpatialAnchor) -> Self {
+        AnchorKey { kind: anchor.kind.clone(), id: anchor.id.clone() }
+    }
+}
+
+/// The spatial anchors this device can locate now, with their poses in the world. Empty
+/// where the runtime persists no anchors (the desktop; runtimes without the extensions).
+#[derive(Resource, Debug, Default, Clone)]
+pub struct KnownAnchors(pub HashMap<AnchorKey, Transform>);
+
+/// A new note is attached to a known anchor at most this far away (metres). Farther, a small
+/// error in the anchor's rotation would move the note noticeably (a lever arm), and a
+/// runtime keeps an anchor accurate only near it.
+pub const ANCHOR_REACH: f32 = 3.0;
+
+/// On notes attached to an anchor, so that following anchors visits only those.
+#[derive(Component, Debug, Default)]
+#[component(storage = "SparseSet")]
+pub struct Anchored;
+
+/// A pose as a transform; a malformed position or rotation (a hostile or broken note) gives
+/// the origin or no rotation rather than a NaN in the scene.
+pub fn pose_to_transform(pose: &Pose) -> Transform {
+    let [x, y, z] = pose.position;
+    let [qx, qy, qz, qw] = pose.rotation;
+    let q = Quat::from_xyzw(qx, qy, qz, qw);
+    let rotation =
+        if q.is_finite() && (q.length() - 1.0).abs() < 0.01 { q } else { Quat::IDENTITY };
+    let translation = Vec3::new(x, y, z);
+    Transform {
+        translation: if translation.is_finite() { translation } else { Vec3::ZERO },
+        rotation,
+        scale: Vec3::ONE,
+    }
+}
+
+fn transform_to_pose(t: &Transform) -> Pose {
+    Pose { position: t.translation.to_array(), rotation: t.rotation.to_array() }
+}
+
+/// Where a note stands here, and whether that place is approximate: at its anchor when this
+/// device locates it; otherwise at its stage pose, approximate when it has an anchor (it was
+/// left against a room this device does not know). An unopened note stands at the origin.
+pub fn place(body: Option<&NoteBody>, known: &KnownAnchors) -> (Transform, bool) {
+    let Some(body) = body else { return (Transform::from_xyz(0.0, 1.2, 0.0), false) };
+    let stage = pose_to_transform(&body.pose);
+    let Some(anchor) = &body.anchor else { return (stage, false) };
+    match known.0.get(&AnchorKey::of(anchor)) {
+        Some(at) => {
+            let offset = pose_to_transform(&anchor.offset);
+            let world =
+                Transform::from_matrix((at.compute_affine() * offset.compute_affine()).into());
+            (Transform { scale: Vec3::ONE, ..world }, false)
+        }
+        None => (stage, true),
+    }
+}
+
+/// The anchor a note placed at `at` is attached to: the nearest known one within
+/// [`ANCHOR_REACH`], with the note's pose relative to it.
+pub fn attach(at: &Transform, known: &KnownAnchors) -> Option<SpatialAnchor> {
+    let (key, anchor) = known
+        .0
+        .iter()
+        .map(|(k, t)| (k, t, t.translation.distance(at.translation)))
+        .filter(|(_, _, d)| *d <= ANCHOR_REACH)
+        .min_by(|a, b| a.2.total_cmp(&b.2).then_with(|| a.0.id.cmp(&b.0.id)))
+        .map(|(k, t, _)| (k, t))?;
+    let relative = anchor.compute_affine().inverse() * at.compute_affine();
+    Some(SpatialAnchor {
+        kind: key.kind.clone(),
+        id: key.id.clone(),
+        offset: transform_to_pose(&Transform::from_matrix(relative.into())),
+    })
+}
+
+pub fn plugin(app: &mut App) {
+    app.init_resource::<KnownAnchors>().add_systems(
+        Update,
+        (
+            follow_anchors.in_set(crate::CairnSet::Apply).after(super::NoteSystems),
+            attach_outgoing.in_set(crate::CairnSet::Layout),
+        ),
+    );
+}
+
+/// Attached notes follow their anchors: the runtime refines an anchor as it learns the room,
+/// and an anchor located only now moves its notes from the approximate stage place to the
+/// exact one (and one lost sends them back, marked again). Runs only when the anchors
+/// changed, over the attached notes only.
+#[allow(clippy::type_complexity)]
+fn follow_anchors(
+    mut commands: Commands,
+    known: Res<KnownAnchors>,
+    viewer: Res<Viewer>,
+    mut grid: ResMut<NoteGrid>,
+    mut notes: Query<
+        (Entity, &mut Note, &mut Transform, &mut DistanceFade, Has<Near>),
+        With<Anchored>,
+    >,
+) {
+    if !known.is_changed() {
+        return;
+    }
+    for (e, mut note, mut t, mut fade, near) in &mut notes {
+        let (to, approximate) = place(note.body.as_ref(), &known);
+        if t.translation.distance(to.translation) > 1e-3 {
+            move_note(
+                &mut commands,
+                &mut grid,
+                viewer.0,
+                e,
+                &mut t,
+                &mut fade,
+                near,
+                to.translation,
+            );
+        }
+        if note.approximate != approximate {
+            // Its header says whether the place is approximate: redraw it.
+            note.approximate = approximate;
+            commands.entity(e).insert(NeedsVisual);
+        }
+    }
+}
+
+/// Notes this device writes near a known anchor go out attached to it, whatever wrote them
+/// (the keyboard, a voice recording, a dropped picture, a reaction).
+pub(crate) fn attach_outgoing(known: Res<KnownAnchors>, mut out: MessageMutator<NetCommand>) {
+    if known.0.is_empty() {
+        return;
+    }
+    for NetCommand(command) in out.read() {
+        if let ClientCommand::Post { draft, .. } = command
+            && draft.anchor.is_none()
+        {
+            draft.anchor = attach(&pose_to_transform(&draft.pose), &known);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(id: u8, at: Transform) -> KnownAnchors {
+        KnownAnchors(HashMap::from([(AnchorKey { kind: "msft".into(), id: vec![id] }, at)]))
+    }
+
+    #[test]
+    fn a_note_attached_where_it_stands_is_placed_back_there_and_follows_its_anchor() {
+        let anchor = Transform::from_xyz(2.0, 0.0, -1.0).with_rotation(Quat::from_rotation_y(0.7));
+        let note = Transform::from_xyz(2.5, 1.3, -2.0).with_rotation(Quat::from_rotation_y(-0.2));
+        let a = attach(&note, &known(1, anchor)).expect("within reach");
+        let mut body = NoteBody::text("al", "here", transform_to_pose(&note));
+        body.anchor = Some(a);
+        let (back, approximate) = place(Some(&body), &known(1, anchor));
+        assert!(!approximate);
+        assert!(back.translation.distance(note.translation) < 1e-4, "{back:?}");
+        assert!(back.rotation.abs_diff_eq(note.rotation, 1e-4), "{back:?}");
+        // The runtime refines the anchor 5 cm along x: the note comes along, the stage pose
+        // does not matter.
+        let refined = Transform { translation: anchor.translation + Vec3::X * 0.05, ..anchor };
+        let (moved, _) = place(Some(&body), &known(1, refined));
+        assert!(moved.translation.distance(note.translation + Vec3::X * 0.05) < 1e-4);
+        // A device that does not know it shows the stage pose, approximate.
+        let (stage, approximate) = place(Some(&body), &KnownAnchors::default());
+        assert!(approximate && stage.translation.distance(note.translation) < 1e-4);
+    }
+
+    #[test]
+    fn a_note_attaches_to_the_nearest_anchor_within_reach_and_to_none_beyond() {
+        let mut anchors = known(1, Transform::from_xyz(0.0, 0.0, 0.0));
+        anchors.0.insert(
+            AnchorKey { kind: "msft".into(), id: vec![2] },
+            Transform::from_xyz(2.0, 0.0, 0.0),
+        );
+        let near_second = Transform::from_xyz(1.5, 1.0, 0.0);
+        assert_eq!(attach(&near_second, &anchors).unwrap().id, vec![2]);
+        let far = Transform::from_xyz(2.0 + ANCHOR_REACH + 0.1, 0.0, 0.0);
+        assert!(attach(&far, &anchors).is_none());
+        assert!(attach(&near_second, &KnownAnchors::default()).is_none());
+    }
+
+    #[test]
+    fn a_broken_pose_stands_at_the_origin_unrotated() {
+        let t = pose_to_transform(&Pose {
+            position: [f32::NAN, 0.0, 1.0],
+            rotation: [0.0, 0.0, 3.0, 0.0],
+        });
+        assert_eq!((t.translation, t.rotation), (Vec3::ZERO, Quat::IDENTITY));
+    }
+}
