@@ -326,20 +326,23 @@ async fn relay(url: &str, seconds: u64) -> Result<(f64, Histogram<u64>, Histogra
         }
         unloaded.record(t.elapsed().as_micros() as u64)?;
     }
-    // Throughput under load, with per-note latency from send to delivery.
+    // Throughput under load, with per-note latency from send to delivery. The notes are
+    // sealed first (as for durable posts), so the measured seconds are the server's.
+    let presealed: Vec<SealedNote> = (1..=PRESEALED as u64)
+        .map(|n| note(&alice.id, &key, space, epoch, 1_000_000 + n))
+        .collect();
     let alice = Arc::new(alice);
     let sent_at: Arc<std::sync::Mutex<std::collections::HashMap<NoteId, Instant>>> =
         Default::default();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let sender = {
-        let (alice, sent_at, key) = (alice.clone(), sent_at.clone(), key.clone());
+        let (alice, sent_at) = (alice.clone(), sent_at.clone());
         tokio::spawn(async move {
             let mut inflight = futures_util::stream::FuturesUnordered::new();
-            let mut n = 1_000_000u64;
+            let mut notes = presealed.into_iter();
             loop {
                 while inflight.len() < 64 && Instant::now() < deadline {
-                    n += 1;
-                    let sealed = note(&alice.id, &key, space, epoch, n);
+                    let Some(sealed) = notes.next() else { break };
                     sent_at.lock().expect("lock").insert(sealed.header.note_id, Instant::now());
                     let alice = alice.clone();
                     inflight.push(async move {
@@ -353,6 +356,7 @@ async fn relay(url: &str, seconds: u64) -> Result<(f64, Histogram<u64>, Histogra
         })
     };
     let started = Instant::now();
+    let mut last = started;
     let mut loaded = hist();
     let mut got = 0u64;
     loop {
@@ -363,16 +367,19 @@ async fn relay(url: &str, seconds: u64) -> Result<(f64, Histogram<u64>, Histogra
                 {
                     loaded.record(t.elapsed().as_micros() as u64)?;
                     got += 1;
+                    last = Instant::now();
                 }
             }
             Ok(Some(_)) => {}
             _ => break,
         }
-        if Instant::now() > deadline && sent_at.lock().expect("lock").is_empty() {
+        // Done when the sender has stopped (deadline, or the sealed notes ran out) and
+        // every note it sent has arrived.
+        if sender.is_finished() && sent_at.lock().expect("lock").is_empty() {
             break;
         }
     }
-    let elapsed = started.elapsed();
+    let elapsed = last.duration_since(started);
     sender.await?;
     Ok((got as f64 / elapsed.as_secs_f64(), unloaded, loaded))
 }

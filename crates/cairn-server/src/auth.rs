@@ -9,8 +9,22 @@ use sha2::Sha256;
 
 /// Verifies an Ed25519 signature strictly.
 pub fn verify(device: &DeviceId, payload: &[u8], signature: &Signature) -> Result<()> {
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&device.0)
-        .map_err(|_| ServerError::code(ErrorCode::BadSignature, "invalid device key"))?;
+    verify_with(&device_key(device)?, payload, signature)
+}
+
+/// A device's public key, decompressed (a connection keeps its caller's, so that each post
+/// it signs is checked without decompressing the key again).
+pub fn device_key(device: &DeviceId) -> Result<ed25519_dalek::VerifyingKey> {
+    ed25519_dalek::VerifyingKey::from_bytes(&device.0)
+        .map_err(|_| ServerError::code(ErrorCode::BadSignature, "invalid device key"))
+}
+
+/// Verifies an Ed25519 signature strictly under a decompressed key.
+pub fn verify_with(
+    key: &ed25519_dalek::VerifyingKey,
+    payload: &[u8],
+    signature: &Signature,
+) -> Result<()> {
     key.verify_strict(payload, &ed25519_dalek::Signature::from_bytes(&signature.0))
         .map_err(|_| ServerError::code(ErrorCode::BadSignature, "signature does not verify"))
 }

@@ -48,6 +48,8 @@ fn concurrent(request: &Request) -> bool {
 pub struct Caller {
     pub handle: String,
     pub device: cairn_proto::DeviceId,
+    /// `device`'s key, decompressed once for the connection's signature checks.
+    pub key: ed25519_dalek::VerifyingKey,
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;

@@ -1,6 +1,6 @@
 //! A user's devices: list, add (signed by an existing device), revoke.
 
-use crate::auth::verify;
+use crate::auth::verify_with;
 use crate::connection::Caller;
 use crate::error::{Result, ServerError};
 use crate::state::AppState;
@@ -20,7 +20,7 @@ pub async fn add(
     device: DeviceKeys,
     signature: Signature,
 ) -> Result<Response> {
-    verify(&caller.device, &sign::add_device_payload(&caller.handle, &device), &signature)?;
+    verify_with(&caller.key, &sign::add_device_payload(&caller.handle, &device), &signature)?;
     let record =
         DeviceRecord { keys: device, added_by: Some(caller.device), signature, revoked: false };
     state.store.add_device(&caller.handle, &record).await?;
@@ -33,7 +33,7 @@ pub async fn revoke(
     device: DeviceId,
     signature: Signature,
 ) -> Result<Response> {
-    verify(&caller.device, &sign::revoke_device_payload(&caller.handle, &device), &signature)?;
+    verify_with(&caller.key, &sign::revoke_device_payload(&caller.handle, &device), &signature)?;
     state.store.revoke_device(&caller.handle, &device).await?;
     state.hub.disconnect_device(&caller.handle, &device);
     Ok(Response::Done)

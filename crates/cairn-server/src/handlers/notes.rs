@@ -1,7 +1,7 @@
 //! Posting, deleting and syncing notes.
 
 use super::{deliver_entry, member_space};
-use crate::auth::verify;
+use crate::auth::verify_with;
 use crate::connection::Caller;
 use crate::error::{Result, ServerError};
 use crate::state::AppState;
@@ -34,7 +34,8 @@ pub async fn post(state: &AppState, caller: &Caller, note: SealedNote) -> Result
     if !cached.state.has_epoch(h.epoch) {
         return Err(ServerError::code(ErrorCode::BadEpoch, "no such epoch in this space"));
     }
-    verify(&h.sender, &sign::note_payload(h, &note.ciphertext), &note.signature)?;
+    // The sender is the caller (checked above): its key is already decompressed.
+    verify_with(&caller.key, &sign::note_payload(h, &note.ciphertext), &note.signature)?;
     for m in &h.media {
         if !state.store.media_readable_by(m, &caller.handle).await? {
             return Err(ServerError::forbidden(format!("media {m} was not uploaded by you")));
@@ -59,7 +60,7 @@ pub async fn delete(
     signature: Signature,
 ) -> Result<Response> {
     let (cached, role) = member_space(state, caller, &space).await?;
-    verify(&caller.device, &sign::delete_payload(&space, &note_id), &signature)?;
+    verify_with(&caller.key, &sign::delete_payload(&space, &note_id), &signature)?;
     let sender = state
         .store
         .note_sender(&space, &note_id)

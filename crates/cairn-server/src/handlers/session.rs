@@ -1,16 +1,24 @@
 //! Register, login and resume: the only requests before a connection is authenticated.
 
-use crate::auth::{TokenClaims, verify};
+use crate::auth::{TokenClaims, device_key, verify};
 use crate::connection::Caller;
 use crate::error::{Result, ServerError};
 use crate::state::AppState;
 use cairn_proto::{Challenge, DeviceRecord, ErrorCode, Request, Session, sign, valid_handle};
 
-fn issue(state: &AppState, handle: String, device: cairn_proto::DeviceId) -> (Caller, Session) {
+fn issue(
+    state: &AppState,
+    handle: String,
+    device: cairn_proto::DeviceId,
+) -> Result<(Caller, Session)> {
+    let key = device_key(&device)?;
     let expires_at = cairn_proto::now_ms() + state.config.session_ttl_s * 1000;
     let claims = TokenClaims { handle: handle.clone(), device, expires_at };
     let token = state.tokens.issue(&claims);
-    (Caller { handle: handle.clone(), device }, Session { handle, device, token, expires_at })
+    Ok((
+        Caller { handle: handle.clone(), device, key },
+        Session { handle, device, token, expires_at },
+    ))
 }
 
 /// Checks a register, login or resume request; returns the caller and a fresh session.
@@ -45,7 +53,7 @@ pub async fn authenticate(
                 )
                 .await?;
             tracing::info!(%handle, "registered");
-            Ok(issue(state, handle, device.sign))
+            issue(state, handle, device.sign)
         }
         Request::Login { device, signature } => {
             let owner = state.store.device_owner(&device).await?;
@@ -53,7 +61,7 @@ pub async fn authenticate(
                 ServerError::code(ErrorCode::Unauthenticated, "unknown or revoked device")
             })?;
             verify(&device, &sign::login_payload(challenge, &device), &signature)?;
-            Ok(issue(state, owner.handle, device))
+            issue(state, owner.handle, device)
         }
         Request::Resume { token } => {
             let claims = state.tokens.check(&token, cairn_proto::now_ms()).ok_or_else(|| {
@@ -63,7 +71,7 @@ pub async fn authenticate(
             if !owner.is_some_and(|o| !o.revoked && o.handle == claims.handle) {
                 return Err(ServerError::code(ErrorCode::Unauthenticated, "device revoked"));
             }
-            Ok(issue(state, claims.handle, claims.device))
+            issue(state, claims.handle, claims.device)
         }
         _ => Err(ServerError::bad("not a login request")),
     }
