@@ -286,15 +286,7 @@ fn a_note_written_near_a_located_anchor_goes_out_attached_to_it() {
         });
         app.world_mut().write_message(ComposeInput::Submit);
         app.update();
-        let posts: Vec<_> = app
-            .world_mut()
-            .resource_mut::<Messages<cairn::net::NetCommand>>()
-            .drain()
-            .filter_map(|c| match c.0 {
-                cairn_client::ClientCommand::Post { draft, .. } => Some(draft),
-                _ => None,
-            })
-            .collect();
+        let posts = posted_drafts(app);
         assert_eq!(posts.len(), 1);
         posts.into_iter().next().unwrap()
     };
@@ -432,15 +424,7 @@ fn the_headset_keyboard_types_the_note_and_posts_it_and_a_note_behind_it_is_not_
 
     app.world_mut().resource_mut::<Messages<cairn::net::NetCommand>>().clear();
     press_key(&mut app, Key::Post);
-    let posted: Vec<_> = app
-        .world_mut()
-        .resource_mut::<Messages<cairn::net::NetCommand>>()
-        .drain()
-        .filter_map(|c| match c.0 {
-            cairn_client::ClientCommand::Post { draft, .. } => Some(draft),
-            _ => None,
-        })
-        .collect();
+    let posted = posted_drafts(&mut app);
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].text, "Hi Al!");
     let [x, _, z] = posted[0].pose.position;
@@ -598,6 +582,17 @@ fn net_commands(app: &mut App) -> Vec<cairn_client::ClientCommand> {
         .resource_mut::<Messages<cairn::net::NetCommand>>()
         .drain()
         .map(|c| c.0)
+        .collect()
+}
+
+/// The drafts of the notes posted since the last look (other commands dropped).
+fn posted_drafts(app: &mut App) -> Vec<cairn_client::Draft> {
+    net_commands(app)
+        .into_iter()
+        .filter_map(|c| match c {
+            cairn_client::ClientCommand::Post { draft, .. } => Some(draft),
+            _ => None,
+        })
         .collect()
 }
 

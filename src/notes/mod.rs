@@ -169,7 +169,13 @@ fn apply_updates(
     current: Res<CurrentSpace>,
     viewer: Res<Viewer>,
     known: Res<KnownAnchors>,
-    mut notes: Query<(&mut Note, &mut Transform, &mut DistanceFade, Has<Near>)>,
+    mut notes: Query<(
+        &mut Note,
+        &mut Transform,
+        &mut DistanceFade,
+        Has<Near>,
+        Has<anchors::Anchored>,
+    )>,
     time: Option<Res<Time>>,
 ) {
     let live = time.map(|t| t.elapsed_secs() > 2.0).unwrap_or(false);
@@ -183,7 +189,9 @@ fn apply_updates(
         let anchored = note.body.as_ref().is_some_and(|b| b.anchor.is_some());
         match index.0.get(&local.note_id).copied() {
             Some(entity) => {
-                if let Ok((mut existing, mut t, mut fade, near)) = notes.get_mut(entity) {
+                if let Ok((mut existing, mut t, mut fade, near, was_anchored)) =
+                    notes.get_mut(entity)
+                {
                     *existing = note;
                     if t.translation != transform.translation {
                         let to = transform.translation;
@@ -200,9 +208,9 @@ fn apply_updates(
                     }
                     let mut e = commands.entity(entity);
                     e.insert(NeedsVisual);
-                    if anchored {
+                    if anchored && !was_anchored {
                         e.insert(anchors::Anchored);
-                    } else {
+                    } else if !anchored && was_anchored {
                         e.remove::<anchors::Anchored>();
                     }
                 }

@@ -17,9 +17,7 @@
 use super::StageOrigin;
 use crate::CairnSet;
 use crate::net::NetCommand;
-use crate::notes::anchors::{
-    ANCHOR_REACH, AnchorKey, KnownAnchors, attach_outgoing, pose_to_transform,
-};
+use crate::notes::anchors::{AnchorKey, KnownAnchors, attach, attach_outgoing, pose_to_transform};
 use bevy::prelude::*;
 use bevy_mod_openxr::openxr_session_running;
 use bevy_mod_openxr::resources::{OxrFrameState, OxrInstance};
@@ -237,9 +235,7 @@ fn anchor_new_notes(
     for NetCommand(command) in out.read() {
         let ClientCommand::Post { draft, .. } = command else { continue };
         let world = pose_to_transform(&draft.pose);
-        if draft.anchor.is_some()
-            || known.0.values().any(|a| a.translation.distance(world.translation) <= ANCHOR_REACH)
-        {
+        if draft.anchor.is_some() || attach(&world, &known).is_some() {
             continue;
         }
         // The runtime wants the pose in the stage's own frame, before locomotion moved it.

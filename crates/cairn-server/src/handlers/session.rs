@@ -1,6 +1,6 @@
 //! Register, login and resume: the only requests before a connection is authenticated.
 
-use crate::auth::{TokenClaims, device_key, verify};
+use crate::auth::{TokenClaims, device_key, verify_with};
 use crate::connection::Caller;
 use crate::error::{Result, ServerError};
 use crate::state::AppState;
@@ -10,15 +10,12 @@ fn issue(
     state: &AppState,
     handle: String,
     device: cairn_proto::DeviceId,
-) -> Result<(Caller, Session)> {
-    let key = device_key(&device)?;
+    key: ed25519_dalek::VerifyingKey,
+) -> (Caller, Session) {
     let expires_at = cairn_proto::now_ms() + state.config.session_ttl_s * 1000;
     let claims = TokenClaims { handle: handle.clone(), device, expires_at };
     let token = state.tokens.issue(&claims);
-    Ok((
-        Caller { handle: handle.clone(), device, key },
-        Session { handle, device, token, expires_at },
-    ))
+    (Caller { handle: handle.clone(), device, key }, Session { handle, device, token, expires_at })
 }
 
 /// Checks a register, login or resume request; returns the caller and a fresh session.
@@ -34,8 +31,9 @@ pub async fn authenticate(
                     "a handle has 1 to 32 characters: a-z, 0-9, '_', '-', '.'",
                 ));
             }
-            verify(&device.sign, &sign::register_payload(challenge, &handle, &device), &signature)?;
-            verify(&device.sign, &sign::add_device_payload(&handle, &device), &self_signature)?;
+            let key = device_key(&device.sign)?;
+            verify_with(&key, &sign::register_payload(challenge, &handle, &device), &signature)?;
+            verify_with(&key, &sign::add_device_payload(&handle, &device), &self_signature)?;
             let record = DeviceRecord {
                 keys: device,
                 added_by: None,
@@ -53,15 +51,16 @@ pub async fn authenticate(
                 )
                 .await?;
             tracing::info!(%handle, "registered");
-            issue(state, handle, device.sign)
+            Ok(issue(state, handle, device.sign, key))
         }
         Request::Login { device, signature } => {
             let owner = state.store.device_owner(&device).await?;
             let owner = owner.filter(|o| !o.revoked).ok_or_else(|| {
                 ServerError::code(ErrorCode::Unauthenticated, "unknown or revoked device")
             })?;
-            verify(&device, &sign::login_payload(challenge, &device), &signature)?;
-            issue(state, owner.handle, device)
+            let key = device_key(&device)?;
+            verify_with(&key, &sign::login_payload(challenge, &device), &signature)?;
+            Ok(issue(state, owner.handle, device, key))
         }
         Request::Resume { token } => {
             let claims = state.tokens.check(&token, cairn_proto::now_ms()).ok_or_else(|| {
@@ -71,7 +70,8 @@ pub async fn authenticate(
             if !owner.is_some_and(|o| !o.revoked && o.handle == claims.handle) {
                 return Err(ServerError::code(ErrorCode::Unauthenticated, "device revoked"));
             }
-            issue(state, claims.handle, claims.device)
+            let key = device_key(&claims.device)?;
+            Ok(issue(state, claims.handle, claims.device, key))
         }
         _ => Err(ServerError::bad("not a login request")),
     }
