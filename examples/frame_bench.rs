@@ -1,6 +1,7 @@
 //! CPU time per frame with 100, 1,000 and 10,000 notes in the space — everything the app
 //! does on the CPU for notes (network bridge, picking, layout, fading, card and detail
-//! building, state plates) but the GPU — and the time to lay out one text note.
+//! building, state plates, the far field's mesh) but the GPU — and the time to lay out one
+//! text note.
 //!
 //! `cargo run --release --example frame_bench` (figures go into docs/BENCHMARKS.md).
 
@@ -23,9 +24,21 @@ const TEXTS: [&str; 4] = [
     "This door sticks in wet weather: lift it a little as you push, and it opens without a sound. The hinges were oiled in May.",
 ];
 
-fn app() -> App {
+fn app(single_threaded: bool) -> App {
     let mut app = App::new();
     app.add_plugins((MinimalPlugins, TransformPlugin, AssetPlugin::default(), CairnLogicPlugin));
+    if single_threaded {
+        fn one_thread(app: &mut App, label: impl bevy::ecs::schedule::ScheduleLabel) {
+            app.edit_schedule(label, |s| {
+                s.set_executor(bevy::ecs::schedule::SingleThreadedExecutor::new());
+            });
+        }
+        one_thread(&mut app, First);
+        one_thread(&mut app, PreUpdate);
+        one_thread(&mut app, Update);
+        one_thread(&mut app, PostUpdate);
+        one_thread(&mut app, Last);
+    }
     app.init_asset::<Mesh>()
         .init_asset::<StandardMaterial>()
         .init_asset::<Image>()
@@ -76,9 +89,17 @@ fn main() {
     // `FRAME_BENCH_ROUNDS=30` keeps measuring longer (for a profiler).
     let rounds: usize =
         std::env::var("FRAME_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    // `FRAME_BENCH_EXECUTOR=single` runs each frame's systems one after another on one
+    // thread: the CPU work alone, without the multi-threaded executor waking worker threads
+    // (which, on a small VM, can cost more than the work).
+    let single_threaded = std::env::var("FRAME_BENCH_EXECUTOR").is_ok_and(|e| e == "single");
+    println!(
+        "executor: {}\n",
+        if single_threaded { "single-threaded" } else { "multi-threaded (as the app runs)" }
+    );
     let mut means = Vec::new();
     for &n in &sizes {
-        let mut app = app();
+        let mut app = app(single_threaded);
         for i in 0..n {
             app.world_mut().write_message(NoteUpdated(note(i)));
         }
@@ -97,6 +118,8 @@ fn main() {
         let p = *app.world().resource::<RenderProgress>();
         // The app counts progress only for screenshots: stop counting before measuring.
         app.world_mut().remove_resource::<cairn::render::TrackProgress>();
+        let field = app.world().resource::<cairn::render::far::FarField>();
+        let (rebuilds_before, rebuild_time_before) = (field.rebuilds, field.rebuild_time);
         // Three rounds of 300 frames; the quietest round counts (a VM's neighbours come and go).
         let mut best: Option<(f64, Vec<Duration>)> = None;
         for round in 0..rounds {
@@ -121,11 +144,17 @@ fn main() {
         }
         let (mean, mut frames) = best.expect("at least one round");
         frames.sort();
+        let field = app.world().resource::<cairn::render::far::FarField>();
         println!(
-            "{n:>6} notes: {mean:.3} ms/frame mean, p50 {:.3} ms, p99 {:.3} ms ({} drawn in detail; warm-up {} frames, {:.1} s)",
+            "{n:>6} notes: {mean:.3} ms/frame mean, p50 {:.3} ms, p99 {:.3} ms ({} drawn in detail, {} in the far field, rebuilt {} times in {} frames, {:.3} ms each; warm-up {} frames, {:.1} s)",
             percentile(&frames, 0.5),
             percentile(&frames, 0.99),
             p.detailed,
+            field.notes,
+            field.rebuilds - rebuilds_before,
+            rounds * 300,
+            (field.rebuild_time - rebuild_time_before).as_secs_f64() * 1000.0
+                / (field.rebuilds - rebuilds_before).max(1) as f64,
             warm,
             warm_up.as_secs_f64()
         );

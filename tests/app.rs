@@ -613,3 +613,100 @@ fn near_notes_are_marked_and_turned_every_frame_far_ones_on_the_distance_passes(
     assert!(app.world().get::<Near>(far).is_some());
     assert!(app.world().get::<Near>(near).is_none());
 }
+
+/// The app with its note visuals built on the CPU (no GPU), as the frame benchmark runs it.
+fn app_with_visuals() -> App {
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, TransformPlugin, AssetPlugin::default(), CairnLogicPlugin));
+    app.init_asset::<Mesh>()
+        .init_asset::<StandardMaterial>()
+        .init_asset::<Image>()
+        .init_asset::<cairn::render::VoiceOrbMaterial>();
+    app.add_plugins(cairn::render::cpu_plugin);
+    app.insert_resource(CurrentSpace(Some(SPACE)));
+    app.update();
+    app
+}
+
+/// The far field's mesh once it is rebuilt (on a worker thread): its vertices and their
+/// colours.
+fn far_field(app: &mut App) -> (Vec<Vec3>, Vec<[f32; 4]>, Visibility) {
+    use bevy::mesh::VertexAttributeValues;
+    use cairn::render::far::{FarField, FarFieldMesh};
+    for _ in 0..500 {
+        if app.world().resource::<FarField>().settled() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        app.update();
+    }
+    assert!(app.world().resource::<FarField>().settled(), "the far field was never rebuilt");
+    let mut q = app.world_mut().query_filtered::<(&Mesh3d, &Visibility), With<FarFieldMesh>>();
+    let (mesh, vis) = q.single(app.world()).unwrap();
+    let mesh = app.world().resource::<Assets<Mesh>>().get(&mesh.0).unwrap();
+    let Some(VertexAttributeValues::Float32x3(p)) = mesh.attribute(Mesh::ATTRIBUTE_POSITION) else {
+        panic!("positions")
+    };
+    let Some(VertexAttributeValues::Float32x4(c)) = mesh.attribute(Mesh::ATTRIBUTE_COLOR) else {
+        panic!("colours")
+    };
+    (p.iter().map(|v| Vec3::from_array(*v)).collect(), c.clone(), *vis)
+}
+
+#[test]
+fn far_notes_are_drawn_together_and_get_parts_of_their_own_when_near() {
+    use cairn::notes::Viewer;
+    use cairn::render::NoteVisual;
+    use cairn::render::far::FarField;
+    let mut app = app_with_visuals();
+    app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(0.0, 1.6, 0.0);
+    receive(&mut app, local(1, "near", [0.0, 1.5, -3.0], None));
+    receive(&mut app, local(2, "far", [5.0, 1.5, -20.0], None));
+    receive(&mut app, local(3, "beyond the fade", [0.0, 1.5, -45.0], None));
+    let (near, far) = (entity_of(&app, 1).unwrap(), entity_of(&app, 2).unwrap());
+    let parts = |app: &App, e: Entity| {
+        let v = app.world().get::<NoteVisual>(e).unwrap();
+        let children = app.world().get::<Children>(e).map_or(0, |c| c.len());
+        (v.card.is_some() && v.plate.is_some(), children)
+    };
+    assert_eq!(parts(&app, near), (true, 3), "card, plate and panel");
+    assert_eq!(parts(&app, far), (false, 0), "a far note has no entities of its own");
+    // The far field draws the one far note that has not faded out: plate and card, where it
+    // stands, in the unread colour.
+    let (points, colours, vis) = far_field(&mut app);
+    assert_eq!(app.world().resource::<FarField>().notes, 1);
+    assert_eq!(points.len(), 8);
+    assert_ne!(vis, Visibility::Hidden);
+    assert!(points.iter().all(|p| p.distance(Vec3::new(5.0, 1.5, -20.0)) < 0.45), "{points:?}");
+    let unread = Color::srgba(1.0, 0.7, 0.25, 0.9).to_linear();
+    assert!(
+        (colours[0][0] - unread.red).abs() < 1e-6 && (colours[0][1] - unread.green).abs() < 1e-6
+    );
+    // Hovered from afar, it shows the hover colour.
+    point(&mut app, Vec3::new(0.0, 1.5, 0.0), Vec3::new(5.0, 1.5, -20.0));
+    app.update();
+    assert_eq!(app.world().resource::<Pointer>().hovered, Some(far));
+    let (_, colours, _) = far_field(&mut app);
+    assert_eq!(&colours[0][..3], &[1.0, 1.0, 1.0], "the hover colour");
+    // Walking up to the far note gives it parts; the note left 14 m behind gives up its own and
+    // joins the far field, as does the one beyond the fade, now 28 m away.
+    app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(0.0, 1.6, -17.0);
+    for _ in 0..4 {
+        app.update();
+    }
+    assert_eq!(parts(&app, far), (true, 3));
+    assert_eq!(parts(&app, near), (false, 0));
+    let (points, _, _) = far_field(&mut app);
+    assert_eq!(app.world().resource::<FarField>().notes, 2);
+    assert_eq!(points.len(), 16);
+    // Drawn farthest first (the 45 m note's plate leads), so blended cards overlap right.
+    assert!(points[0].z < -40.0, "{}", points[0]);
+    // A note taken down leaves the field; with none left far, the field is hidden.
+    for id in [1u8, 3] {
+        app.world_mut().write_message(NoteRemoved { space: SPACE, note_id: NoteId([id; 16]) });
+    }
+    app.update();
+    app.update();
+    assert_eq!(far_field(&mut app).2, Visibility::Hidden);
+    assert_eq!(app.world().resource::<FarField>().notes, 0);
+}

@@ -146,15 +146,16 @@ fn pick(
     mut pointer: ResMut<Pointer>,
     grid: Res<NoteGrid>,
     mut candidates: Local<Vec<Entity>>,
-    notes: Query<(&GlobalTransform, &NoteBounds, &Visibility), With<Note>>,
+    notes: Query<(&GlobalTransform, &NoteBounds, &crate::notes::DistanceFade), With<Note>>,
 ) {
     for r in rays.read() {
         let mut best: Option<(f32, Entity)> = None;
         grid.near_ray(r.ray, MAX_POINT_DISTANCE, &mut candidates);
-        for (e, (t, bounds, vis)) in
+        for (e, (t, bounds, fade)) in
             candidates.iter().filter_map(|&e| Some((e, notes.get(e).ok()?)))
         {
-            if *vis == Visibility::Hidden || !ray_near_box(r.ray, t, bounds.0) {
+            // A note faded out of sight cannot be pointed at.
+            if fade.alpha <= crate::notes::FADED_OUT || !ray_near_box(r.ray, t, bounds.0) {
                 continue;
             }
             if let Some(d) = ray_box(r.ray, t, bounds.0)

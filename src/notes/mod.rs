@@ -107,9 +107,11 @@ pub struct DistanceFade {
     pub alpha: f32,
 }
 
-/// On the notes within [`DETAIL_DISTANCE`] at the last distance pass: the notes shown in
-/// detail. Work for near notes each frame — turning panels,
-/// building details — visits those few instead of every note in the space. Sparse storage:
+/// On the notes within [`DETAIL_DISTANCE`] at the last distance pass (kept until
+/// [`DETAIL_HYSTERESIS`] beyond it): the notes shown in detail, with parts of their own; the
+/// others are drawn together in the far field (`render::far`). Work for near notes each
+/// frame — turning panels, building details — visits those few instead of every note in the
+/// space. Sparse storage:
 /// notes gain and lose it as the viewer walks, without moving their other components.
 #[derive(Component, Debug, Default)]
 #[component(storage = "SparseSet")]
@@ -117,8 +119,13 @@ pub struct Near;
 
 /// Full detail closer than this (metres).
 pub const DETAIL_DISTANCE: f32 = 12.0;
+/// A note shown in detail keeps it until it is this much farther than [`DETAIL_DISTANCE`],
+/// so a viewer pacing along the edge does not have its panels torn down and redrawn.
+pub const DETAIL_HYSTERESIS: f32 = 1.0;
 /// Fully faded beyond this.
 pub const FADE_END: f32 = 40.0;
+/// A note whose [`DistanceFade::alpha`] is at most this is not drawn and cannot be pointed at.
+pub const FADED_OUT: f32 = 0.01;
 
 /// Note id -> entity, for the current space.
 #[derive(Resource, Default, Debug)]
@@ -216,7 +223,7 @@ fn apply_updates(
                 }
             }
             None => {
-                let (alpha, detailed) = fade_at(transform.translation.distance(viewer.0));
+                let (alpha, detailed) = fade_at(transform.translation.distance(viewer.0), false);
                 let mut e = commands.spawn((
                     note,
                     transform,
@@ -257,7 +264,7 @@ fn move_note(
 ) {
     t.translation = to;
     grid.place(e, to);
-    let (alpha, detailed) = fade_at(to.distance(viewer));
+    let (alpha, detailed) = fade_at(to.distance(viewer), near);
     fade.alpha = alpha;
     set_near(commands, e, detailed, near);
 }
@@ -328,7 +335,7 @@ const BILLBOARD_STEP: f32 = 0.01;
 const FULL_PASS_EVERY: f32 = 0.25;
 
 /// Whether the viewer moved far enough since `last` for a pass over every note.
-fn full_pass(last: &mut Option<Vec3>, viewer: Vec3) -> bool {
+pub(crate) fn full_pass(last: &mut Option<Vec3>, viewer: Vec3) -> bool {
     let due = last.is_none_or(|p| p.distance(viewer) > FULL_PASS_EVERY);
     if due {
         *last = Some(viewer);
@@ -368,10 +375,12 @@ pub fn face_viewer(
     }
 }
 
-/// A note's alpha at distance `d` from the viewer, and whether it is shown in detail.
-fn fade_at(d: f32) -> (f32, bool) {
+/// A note's alpha at distance `d` from the viewer, and whether it is shown in detail, given
+/// whether it was (a detailed note keeps its detail a little past [`DETAIL_DISTANCE`]).
+fn fade_at(d: f32, was_near: bool) -> (f32, bool) {
     let alpha = 1.0 - ((d - DETAIL_DISTANCE) / (FADE_END - DETAIL_DISTANCE)).clamp(0.0, 1.0);
-    (alpha, d < DETAIL_DISTANCE)
+    let reach = if was_near { DETAIL_DISTANCE + DETAIL_HYSTERESIS } else { DETAIL_DISTANCE };
+    (alpha, d < reach)
 }
 
 /// Marks a note near (detailed) or not, when that changed.
@@ -396,7 +405,7 @@ pub fn fade_with_distance(
         return;
     }
     for (e, t, mut fade, near) in &mut q {
-        let (alpha, detailed) = fade_at(t.translation.distance(viewer.0));
+        let (alpha, detailed) = fade_at(t.translation.distance(viewer.0), near);
         set_near(&mut commands, e, detailed, near);
         if (fade.alpha - alpha).abs() > 0.02 {
             fade.alpha = alpha;

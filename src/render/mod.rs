@@ -1,8 +1,11 @@
-//! Note visuals and the scene. Each note gets a shared-material card at once; its detail
-//! (a text texture, a picture, a voice orb) is built when it comes near, a few per frame,
-//! so thousands of notes stay cheap. State (unread glow, hover, focus, pending) swaps a
-//! shared backplate material; nothing per note is rebuilt for it.
+//! Note visuals and the scene. A note near the viewer gets parts of its own: a
+//! shared-material card and backplate at once, and its detail (a text texture, a picture, a
+//! voice orb) a few per frame. Notes farther away have no parts: the [`far`] field draws
+//! them all as one mesh, so thousands of notes stay cheap. State (unread glow, hover, focus,
+//! pending) swaps a shared backplate material, or a colour in the far field; nothing per note
+//! is rebuilt for it.
 
+pub mod far;
 pub mod text;
 
 use crate::CairnSet;
@@ -147,12 +150,74 @@ pub struct RenderProgress {
 
 /// Notes whose visual state to show this frame.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
-enum PlateState {
+pub(crate) enum PlateState {
     Normal,
     Unread,
     Hover,
     Focus,
     Pending,
+}
+
+impl PlateState {
+    /// The backplate's colour in this state (the near plates' materials and the far field's
+    /// vertices both use it).
+    pub(crate) fn colour(self) -> Color {
+        match self {
+            PlateState::Normal => Color::srgba(0.1, 0.1, 0.12, 0.35),
+            PlateState::Unread => Color::srgba(1.0, 0.7, 0.25, 0.9),
+            PlateState::Hover => Color::srgba(1.0, 1.0, 1.0, 0.9),
+            PlateState::Focus => Color::srgba(0.3, 0.8, 1.0, 0.95),
+            PlateState::Pending => Color::srgba(0.5, 0.55, 0.65, 0.5),
+        }
+    }
+}
+
+/// A note's card: plain, or the placeholder of a note this device cannot open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Card {
+    Plain,
+    Placeholder,
+}
+
+impl Card {
+    pub(crate) fn colour(self) -> Color {
+        match self {
+            Card::Plain => Color::srgba(0.98, 0.96, 0.92, 0.85),
+            Card::Placeholder => Color::srgba(0.3, 0.3, 0.34, 0.8),
+        }
+    }
+}
+
+/// What stands for a note before its detail is built, and for a far note instead of it: a
+/// card (none for voice and reactions) of `size` metres, on a slightly larger backplate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CardShape {
+    pub size: Vec2,
+    pub card: Option<Card>,
+    /// A round backplate (voice) instead of a rectangle.
+    pub round_plate: bool,
+}
+
+pub(crate) fn card_shape(kind: Option<NoteKind>) -> CardShape {
+    let (size, card) = match kind {
+        Some(NoteKind::Voice) => (Vec2::splat(0.4), None),
+        Some(NoteKind::Reaction) => (Vec2::new(0.14, 0.14), None),
+        Some(NoteKind::Image) => (Vec2::new(PANEL_WIDTH, PANEL_WIDTH * 0.75), Some(Card::Plain)),
+        Some(NoteKind::Text) => (Vec2::new(PANEL_WIDTH, 0.3), Some(Card::Plain)),
+        None => (Vec2::new(PANEL_WIDTH, 0.25), Some(Card::Placeholder)),
+    };
+    CardShape { size, card, round_plate: kind == Some(NoteKind::Voice) }
+}
+
+impl CardShape {
+    /// The backplate's place in the note's frame: just behind the card, 2 cm wider each way.
+    pub(crate) fn plate_transform(&self) -> Transform {
+        Transform::from_xyz(0.0, 0.0, -0.01).with_scale((self.size + Vec2::splat(0.04)).extend(1.0))
+    }
+    /// The bounds a pointer can hit.
+    fn bounds(&self) -> NoteBounds {
+        NoteBounds((self.size / 2.0 + Vec2::splat(0.02)).extend(0.06))
+    }
 }
 
 /// Note visuals: the GPU side (the orb material, reply lines) and [`cpu_plugin`].
@@ -169,11 +234,13 @@ pub fn cpu_plugin(app: &mut App) {
     app.init_resource::<AwaitingMedia>()
         .init_resource::<RenderProgress>()
         .init_resource::<PanelJobs>()
-        .add_systems(Startup, (setup_assets, setup_scene))
+        .init_resource::<far::FarField>()
+        .add_systems(Startup, (setup_assets, setup_scene, far::setup))
         .add_systems(
             Update,
             (
                 expand_on_activate,
+                follow_near,
                 build_cards,
                 build_details,
                 update_plates,
@@ -181,11 +248,13 @@ pub fn cpu_plugin(app: &mut App) {
                 animate_orbs,
                 show_full_images,
                 finish_panels,
+                far::draw,
                 count_progress.run_if(resource_exists::<TrackProgress>),
             )
                 .chain()
                 .in_set(CairnSet::Layout)
-                .after(crate::notes::face_viewer),
+                .after(crate::notes::face_viewer)
+                .after(crate::notes::fade_with_distance),
         );
 }
 
@@ -212,8 +281,8 @@ fn setup_assets(
             ..default()
         })
     };
-    let card = unlit(Color::srgba(0.98, 0.96, 0.92, 0.85), &mut materials);
-    let card_placeholder = unlit(Color::srgba(0.3, 0.3, 0.34, 0.8), &mut materials);
+    let card = unlit(Card::Plain.colour(), &mut materials);
+    let card_placeholder = unlit(Card::Placeholder.colour(), &mut materials);
     commands.insert_resource(NoteAssets {
         fonts: Fonts::load(),
         quad: meshes.add(Rectangle::new(1.0, 1.0)),
@@ -227,23 +296,23 @@ fn setup_assets(
             perceptual_roughness: 0.8,
             ..default()
         }),
-        plate: unlit(Color::srgba(0.1, 0.1, 0.12, 0.35), &mut materials),
+        plate: unlit(PlateState::Normal.colour(), &mut materials),
         plate_unread: glow(
-            Color::srgba(1.0, 0.7, 0.25, 0.9),
+            PlateState::Unread.colour(),
             LinearRgba::rgb(3.0, 1.8, 0.4),
             &mut materials,
         ),
         plate_hover: glow(
-            Color::srgba(1.0, 1.0, 1.0, 0.9),
+            PlateState::Hover.colour(),
             LinearRgba::rgb(1.5, 1.5, 1.5),
             &mut materials,
         ),
         plate_focus: glow(
-            Color::srgba(0.3, 0.8, 1.0, 0.95),
+            PlateState::Focus.colour(),
             LinearRgba::rgb(0.6, 2.0, 3.0),
             &mut materials,
         ),
-        plate_pending: unlit(Color::srgba(0.5, 0.55, 0.65, 0.5), &mut materials),
+        plate_pending: unlit(PlateState::Pending.colour(), &mut materials),
     });
 }
 
@@ -312,57 +381,73 @@ fn plate_state(note: &Note, e: Entity, pointer: &Pointer, focused: &Focused) -> 
     }
 }
 
-/// Cheap shared-material cards for every new or changed note; detail follows when near.
+/// A note coming near has its parts built; one going far has them taken down (the [`far`]
+/// field draws it then).
+fn follow_near(
+    mut commands: Commands,
+    came: Query<Entity, (Added<Near>, With<NoteVisual>)>,
+    mut went: RemovedComponents<Near>,
+    shown: Query<(), (With<NoteVisual>, Without<Near>)>,
+) {
+    for e in &came {
+        commands.entity(e).insert(NeedsVisual);
+    }
+    for e in went.read() {
+        if shown.contains(e) {
+            commands.entity(e).try_insert(NeedsVisual);
+        }
+    }
+}
+
+/// (Re)builds the visual of every new or changed note. A near note gets its parts: a
+/// shared-material card and backplate now, its detail when [`build_details`] comes to it. A
+/// far note gets no parts; the far field draws it.
 fn build_cards(
     mut commands: Commands,
     assets: Option<Res<NoteAssets>>,
-    mut q: Query<(Entity, &Note, Option<&mut NoteVisual>), With<NeedsVisual>>,
+    mut field: ResMut<far::FarField>,
+    mut q: Query<(Entity, &Note, Option<&mut NoteVisual>, Has<Near>), With<NeedsVisual>>,
 ) {
     let Some(assets) = assets else { return };
-    for (e, note, visual) in &mut q {
+    for (e, note, visual, near) in &mut q {
+        field.dirty = true;
+        let expanded = visual.as_ref().is_some_and(|v| v.expanded);
         if let Some(v) = visual {
             for child in [v.card, v.plate, v.detail].into_iter().flatten() {
                 commands.entity(child).despawn();
             }
         }
-        let (size, card_mat) = match note.kind() {
-            Some(NoteKind::Voice) => (Vec2::splat(0.4), None),
-            Some(NoteKind::Reaction) => (Vec2::new(0.14, 0.14), None),
-            Some(NoteKind::Image) => {
-                (Vec2::new(PANEL_WIDTH, PANEL_WIDTH * 0.75), Some(assets.card.clone()))
-            }
-            Some(NoteKind::Text) => (Vec2::new(PANEL_WIDTH, 0.3), Some(assets.card.clone())),
-            None => (Vec2::new(PANEL_WIDTH, 0.25), Some(assets.card_placeholder.clone())),
-        };
+        let shape = card_shape(note.kind());
+        // The plate's state is shown afresh (by `update_plates`) on the new parts.
+        commands.entity(e).remove::<(NeedsVisual, HasOrb, PlateState)>();
+        if !near {
+            commands
+                .entity(e)
+                .insert((NoteVisual { expanded, ..default() }, shape.bounds()))
+                .remove::<NeedsDetail>();
+            continue;
+        }
+        let card_mat = shape.card.map(|c| match c {
+            Card::Plain => assets.card.clone(),
+            Card::Placeholder => assets.card_placeholder.clone(),
+        });
         let card = card_mat.map(|m| {
             spawn_part(
                 &mut commands,
                 assets.quad.clone(),
                 m,
-                Transform::from_scale(size.extend(1.0)),
+                Transform::from_scale(shape.size.extend(1.0)),
                 e,
             )
         });
-        let plate_mesh = if note.kind() == Some(NoteKind::Voice) {
-            assets.disc.clone()
-        } else {
-            assets.quad.clone()
-        };
-        let plate = spawn_part(
-            &mut commands,
-            plate_mesh,
-            assets.plate.clone(),
-            Transform::from_xyz(0.0, 0.0, -0.01).with_scale((size + Vec2::splat(0.04)).extend(1.0)),
-            e,
-        );
-        commands
-            .entity(e)
-            .insert((
-                NoteVisual { card, plate: Some(plate), ..default() },
-                NoteBounds((size / 2.0 + Vec2::splat(0.02)).extend(0.06)),
-                NeedsDetail,
-            ))
-            .remove::<NeedsVisual>();
+        let plate_mesh = if shape.round_plate { assets.disc.clone() } else { assets.quad.clone() };
+        let plate =
+            spawn_part(&mut commands, plate_mesh, assets.plate.clone(), shape.plate_transform(), e);
+        commands.entity(e).insert((
+            NoteVisual { card, plate: Some(plate), expanded, ..default() },
+            shape.bounds(),
+            NeedsDetail,
+        ));
     }
 }
 
@@ -698,14 +783,15 @@ fn update_plates(
     assets: Option<Res<NoteAssets>>,
     pointer: Res<Pointer>,
     focused: Res<Focused>,
+    mut field: ResMut<far::FarField>,
     notes: Query<(Entity, &Note, &NoteVisual, Option<&PlateState>)>,
-    changed: Query<Entity, Or<(Changed<Note>, Added<NoteVisual>)>>,
+    changed: Query<Entity, Or<(Changed<Note>, Changed<NoteVisual>)>>,
     mut last: Local<(Option<Entity>, Option<Entity>)>,
     mut commands: Commands,
 ) {
     let Some(assets) = assets else { return };
-    // Only notes whose state can have changed: changed notes, and those that gained or lost
-    // the hover or the focus.
+    // Only notes whose state can have changed: changed notes, rebuilt ones, and those that
+    // gained or lost the hover or the focus.
     let mut candidates: Vec<Entity> = changed.iter().collect();
     candidates.extend([last.0, last.1, pointer.hovered, focused.0].into_iter().flatten());
     *last = (pointer.hovered, focused.0);
@@ -723,21 +809,21 @@ fn update_plates(
                 PlateState::Pending => assets.plate_pending.clone(),
             };
             commands.entity(plate).insert(MeshMaterial3d(mat));
+        } else {
+            // A far note: its plate is in the far field.
+            field.dirty = true;
         }
         commands.entity(e).insert(state);
     }
 }
 
-/// Far notes fade, and beyond the fade they are hidden (and so culled).
+/// Near notes' panels and pictures fade with distance (a far note's fade is in the far
+/// field's vertex colours; past the fade it is not drawn at all).
 fn apply_fade(
     mut materials: ResMut<Assets<StandardMaterial>>,
-    mut q: Query<(&DistanceFade, &NoteVisual, &mut Visibility), Changed<DistanceFade>>,
+    q: Query<(&DistanceFade, &NoteVisual), (Changed<DistanceFade>, With<Near>)>,
 ) {
-    for (fade, visual, mut vis) in &mut q {
-        let want = if fade.alpha <= 0.01 { Visibility::Hidden } else { Visibility::Inherited };
-        if *vis != want {
-            *vis = want;
-        }
+    for (fade, visual) in &q {
         if let Some(mut m) = visual.detail_material.as_ref().and_then(|h| materials.get_mut(h)) {
             m.base_color.set_alpha(fade.alpha);
         }
@@ -822,7 +908,7 @@ fn count_progress(
         p.notes += 1;
         if needs_visual.is_some() || (needs_detail.is_some() && near) {
             p.waiting_detail += 1;
-        } else if needs_detail.is_none() {
+        } else if near {
             p.detailed += 1;
         }
     }

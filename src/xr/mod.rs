@@ -23,7 +23,7 @@ use crate::compose::{Compose, NOTE_HEIGHT};
 use crate::interact::{
     EmptyPress, PickSet, PointerPress, PointerRay, PointerSource, PressSet, ray_floor,
 };
-use crate::notes::{Arriving, Billboard, Viewer};
+use crate::notes::{Arriving, Billboard, Near, Viewer};
 use bevy::prelude::*;
 
 /// Which hand.
@@ -341,12 +341,18 @@ fn grip_records(
     }
 }
 
-/// Every turned panel gets the size the angular rule gives it at its distance from the head.
+/// Every turned panel gets the size the angular rule gives it at its distance from the head:
+/// the near ones each frame, the far ones (drawn in the far field) on the distance passes, as
+/// they are turned.
 fn panels_keep_their_angle(
     viewer: Res<Viewer>,
-    mut q: Query<(&mut Transform, Has<Arriving>), With<Billboard>>,
+    mut last: Local<Option<Vec3>>,
+    mut q: ParamSet<(
+        Query<(&mut Transform, Has<Arriving>), With<Billboard>>,
+        Query<(&mut Transform, Has<Arriving>), (With<Billboard>, With<Near>)>,
+    )>,
 ) {
-    for (mut t, arriving) in &mut q {
+    let size = |(mut t, arriving): (Mut<Transform>, bool)| {
         let s = comfort_scale(t.translation.distance(viewer.0));
         // The arrival animation writes its own scale each frame; ride on top of it.
         let base = if arriving { t.scale.x } else { 1.0 };
@@ -354,5 +360,10 @@ fn panels_keep_their_angle(
         if (t.scale - want).abs().max_element() > 1e-3 {
             t.scale = want;
         }
+    };
+    if crate::notes::full_pass(&mut last, viewer.0) {
+        q.p0().iter_mut().for_each(size);
+    } else {
+        q.p1().iter_mut().for_each(size);
     }
 }

@@ -1,0 +1,358 @@
+//! The far field: every note beyond the detail distance, drawn as one mesh. A far note has
+//! no parts of its own (no card, plate or detail entities): its backplate and card are a
+//! few triangles here, coloured by its state, faded by its distance and turned as the note
+//! is. The mesh is rebuilt when a far note changes, comes, goes or moves, and on the
+//! distance passes (when the viewer has moved 25 cm and the far notes have turned toward
+//! them). So ten thousand notes cost a few hundred part entities and one draw, not thirty
+//! thousand entities for Bevy to propagate, cull and draw each frame. The frame only copies
+//! what each far note looks like; sorting and building the mesh run on a worker thread, as
+//! panels are drawn, and the new mesh replaces the old when it is ready.
+
+use super::{Card, CardShape, NoteVisual, PlateState, card_shape};
+use crate::notes::{DistanceFade, FADED_OUT, KnownAnchors, Near, Note, Viewer, full_pass};
+use bevy::asset::RenderAssetUsages;
+use bevy::camera::visibility::NoFrustumCulling;
+use bevy::light::NotShadowCaster;
+use bevy::mesh::{Indices, PrimitiveTopology};
+use bevy::prelude::*;
+use bevy::tasks::futures::check_ready;
+use bevy::tasks::{AsyncComputeTaskPool, Task};
+use std::time::{Duration, Instant};
+
+/// Segments of a round (voice) backplate in the far field.
+const DISC_SEGMENTS: u32 = 16;
+
+/// The state of the far field: whether it must be rebuilt, and what it drew last.
+#[derive(Resource, Default)]
+pub struct FarField {
+    /// Set by whatever changes a far note's look (its visual rebuilt, its plate state).
+    pub(crate) dirty: bool,
+    /// A rebuild is due but waits for the one in flight.
+    pending: bool,
+    /// The rebuild in flight on a worker thread.
+    job: Option<Task<Built>>,
+    /// Notes drawn in the field at the last rebuild.
+    pub notes: usize,
+    /// Times the field was rebuilt.
+    pub rebuilds: u64,
+    /// Time spent rebuilding it, all told: copying on the frame, building on a worker.
+    pub rebuild_time: Duration,
+}
+
+impl FarField {
+    /// Whether the mesh shows the far notes as they are: no rebuild due or in flight.
+    pub fn settled(&self) -> bool {
+        !self.dirty && !self.pending && self.job.is_none()
+    }
+}
+
+/// What a far note looks like, copied on the frame for a rebuild on a worker.
+struct FarNote {
+    at: Transform,
+    shape: CardShape,
+    plate: PlateState,
+    alpha: f32,
+    /// Whole centimetres from the viewer.
+    distance: u32,
+}
+
+/// A rebuilt field.
+struct Built {
+    mesh: FarMesh,
+    notes: usize,
+    took: Duration,
+}
+
+/// Sorts the far notes farthest first, so that the blended cards overlap as they should,
+/// and builds their mesh.
+fn build(mut notes: Vec<FarNote>) -> Built {
+    let started = Instant::now();
+    notes.sort_unstable_by_key(|n| std::cmp::Reverse(n.distance));
+    let palette = Palette::new();
+    let mut mesh = FarMesh::default();
+    for n in &notes {
+        let card = n.shape.card.map(|c| palette.card(c));
+        mesh.note(&n.at, &n.shape, palette.plate(n.plate), card, n.alpha);
+    }
+    Built { mesh, notes: notes.len(), took: started.elapsed() }
+}
+
+/// The entity that shows the far field's mesh.
+#[derive(Component, Debug)]
+pub struct FarFieldMesh;
+
+pub(super) fn setup(
+    mut commands: Commands,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+) {
+    commands.spawn((
+        FarFieldMesh,
+        Mesh3d(meshes.add(FarMesh::default().into_mesh())),
+        // Vertex colours carry each note's colour and fade.
+        MeshMaterial3d(materials.add(StandardMaterial {
+            base_color: Color::WHITE,
+            unlit: true,
+            alpha_mode: AlphaMode::Blend,
+            cull_mode: None,
+            ..default()
+        })),
+        Transform::IDENTITY,
+        Visibility::Hidden,
+        NotShadowCaster,
+        // The field surrounds the viewer; its bounds would only ever say "in view".
+        NoFrustumCulling,
+    ));
+}
+
+/// The vertices and triangles of the far field, built on the CPU.
+#[derive(Debug, Default)]
+pub struct FarMesh {
+    pub positions: Vec<[f32; 3]>,
+    pub normals: Vec<[f32; 3]>,
+    pub colours: Vec<[f32; 4]>,
+    pub indices: Vec<u32>,
+}
+
+/// A note's frame, as the far field needs it: where its centre is, and its three axes
+/// scaled by its scale.
+struct Frame {
+    centre: Vec3,
+    right: Vec3,
+    up: Vec3,
+    forward: Vec3,
+    normal: [f32; 3],
+}
+
+impl Frame {
+    fn of(at: &Transform) -> Self {
+        let forward = at.rotation * Vec3::Z;
+        Frame {
+            centre: at.translation,
+            right: at.rotation * Vec3::X * at.scale.x,
+            up: at.rotation * Vec3::Y * at.scale.y,
+            forward: forward * at.scale.z,
+            normal: forward.to_array(),
+        }
+    }
+}
+
+/// The unit circle at each segment's start, computed once.
+fn circle() -> &'static [(f32, f32); DISC_SEGMENTS as usize] {
+    static CIRCLE: std::sync::OnceLock<[(f32, f32); DISC_SEGMENTS as usize]> =
+        std::sync::OnceLock::new();
+    CIRCLE.get_or_init(|| {
+        std::array::from_fn(|i| {
+            let a = i as f32 / DISC_SEGMENTS as f32 * std::f32::consts::TAU;
+            (a.cos(), a.sin())
+        })
+    })
+}
+
+impl FarMesh {
+    /// A rectangle of `half` extents about `centre`, in the note's plane.
+    fn quad(&mut self, f: &Frame, centre: Vec3, half: Vec2, colour: [f32; 4]) {
+        let base = self.positions.len() as u32;
+        let (r, u) = (f.right * half.x, f.up * half.y);
+        for p in [centre - r - u, centre + r - u, centre + r + u, centre - r + u] {
+            self.vertex(p, f.normal, colour);
+        }
+        self.indices.extend([base, base + 1, base + 2, base, base + 2, base + 3]);
+    }
+
+    /// A disc of `radius` about `centre`, in the note's plane.
+    fn disc(&mut self, f: &Frame, centre: Vec3, radius: f32, colour: [f32; 4]) {
+        let first = self.positions.len() as u32;
+        self.vertex(centre, f.normal, colour);
+        let (r, u) = (f.right * radius, f.up * radius);
+        for (cos, sin) in circle() {
+            self.vertex(centre + r * *cos + u * *sin, f.normal, colour);
+        }
+        for i in 0..DISC_SEGMENTS {
+            let next = (i + 1) % DISC_SEGMENTS;
+            self.indices.extend([first, first + 1 + i, first + 1 + next]);
+        }
+    }
+
+    fn vertex(&mut self, p: Vec3, normal: [f32; 3], colour: [f32; 4]) {
+        self.positions.push(p.to_array());
+        self.normals.push(normal);
+        self.colours.push(colour);
+    }
+
+    /// One note's backplate and card, as [`super::build_cards`] would give it parts (the
+    /// plate as [`CardShape::plate_transform`] places it), in linear colours, faded by `alpha`.
+    pub(crate) fn note(
+        &mut self,
+        at: &Transform,
+        shape: &CardShape,
+        plate: LinearRgba,
+        card: Option<LinearRgba>,
+        alpha: f32,
+    ) {
+        let f = Frame::of(at);
+        let faded = |c: LinearRgba| [c.red, c.green, c.blue, c.alpha * alpha];
+        let behind = f.centre - f.forward * 0.01;
+        let plate_half = shape.size / 2.0 + Vec2::splat(0.02);
+        if shape.round_plate {
+            self.disc(&f, behind, plate_half.x, faded(plate));
+        } else {
+            self.quad(&f, behind, plate_half, faded(plate));
+        }
+        if let Some(card) = card {
+            self.quad(&f, f.centre, shape.size / 2.0, faded(card));
+        }
+    }
+
+    pub fn triangles(&self) -> usize {
+        self.indices.len() / 3
+    }
+
+    pub fn into_mesh(self) -> Mesh {
+        let mut mesh = Mesh::new(PrimitiveTopology::TriangleList, RenderAssetUsages::default());
+        mesh.insert_attribute(Mesh::ATTRIBUTE_POSITION, self.positions);
+        mesh.insert_attribute(Mesh::ATTRIBUTE_NORMAL, self.normals);
+        mesh.insert_attribute(Mesh::ATTRIBUTE_COLOR, self.colours);
+        mesh.insert_indices(Indices::U32(self.indices));
+        mesh
+    }
+}
+
+/// The linear colours of the plates (by state) and cards (by kind), converted once per
+/// rebuild rather than per note.
+pub(crate) struct Palette {
+    plates: [LinearRgba; 5],
+    cards: [LinearRgba; 2],
+}
+
+impl Palette {
+    pub(crate) fn new() -> Self {
+        use PlateState::*;
+        Palette {
+            plates: [Normal, Unread, Hover, Focus, Pending].map(|s| s.colour().to_linear()),
+            cards: [Card::Plain, Card::Placeholder].map(|c| c.colour().to_linear()),
+        }
+    }
+    pub(crate) fn plate(&self, s: PlateState) -> LinearRgba {
+        self.plates[s as usize]
+    }
+    pub(crate) fn card(&self, c: Card) -> LinearRgba {
+        self.cards[c as usize]
+    }
+}
+
+/// Rebuilds the far field's mesh when it is due (on a worker thread), and shows the
+/// rebuilt mesh when it is ready.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn draw(
+    mut field: ResMut<FarField>,
+    viewer: Res<Viewer>,
+    known: Res<KnownAnchors>,
+    mut last: Local<Option<Vec3>>,
+    mut removed: RemovedComponents<Note>,
+    notes: Query<
+        (&Transform, &Note, &DistanceFade, Option<&PlateState>),
+        (With<NoteVisual>, Without<Near>),
+    >,
+    mut target: Query<(&Mesh3d, &mut Visibility), With<FarFieldMesh>>,
+    mut meshes: ResMut<Assets<Mesh>>,
+) {
+    let passed = full_pass(&mut last, viewer.0);
+    let gone = removed.read().count() > 0;
+    if field.dirty || passed || gone || known.is_changed() {
+        field.dirty = false;
+        field.pending = true;
+    }
+    let Ok((mesh, mut visibility)) = target.single_mut() else { return };
+    let finished = field.job.as_mut().and_then(check_ready);
+    if finished.is_some() {
+        field.job = None;
+    }
+    if field.pending && field.job.is_none() {
+        field.pending = false;
+        let started = Instant::now();
+        let mut far = Vec::with_capacity(field.notes + field.notes / 8 + 16);
+        far.extend(notes.iter().filter(|(_, _, fade, _)| fade.alpha > FADED_OUT).map(
+            |(t, note, fade, plate)| FarNote {
+                at: *t,
+                shape: card_shape(note.kind()),
+                plate: plate.copied().unwrap_or(PlateState::Normal),
+                alpha: fade.alpha,
+                distance: (t.translation.distance(viewer.0) * 100.0) as u32,
+            },
+        ));
+        field.rebuild_time += started.elapsed();
+        match AsyncComputeTaskPool::try_get() {
+            Some(pool) => field.job = Some(pool.spawn(async move { build(far) })),
+            // No worker threads (a bare test app): build it here.
+            None => show(&mut field, build(far), mesh, &mut visibility, &mut meshes),
+        }
+    }
+    if let Some(built) = finished {
+        show(&mut field, built, mesh, &mut visibility, &mut meshes);
+    }
+}
+
+fn show(
+    field: &mut FarField,
+    built: Built,
+    mesh: &Mesh3d,
+    visibility: &mut Visibility,
+    meshes: &mut Assets<Mesh>,
+) {
+    field.notes = built.notes;
+    field.rebuilds += 1;
+    field.rebuild_time += built.took;
+    let want = if built.notes == 0 { Visibility::Hidden } else { Visibility::Inherited };
+    if *visibility != want {
+        *visibility = want;
+    }
+    if built.notes > 0
+        && let Err(e) = meshes.insert(mesh.id(), built.mesh.into_mesh())
+    {
+        warn!("the far field's mesh had nowhere to go: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::NoteKind;
+
+    #[test]
+    fn a_far_note_is_its_plate_behind_its_card_where_the_note_stands() {
+        let at = Transform::from_xyz(3.0, 1.5, -20.0).with_rotation(Quat::from_rotation_y(0.5));
+        let mut far = FarMesh::default();
+        let palette = Palette::new();
+        let (plate, card) = (palette.plate(PlateState::Unread), palette.card(Card::Plain));
+        far.note(&at, &card_shape(Some(NoteKind::Text)), plate, Some(card), 0.5);
+        assert_eq!(far.triangles(), 4, "two quads");
+        assert_eq!(far.positions.len(), 8);
+        // Every vertex lies within the plate's reach of the note's centre, on its plane.
+        let back = at.rotation * Vec3::Z;
+        for p in &far.positions {
+            let p = Vec3::from_array(*p);
+            assert!(p.distance(at.translation) < 0.45, "{p}");
+            assert!((p - at.translation).dot(back).abs() <= 0.0101, "{p}");
+        }
+        // The plate comes first (drawn behind), in the unread colour, faded by half.
+        let unread = PlateState::Unread.colour().to_linear();
+        assert_eq!(far.colours[0], [unread.red, unread.green, unread.blue, unread.alpha * 0.5]);
+        assert_eq!(far.colours[4][3], Card::Plain.colour().to_linear().alpha * 0.5);
+        // The card's corner is the panel's corner.
+        let corner = at.transform_point(Vec3::new(-0.35, -0.15, 0.0));
+        assert!(Vec3::from_array(far.positions[4]).distance(corner) < 1e-4);
+    }
+
+    #[test]
+    fn a_far_voice_note_is_a_round_plate_without_a_card() {
+        let mut far = FarMesh::default();
+        let plate = Palette::new().plate(PlateState::Normal);
+        far.note(&Transform::IDENTITY, &card_shape(Some(NoteKind::Voice)), plate, None, 1.0);
+        assert_eq!(far.triangles(), DISC_SEGMENTS as usize);
+        let radius = (0.4 + 0.04) / 2.0;
+        for p in &far.positions[1..] {
+            assert!((Vec3::from_array(*p).truncate().length() - radius).abs() < 1e-5);
+        }
+    }
+}
