@@ -60,6 +60,13 @@ struct AnchorStore {
 #[derive(Component, Debug)]
 struct AnchorSpace(AnchorKey);
 
+/// On an anchor this session has just made, until the runtime first locates it: its pose is
+/// the one it was made at, which the note attached to it already stands at. Without this,
+/// the frame between making and first locating would mark that note approximate.
+#[derive(Component, Debug)]
+#[component(storage = "SparseSet")]
+struct JustMade;
+
 fn check(what: &str, r: sys::Result) -> Result<(), String> {
     if r.into_raw() >= 0 { Ok(()) } else { Err(format!("{what}: {r:?}")) }
 }
@@ -178,31 +185,59 @@ fn anchor_space(
 }
 
 #[allow(unsafe_code)]
-fn spawn_anchor_space(commands: &mut Commands, space: sys::Space, name: Vec<u8>) {
+fn spawn_anchor_space(commands: &mut Commands, space: sys::Space, name: Vec<u8>) -> Entity {
     // SAFETY: a space handle the runtime just created; bevy_mod_openxr locates it each frame
     // and destroys it with the entity.
     let space = unsafe { XrSpace::from_raw(space.into_raw()) };
-    commands.spawn((
-        space,
-        AnchorSpace(AnchorKey { kind: MSFT.into(), id: name }),
-        XrTracker,
-        Transform::default(),
-        OxrSpaceLocationFlags(openxr::SpaceLocationFlags::default()),
-        XrSpaceLocationFlags::default(),
-    ));
+    commands
+        .spawn((
+            space,
+            AnchorSpace(AnchorKey { kind: MSFT.into(), id: name }),
+            XrTracker,
+            Transform::default(),
+            OxrSpaceLocationFlags(openxr::SpaceLocationFlags::default()),
+            XrSpaceLocationFlags::default(),
+        ))
+        .id()
+}
+
+/// What one anchor space says this frame: where the runtime locates it (`None`: not
+/// tracked), and whether this session just made it and the runtime has not located it yet.
+struct Sighting<'a> {
+    key: &'a AnchorKey,
+    located: Option<Transform>,
+    just_made: bool,
+}
+
+/// The anchors known now: those the runtime tracks, and those just made that it has not
+/// located yet, at the pose they were made at (from `before`).
+fn known_now<'a>(
+    sightings: impl Iterator<Item = Sighting<'a>>,
+    before: &KnownAnchors,
+) -> std::collections::HashMap<AnchorKey, Transform> {
+    sightings
+        .filter_map(|s| {
+            let at = s.located.or_else(|| s.just_made.then(|| before.0.get(s.key).copied())?)?;
+            Some((s.key.clone(), at))
+        })
+        .collect()
 }
 
 /// The anchors the runtime tracks now become [`KnownAnchors`], written only when that
 /// changes what a note would do (so notes follow anchors without work every frame).
 fn anchors_in_view(
-    spaces: Query<(&AnchorSpace, &GlobalTransform, &XrSpaceLocationFlags)>,
+    mut commands: Commands,
+    spaces: Query<(Entity, &AnchorSpace, &GlobalTransform, &XrSpaceLocationFlags, Has<JustMade>)>,
     mut known: ResMut<KnownAnchors>,
 ) {
-    let now: std::collections::HashMap<AnchorKey, Transform> = spaces
-        .iter()
-        .filter(|(_, _, f)| f.position_tracked && f.rotation_tracked)
-        .map(|(a, t, _)| (a.0.clone(), t.compute_transform()))
-        .collect();
+    let sightings = spaces.iter().map(|(e, a, t, f, just_made)| {
+        let tracked = f.position_tracked && f.rotation_tracked;
+        if tracked && just_made {
+            commands.entity(e).remove::<JustMade>();
+        }
+        Sighting { key: &a.0, located: tracked.then(|| t.compute_transform()), just_made }
+    });
+    let now = known_now(sightings, &known);
     let same = now.len() == known.0.len()
         && now.iter().all(|(k, t)| {
             known.0.get(k).is_some_and(|o| {
@@ -280,7 +315,8 @@ fn anchor_new_notes(
         match persisted.and_then(|()| anchor_space(&store.anchor, raw, a)) {
             Ok(space) => {
                 store.held.push(a);
-                spawn_anchor_space(&mut commands, space, name.clone());
+                let e = spawn_anchor_space(&mut commands, space, name.clone());
+                commands.entity(e).insert(JustMade);
                 // Known at once, so the note is attached to it this frame.
                 known.0.insert(AnchorKey { kind: MSFT.into(), id: name }, world);
             }
@@ -330,5 +366,38 @@ mod tests {
         assert!(persistence_name(b"a\0b").is_none());
         assert!(persistence_name(&[b'x'; 256]).is_none(), "room for the terminating NUL");
         assert!(persistence_name(&[b'x'; 255]).is_some());
+    }
+
+    #[test]
+    fn a_just_made_anchor_stays_known_until_the_runtime_first_locates_it() {
+        let key = |id: u8| AnchorKey { kind: MSFT.into(), id: vec![id] };
+        let (made, loaded, lost) = (key(1), key(2), key(3));
+        let made_at = Transform::from_xyz(1.0, 0.0, -2.0);
+        let before = KnownAnchors(
+            [(made.clone(), made_at), (lost.clone(), Transform::from_xyz(5.0, 0.0, 0.0))].into(),
+        );
+        let at = Transform::from_xyz(0.0, 0.0, -4.0);
+        let now = known_now(
+            [
+                // Made this session, not located yet: kept where it was made.
+                Sighting { key: &made, located: None, just_made: true },
+                // Loaded from the store and located: known where the runtime says.
+                Sighting { key: &loaded, located: Some(at), just_made: false },
+                // Loaded and no longer tracked: no longer known.
+                Sighting { key: &lost, located: None, just_made: false },
+            ]
+            .into_iter(),
+            &before,
+        );
+        assert_eq!(now.len(), 2);
+        assert_eq!(now[&made], made_at);
+        assert_eq!(now[&loaded], at);
+        // Once located, the runtime's pose wins.
+        let refined = Transform::from_xyz(1.01, 0.0, -2.0);
+        let now = known_now(
+            [Sighting { key: &made, located: Some(refined), just_made: true }].into_iter(),
+            &before,
+        );
+        assert_eq!(now[&made], refined);
     }
 }
