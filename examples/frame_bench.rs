@@ -10,7 +10,7 @@ use cairn::CairnLogicPlugin;
 use cairn::interact::{PointerRay, PointerSource};
 use cairn::net::{CurrentSpace, NoteUpdated};
 use cairn::notes::Viewer;
-use cairn::render::{RenderProgress, VoiceOrbMaterial};
+use cairn::render::RenderProgress;
 use cairn_client::LocalNote;
 use cairn_crypto::{NoteBody, Pose};
 use cairn_proto::{DeviceId, NoteId, SpaceId};
@@ -39,11 +39,7 @@ fn app(single_threaded: bool) -> App {
         one_thread(&mut app, PostUpdate);
         one_thread(&mut app, Last);
     }
-    app.init_asset::<Mesh>()
-        .init_asset::<StandardMaterial>()
-        .init_asset::<Image>()
-        .init_asset::<VoiceOrbMaterial>();
-    app.add_plugins(cairn::render::cpu_plugin).init_resource::<cairn::render::TrackProgress>();
+    app.add_plugins(cairn::render::without_gpu).init_resource::<cairn::render::TrackProgress>();
     app.insert_resource(CurrentSpace(Some(SPACE)));
     app.update();
     app

@@ -618,11 +618,7 @@ fn near_notes_are_marked_and_turned_every_frame_far_ones_on_the_distance_passes(
 fn app_with_visuals() -> App {
     let mut app = App::new();
     app.add_plugins((MinimalPlugins, TransformPlugin, AssetPlugin::default(), CairnLogicPlugin));
-    app.init_asset::<Mesh>()
-        .init_asset::<StandardMaterial>()
-        .init_asset::<Image>()
-        .init_asset::<cairn::render::VoiceOrbMaterial>();
-    app.add_plugins(cairn::render::cpu_plugin);
+    app.add_plugins(cairn::render::without_gpu);
     app.insert_resource(CurrentSpace(Some(SPACE)));
     app.update();
     app

@@ -273,9 +273,9 @@ pub(super) fn draw(
         field.pending = true;
     }
     let Ok((mesh, mut visibility)) = target.single_mut() else { return };
-    let finished = field.job.as_mut().and_then(check_ready);
-    if finished.is_some() {
+    if let Some(built) = field.job.as_mut().and_then(check_ready) {
         field.job = None;
+        show(&mut field, built, mesh, &mut visibility, &mut meshes);
     }
     if field.pending && field.job.is_none() {
         field.pending = false;
@@ -296,9 +296,6 @@ pub(super) fn draw(
             // No worker threads (a bare test app): build it here.
             None => show(&mut field, build(far), mesh, &mut visibility, &mut meshes),
         }
-    }
-    if let Some(built) = finished {
-        show(&mut field, built, mesh, &mut visibility, &mut meshes);
     }
 }
 

@@ -227,6 +227,16 @@ pub fn plugin(app: &mut App) {
         .add_systems(Update, draw_reply_lines.in_set(CairnSet::Layout).after(count_progress));
 }
 
+/// [`cpu_plugin`] with the asset storage it needs (meshes, materials, images), for a run
+/// without a GPU or a window: the frame benchmark and the headless tests.
+pub fn without_gpu(app: &mut App) {
+    app.init_asset::<Mesh>()
+        .init_asset::<StandardMaterial>()
+        .init_asset::<Image>()
+        .init_asset::<VoiceOrbMaterial>()
+        .add_plugins(cpu_plugin);
+}
+
 /// Everything the renderer needs the CPU for: building cards and details (text
 /// rasterization), state plates, fading, orb animation, full pictures. Runs without a GPU
 /// given asset storage for meshes, materials and images (the frame benchmark does so).
