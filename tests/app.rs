@@ -584,34 +584,66 @@ fn the_desktop_mode_without_a_display_says_so_instead_of_panicking() {
 }
 
 #[test]
-fn near_notes_are_marked_and_turned_every_frame_far_ones_on_the_distance_passes() {
+fn near_notes_are_turned_every_frame_and_far_ones_where_the_far_field_draws_them() {
     use cairn::notes::{Near, Viewer};
-    let mut app = app();
+    let mut app = app_with_visuals();
     app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(0.0, 1.6, 0.0);
     receive(&mut app, local(1, "near", [0.0, 1.5, -3.0], None));
-    // 13 m: just beyond the detail distance, near enough that a step turns it past the
-    // billboard's threshold.
+    // 13 m: just beyond the detail distance.
     receive(&mut app, local(2, "far", [0.0, 1.5, -13.0], None));
     let (near, far) = (entity_of(&app, 1).unwrap(), entity_of(&app, 2).unwrap());
     app.update();
     assert!(app.world().get::<Near>(near).is_some());
     assert!(app.world().get::<Near>(far).is_none(), "13 m is beyond the detail distance");
     let rotation = |app: &App, e| app.world().get::<Transform>(e).unwrap().rotation;
+    let faces = |rotation: Quat, from: Vec3, to: Vec3| {
+        let mut want = to - from;
+        want.y = 0.0;
+        (rotation * Vec3::Z).angle_between(want) < 0.02
+    };
     let (near_before, far_before) = (rotation(&app, near), rotation(&app, far));
-    // A step of 24 cm: no distance pass; the near panel turns, the far one waits.
+    // A step of 24 cm turns the near panel.
     app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(0.24, 1.6, 0.0);
     app.update();
     assert_ne!(rotation(&app, near), near_before);
+    assert!(faces(rotation(&app, near), Vec3::new(0.0, 1.5, -3.0), Vec3::new(0.24, 1.6, 0.0)));
+    // The far note's own transform is never turned: the far field draws it facing the
+    // viewer, turned afresh on the distance pass past 25 cm.
+    let viewer = Vec3::new(1.5, 1.6, 0.0);
+    app.world_mut().resource_mut::<Viewer>().0 = viewer;
+    app.update();
     assert_eq!(rotation(&app, far), far_before);
-    // Past 25 cm the pass comes: the far panel turns too. Walking up to it makes it near.
-    app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(1.5, 1.6, 0.0);
-    app.update();
-    assert_ne!(rotation(&app, far), far_before);
-    app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(0.0, 1.6, -20.0);
-    app.update();
+    let (points, _, _) = far_field(&mut app);
+    assert_eq!(points.len(), 8, "the far note's plate and card");
+    // The card (the second quad): its face points at the viewer.
+    let [a, b, _, d] = [points[4], points[5], points[6], points[7]];
+    let normal = (b - a).cross(d - a);
+    let card = Quat::from_rotation_arc(Vec3::Z, normal.normalize());
+    assert!(faces(card, Vec3::new(0.0, 1.5, -13.0), viewer), "card normal {normal}");
+    // Walking up to it makes it near, turned toward the viewer the same frame.
+    let viewer = Vec3::new(0.0, 1.6, -20.0);
+    app.world_mut().resource_mut::<Viewer>().0 = viewer;
     app.update();
     assert!(app.world().get::<Near>(far).is_some());
+    assert!(faces(rotation(&app, far), Vec3::new(0.0, 1.5, -13.0), viewer));
+    app.update();
     assert!(app.world().get::<Near>(near).is_none());
+}
+
+#[test]
+fn a_ray_ends_at_the_floor_so_a_note_beneath_it_cannot_be_pointed_at() {
+    let mut app = app();
+    receive(&mut app, local(1, "beneath the floor", [0.0, -0.5, -4.0], None));
+    receive(&mut app, local(2, "on a low shelf", [2.0, 0.5, -4.0], None));
+    let eye = Vec3::new(0.0, 1.6, 0.0);
+    // Aimed at the sunken note: the ray meets the floor first (about 3 m out).
+    point(&mut app, eye, Vec3::new(0.0, -0.5, -4.0));
+    let p = app.world().resource::<Pointer>();
+    assert_eq!(p.hovered, None);
+    assert!(p.floor.is_some_and(|f| f.z > -3.2 && f.z < -2.9), "{:?}", p.floor);
+    // The one above the floor is hit.
+    point(&mut app, eye, Vec3::new(2.0, 0.5, -4.0));
+    assert_eq!(app.world().resource::<Pointer>().hovered, entity_of(&app, 2));
 }
 
 /// The app with its note visuals built on the CPU (no GPU), as the frame benchmark runs it.

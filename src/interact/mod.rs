@@ -141,25 +141,43 @@ pub fn ray_floor(ray: Ray3d) -> Option<Vec3> {
 }
 
 /// The nearest visible note each ray meets, among the few the [`NoteGrid`] holds near it.
+/// A near note is hit where it stands; a far one as the far field draws it (turned toward
+/// the viewer), unless it has faded out of sight.
 fn pick(
     mut rays: MessageReader<PointerRay>,
     mut pointer: ResMut<Pointer>,
     grid: Res<NoteGrid>,
+    viewer: Res<crate::notes::Viewer>,
+    far_scale: Res<crate::notes::FarPanelScale>,
     mut candidates: Local<Vec<Entity>>,
-    notes: Query<(&GlobalTransform, &NoteBounds, &crate::notes::DistanceFade), With<Note>>,
+    notes: Query<(&GlobalTransform, &NoteBounds, Has<crate::notes::Near>), With<Note>>,
 ) {
+    use crate::notes::{FADED_OUT, fade_alpha, far_pose};
     for r in rays.read() {
         let mut best: Option<(f32, Entity)> = None;
-        grid.near_ray(r.ray, MAX_POINT_DISTANCE, &mut candidates);
-        for (e, (t, bounds, fade)) in
+        // A ray ends where it meets the floor: nothing beneath it can be pointed at, and a ray
+        // aimed down the room asks for the notes of a few metres, not of sixty.
+        let floor = ray_floor(r.ray);
+        let length = floor.map_or(MAX_POINT_DISTANCE, |f| f.distance(r.ray.origin));
+        grid.near_ray(r.ray, length, &mut candidates);
+        for (e, (t, bounds, near)) in
             candidates.iter().filter_map(|&e| Some((e, notes.get(e).ok()?)))
         {
-            // A note faded out of sight cannot be pointed at.
-            if fade.alpha <= crate::notes::FADED_OUT || !ray_near_box(r.ray, t, bounds.0) {
+            let at = t.translation();
+            let far;
+            let t = if near {
+                t
+            } else if fade_alpha(at.distance(viewer.0)) <= FADED_OUT {
+                continue;
+            } else {
+                far = GlobalTransform::from(far_pose(at, viewer.0, far_scale.0));
+                &far
+            };
+            if !ray_near_box(r.ray, t, bounds.0) {
                 continue;
             }
             if let Some(d) = ray_box(r.ray, t, bounds.0)
-                && d < MAX_POINT_DISTANCE
+                && d < length
                 && best.is_none_or(|(bd, _)| d < bd)
             {
                 best = Some((d, e));
@@ -169,7 +187,7 @@ fn pick(
             source: Some(r.source),
             ray: Some(r.ray),
             hovered: best.map(|(_, e)| e),
-            floor: ray_floor(r.ray),
+            floor,
             note_hit: best.map(|(d, _)| r.ray.get_point(d)),
             on_panel: false,
         };

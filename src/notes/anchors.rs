@@ -11,7 +11,7 @@
 //! their world poses: the XR glue fills it where the runtime persists anchors, tests fill it
 //! directly. Nothing here needs a runtime.
 
-use super::{DistanceFade, Near, NeedsVisual, Note, NoteGrid, Viewer, move_note};
+use super::{Near, NeedsVisual, Note, NoteGrid, Viewer, move_note};
 use crate::net::NetCommand;
 use bevy::prelude::*;
 use cairn_client::ClientCommand;
@@ -122,27 +122,15 @@ fn follow_anchors(
     known: Res<KnownAnchors>,
     viewer: Res<Viewer>,
     mut grid: ResMut<NoteGrid>,
-    mut notes: Query<
-        (Entity, &mut Note, &mut Transform, &mut DistanceFade, Has<Near>),
-        With<Anchored>,
-    >,
+    mut notes: Query<(Entity, &mut Note, &mut Transform, Has<Near>), With<Anchored>>,
 ) {
     if !known.is_changed() {
         return;
     }
-    for (e, mut note, mut t, mut fade, near) in &mut notes {
+    for (e, mut note, mut t, near) in &mut notes {
         let (to, approximate) = place(note.body.as_ref(), &known);
         if t.translation.distance(to.translation) > 1e-3 {
-            move_note(
-                &mut commands,
-                &mut grid,
-                viewer.0,
-                e,
-                &mut t,
-                &mut fade,
-                near,
-                to.translation,
-            );
+            move_note(&mut commands, &mut grid, viewer.0, e, &mut t, near, to.translation);
         }
         if note.approximate != approximate {
             // Its header says whether the place is approximate: redraw it.

@@ -98,11 +98,23 @@ impl NoteGrid {
         self.cell_of.is_empty()
     }
 
+    /// Every note whose centre's floor-plan position may lie within `radius` of `at`'s (so
+    /// every note within `radius` of `at` in space). Never leaves out such a note; may
+    /// include some farther ones.
+    pub fn near_point(&self, at: Vec3, radius: f32, out: &mut Vec<Entity>) {
+        let c = at.xz();
+        // A cell may hold such a centre when its own centre is within `radius` plus half its
+        // diagonal.
+        let within = radius + CELL * std::f32::consts::FRAC_1_SQRT_2;
+        self.gather(c - Vec2::splat(radius), c + Vec2::splat(radius), out, |centre| {
+            centre.distance(c) <= within
+        });
+    }
+
     /// Every note whose centre may lie within the reach of the ray's first `length` metres
     /// (from `reach` behind its origin to `reach` past the end): the candidates a ray of that
     /// length can hit. Never leaves out such a note; may include some farther ones.
     pub fn near_ray(&self, ray: Ray3d, length: f32, out: &mut Vec<Entity>) {
-        out.clear();
         let reach = self.reach();
         let start = ray.get_point(-reach);
         let end = ray.get_point(length + reach);
@@ -111,19 +123,24 @@ impl NoteGrid {
         // floor plan; a cell may hold such a centre when its own centre is within `reach`
         // plus half its diagonal.
         let within = reach + CELL * std::f32::consts::FRAC_1_SQRT_2;
-        let lo = cell_at(a.min(b) - Vec2::splat(reach));
-        let hi = cell_at(a.max(b) + Vec2::splat(reach));
+        self.gather(a.min(b) - Vec2::splat(reach), a.max(b) + Vec2::splat(reach), out, |centre| {
+            point_segment_distance(centre, a, b) <= within
+        });
+    }
+
+    /// The notes of the cells between the floor-plan corners `lo` and `hi` whose centre
+    /// `near` accepts, into `out`.
+    fn gather(&self, lo: Vec2, hi: Vec2, out: &mut Vec<Entity>, near: impl Fn(Vec2) -> bool) {
+        out.clear();
+        let centre = |(x, z): Cell| Vec2::new((x as f32 + 0.5) * CELL, (z as f32 + 0.5) * CELL);
+        let (lo, hi) = (cell_at(lo), cell_at(hi));
         let span =
             (i64::from(hi.0) - i64::from(lo.0) + 1) * (i64::from(hi.1) - i64::from(lo.1) + 1);
-        let near = |&(x, z): &Cell| {
-            let centre = Vec2::new((x as f32 + 0.5) * CELL, (z as f32 + 0.5) * CELL);
-            point_segment_distance(centre, a, b) <= within
-        };
         if span > self.cells.len() as i64 {
-            // Fewer occupied cells than cells under the corridor (a sparse space, or a huge
-            // reach): test the occupied ones.
+            // Fewer occupied cells than cells in the area (a sparse space, or a huge reach):
+            // test the occupied ones.
             for (cell, notes) in &self.cells {
-                if near(cell) {
+                if near(centre(*cell)) {
                     out.extend_from_slice(notes);
                 }
             }
@@ -131,7 +148,7 @@ impl NoteGrid {
         }
         for x in lo.0..=hi.0 {
             for z in lo.1..=hi.1 {
-                if near(&(x, z))
+                if near(centre((x, z)))
                     && let Some(notes) = self.cells.get(&(x, z))
                 {
                     out.extend_from_slice(notes);
@@ -192,6 +209,45 @@ mod tests {
         assert!(within > 300, "the rays pass near notes: {within}");
         // The corridor of a 60 m ray holds a small share of a 100 m square.
         assert!(candidates * 5 < total, "{candidates} candidates of {total}");
+    }
+
+    #[test]
+    fn every_note_within_the_radius_of_a_point_is_found_and_far_ones_mostly_are_not() {
+        let mut rng = Lcg(5);
+        let mut world = World::new();
+        let mut grid = NoteGrid::default();
+        let mut at = Vec::new();
+        for _ in 0..4_000 {
+            let p =
+                Vec3::new(rng.next() * 100.0 - 50.0, 1.0 + rng.next(), rng.next() * 100.0 - 50.0);
+            let e = world.spawn_empty().id();
+            grid.place(e, p);
+            at.push((e, p));
+        }
+        let mut out = Vec::new();
+        let (mut within, mut found) = (0, 0);
+        for _ in 0..100 {
+            let centre = Vec3::new(rng.next() * 80.0 - 40.0, 1.6, rng.next() * 80.0 - 40.0);
+            grid.near_point(centre, 12.0, &mut out);
+            let set: std::collections::HashSet<Entity> = out.iter().copied().collect();
+            for (e, p) in &at {
+                if p.distance(centre) <= 12.0 {
+                    within += 1;
+                    assert!(set.contains(e), "the note at {p} was left out for {centre}");
+                }
+            }
+            found += out.len();
+        }
+        assert!(within > 1_000, "the discs hold notes: {within}");
+        // A 12 m disc's cells hold little more than the disc's notes, and far fewer than all.
+        assert!(found < within * 2, "{found} found for {within} within");
+        // A sparse grid is searched by its occupied cells, with the same answer.
+        let mut sparse = NoteGrid::default();
+        let (a, b) = (world.spawn_empty().id(), world.spawn_empty().id());
+        sparse.place(a, Vec3::new(1e6, 0.0, 0.0));
+        sparse.place(b, Vec3::new(3.0, 0.0, 4.0));
+        sparse.near_point(Vec3::ZERO, 1e5, &mut out);
+        assert_eq!(out, vec![b]);
     }
 
     #[test]

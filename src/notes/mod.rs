@@ -1,6 +1,7 @@
 //! Note entities: one per note of the current space, placed at the note's pose, updated and
-//! removed as the client reports, linked to the notes they reply to, turned toward the
-//! viewer, and faded and simplified with distance.
+//! removed as the client reports, linked to the notes they reply to, and shown in detail
+//! (turned toward the viewer, with parts of their own) when near; far notes are drawn
+//! together, faded with distance, by `render::far`.
 
 use crate::CairnSet;
 use crate::net::{CurrentSpace, NoteRemoved, NoteUpdated};
@@ -90,8 +91,9 @@ pub struct ReplyLink(pub Entity);
 #[derive(Component, Debug)]
 pub struct Arriving(pub f32);
 
-/// Turns the note about its vertical axis to face the viewer. Holds the yaw last applied,
-/// so a transform is only written (and re-propagated) when it visibly changes.
+/// Turns the note about its vertical axis to face the viewer while it is [`Near`]. Holds the
+/// yaw last applied, so a transform is only written (and re-propagated) when it visibly
+/// changes. (A far note is turned where it is drawn and pointed at: see [`far_pose`].)
 #[derive(Component, Debug)]
 pub struct Billboard(pub f32);
 
@@ -101,18 +103,13 @@ impl Default for Billboard {
     }
 }
 
-/// How far a note is shown in full, and where it has faded out.
-#[derive(Component, Debug, Clone, Copy)]
-pub struct DistanceFade {
-    pub alpha: f32,
-}
-
 /// On the notes within [`DETAIL_DISTANCE`] at the last distance pass (kept until
-/// [`DETAIL_HYSTERESIS`] beyond it): the notes shown in detail, with parts of their own; the
-/// others are drawn together in the far field (`render::far`). Work for near notes each
-/// frame — turning panels, building details — visits those few instead of every note in the
-/// space. Sparse storage:
-/// notes gain and lose it as the viewer walks, without moving their other components.
+/// [`DETAIL_HYSTERESIS`] beyond it): the notes shown in detail, with parts of their own,
+/// turned toward the viewer and unfaded; the others are drawn together in the far field
+/// (`render::far`), which fades and turns them as it draws them. Work each frame — turning
+/// panels, building details — and the distance passes visit these few instead of every
+/// note in the space. Sparse storage: notes gain and lose it as the viewer walks, without
+/// moving their other components.
 #[derive(Component, Debug, Default)]
 #[component(storage = "SparseSet")]
 pub struct Near;
@@ -124,8 +121,47 @@ pub const DETAIL_DISTANCE: f32 = 12.0;
 pub const DETAIL_HYSTERESIS: f32 = 1.0;
 /// Fully faded beyond this.
 pub const FADE_END: f32 = 40.0;
-/// A note whose [`DistanceFade::alpha`] is at most this is not drawn and cannot be pointed at.
+/// A note whose [`fade_alpha`] is at most this is not drawn and cannot be pointed at.
 pub const FADED_OUT: f32 = 0.01;
+
+/// How opaque a far note is at `d` metres from the viewer: whole at [`DETAIL_DISTANCE`],
+/// fading to nothing at [`FADE_END`]. (Near notes are shown whole.)
+pub fn fade_alpha(d: f32) -> f32 {
+    1.0 - ((d - DETAIL_DISTANCE) / (FADE_END - DETAIL_DISTANCE)).clamp(0.0, 1.0)
+}
+
+/// The turn about the vertical axis that faces a note at `at` toward `viewer`, or `None`
+/// when the viewer stands right above or below it.
+pub fn facing_yaw(at: Vec3, viewer: Vec3) -> Option<f32> {
+    let mut to = viewer - at;
+    to.y = 0.0;
+    (to.length_squared() >= 1e-6).then(|| f32::atan2(to.x, to.z))
+}
+
+/// How a far note stands where it is drawn and pointed at: at its place, turned toward the
+/// viewer, at the far panels' size ([`FarPanelScale`]). Its `Transform` keeps its place;
+/// only near notes are turned and sized there, each frame.
+pub fn far_pose(at: Vec3, viewer: Vec3, scale: f32) -> Transform {
+    let yaw = facing_yaw(at, viewer).unwrap_or(0.0);
+    Transform { translation: at, rotation: Quat::from_rotation_y(yaw), scale: Vec3::splat(scale) }
+}
+
+/// How a note stands as it is shown: a near note as its `Transform` says (turned and sized
+/// each frame), a far one as the far field draws it ([`far_pose`]).
+pub fn pose_as_shown(t: &Transform, near: bool, viewer: &Viewer, far: &FarPanelScale) -> Transform {
+    if near { *t } else { far_pose(t.translation, viewer.0, far.0) }
+}
+
+/// The size far panels are drawn and pointed at: 1 on the desktop; in XR, the comfort
+/// rule's largest (every far note is past the distance where it stops growing).
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct FarPanelScale(pub f32);
+
+impl Default for FarPanelScale {
+    fn default() -> Self {
+        FarPanelScale(1.0)
+    }
+}
 
 /// Note id -> entity, for the current space.
 #[derive(Resource, Default, Debug)]
@@ -150,6 +186,7 @@ pub fn plugin(app: &mut App) {
     app.add_plugins(anchors::plugin);
     app.init_resource::<NoteIndex>()
         .init_resource::<Viewer>()
+        .init_resource::<FarPanelScale>()
         .init_resource::<AwaitingParent>()
         .add_systems(
             Update,
@@ -159,15 +196,16 @@ pub fn plugin(app: &mut App) {
                     .in_set(CairnSet::Apply)
                     .in_set(NoteSystems),
                 mark_read_on_activate.in_set(CairnSet::Apply).after(NoteSystems),
-                (link_replies, face_viewer, fade_with_distance, animate_arrivals)
+                // A note that comes near is turned the same frame.
+                (link_replies, (follow_distance, face_viewer).chain(), animate_arrivals)
                     .in_set(CairnSet::Layout),
             ),
         );
 }
 
 /// Spawns or updates the entity of each changed note of the current space, placed in the
-/// [`NoteGrid`] and faded for the viewer's distance at once (the distance passes visit
-/// every note only when the viewer has moved).
+/// [`NoteGrid`] and marked [`Near`] or not for the viewer's distance at once (the distance
+/// passes come when the viewer has moved).
 fn apply_updates(
     mut commands: Commands,
     mut updates: MessageReader<NoteUpdated>,
@@ -176,13 +214,7 @@ fn apply_updates(
     current: Res<CurrentSpace>,
     viewer: Res<Viewer>,
     known: Res<KnownAnchors>,
-    mut notes: Query<(
-        &mut Note,
-        &mut Transform,
-        &mut DistanceFade,
-        Has<Near>,
-        Has<anchors::Anchored>,
-    )>,
+    mut notes: Query<(&mut Note, &mut Transform, Has<Near>, Has<anchors::Anchored>)>,
     time: Option<Res<Time>>,
 ) {
     let live = time.map(|t| t.elapsed_secs() > 2.0).unwrap_or(false);
@@ -196,22 +228,11 @@ fn apply_updates(
         let anchored = note.body.as_ref().is_some_and(|b| b.anchor.is_some());
         match index.0.get(&local.note_id).copied() {
             Some(entity) => {
-                if let Ok((mut existing, mut t, mut fade, near, was_anchored)) =
-                    notes.get_mut(entity)
-                {
+                if let Ok((mut existing, mut t, near, was_anchored)) = notes.get_mut(entity) {
                     *existing = note;
                     if t.translation != transform.translation {
                         let to = transform.translation;
-                        move_note(
-                            &mut commands,
-                            &mut grid,
-                            viewer.0,
-                            entity,
-                            &mut t,
-                            &mut fade,
-                            near,
-                            to,
-                        );
+                        move_note(&mut commands, &mut grid, viewer.0, entity, &mut t, near, to);
                     }
                     let mut e = commands.entity(entity);
                     e.insert(NeedsVisual);
@@ -223,13 +244,12 @@ fn apply_updates(
                 }
             }
             None => {
-                let (alpha, detailed) = fade_at(transform.translation.distance(viewer.0), false);
+                let detailed = near_at(transform.translation.distance(viewer.0), false);
                 let mut e = commands.spawn((
                     note,
                     transform,
                     Visibility::default(),
                     Billboard::default(),
-                    DistanceFade { alpha },
                     NoteBounds(Vec3::new(0.35, 0.25, 0.05)),
                     NeedsVisual,
                 ));
@@ -249,24 +269,20 @@ fn apply_updates(
     }
 }
 
-/// Moves a standing note to `to`: its cell in the [`NoteGrid`], its fade and its level of
-/// detail follow at once.
-#[allow(clippy::too_many_arguments)]
+/// Moves a standing note to `to`: its cell in the [`NoteGrid`] and its level of detail
+/// follow at once.
 fn move_note(
     commands: &mut Commands,
     grid: &mut NoteGrid,
     viewer: Vec3,
     e: Entity,
     t: &mut Transform,
-    fade: &mut DistanceFade,
     near: bool,
     to: Vec3,
 ) {
     t.translation = to;
     grid.place(e, to);
-    let (alpha, detailed) = fade_at(to.distance(viewer), near);
-    fade.alpha = alpha;
-    set_near(commands, e, detailed, near);
+    set_near(commands, e, near_at(to.distance(viewer), near), near);
 }
 
 fn apply_removals(
@@ -300,13 +316,14 @@ fn follow_space(
 #[derive(Resource, Default, Debug)]
 pub struct AwaitingParent(Vec<Entity>);
 
-/// Links replies to their parents: new or changed notes, and those still waiting for a
-/// parent, so the work is per change, not per note per frame.
-fn link_replies(
+/// Links replies to their parents: new or changed notes (those whose visual is due, which
+/// every arrival and update is), and those still waiting for a parent, so the work is per
+/// change, not per note per frame. Runs before the visuals are built.
+pub fn link_replies(
     mut commands: Commands,
     index: Res<NoteIndex>,
     mut waiting: ResMut<AwaitingParent>,
-    changed: Query<Entity, (Changed<Note>, Without<ReplyLink>)>,
+    changed: Query<Entity, (With<NeedsVisual>, Without<ReplyLink>)>,
     notes: Query<&Note, Without<ReplyLink>>,
 ) {
     let mut still = Vec::new();
@@ -330,11 +347,30 @@ fn link_replies(
 
 /// Smallest turn worth writing (radians, about half a degree).
 const BILLBOARD_STEP: f32 = 0.01;
+/// Largest turn a near panel may lag behind facing the viewer (radians, about 6 degrees).
+const BILLBOARD_MAX_STEP: f32 = 0.1;
+/// How much a panel's edge may seem to grow or shrink before it is turned (a share of its
+/// size), and the half width of a panel at scale 1 (metres).
+const BILLBOARD_TOLERANCE: f32 = 0.005;
+const PANEL_HALF_WIDTH: f32 = 0.35;
 
-/// How far the viewer may move before far notes are faded and turned again (metres).
+/// The turn worth writing for a panel `d` metres away at `scale`. A panel turned δ away
+/// from facing the viewer brings one edge w·sin δ nearer (w: its half width) and the other
+/// as much farther: seen from `d` metres, each looks w·δ/d larger or smaller, a share of a
+/// percent that nobody sees, while it turns only when that share would grow past
+/// [`BILLBOARD_TOLERANCE`]. Its width is foreshortened by cos δ, under 0.5 % at 6 degrees. So
+/// a near panel turns often and a farther one seldom (a walking viewer turns a note `d` away
+/// by an angle ∝ 1/d, and its step is ∝ d).
+fn billboard_step(d: f32, scale: f32) -> f32 {
+    (BILLBOARD_TOLERANCE * d / (PANEL_HALF_WIDTH * scale.max(1e-3)))
+        .clamp(BILLBOARD_STEP, BILLBOARD_MAX_STEP)
+}
+
+/// How far the viewer may move before the levels of detail are looked at again and the far
+/// field is redrawn for the new place (metres).
 const FULL_PASS_EVERY: f32 = 0.25;
 
-/// Whether the viewer moved far enough since `last` for a pass over every note.
+/// Whether the viewer moved far enough since `last` for a distance pass.
 pub(crate) fn full_pass(last: &mut Option<Vec3>, viewer: Vec3) -> bool {
     let due = last.is_none_or(|p| p.distance(viewer) > FULL_PASS_EVERY);
     if due {
@@ -343,44 +379,29 @@ pub(crate) fn full_pass(last: &mut Option<Vec3>, viewer: Vec3) -> bool {
     due
 }
 
-/// Panels turn about the vertical axis toward the viewer, so text is never seen edge-on.
-/// Notes within reading distance turn every frame; farther ones, whose facing barely changes
-/// as the viewer walks, when the viewer has moved 25 cm. Notes past the fade are left alone.
+/// Near panels turn about the vertical axis toward the viewer each frame, so text is never
+/// seen edge-on. (Far notes are turned where they are drawn: see [`far_pose`].)
 pub fn face_viewer(
     viewer: Res<Viewer>,
-    mut last: Local<Option<Vec3>>,
-    mut q: ParamSet<(
-        Query<(&mut Billboard, &mut Transform)>,
-        Query<(&mut Billboard, &mut Transform), With<Near>>,
-    )>,
+    mut q: Query<(&mut Billboard, &mut Transform), With<Near>>,
 ) {
-    let turn = |(mut board, mut t): (Mut<Billboard>, Mut<Transform>)| {
-        let mut to = viewer.0 - t.translation;
-        to.y = 0.0;
-        let d2 = to.length_squared();
-        if !(1e-6..=FADE_END * FADE_END).contains(&d2) {
-            return;
-        }
-        let yaw = f32::atan2(to.x, to.z);
-        if board.0.is_nan() || (yaw - board.0).abs() > BILLBOARD_STEP {
+    for (mut board, mut t) in &mut q {
+        let Some(yaw) = facing_yaw(t.translation, viewer.0) else { continue };
+        let step = billboard_step(t.translation.distance(viewer.0), t.scale.x);
+        // The shorter way round (a yaw of 179 degrees is 2 degrees from -179).
+        let off = (yaw - board.0 + std::f32::consts::PI).rem_euclid(std::f32::consts::TAU)
+            - std::f32::consts::PI;
+        if board.0.is_nan() || off.abs() > step {
             board.0 = yaw;
             t.rotation = Quat::from_rotation_y(yaw);
         }
-    };
-    if full_pass(&mut last, viewer.0) {
-        q.p0().iter_mut().for_each(turn);
-    } else {
-        // Between passes only the near notes turn; the far ones wait for the next pass.
-        q.p1().iter_mut().for_each(turn);
     }
 }
 
-/// A note's alpha at distance `d` from the viewer, and whether it is shown in detail, given
-/// whether it was (a detailed note keeps its detail a little past [`DETAIL_DISTANCE`]).
-fn fade_at(d: f32, was_near: bool) -> (f32, bool) {
-    let alpha = 1.0 - ((d - DETAIL_DISTANCE) / (FADE_END - DETAIL_DISTANCE)).clamp(0.0, 1.0);
-    let reach = if was_near { DETAIL_DISTANCE + DETAIL_HYSTERESIS } else { DETAIL_DISTANCE };
-    (alpha, d < reach)
+/// Whether a note `d` metres from the viewer is shown in detail, given whether it was (a
+/// detailed note keeps its detail a little past [`DETAIL_DISTANCE`]).
+fn near_at(d: f32, was_near: bool) -> bool {
+    d < if was_near { DETAIL_DISTANCE + DETAIL_HYSTERESIS } else { DETAIL_DISTANCE }
 }
 
 /// Marks a note near (detailed) or not, when that changed.
@@ -393,22 +414,28 @@ fn set_near(commands: &mut Commands, e: Entity, detailed: bool, near: bool) {
     }
 }
 
-/// Alpha and level of detail from the distance to the viewer, recomputed when the viewer
-/// has moved 25 cm (a note that arrives or moves is faded where that happens).
-pub fn fade_with_distance(
+/// The level of detail from the distance to the viewer, when the viewer has moved 25 cm (a
+/// note that arrives or moves is marked where that happens). Visits the notes that were
+/// near and those the [`NoteGrid`] holds within the detail distance, not every note.
+pub fn follow_distance(
     mut commands: Commands,
     viewer: Res<Viewer>,
+    grid: Res<NoteGrid>,
     mut last: Local<Option<Vec3>>,
-    mut q: Query<(Entity, &Transform, &mut DistanceFade, Has<Near>)>,
+    mut around: Local<Vec<Entity>>,
+    near: Query<(Entity, &Transform), With<Near>>,
+    far: Query<&Transform, (With<Note>, Without<Near>)>,
 ) {
     if !full_pass(&mut last, viewer.0) {
         return;
     }
-    for (e, t, mut fade, near) in &mut q {
-        let (alpha, detailed) = fade_at(t.translation.distance(viewer.0), near);
-        set_near(&mut commands, e, detailed, near);
-        if (fade.alpha - alpha).abs() > 0.02 {
-            fade.alpha = alpha;
+    for (e, t) in &near {
+        set_near(&mut commands, e, near_at(t.translation.distance(viewer.0), true), true);
+    }
+    grid.near_point(viewer.0, DETAIL_DISTANCE, &mut around);
+    for &e in around.iter() {
+        if let Ok(t) = far.get(e) {
+            set_near(&mut commands, e, near_at(t.translation.distance(viewer.0), false), false);
         }
     }
 }
@@ -447,5 +474,45 @@ fn mark_read_on_activate(
                 note_id: n.id,
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_near_panel_turns_in_small_steps_and_a_farther_one_in_larger_ones() {
+        // At arm's length, the half-degree floor; at 7 m, a tolerance-sized step; past that,
+        // the six-degree ceiling; a panel three times larger (XR) turns three times as often.
+        assert_eq!(billboard_step(0.5, 1.0), BILLBOARD_STEP);
+        let at_7 = billboard_step(7.0, 1.0);
+        assert!((at_7 - BILLBOARD_TOLERANCE * 7.0 / PANEL_HALF_WIDTH).abs() < 1e-6, "{at_7}");
+        assert_eq!(billboard_step(12.0, 1.0), BILLBOARD_MAX_STEP);
+        assert!((billboard_step(7.0, 3.0) - at_7 / 3.0).abs() < 1e-6);
+        // What the step is for: the nearer edge of a panel lagging by it looks at most
+        // `BILLBOARD_TOLERANCE` larger than it would facing the viewer.
+        for d in [1.0f32, 3.0, 7.0, 12.0] {
+            let step = billboard_step(d, 1.0);
+            let edge_nearer = PANEL_HALF_WIDTH * step.sin();
+            let grows = d / (d - edge_nearer) - 1.0;
+            assert!(grows <= BILLBOARD_TOLERANCE * 1.05, "{d} m: {grows}");
+        }
+    }
+
+    #[test]
+    fn a_far_note_is_drawn_facing_the_viewer_and_fades_out_by_the_end_of_the_fade() {
+        let at = Vec3::new(3.0, 1.5, -20.0);
+        let viewer = Vec3::new(0.0, 1.6, 0.0);
+        let pose = far_pose(at, viewer, 3.0);
+        let mut to = viewer - at;
+        to.y = 0.0;
+        assert!((pose.rotation * Vec3::Z).angle_between(to) < 1e-4);
+        assert_eq!((pose.translation, pose.scale), (at, Vec3::splat(3.0)));
+        // Straight above it, no facing can be worked out: it stays unturned.
+        assert_eq!(far_pose(at, at + Vec3::Y, 1.0).rotation, Quat::IDENTITY);
+        assert_eq!(fade_alpha(DETAIL_DISTANCE), 1.0);
+        assert!((fade_alpha((DETAIL_DISTANCE + FADE_END) / 2.0) - 0.5).abs() < 1e-6);
+        assert_eq!(fade_alpha(FADE_END), 0.0);
     }
 }

@@ -1,15 +1,19 @@
 //! The far field: every note beyond the detail distance, drawn as one mesh. A far note has
-//! no parts of its own (no card, plate or detail entities): its backplate and card are a
-//! few triangles here, coloured by its state, faded by its distance and turned as the note
-//! is. The mesh is rebuilt when a far note changes, comes, goes or moves, and on the
-//! distance passes (when the viewer has moved 25 cm and the far notes have turned toward
-//! them). So ten thousand notes cost a few hundred part entities and one draw, not thirty
-//! thousand entities for Bevy to propagate, cull and draw each frame. The frame only copies
-//! what each far note looks like; sorting and building the mesh run on a worker thread, as
-//! panels are drawn, and the new mesh replaces the old when it is ready.
+//! no parts of its own (no card, plate or detail entities), and the frame does no work for
+//! it: its backplate and card are a few triangles here, coloured by its state, faded by its
+//! distance and turned toward the viewer as the mesh is built. The field keeps a list of
+//! what each far note looks like, changed as notes change (a note built far, gone near, its
+//! plate's state, its removal); the mesh is rebuilt from that list when it changes and on
+//! the distance passes (when the viewer has moved 25 cm). So ten thousand notes cost a few
+//! hundred part entities and one draw, not thirty thousand entities for Bevy to propagate,
+//! cull and draw each frame, nor a pass over every note when the viewer walks. Fading,
+//! turning, sorting and building the mesh run on a worker thread, as panels are drawn, and
+//! the new mesh replaces the old when it is ready.
 
-use super::{Card, CardShape, NoteVisual, PlateState, card_shape};
-use crate::notes::{DistanceFade, FADED_OUT, KnownAnchors, Near, Note, Viewer, full_pass};
+use super::{Card, CardShape, PlateState};
+use crate::notes::{
+    FADED_OUT, FarPanelScale, KnownAnchors, Near, Note, Viewer, fade_alpha, far_pose, full_pass,
+};
 use bevy::asset::RenderAssetUsages;
 use bevy::camera::visibility::NoFrustumCulling;
 use bevy::light::NotShadowCaster;
@@ -17,6 +21,8 @@ use bevy::mesh::{Indices, PrimitiveTopology};
 use bevy::prelude::*;
 use bevy::tasks::futures::check_ready;
 use bevy::tasks::{AsyncComputeTaskPool, Task};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Sorts the far field behind every other blended thing (see [`setup`]).
@@ -25,11 +31,19 @@ const FAR_FIELD_DEPTH_BIAS: f32 = -10_000.0;
 /// Segments of a round (voice) backplate in the far field.
 const DISC_SEGMENTS: u32 = 16;
 
-/// The state of the far field: whether it must be rebuilt, and what it drew last.
+/// The state of the far field: the far notes, whether the mesh must be rebuilt, and what
+/// it drew last.
 #[derive(Resource, Default)]
 pub struct FarField {
-    /// Set by whatever changes a far note's look (its visual rebuilt, its plate state).
-    pub(crate) dirty: bool,
+    /// What each far note looks like, in no order; shared with the rebuild in flight (a
+    /// change while it runs copies the list).
+    members: Arc<Vec<FarNote>>,
+    /// Each far note's entity, in the order of `members`.
+    entities: Vec<Entity>,
+    /// Where each far note is in `members`.
+    slot: HashMap<Entity, usize>,
+    /// Set when the far notes changed since the last rebuild.
+    dirty: bool,
     /// A rebuild is due but waits for the one in flight.
     pending: bool,
     /// The rebuild in flight on a worker thread.
@@ -38,7 +52,7 @@ pub struct FarField {
     pub notes: usize,
     /// Times the field was rebuilt.
     pub rebuilds: u64,
-    /// Time spent rebuilding it, all told: copying on the frame, building on a worker.
+    /// Time spent rebuilding it, all told (on a worker thread).
     pub rebuild_time: Duration,
 }
 
@@ -47,16 +61,69 @@ impl FarField {
     pub fn settled(&self) -> bool {
         !self.dirty && !self.pending && self.job.is_none()
     }
+
+    /// The notes the field holds (drawn, or faded out of sight).
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+    }
+
+    /// Draws `note` in the field (or redraws it): it is far, standing at `at`.
+    pub(crate) fn put(&mut self, note: Entity, at: Vec3, shape: CardShape, plate: PlateState) {
+        let far = FarNote { at, shape, plate };
+        let members = Arc::make_mut(&mut self.members);
+        match self.slot.get(&note) {
+            Some(&i) => members[i] = far,
+            None => {
+                self.slot.insert(note, members.len());
+                members.push(far);
+                self.entities.push(note);
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Shows a far note's plate in `plate`'s colour (nothing when the note is not far).
+    pub(crate) fn set_plate(&mut self, note: Entity, plate: PlateState) {
+        if let Some(&i) = self.slot.get(&note) {
+            Arc::make_mut(&mut self.members)[i].plate = plate;
+            self.dirty = true;
+        }
+    }
+
+    /// Takes `note` out of the field (it came near, or is gone).
+    pub(crate) fn forget(&mut self, note: Entity) {
+        let Some(i) = self.slot.remove(&note) else { return };
+        Arc::make_mut(&mut self.members).swap_remove(i);
+        self.entities.swap_remove(i);
+        if let Some(&moved) = self.entities.get(i) {
+            self.slot.insert(moved, i);
+        }
+        self.dirty = true;
+    }
+
+    /// Moves every far note to where `place` says it stands now (anchors moved).
+    fn follow(&mut self, place: impl Fn(Entity) -> Option<Vec3>) {
+        let members = Arc::make_mut(&mut self.members);
+        for (far, &e) in members.iter_mut().zip(&self.entities) {
+            if let Some(at) = place(e) {
+                far.at = at;
+            }
+        }
+        self.dirty = true;
+    }
 }
 
-/// What a far note looks like, copied on the frame for a rebuild on a worker.
+/// What a far note looks like, kept as it changes; faded and turned for the viewer when the
+/// mesh is built.
+#[derive(Debug, Clone, Copy)]
 struct FarNote {
-    at: Transform,
+    at: Vec3,
     shape: CardShape,
     plate: PlateState,
-    alpha: f32,
-    /// Whole centimetres from the viewer.
-    distance: u32,
 }
 
 /// A rebuilt field.
@@ -66,18 +133,29 @@ struct Built {
     took: Duration,
 }
 
-/// Sorts the far notes farthest first, so that the blended cards overlap as they should,
-/// and builds their mesh.
-fn build(mut notes: Vec<FarNote>) -> Built {
+/// Fades the far notes for the viewer's distance (leaving out those faded out), sorts them
+/// farthest first, so that the blended cards overlap as they should, and builds their mesh,
+/// each turned toward the viewer at the far panels' `scale`.
+fn build(notes: &[FarNote], viewer: Vec3, scale: f32) -> Built {
     let started = Instant::now();
-    notes.sort_unstable_by_key(|n| std::cmp::Reverse(n.distance));
+    // (whole centimetres from the viewer, alpha, note)
+    let mut shown: Vec<(u32, f32, &FarNote)> = notes
+        .iter()
+        .filter_map(|n| {
+            let d = n.at.distance(viewer);
+            let alpha = fade_alpha(d);
+            (alpha > FADED_OUT).then_some(((d * 100.0) as u32, alpha, n))
+        })
+        .collect();
+    shown.sort_unstable_by_key(|(d, _, _)| std::cmp::Reverse(*d));
     let palette = Palette::new();
     let mut mesh = FarMesh::default();
-    for n in &notes {
+    for (_, alpha, n) in &shown {
         let card = n.shape.card.map(|c| palette.card(c));
-        mesh.note(&n.at, &n.shape, palette.plate(n.plate), card, n.alpha);
+        let pose = far_pose(n.at, viewer, scale);
+        mesh.note(&pose, &n.shape, palette.plate(n.plate), card, *alpha);
     }
-    Built { mesh, notes: notes.len(), took: started.elapsed() }
+    Built { mesh, notes: shown.len(), took: started.elapsed() }
 }
 
 /// The entity that shows the far field's mesh.
@@ -256,19 +334,23 @@ impl Palette {
 pub(super) fn draw(
     mut field: ResMut<FarField>,
     viewer: Res<Viewer>,
+    scale: Res<FarPanelScale>,
     known: Res<KnownAnchors>,
     mut last: Local<Option<Vec3>>,
     mut removed: RemovedComponents<Note>,
-    notes: Query<
-        (&Transform, &Note, &DistanceFade, Option<&PlateState>),
-        (With<NoteVisual>, Without<Near>),
-    >,
+    places: Query<&Transform, (With<Note>, Without<Near>)>,
     mut target: Query<(&Mesh3d, &mut Visibility), With<FarFieldMesh>>,
     mut meshes: ResMut<Assets<Mesh>>,
 ) {
+    for e in removed.read() {
+        field.forget(e);
+    }
+    if known.is_changed() && !field.is_empty() {
+        // Anchored notes follow their anchors (`notes::anchors`), far ones too.
+        field.follow(|e| places.get(e).ok().map(|t| t.translation));
+    }
     let passed = full_pass(&mut last, viewer.0);
-    let gone = removed.read().count() > 0;
-    if field.dirty || passed || gone || known.is_changed() {
+    if field.dirty || passed || scale.is_changed() {
         field.dirty = false;
         field.pending = true;
     }
@@ -279,22 +361,14 @@ pub(super) fn draw(
     }
     if field.pending && field.job.is_none() {
         field.pending = false;
-        let started = Instant::now();
-        let mut far = Vec::with_capacity(field.notes + field.notes / 8 + 16);
-        far.extend(notes.iter().filter(|(_, _, fade, _)| fade.alpha > FADED_OUT).map(
-            |(t, note, fade, plate)| FarNote {
-                at: *t,
-                shape: card_shape(note.kind()),
-                plate: plate.copied().unwrap_or(PlateState::Normal),
-                alpha: fade.alpha,
-                distance: (t.translation.distance(viewer.0) * 100.0) as u32,
-            },
-        ));
-        field.rebuild_time += started.elapsed();
+        let (notes, viewer, scale) = (Arc::clone(&field.members), viewer.0, scale.0);
         match AsyncComputeTaskPool::try_get() {
-            Some(pool) => field.job = Some(pool.spawn(async move { build(far) })),
+            Some(pool) => field.job = Some(pool.spawn(async move { build(&notes, viewer, scale) })),
             // No worker threads (a bare test app): build it here.
-            None => show(&mut field, build(far), mesh, &mut visibility, &mut meshes),
+            None => {
+                let built = build(&notes, viewer, scale);
+                show(&mut field, built, mesh, &mut visibility, &mut meshes)
+            }
         }
     }
 }
@@ -323,6 +397,7 @@ fn show(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::card_shape;
     use cairn_proto::NoteKind;
 
     #[test]
@@ -348,6 +423,42 @@ mod tests {
         // The card's corner is the panel's corner.
         let corner = at.transform_point(Vec3::new(-0.35, -0.15, 0.0));
         assert!(Vec3::from_array(far.positions[4]).distance(corner) < 1e-4);
+    }
+
+    #[test]
+    fn the_field_keeps_its_far_notes_as_they_change_and_draws_them_faded_and_farthest_first() {
+        let mut world = World::new();
+        let [a, b, c] = [(); 3].map(|_| world.spawn_empty().id());
+        let text = card_shape(Some(NoteKind::Text));
+        let mut field = FarField::default();
+        field.put(a, Vec3::new(0.0, 1.5, -20.0), text, PlateState::Normal);
+        field.put(b, Vec3::new(0.0, 1.5, -30.0), text, PlateState::Unread);
+        field.put(c, Vec3::new(0.0, 1.5, -50.0), text, PlateState::Normal);
+        // Taking out the first moves the last into its place; a second time does nothing.
+        field.forget(a);
+        field.forget(a);
+        field.set_plate(c, PlateState::Hover);
+        field.set_plate(a, PlateState::Focus);
+        assert_eq!(field.len(), 2);
+        let viewer = Vec3::new(0.0, 1.5, 0.0);
+        let palette = Palette::new();
+        let built = build(&field.members, viewer, 1.0);
+        assert_eq!(built.notes, 1, "the note 50 m away has faded out");
+        let unread = palette.plate(PlateState::Unread);
+        let faded = unread.alpha * fade_alpha(30.0);
+        assert_eq!(built.mesh.colours[0], [unread.red, unread.green, unread.blue, faded]);
+        // It comes to 25 m, hovered: drawn after (in front of) the one at 30 m.
+        field.put(c, Vec3::new(0.0, 1.5, -25.0), text, PlateState::Hover);
+        let built = build(&field.members, viewer, 1.0);
+        assert_eq!(built.notes, 2);
+        assert_eq!(built.mesh.colours[8][..3], [1.0, 1.0, 1.0], "the hover colour, second");
+        // XR's far panel size draws the cards three times as wide.
+        let card_width = |mesh: &FarMesh| {
+            Vec3::from_array(mesh.positions[5]).distance(Vec3::from_array(mesh.positions[4]))
+        };
+        let large = build(&field.members, viewer, 3.0);
+        assert!((card_width(&large.mesh) - 3.0 * card_width(&built.mesh)).abs() < 1e-4);
+        assert!((card_width(&built.mesh) - text.size.x).abs() < 1e-4);
     }
 
     #[test]

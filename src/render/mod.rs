@@ -11,7 +11,7 @@ pub mod text;
 use crate::CairnSet;
 use crate::interact::{Focused, Pointer};
 use crate::net::{MediaReady, NetCommand};
-use crate::notes::{DistanceFade, Near, NeedsVisual, Note, NoteBounds, ReplyLink, Viewer};
+use crate::notes::{Near, NeedsVisual, Note, NoteBounds, ReplyLink, Viewer};
 use crate::xr::runtime::VirtualEnvironment;
 use bevy::asset::RenderAssetUsages;
 use bevy::light::NotShadowCaster;
@@ -254,7 +254,6 @@ pub fn cpu_plugin(app: &mut App) {
                 build_cards,
                 build_details,
                 update_plates,
-                apply_fade,
                 animate_orbs,
                 show_full_images,
                 finish_panels,
@@ -264,7 +263,7 @@ pub fn cpu_plugin(app: &mut App) {
                 .chain()
                 .in_set(CairnSet::Layout)
                 .after(crate::notes::face_viewer)
-                .after(crate::notes::fade_with_distance),
+                .after(crate::notes::link_replies),
         );
 }
 
@@ -416,11 +415,13 @@ fn build_cards(
     mut commands: Commands,
     assets: Option<Res<NoteAssets>>,
     mut field: ResMut<far::FarField>,
-    mut q: Query<(Entity, &Note, Option<&mut NoteVisual>, Has<Near>), With<NeedsVisual>>,
+    mut q: Query<
+        (Entity, &Note, &Transform, Option<&mut NoteVisual>, Has<Near>),
+        With<NeedsVisual>,
+    >,
 ) {
     let Some(assets) = assets else { return };
-    for (e, note, visual, near) in &mut q {
-        field.dirty = true;
+    for (e, note, t, visual, near) in &mut q {
         let expanded = visual.as_ref().is_some_and(|v| v.expanded);
         if let Some(v) = visual {
             for child in [v.card, v.plate, v.detail].into_iter().flatten() {
@@ -431,12 +432,15 @@ fn build_cards(
         // The plate's state is shown afresh (by `update_plates`) on the new parts.
         commands.entity(e).remove::<(NeedsVisual, HasOrb, PlateState)>();
         if !near {
+            // Drawn in the far field, in the normal colour until `update_plates` says.
+            field.put(e, t.translation, shape, PlateState::Normal);
             commands
                 .entity(e)
                 .insert((NoteVisual { expanded, ..default() }, shape.bounds()))
                 .remove::<NeedsDetail>();
             continue;
         }
+        field.forget(e);
         let card_mat = shape.card.map(|c| match c {
             Card::Plain => assets.card.clone(),
             Card::Placeholder => assets.card_placeholder.clone(),
@@ -795,14 +799,15 @@ fn update_plates(
     focused: Res<Focused>,
     mut field: ResMut<far::FarField>,
     notes: Query<(Entity, &Note, &NoteVisual, Option<&PlateState>)>,
-    changed: Query<Entity, Or<(Changed<Note>, Changed<NoteVisual>)>>,
+    fresh: Query<Entity, (With<NoteVisual>, Without<PlateState>)>,
     mut last: Local<(Option<Entity>, Option<Entity>)>,
     mut commands: Commands,
 ) {
     let Some(assets) = assets else { return };
-    // Only notes whose state can have changed: changed notes, rebuilt ones, and those that
-    // gained or lost the hover or the focus.
-    let mut candidates: Vec<Entity> = changed.iter().collect();
+    // Only notes whose state can have changed: those built or rebuilt (every change to a
+    // note rebuilds it, and a rebuild takes its plate state), and those that gained or lost
+    // the hover or the focus (reading a note focuses it).
+    let mut candidates: Vec<Entity> = fresh.iter().collect();
     candidates.extend([last.0, last.1, pointer.hovered, focused.0].into_iter().flatten());
     *last = (pointer.hovered, focused.0);
     for (e, note, visual, current) in candidates.into_iter().filter_map(|e| notes.get(e).ok()) {
@@ -821,22 +826,9 @@ fn update_plates(
             commands.entity(plate).insert(MeshMaterial3d(mat));
         } else {
             // A far note: its plate is in the far field.
-            field.dirty = true;
+            field.set_plate(e, state);
         }
         commands.entity(e).insert(state);
-    }
-}
-
-/// Near notes' panels and pictures fade with distance (a far note's fade is in the far
-/// field's vertex colours; past the fade it is not drawn at all).
-fn apply_fade(
-    mut materials: ResMut<Assets<StandardMaterial>>,
-    q: Query<(&DistanceFade, &NoteVisual), (Changed<DistanceFade>, With<Near>)>,
-) {
-    for (fade, visual) in &q {
-        if let Some(mut m) = visual.detail_material.as_ref().and_then(|h| materials.get_mut(h)) {
-            m.base_color.set_alpha(fade.alpha);
-        }
     }
 }
 

@@ -18,7 +18,7 @@ use super::XrInput;
 use crate::compose::{Compose, ComposeInput, REACTIONS};
 use crate::interact::{Focused, Pointer, PointerPress};
 use crate::net::NetStatus;
-use crate::notes::{Note, NoteBounds};
+use crate::notes::{FarPanelScale, Near, Note, NoteBounds, Viewer, pose_as_shown};
 use crate::render::NoteAssets;
 use crate::render::text::{Button, PanelStyle, render_buttons, render_panel};
 use bevy::prelude::*;
@@ -317,23 +317,27 @@ fn action_bar_pose(note: &Transform, bounds: &NoteBounds) -> Transform {
 
 /// While a note is focused and nothing is being written, its action bar stands under it,
 /// following it as it turns toward the head.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn show_action_bar(
     mut commands: Commands,
     compose: Res<Compose>,
     focused: Res<Focused>,
     status: Res<NetStatus>,
-    notes: Query<(&Note, &Transform, &NoteBounds), Without<ActionBar>>,
+    viewer: Res<Viewer>,
+    far: Res<FarPanelScale>,
+    notes: Query<(&Note, &Transform, &NoteBounds, Has<Near>), Without<ActionBar>>,
     mut bars: Query<(Entity, &ActionBar, &mut Transform)>,
 ) {
-    let wanted = focused
-        .0
-        .filter(|_| *compose == Compose::Idle)
-        .and_then(|e| notes.get(e).ok().map(|n| (e, n)));
+    // A far note's bar stands under it as the far field draws it.
+    let wanted = focused.0.filter(|_| *compose == Compose::Idle).and_then(|e| {
+        let (note, t, bounds, near) = notes.get(e).ok()?;
+        Some((e, (note, pose_as_shown(t, near, &viewer, &far), bounds)))
+    });
     let mut shown = false;
     for (bar, ActionBar { note }, mut t) in &mut bars {
         match wanted {
             Some((e, (_, note_at, bounds))) if e == *note && !shown => {
-                let pose = action_bar_pose(note_at, bounds);
+                let pose = action_bar_pose(&note_at, bounds);
                 if *t != pose {
                     *t = pose;
                 }
@@ -347,7 +351,7 @@ pub(super) fn show_action_bar(
         commands.spawn((
             ActionBar { note: e },
             Board::actions(own),
-            action_bar_pose(at, bounds),
+            action_bar_pose(&at, bounds),
             Visibility::default(),
         ));
     }

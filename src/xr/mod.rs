@@ -171,7 +171,8 @@ pub fn logic_plugin(app: &mut App) {
     app.world_mut()
         .get_resource_or_init::<crate::notes::NoteGrid>()
         .allow_scale(MAX_COMFORT_SCALE * crate::notes::ARRIVAL_PEAK_SCALE);
-    app.init_resource::<XrInput>()
+    app.insert_resource(crate::notes::FarPanelScale(MAX_COMFORT_SCALE))
+        .init_resource::<XrInput>()
         .init_resource::<XrPointerState>()
         .init_resource::<StageOrigin>()
         .init_resource::<ViewerRight>()
@@ -341,18 +342,14 @@ fn grip_records(
     }
 }
 
-/// Every turned panel gets the size the angular rule gives it at its distance from the head:
-/// the near ones each frame, the far ones (drawn in the far field) on the distance passes, as
-/// they are turned.
+/// Every near panel gets the size the angular rule gives it at its distance from the head,
+/// each frame. (Far panels are past the distance where the rule stops growing them: the far
+/// field draws them at its largest, [`crate::notes::FarPanelScale`].)
 fn panels_keep_their_angle(
     viewer: Res<Viewer>,
-    mut last: Local<Option<Vec3>>,
-    mut q: ParamSet<(
-        Query<(&mut Transform, Has<Arriving>), With<Billboard>>,
-        Query<(&mut Transform, Has<Arriving>), (With<Billboard>, With<Near>)>,
-    )>,
+    mut q: Query<(&mut Transform, Has<Arriving>), (With<Billboard>, With<Near>)>,
 ) {
-    let size = |(mut t, arriving): (Mut<Transform>, bool)| {
+    for (mut t, arriving) in &mut q {
         let s = comfort_scale(t.translation.distance(viewer.0));
         // The arrival animation writes its own scale each frame; ride on top of it.
         let base = if arriving { t.scale.x } else { 1.0 };
@@ -360,10 +357,5 @@ fn panels_keep_their_angle(
         if (t.scale - want).abs().max_element() > 1e-3 {
             t.scale = want;
         }
-    };
-    if crate::notes::full_pass(&mut last, viewer.0) {
-        q.p0().iter_mut().for_each(size);
-    } else {
-        q.p1().iter_mut().for_each(size);
     }
 }
