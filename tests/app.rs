@@ -631,6 +631,58 @@ fn near_notes_are_turned_every_frame_and_far_ones_where_the_far_field_draws_them
 }
 
 #[test]
+fn only_the_nearest_notes_up_to_the_detail_budget_are_shown_in_detail() {
+    use cairn::notes::{DETAIL_BUDGET, DETAIL_HYSTERESIS, Near, Viewer};
+    let mut app = app();
+    let mut viewer = Vec3::new(0.0, 1.6, 0.0);
+    app.world_mut().resource_mut::<Viewer>().0 = viewer;
+    // A crowd of 400 notes within 10 m, arriving in one frame, the nearest last.
+    let id = |i: u16| {
+        let mut id = [7u8; 16];
+        id[..2].copy_from_slice(&i.to_le_bytes());
+        NoteId(id)
+    };
+    for i in 0..400u16 {
+        let (r, a) = (10.0 - f32::from(i) * 0.02, f32::from(i) * 2.4);
+        let pose = Pose { position: [r * a.cos(), 1.6, r * a.sin()], ..Pose::default() };
+        let mut n = common::local_note(0, NoteBody::text("alice", "crowd", pose), false);
+        n.note_id = id(i);
+        app.world_mut().write_message(NoteUpdated(n));
+    }
+    app.update();
+    // (distance, detailed) of every note.
+    let notes = |app: &mut App, viewer: Vec3| -> Vec<(f32, bool)> {
+        let mut q = app.world_mut().query_filtered::<(&Transform, Has<Near>), With<Note>>();
+        q.iter(app.world()).map(|(t, near)| (t.translation.distance(viewer), near)).collect()
+    };
+    let check = |notes: &[(f32, bool)], slack: f32| {
+        let near: Vec<f32> = notes.iter().filter(|n| n.1).map(|n| n.0).collect();
+        assert_eq!(near.len(), DETAIL_BUDGET, "the budget, in a crowd");
+        // The nearest: no note left out is nearer than a detailed one (give or take the
+        // hysteresis a detailed note keeps).
+        let farthest_near = near.iter().copied().fold(0.0, f32::max);
+        let nearest_out = notes.iter().filter(|n| !n.1).map(|n| n.0).fold(f32::INFINITY, f32::min);
+        assert!(nearest_out + slack >= farthest_near, "{nearest_out} left out, {farthest_near} in");
+    };
+    assert_eq!(notes(&mut app, viewer).len(), 400);
+    check(&notes(&mut app, viewer), 0.0);
+    // Walking 3 m into the crowd changes who is in detail, still within the budget.
+    viewer = Vec3::new(3.0, 1.6, 0.0);
+    app.world_mut().resource_mut::<Viewer>().0 = viewer;
+    app.update();
+    check(&notes(&mut app, viewer), DETAIL_HYSTERESIS);
+    // Thinned to its outer 150 notes (4 to 13 m away), every one within the detail distance
+    // is detailed at once.
+    for i in 150..400u16 {
+        app.world_mut().write_message(NoteRemoved { space: SPACE, note_id: id(i) });
+    }
+    app.update();
+    let left = notes(&mut app, viewer);
+    assert_eq!(left.len(), 150);
+    assert!(left.iter().all(|(d, near)| *near == (*d < 12.0)), "{left:?}");
+}
+
+#[test]
 fn a_ray_ends_at_the_floor_so_a_note_beneath_it_cannot_be_pointed_at() {
     let mut app = app();
     receive(&mut app, local(1, "beneath the floor", [0.0, -0.5, -4.0], None));

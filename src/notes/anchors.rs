@@ -11,7 +11,7 @@
 //! their world poses: the XR glue fills it where the runtime persists anchors, tests fill it
 //! directly. Nothing here needs a runtime.
 
-use super::{Near, NeedsVisual, Note, NoteGrid, Viewer, move_note};
+use super::{NeedsVisual, Note, NoteGrid, RecountNear, move_note};
 use crate::net::NetCommand;
 use bevy::prelude::*;
 use cairn_client::ClientCommand;
@@ -120,17 +120,17 @@ pub fn plugin(app: &mut App) {
 fn follow_anchors(
     mut commands: Commands,
     known: Res<KnownAnchors>,
-    viewer: Res<Viewer>,
     mut grid: ResMut<NoteGrid>,
-    mut notes: Query<(Entity, &mut Note, &mut Transform, Has<Near>), With<Anchored>>,
+    mut recount: ResMut<RecountNear>,
+    mut notes: Query<(Entity, &mut Note, &mut Transform), With<Anchored>>,
 ) {
     if !known.is_changed() {
         return;
     }
-    for (e, mut note, mut t, near) in &mut notes {
+    for (e, mut note, mut t) in &mut notes {
         let (to, approximate) = place(note.body.as_ref(), &known);
         if t.translation.distance(to.translation) > 1e-3 {
-            move_note(&mut commands, &mut grid, viewer.0, e, &mut t, near, to.translation);
+            move_note(&mut grid, &mut recount, e, &mut t, to.translation);
         }
         if note.approximate != approximate {
             // Its header says whether the place is approximate: redraw it.

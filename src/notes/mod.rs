@@ -121,6 +121,12 @@ pub const DETAIL_DISTANCE: f32 = 12.0;
 pub const DETAIL_HYSTERESIS: f32 = 1.0;
 /// Fully faded beyond this.
 pub const FADE_END: f32 = 40.0;
+/// At most this many notes are shown in detail: the nearest, where more stand within
+/// [`DETAIL_DISTANCE`]. A detailed text note is a panel texture of about 0.4 MB, so this is
+/// about 100 MB of panels, what a standalone headset can spare; and in a crowd that dense
+/// the notes past the nearest few hundred, up to 12 m away, are small enough to read as
+/// cards. It keeps a frame's work for notes bounded however crowded the space.
+pub const DETAIL_BUDGET: usize = 256;
 /// A note whose [`fade_alpha`] is at most this is not drawn and cannot be pointed at.
 pub const FADED_OUT: f32 = 0.01;
 
@@ -187,6 +193,7 @@ pub fn plugin(app: &mut App) {
     app.init_resource::<NoteIndex>()
         .init_resource::<Viewer>()
         .init_resource::<FarPanelScale>()
+        .init_resource::<RecountNear>()
         .init_resource::<AwaitingParent>()
         .add_systems(
             Update,
@@ -204,17 +211,17 @@ pub fn plugin(app: &mut App) {
 }
 
 /// Spawns or updates the entity of each changed note of the current space, placed in the
-/// [`NoteGrid`] and marked [`Near`] or not for the viewer's distance at once (the distance
-/// passes come when the viewer has moved).
+/// [`NoteGrid`]; which notes are [`Near`] is worked out again the same frame
+/// ([`follow_distance`]).
 fn apply_updates(
     mut commands: Commands,
     mut updates: MessageReader<NoteUpdated>,
     mut index: ResMut<NoteIndex>,
     mut grid: ResMut<NoteGrid>,
+    mut recount: ResMut<RecountNear>,
     current: Res<CurrentSpace>,
-    viewer: Res<Viewer>,
     known: Res<KnownAnchors>,
-    mut notes: Query<(&mut Note, &mut Transform, Has<Near>, Has<anchors::Anchored>)>,
+    mut notes: Query<(&mut Note, &mut Transform, Has<anchors::Anchored>)>,
     time: Option<Res<Time>>,
 ) {
     let live = time.map(|t| t.elapsed_secs() > 2.0).unwrap_or(false);
@@ -228,11 +235,10 @@ fn apply_updates(
         let anchored = note.body.as_ref().is_some_and(|b| b.anchor.is_some());
         match index.0.get(&local.note_id).copied() {
             Some(entity) => {
-                if let Ok((mut existing, mut t, near, was_anchored)) = notes.get_mut(entity) {
+                if let Ok((mut existing, mut t, was_anchored)) = notes.get_mut(entity) {
                     *existing = note;
                     if t.translation != transform.translation {
-                        let to = transform.translation;
-                        move_note(&mut commands, &mut grid, viewer.0, entity, &mut t, near, to);
+                        move_note(&mut grid, &mut recount, entity, &mut t, transform.translation);
                     }
                     let mut e = commands.entity(entity);
                     e.insert(NeedsVisual);
@@ -244,7 +250,6 @@ fn apply_updates(
                 }
             }
             None => {
-                let detailed = near_at(transform.translation.distance(viewer.0), false);
                 let mut e = commands.spawn((
                     note,
                     transform,
@@ -253,9 +258,6 @@ fn apply_updates(
                     NoteBounds(Vec3::new(0.35, 0.25, 0.05)),
                     NeedsVisual,
                 ));
-                if detailed {
-                    e.insert(Near);
-                }
                 if anchored {
                     e.insert(anchors::Anchored);
                 }
@@ -263,36 +265,43 @@ fn apply_updates(
                     e.insert(Arriving(0.0));
                 }
                 grid.place(e.id(), transform.translation);
+                recount.0 = true;
                 index.0.insert(local.note_id, e.id());
             }
         }
     }
 }
 
-/// Moves a standing note to `to`: its cell in the [`NoteGrid`] and its level of detail
-/// follow at once.
+/// Moves a standing note to `to`: its cell in the [`NoteGrid`] follows at once, and its
+/// level of detail the same frame.
 fn move_note(
-    commands: &mut Commands,
     grid: &mut NoteGrid,
-    viewer: Vec3,
+    recount: &mut RecountNear,
     e: Entity,
     t: &mut Transform,
-    near: bool,
     to: Vec3,
 ) {
     t.translation = to;
     grid.place(e, to);
-    set_near(commands, e, near_at(to.distance(viewer), near), near);
+    recount.0 = true;
 }
+
+/// Set when notes arrived, moved or went: which are near is worked out again this frame,
+/// not at the next distance pass.
+#[derive(Resource, Debug, Default)]
+pub struct RecountNear(pub(crate) bool);
 
 fn apply_removals(
     mut commands: Commands,
     mut removals: MessageReader<NoteRemoved>,
     mut index: ResMut<NoteIndex>,
+    mut recount: ResMut<RecountNear>,
 ) {
     for r in removals.read() {
         if let Some(e) = index.0.remove(&r.note_id) {
             commands.entity(e).despawn();
+            // In a crowd, a note taken away makes room in the detail budget.
+            recount.0 = true;
         }
     }
 }
@@ -398,12 +407,6 @@ pub fn face_viewer(
     }
 }
 
-/// Whether a note `d` metres from the viewer is shown in detail, given whether it was (a
-/// detailed note keeps its detail a little past [`DETAIL_DISTANCE`]).
-fn near_at(d: f32, was_near: bool) -> bool {
-    d < if was_near { DETAIL_DISTANCE + DETAIL_HYSTERESIS } else { DETAIL_DISTANCE }
-}
-
 /// Marks a note near (detailed) or not, when that changed.
 fn set_near(commands: &mut Commands, e: Entity, detailed: bool, near: bool) {
     // `try_`: a tombstone may despawn the note before these commands apply.
@@ -414,29 +417,44 @@ fn set_near(commands: &mut Commands, e: Entity, detailed: bool, near: bool) {
     }
 }
 
-/// The level of detail from the distance to the viewer, when the viewer has moved 25 cm (a
-/// note that arrives or moves is marked where that happens). Visits the notes that were
-/// near and those the [`NoteGrid`] holds within the detail distance, not every note.
+/// Which notes are shown in detail: the nearest [`DETAIL_BUDGET`] within
+/// [`DETAIL_DISTANCE`] (a note already detailed keeps its detail [`DETAIL_HYSTERESIS`]
+/// farther, and counts as that much nearer in the ranking, so that a viewer pacing along
+/// the edge, or a crowd on the budget's edge, does not have panels torn down and redrawn).
+/// Worked out when the viewer has moved 25 cm, and the frame notes arrive, move or go. Visits
+/// the notes that were near and those the [`NoteGrid`] holds within the detail distance,
+/// not every note.
+#[allow(clippy::too_many_arguments)]
 pub fn follow_distance(
     mut commands: Commands,
     viewer: Res<Viewer>,
     grid: Res<NoteGrid>,
+    mut recount: ResMut<RecountNear>,
     mut last: Local<Option<Vec3>>,
     mut around: Local<Vec<Entity>>,
+    mut ranked: Local<Vec<(f32, Entity, bool)>>,
     near: Query<(Entity, &Transform), With<Near>>,
     far: Query<&Transform, (With<Note>, Without<Near>)>,
 ) {
-    if !full_pass(&mut last, viewer.0) {
+    let moved = full_pass(&mut last, viewer.0);
+    if !moved && !recount.0 {
         return;
     }
-    for (e, t) in &near {
-        set_near(&mut commands, e, near_at(t.translation.distance(viewer.0), true), true);
-    }
+    recount.0 = false;
+    // (distance, less the hysteresis for a detailed note; the note; whether it is detailed)
+    ranked.clear();
+    ranked.extend(
+        near.iter().map(|(e, t)| (t.translation.distance(viewer.0) - DETAIL_HYSTERESIS, e, true)),
+    );
     grid.near_point(viewer.0, DETAIL_DISTANCE, &mut around);
-    for &e in around.iter() {
-        if let Ok(t) = far.get(e) {
-            set_near(&mut commands, e, near_at(t.translation.distance(viewer.0), false), false);
-        }
+    ranked.extend(
+        around
+            .iter()
+            .filter_map(|&e| Some((far.get(e).ok()?.translation.distance(viewer.0), e, false))),
+    );
+    ranked.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    for (i, &(d, e, was)) in ranked.iter().enumerate() {
+        set_near(&mut commands, e, d < DETAIL_DISTANCE && i < DETAIL_BUDGET, was);
     }
 }
 
