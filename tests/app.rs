@@ -671,6 +671,24 @@ fn only_the_nearest_notes_up_to_the_detail_budget_are_shown_in_detail() {
     app.world_mut().resource_mut::<Viewer>().0 = viewer;
     app.update();
     check(&notes(&mut app, viewer), DETAIL_HYSTERESIS);
+    // The farthest note (13 m away), clicked, is shown in detail, within the budget; the
+    // focus taken off it, it goes back.
+    let (left_out, d) = app
+        .world_mut()
+        .query_filtered::<(Entity, &Transform), With<Note>>()
+        .iter(app.world())
+        .map(|(e, t)| (e, t.translation.distance(viewer)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    assert!(d > 12.5, "{d}");
+    app.world_mut().resource_mut::<Focused>().0 = Some(left_out);
+    app.update();
+    assert!(app.world().get::<Near>(left_out).is_some(), "the focused note is detailed");
+    let detailed = notes(&mut app, viewer).iter().filter(|n| n.1).count();
+    assert_eq!(detailed, DETAIL_BUDGET, "the focused note takes a place in the budget");
+    app.world_mut().resource_mut::<Focused>().0 = None;
+    app.update();
+    assert!(app.world().get::<Near>(left_out).is_none());
     // Thinned to its outer 150 notes (4 to 13 m away), every one within the detail distance
     // is detailed at once.
     for i in 150..400u16 {

@@ -417,19 +417,21 @@ fn set_near(commands: &mut Commands, e: Entity, detailed: bool, near: bool) {
     }
 }
 
-/// Which notes are shown in detail: the nearest [`DETAIL_BUDGET`] within
-/// [`DETAIL_DISTANCE`] (a note already detailed keeps its detail [`DETAIL_HYSTERESIS`]
-/// farther, and counts as that much nearer in the ranking, so that a viewer pacing along
-/// the edge, or a crowd on the budget's edge, does not have panels torn down and redrawn).
-/// Worked out when the viewer has moved 25 cm, and the frame notes arrive, move or go. Visits
-/// the notes that were near and those the [`NoteGrid`] holds within the detail distance,
-/// not every note.
+/// Which notes are shown in detail: the focused note, wherever it stands (it was clicked to
+/// be read), and the nearest others within [`DETAIL_DISTANCE`], up to [`DETAIL_BUDGET`] in
+/// all (a note already detailed keeps its detail [`DETAIL_HYSTERESIS`] farther, and counts
+/// as that much nearer in the ranking, so that a viewer pacing along the edge, or a crowd
+/// on the budget's edge, does not have panels torn down and redrawn). Worked out when the
+/// viewer has moved 25 cm, and the frame notes arrive, move or go or the focus changes.
+/// Visits the notes that were near and those the [`NoteGrid`] holds within the detail
+/// distance, not every note.
 #[allow(clippy::too_many_arguments)]
 pub fn follow_distance(
     mut commands: Commands,
     viewer: Res<Viewer>,
     grid: Res<NoteGrid>,
     mut recount: ResMut<RecountNear>,
+    focused: Res<crate::interact::Focused>,
     mut last: Local<Option<Vec3>>,
     mut around: Local<Vec<Entity>>,
     mut ranked: Local<Vec<(f32, Entity, bool)>>,
@@ -437,21 +439,27 @@ pub fn follow_distance(
     far: Query<&Transform, (With<Note>, Without<Near>)>,
 ) {
     let moved = full_pass(&mut last, viewer.0);
-    if !moved && !recount.0 {
+    if !moved && !recount.0 && !focused.is_changed() {
         return;
     }
     recount.0 = false;
-    // (distance, less the hysteresis for a detailed note; the note; whether it is detailed)
+    // (distance, less the hysteresis for a detailed note, and none for the focused one; the
+    // note; whether it is detailed)
+    let rank = |e: Entity, d: f32| if focused.0 == Some(e) { f32::NEG_INFINITY } else { d };
     ranked.clear();
-    ranked.extend(
-        near.iter().map(|(e, t)| (t.translation.distance(viewer.0) - DETAIL_HYSTERESIS, e, true)),
-    );
+    ranked
+        .extend(near.iter().map(|(e, t)| {
+            (rank(e, t.translation.distance(viewer.0) - DETAIL_HYSTERESIS), e, true)
+        }));
     grid.near_point(viewer.0, DETAIL_DISTANCE, &mut around);
-    ranked.extend(
-        around
-            .iter()
-            .filter_map(|&e| Some((far.get(e).ok()?.translation.distance(viewer.0), e, false))),
-    );
+    if let Some(f) = focused.0
+        && !around.contains(&f)
+    {
+        around.push(f);
+    }
+    ranked.extend(around.iter().filter_map(|&e| {
+        Some((rank(e, far.get(e).ok()?.translation.distance(viewer.0)), e, false))
+    }));
     ranked.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     for (i, &(d, e, was)) in ranked.iter().enumerate() {
         set_near(&mut commands, e, d < DETAIL_DISTANCE && i < DETAIL_BUDGET, was);
