@@ -150,9 +150,10 @@ fn pick(
     viewer: Res<crate::notes::Viewer>,
     far_scale: Res<crate::notes::FarPanelScale>,
     mut candidates: Local<Vec<Entity>>,
-    notes: Query<(&GlobalTransform, &NoteBounds, Has<crate::notes::Near>), With<Note>>,
+    // Note entities are roots: their `Transform` is where they stand in the world.
+    notes: Query<(&Transform, &NoteBounds, Has<crate::notes::Near>), With<Note>>,
 ) {
-    use crate::notes::{FADED_OUT, fade_alpha, far_pose};
+    use crate::notes::{FADED_OUT, fade_alpha, pose_as_shown};
     for r in rays.read() {
         let mut best: Option<(f32, Entity)> = None;
         // A ray ends where it meets the floor: nothing beneath it can be pointed at, and a ray
@@ -163,20 +164,14 @@ fn pick(
         for (e, (t, bounds, near)) in
             candidates.iter().filter_map(|&e| Some((e, notes.get(e).ok()?)))
         {
-            let at = t.translation();
-            let far;
-            let t = if near {
-                t
-            } else if fade_alpha(at.distance(viewer.0)) <= FADED_OUT {
-                continue;
-            } else {
-                far = GlobalTransform::from(far_pose(at, viewer.0, far_scale.0));
-                &far
-            };
-            if !ray_near_box(r.ray, t, bounds.0) {
+            if !near && fade_alpha(t.translation.distance(viewer.0)) <= FADED_OUT {
                 continue;
             }
-            if let Some(d) = ray_box(r.ray, t, bounds.0)
+            let t = GlobalTransform::from(pose_as_shown(t, near, &viewer, &far_scale));
+            if !ray_near_box(r.ray, &t, bounds.0) {
+                continue;
+            }
+            if let Some(d) = ray_box(r.ray, &t, bounds.0)
                 && d < length
                 && best.is_none_or(|(bd, _)| d < bd)
             {

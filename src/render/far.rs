@@ -38,8 +38,6 @@ pub struct FarField {
     /// What each far note looks like, in no order; shared with the rebuild in flight (a
     /// change while it runs copies the list).
     members: Arc<Vec<FarNote>>,
-    /// Each far note's entity, in the order of `members`.
-    entities: Vec<Entity>,
     /// Where each far note is in `members`.
     slot: HashMap<Entity, usize>,
     /// Set when the far notes changed since the last rebuild.
@@ -64,23 +62,22 @@ impl FarField {
 
     /// The notes the field holds (drawn, or faded out of sight).
     pub fn len(&self) -> usize {
-        self.entities.len()
+        self.members.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entities.is_empty()
+        self.members.is_empty()
     }
 
     /// Draws `note` in the field (or redraws it): it is far, standing at `at`.
     pub(crate) fn put(&mut self, note: Entity, at: Vec3, shape: CardShape, plate: PlateState) {
-        let far = FarNote { at, shape, plate };
+        let far = FarNote { note, at, shape, plate };
         let members = Arc::make_mut(&mut self.members);
         match self.slot.get(&note) {
             Some(&i) => members[i] = far,
             None => {
                 self.slot.insert(note, members.len());
                 members.push(far);
-                self.entities.push(note);
             }
         }
         self.dirty = true;
@@ -97,19 +94,18 @@ impl FarField {
     /// Takes `note` out of the field (it came near, or is gone).
     pub(crate) fn forget(&mut self, note: Entity) {
         let Some(i) = self.slot.remove(&note) else { return };
-        Arc::make_mut(&mut self.members).swap_remove(i);
-        self.entities.swap_remove(i);
-        if let Some(&moved) = self.entities.get(i) {
-            self.slot.insert(moved, i);
+        let members = Arc::make_mut(&mut self.members);
+        members.swap_remove(i);
+        if let Some(moved) = members.get(i) {
+            self.slot.insert(moved.note, i);
         }
         self.dirty = true;
     }
 
     /// Moves every far note to where `place` says it stands now (anchors moved).
     fn follow(&mut self, place: impl Fn(Entity) -> Option<Vec3>) {
-        let members = Arc::make_mut(&mut self.members);
-        for (far, &e) in members.iter_mut().zip(&self.entities) {
-            if let Some(at) = place(e) {
+        for far in Arc::make_mut(&mut self.members) {
+            if let Some(at) = place(far.note) {
                 far.at = at;
             }
         }
@@ -121,6 +117,7 @@ impl FarField {
 /// mesh is built.
 #[derive(Debug, Clone, Copy)]
 struct FarNote {
+    note: Entity,
     at: Vec3,
     shape: CardShape,
     plate: PlateState,
