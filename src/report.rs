@@ -4,7 +4,7 @@
 
 use crate::interact::NoteActivated;
 use crate::net::NetStatus;
-use crate::notes::Note;
+use crate::notes::{Note, NoteAt};
 use crate::render::NoteVisual;
 use crate::xr::XrInput;
 use crate::xr::runtime::{DisplayMode, SessionState, XrFrames, notes_in_view};
@@ -32,14 +32,11 @@ pub fn line(report: &mut std::fs::File, value: serde_json::Value) {
     let _ = writeln!(report, "{value}");
 }
 
-fn notes_shown(
-    mut report: ResMut<Report>,
-    shown: Query<(&Note, &GlobalTransform), Added<NoteVisual>>,
-) {
-    for (n, t) in &shown {
+fn notes_shown(mut report: ResMut<Report>, shown: Query<(&Note, &NoteAt), Added<NoteVisual>>) {
+    for (n, at) in &shown {
         line(
             &mut report.0,
-            serde_json::json!({"event": "note_shown", "id": n.id.to_hex(), "position": t.translation().to_array(), "t_ms": cairn_proto::now_ms()}),
+            serde_json::json!({"event": "note_shown", "id": n.id.to_hex(), "position": at.0.to_array(), "t_ms": cairn_proto::now_ms()}),
         );
     }
 }
@@ -87,7 +84,7 @@ fn xr_session(
     state: Option<Res<SessionState>>,
     frames: Option<Res<XrFrames>>,
     input: Option<Res<XrInput>>,
-    notes: Query<&GlobalTransform, With<Note>>,
+    notes: Query<&NoteAt>,
     time: Res<Time<Real>>,
     mut last: Local<f32>,
     mut reported: Local<usize>,
@@ -107,8 +104,7 @@ fn xr_session(
     {
         *last = time.elapsed_secs();
         let head = input.as_ref().and_then(|i| i.head);
-        let in_view = head
-            .map_or(0, |head| notes_in_view(&head, notes.iter().map(GlobalTransform::translation)));
+        let in_view = head.map_or(0, |head| notes_in_view(&head, notes.iter().map(|at| at.0)));
         let aims: Vec<_> = input
             .iter()
             .flat_map(|i| i.hands.iter())

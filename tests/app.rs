@@ -601,18 +601,21 @@ fn near_notes_are_turned_every_frame_and_far_ones_where_the_far_field_draws_them
         want.y = 0.0;
         (rotation * Vec3::Z).angle_between(want) < 0.02
     };
-    let (near_before, far_before) = (rotation(&app, near), rotation(&app, far));
+    let near_before = rotation(&app, near);
+    // A far note has no transform of its own to turn (nor to propagate each frame).
+    assert!(app.world().get::<Transform>(far).is_none());
+    assert!(app.world().get::<GlobalTransform>(far).is_none());
     // A step of 24 cm turns the near panel.
     app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(0.24, 1.6, 0.0);
     app.update();
     assert_ne!(rotation(&app, near), near_before);
     assert!(faces(rotation(&app, near), Vec3::new(0.0, 1.5, -3.0), Vec3::new(0.24, 1.6, 0.0)));
-    // The far note's own transform is never turned: the far field draws it facing the
-    // viewer, turned afresh on the distance pass past 25 cm.
+    // The far field draws the far note facing the viewer, turned afresh on the distance pass
+    // past 25 cm.
     let viewer = Vec3::new(1.5, 1.6, 0.0);
     app.world_mut().resource_mut::<Viewer>().0 = viewer;
     app.update();
-    assert_eq!(rotation(&app, far), far_before);
+    assert!(app.world().get::<Transform>(far).is_none());
     let (points, _, _) = far_field(&mut app);
     assert_eq!(points.len(), 8, "the far note's plate and card");
     // The card (the second quad): its face points at the viewer.
@@ -626,13 +629,23 @@ fn near_notes_are_turned_every_frame_and_far_ones_where_the_far_field_draws_them
     app.update();
     assert!(app.world().get::<Near>(far).is_some());
     assert!(faces(rotation(&app, far), Vec3::new(0.0, 1.5, -13.0), viewer));
+    let t = app.world().get::<Transform>(far).unwrap();
+    assert_eq!(t.translation, Vec3::new(0.0, 1.5, -13.0), "it stands at its place");
+    // Its parts hang from it where it stands.
     app.update();
+    let global = app.world().get::<GlobalTransform>(far).unwrap();
+    assert!(global.translation().distance(Vec3::new(0.0, 1.5, -13.0)) < 1e-5);
     assert!(app.world().get::<Near>(near).is_none());
+    // The note it left, gone far, has lost its transform and visibility with its detail.
+    assert!(app.world().get::<Transform>(near).is_none());
+    assert!(app.world().get::<Visibility>(near).is_none());
+    let at = app.world().get::<cairn::notes::NoteAt>(near).unwrap().0;
+    assert_eq!(at, Vec3::new(0.0, 1.5, -3.0));
 }
 
 #[test]
 fn only_the_nearest_notes_up_to_the_detail_budget_are_shown_in_detail() {
-    use cairn::notes::{DETAIL_BUDGET, DETAIL_HYSTERESIS, Near, Viewer};
+    use cairn::notes::{DETAIL_BUDGET, DETAIL_HYSTERESIS, Near, NoteAt, Viewer};
     let mut app = app();
     let mut viewer = Vec3::new(0.0, 1.6, 0.0);
     app.world_mut().resource_mut::<Viewer>().0 = viewer;
@@ -652,8 +665,8 @@ fn only_the_nearest_notes_up_to_the_detail_budget_are_shown_in_detail() {
     app.update();
     // (distance, detailed) of every note.
     let notes = |app: &mut App, viewer: Vec3| -> Vec<(f32, bool)> {
-        let mut q = app.world_mut().query_filtered::<(&Transform, Has<Near>), With<Note>>();
-        q.iter(app.world()).map(|(t, near)| (t.translation.distance(viewer), near)).collect()
+        let mut q = app.world_mut().query_filtered::<(&NoteAt, Has<Near>), With<Note>>();
+        q.iter(app.world()).map(|(at, near)| (at.0.distance(viewer), near)).collect()
     };
     let check = |notes: &[(f32, bool)], slack: f32| {
         let near: Vec<f32> = notes.iter().filter(|n| n.1).map(|n| n.0).collect();
@@ -675,9 +688,9 @@ fn only_the_nearest_notes_up_to_the_detail_budget_are_shown_in_detail() {
     // focus taken off it, it goes back.
     let (left_out, d) = app
         .world_mut()
-        .query_filtered::<(Entity, &Transform), With<Note>>()
+        .query_filtered::<(Entity, &NoteAt), With<Note>>()
         .iter(app.world())
-        .map(|(e, t)| (e, t.translation.distance(viewer)))
+        .map(|(e, at)| (e, at.0.distance(viewer)))
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap();
     assert!(d > 12.5, "{d}");

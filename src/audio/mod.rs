@@ -8,7 +8,7 @@ use crate::CairnSet;
 use crate::compose::placement;
 use crate::interact::{NoteActivated, Pointer};
 use crate::net::{CurrentSpace, MediaReady, NetCommand, NetNotice};
-use crate::notes::Note;
+use crate::notes::{Note, NoteAt};
 use crate::render::{NoteVisual, VoiceOrbMaterial};
 use bevy::audio::{
     AudioPlayer, AudioSink, AudioSinkPlayback, AudioSource, PlaybackSettings, Volume,
@@ -112,7 +112,7 @@ fn activate(
     decoded: Res<Decoded>,
     pointer: Res<Pointer>,
     right: Res<ViewerRight>,
-    notes: Query<(&Note, &GlobalTransform)>,
+    notes: Query<(&Note, &NoteAt)>,
     sinks: Query<&mut AudioSink>,
     mut net: MessageWriter<NetCommand>,
 ) {
@@ -122,8 +122,7 @@ fn activate(
             continue;
         }
         let Some(media) = note.body.as_ref().and_then(|b| b.media.first()) else { continue };
-        let at =
-            pointer.note_hit.map(|hit| face_fraction(hit, t.translation(), right.0)).unwrap_or(0.0);
+        let at = pointer.note_hit.map(|hit| face_fraction(hit, t.0, right.0)).unwrap_or(0.0);
         // Playing already: the click seeks.
         if let Some((emitter, duration)) = voice.playing.get(&a.entity) {
             if let Ok(sink) = sinks.get(*emitter) {

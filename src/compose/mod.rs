@@ -6,7 +6,7 @@
 use crate::CairnSet;
 use crate::interact::{EmptyPress, Focused, NoteActivated, Pointer};
 use crate::net::{CurrentSpace, NetCommand, NetStatus};
-use crate::notes::Note;
+use crate::notes::{Note, NoteAt};
 use bevy::prelude::*;
 use cairn_client::{ClientCommand, Draft};
 use cairn_crypto::Pose;
@@ -99,7 +99,7 @@ fn handle_input(
     pointer: Res<Pointer>,
     current: Res<CurrentSpace>,
     status: Res<NetStatus>,
-    notes: Query<(&Note, &Transform)>,
+    notes: Query<(&Note, &NoteAt)>,
     mut net: MessageWriter<NetCommand>,
 ) {
     let focused_note = focused.0.and_then(|e| notes.get(e).ok());
@@ -109,7 +109,7 @@ fn handle_input(
             ComposeInput::Reply => {
                 if let Some((n, t)) = focused_note {
                     *compose = Compose::Writing {
-                        at: reply_position(t.translation),
+                        at: reply_position(t.0),
                         reply_to: Some(n.id),
                         text: String::new(),
                     };
@@ -119,7 +119,7 @@ fn handle_input(
                 if let (Some((n, t)), Some(space), Some(emoji)) =
                     (focused_note, current.0, REACTIONS.get(i))
                 {
-                    let mut draft = draft_at(t.translation + Vec3::new(-0.3, -0.28, 0.05));
+                    let mut draft = draft_at(t.0 + Vec3::new(-0.3, -0.28, 0.05));
                     draft.reply_to = Some(n.id);
                     draft.reaction = Some((*emoji).to_owned());
                     net.write(NetCommand(ClientCommand::Post { space, draft }));

@@ -150,8 +150,8 @@ fn pick(
     viewer: Res<crate::notes::Viewer>,
     far_scale: Res<crate::notes::FarPanelScale>,
     mut candidates: Local<Vec<Entity>>,
-    // Note entities are roots: their `Transform` is where they stand in the world.
-    notes: Query<(&Transform, &NoteBounds, Has<crate::notes::Near>), With<Note>>,
+    // Note entities are roots: a near note's `Transform` is where it stands in the world.
+    notes: Query<(&crate::notes::NoteAt, &NoteBounds, Option<&Transform>), With<Note>>,
 ) {
     use crate::notes::{FADED_OUT, fade_alpha, pose_as_shown};
     for r in rays.read() {
@@ -161,13 +161,13 @@ fn pick(
         let floor = ray_floor(r.ray);
         let length = floor.map_or(MAX_POINT_DISTANCE, |f| f.distance(r.ray.origin));
         grid.near_ray(r.ray, length, &mut candidates);
-        for (e, (t, bounds, near)) in
+        for (e, (at, bounds, near)) in
             candidates.iter().filter_map(|&e| Some((e, notes.get(e).ok()?)))
         {
-            if !near && fade_alpha(t.translation.distance(viewer.0)) <= FADED_OUT {
+            if near.is_none() && fade_alpha(at.0.distance(viewer.0)) <= FADED_OUT {
                 continue;
             }
-            let t = GlobalTransform::from(pose_as_shown(t, near, &viewer, &far_scale));
+            let t = GlobalTransform::from(pose_as_shown(at, near, &viewer, &far_scale));
             if !ray_near_box(r.ray, &t, bounds.0) {
                 continue;
             }

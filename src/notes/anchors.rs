@@ -11,7 +11,7 @@
 //! their world poses: the XR glue fills it where the runtime persists anchors, tests fill it
 //! directly. Nothing here needs a runtime.
 
-use super::{NeedsVisual, Note, NoteGrid, RecountNear, move_note};
+use super::{NeedsVisual, Note, NoteAt, NoteGrid, RecountNear, move_note};
 use crate::net::NetCommand;
 use bevy::prelude::*;
 use cairn_client::ClientCommand;
@@ -122,15 +122,15 @@ fn follow_anchors(
     known: Res<KnownAnchors>,
     mut grid: ResMut<NoteGrid>,
     mut recount: ResMut<RecountNear>,
-    mut notes: Query<(Entity, &mut Note, &mut Transform), With<Anchored>>,
+    mut notes: Query<(Entity, &mut Note, &mut NoteAt, Option<&mut Transform>), With<Anchored>>,
 ) {
     if !known.is_changed() {
         return;
     }
-    for (e, mut note, mut t) in &mut notes {
+    for (e, mut note, mut at, t) in &mut notes {
         let (to, approximate) = place(note.body.as_ref(), &known);
-        if t.translation.distance(to.translation) > 1e-3 {
-            move_note(&mut grid, &mut recount, e, &mut t, to.translation);
+        if at.0.distance(to.translation) > 1e-3 {
+            move_note(&mut grid, &mut recount, e, &mut at, t, to.translation);
         }
         if note.approximate != approximate {
             // Its header says whether the place is approximate: redraw it.

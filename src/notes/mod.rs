@@ -57,6 +57,14 @@ impl Note {
     }
 }
 
+/// Where a note stands in the space (world coordinates): its pose's position, or where its
+/// spatial anchor puts it. Every note has one. Only a [`Near`] note also has a `Transform`
+/// (and visibility), turned toward the viewer and sized each frame, under which its parts
+/// hang: the thousands of far notes, drawn together by the far field, cost Bevy's transform
+/// and visibility passes nothing each frame.
+#[derive(Component, Debug, Clone, Copy, PartialEq)]
+pub struct NoteAt(pub Vec3);
+
 /// The visual changed and must be rebuilt (text, pending state, unread).
 #[derive(Component, Debug, Default)]
 pub struct NeedsVisual;
@@ -108,10 +116,9 @@ impl Default for Billboard {
 /// turned toward the viewer and unfaded; the others are drawn together in the far field
 /// (`render::far`), which fades and turns them as it draws them. Work each frame — turning
 /// panels, building details — and the distance passes visit these few instead of every
-/// note in the space. Sparse storage: notes gain and lose it as the viewer walks, without
-/// moving their other components.
+/// note in the space. Only a near note has a `Transform`, visibility and a [`Billboard`]
+/// (see [`NoteAt`]).
 #[derive(Component, Debug, Default)]
-#[component(storage = "SparseSet")]
 pub struct Near;
 
 /// Full detail closer than this (metres).
@@ -145,17 +152,22 @@ pub fn facing_yaw(at: Vec3, viewer: Vec3) -> Option<f32> {
 }
 
 /// How a far note stands where it is drawn and pointed at: at its place, turned toward the
-/// viewer, at the far panels' size ([`FarPanelScale`]). Its `Transform` keeps its place;
-/// only near notes are turned and sized there, each frame.
+/// viewer, at the far panels' size ([`FarPanelScale`]). (A far note has no `Transform`; near
+/// notes are turned and sized there, each frame.)
 pub fn far_pose(at: Vec3, viewer: Vec3, scale: f32) -> Transform {
     let yaw = facing_yaw(at, viewer).unwrap_or(0.0);
     Transform { translation: at, rotation: Quat::from_rotation_y(yaw), scale: Vec3::splat(scale) }
 }
 
-/// How a note stands as it is shown: a near note as its `Transform` says (turned and sized
-/// each frame), a far one as the far field draws it ([`far_pose`]).
-pub fn pose_as_shown(t: &Transform, near: bool, viewer: &Viewer, far: &FarPanelScale) -> Transform {
-    if near { *t } else { far_pose(t.translation, viewer.0, far.0) }
+/// How a note standing at `at` is shown: a near note as its `Transform` says (turned and
+/// sized each frame), a far one, which has none, as the far field draws it ([`far_pose`]).
+pub fn pose_as_shown(
+    at: &NoteAt,
+    near: Option<&Transform>,
+    viewer: &Viewer,
+    far: &FarPanelScale,
+) -> Transform {
+    near.copied().unwrap_or_else(|| far_pose(at.0, viewer.0, far.0))
 }
 
 /// The size far panels are drawn and pointed at: 1 on the desktop; in XR, the comfort
@@ -221,7 +233,7 @@ fn apply_updates(
     mut recount: ResMut<RecountNear>,
     current: Res<CurrentSpace>,
     known: Res<KnownAnchors>,
-    mut notes: Query<(&mut Note, &mut Transform, Has<anchors::Anchored>)>,
+    mut notes: Query<(&mut Note, &mut NoteAt, Option<&mut Transform>, Has<anchors::Anchored>)>,
     time: Option<Res<Time>>,
 ) {
     let live = time.map(|t| t.elapsed_secs() > 2.0).unwrap_or(false);
@@ -235,10 +247,11 @@ fn apply_updates(
         let anchored = note.body.as_ref().is_some_and(|b| b.anchor.is_some());
         match index.0.get(&local.note_id).copied() {
             Some(entity) => {
-                if let Ok((mut existing, mut t, was_anchored)) = notes.get_mut(entity) {
+                if let Ok((mut existing, mut at, t, was_anchored)) = notes.get_mut(entity) {
                     *existing = note;
-                    if t.translation != transform.translation {
-                        move_note(&mut grid, &mut recount, entity, &mut t, transform.translation);
+                    if at.0 != transform.translation {
+                        let to = transform.translation;
+                        move_note(&mut grid, &mut recount, entity, &mut at, t, to);
                     }
                     let mut e = commands.entity(entity);
                     e.insert(NeedsVisual);
@@ -250,11 +263,10 @@ fn apply_updates(
                 }
             }
             None => {
+                // Far until the distance pass (this frame) makes it near.
                 let mut e = commands.spawn((
                     note,
-                    transform,
-                    Visibility::default(),
-                    Billboard::default(),
+                    NoteAt(transform.translation),
                     NoteBounds(Vec3::new(0.35, 0.25, 0.05)),
                     NeedsVisual,
                 ));
@@ -278,10 +290,14 @@ fn move_note(
     grid: &mut NoteGrid,
     recount: &mut RecountNear,
     e: Entity,
-    t: &mut Transform,
+    at: &mut NoteAt,
+    near: Option<Mut<Transform>>,
     to: Vec3,
 ) {
-    t.translation = to;
+    at.0 = to;
+    if let Some(mut t) = near {
+        t.translation = to;
+    }
     grid.place(e, to);
     recount.0 = true;
 }
@@ -407,13 +423,29 @@ pub fn face_viewer(
     }
 }
 
-/// Marks a note near (detailed) or not, when that changed.
-fn set_near(commands: &mut Commands, e: Entity, detailed: bool, near: bool) {
+/// Marks a note near (detailed) or not, when that changed. A near note gets a `Transform`
+/// at its place and visibility, for its parts to hang from ([`face_viewer`] turns it the
+/// same frame); a far one loses them with its parts.
+fn set_near(commands: &mut Commands, e: Entity, at: Vec3, detailed: bool, near: bool) {
     // `try_`: a tombstone may despawn the note before these commands apply.
     if detailed && !near {
-        commands.entity(e).try_insert(Near);
+        commands.entity(e).try_insert((
+            Near,
+            Billboard::default(),
+            Transform::from_translation(at),
+            Visibility::default(),
+        ));
     } else if !detailed && near {
-        commands.entity(e).try_remove::<Near>();
+        commands.entity(e).try_remove::<(
+            Near,
+            Billboard,
+            Transform,
+            GlobalTransform,
+            bevy::transform::components::TransformTreeChanged,
+            Visibility,
+            InheritedVisibility,
+            ViewVisibility,
+        )>();
     }
 }
 
@@ -434,9 +466,9 @@ pub fn follow_distance(
     focused: Res<crate::interact::Focused>,
     mut last: Local<Option<Vec3>>,
     mut around: Local<Vec<Entity>>,
-    mut ranked: Local<Vec<(f32, Entity, bool)>>,
-    near: Query<(Entity, &Transform), With<Near>>,
-    far: Query<&Transform, (With<Note>, Without<Near>)>,
+    mut ranked: Local<Vec<(f32, Entity, Vec3, bool)>>,
+    near: Query<(Entity, &NoteAt), With<Near>>,
+    far: Query<&NoteAt, Without<Near>>,
 ) {
     let moved = full_pass(&mut last, viewer.0);
     if !moved && !recount.0 && !focused.is_changed() {
@@ -447,10 +479,10 @@ pub fn follow_distance(
     // note; whether it is detailed)
     let rank = |e: Entity, d: f32| if focused.0 == Some(e) { f32::NEG_INFINITY } else { d };
     ranked.clear();
-    ranked
-        .extend(near.iter().map(|(e, t)| {
-            (rank(e, t.translation.distance(viewer.0) - DETAIL_HYSTERESIS), e, true)
-        }));
+    ranked.extend(
+        near.iter()
+            .map(|(e, at)| (rank(e, at.0.distance(viewer.0) - DETAIL_HYSTERESIS), e, at.0, true)),
+    );
     grid.near_point(viewer.0, DETAIL_DISTANCE, &mut around);
     if let Some(f) = focused.0
         && !around.contains(&f)
@@ -458,28 +490,33 @@ pub fn follow_distance(
         around.push(f);
     }
     ranked.extend(around.iter().filter_map(|&e| {
-        Some((rank(e, far.get(e).ok()?.translation.distance(viewer.0)), e, false))
+        let at = far.get(e).ok()?.0;
+        Some((rank(e, at.distance(viewer.0)), e, at, false))
     }));
     ranked.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-    for (i, &(d, e, was)) in ranked.iter().enumerate() {
-        set_near(&mut commands, e, d < DETAIL_DISTANCE && i < DETAIL_BUDGET, was);
+    for (i, &(d, e, at, was)) in ranked.iter().enumerate() {
+        set_near(&mut commands, e, at, d < DETAIL_DISTANCE && i < DETAIL_BUDGET, was);
     }
 }
 
 pub fn animate_arrivals(
     mut commands: Commands,
     time: Res<Time>,
-    mut q: Query<(Entity, &mut Arriving, &mut Transform)>,
+    mut q: Query<(Entity, &mut Arriving, Option<&mut Transform>)>,
 ) {
-    for (e, mut a, mut t) in &mut q {
+    for (e, mut a, t) in &mut q {
         a.0 = (a.0 + time.delta_secs() * 2.5).min(1.0);
-        // Ease out with a little overshoot.
+        // Ease out with a little overshoot (seen on near notes; a far one arrives unscaled).
         let x = a.0;
         let over = ARRIVAL_PEAK_SCALE - 1.0;
-        t.scale = Vec3::splat(1.0 + over * (std::f32::consts::PI * x).sin() - over * (1.0 - x));
-        if a.0 >= 1.0 {
-            t.scale = Vec3::ONE;
+        let scale = if a.0 >= 1.0 {
             commands.entity(e).remove::<Arriving>();
+            1.0
+        } else {
+            1.0 + over * (std::f32::consts::PI * x).sin() - over * (1.0 - x)
+        };
+        if let Some(mut t) = t {
+            t.scale = Vec3::splat(scale);
         }
     }
 }

@@ -12,7 +12,8 @@
 
 use super::{Card, CardShape, PlateState};
 use crate::notes::{
-    FADED_OUT, FarPanelScale, KnownAnchors, Near, Note, Viewer, fade_alpha, far_pose, full_pass,
+    FADED_OUT, FarPanelScale, KnownAnchors, Near, Note, NoteAt, Viewer, fade_alpha, far_pose,
+    full_pass,
 };
 use bevy::asset::RenderAssetUsages;
 use bevy::camera::visibility::NoFrustumCulling;
@@ -335,7 +336,7 @@ pub(super) fn draw(
     known: Res<KnownAnchors>,
     mut last: Local<Option<Vec3>>,
     mut removed: RemovedComponents<Note>,
-    places: Query<&Transform, (With<Note>, Without<Near>)>,
+    places: Query<&NoteAt, Without<Near>>,
     mut target: Query<(&Mesh3d, &mut Visibility), With<FarFieldMesh>>,
     mut meshes: ResMut<Assets<Mesh>>,
 ) {
@@ -344,7 +345,7 @@ pub(super) fn draw(
     }
     if known.is_changed() && !field.is_empty() {
         // Anchored notes follow their anchors (`notes::anchors`), far ones too.
-        field.follow(|e| places.get(e).ok().map(|t| t.translation));
+        field.follow(|e| places.get(e).ok().map(|at| at.0));
     }
     let passed = full_pass(&mut last, viewer.0);
     if field.dirty || passed || scale.is_changed() {

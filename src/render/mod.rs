@@ -11,7 +11,7 @@ pub mod text;
 use crate::CairnSet;
 use crate::interact::{Focused, Pointer};
 use crate::net::{MediaReady, NetCommand};
-use crate::notes::{Near, NeedsVisual, Note, NoteBounds, ReplyLink, Viewer};
+use crate::notes::{Near, NeedsVisual, Note, NoteAt, NoteBounds, ReplyLink, Viewer};
 use crate::xr::runtime::VirtualEnvironment;
 use bevy::asset::RenderAssetUsages;
 use bevy::light::NotShadowCaster;
@@ -415,13 +415,10 @@ fn build_cards(
     mut commands: Commands,
     assets: Option<Res<NoteAssets>>,
     mut field: ResMut<far::FarField>,
-    mut q: Query<
-        (Entity, &Note, &Transform, Option<&mut NoteVisual>, Has<Near>),
-        With<NeedsVisual>,
-    >,
+    mut q: Query<(Entity, &Note, &NoteAt, Option<&mut NoteVisual>, Has<Near>), With<NeedsVisual>>,
 ) {
     let Some(assets) = assets else { return };
-    for (e, note, t, visual, near) in &mut q {
+    for (e, note, at, visual, near) in &mut q {
         let expanded = visual.as_ref().is_some_and(|v| v.expanded);
         if let Some(v) = visual {
             for child in [v.card, v.plate, v.detail].into_iter().flatten() {
@@ -433,7 +430,7 @@ fn build_cards(
         commands.entity(e).remove::<(NeedsVisual, HasOrb, PlateState)>();
         if !near {
             // Drawn in the far field, in the normal colour until `update_plates` says.
-            field.put(e, t.translation, shape, PlateState::Normal);
+            field.put(e, at.0, shape, PlateState::Normal);
             commands
                 .entity(e)
                 .insert((NoteVisual { expanded, ..default() }, shape.bounds()))
@@ -887,14 +884,14 @@ fn show_full_images(
 fn draw_reply_lines(
     mut gizmos: Gizmos,
     viewer: Res<Viewer>,
-    links: Query<(&GlobalTransform, &ReplyLink)>,
-    parents: Query<&GlobalTransform>,
+    links: Query<(&NoteAt, &ReplyLink)>,
+    parents: Query<&NoteAt>,
 ) {
-    for (t, link) in &links {
+    for (at, link) in &links {
         if let Ok(p) = parents.get(link.0)
-            && t.translation().distance(viewer.0) < crate::notes::FADE_END
+            && at.0.distance(viewer.0) < crate::notes::FADE_END
         {
-            gizmos.line(t.translation(), p.translation(), Color::srgba(0.95, 0.95, 1.0, 0.7));
+            gizmos.line(at.0, p.0, Color::srgba(0.95, 0.95, 1.0, 0.7));
         }
     }
 }

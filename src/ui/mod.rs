@@ -7,7 +7,7 @@ use crate::compose::Compose;
 use crate::desktop::{FlyCamera, PANEL_WIDTH_PX};
 use crate::interact::Focused;
 use crate::net::{CurrentSpace, NetNotice, NetStatus};
-use crate::notes::Note;
+use crate::notes::{Note, NoteAt};
 use bevy::input::keyboard::{Key, KeyboardInput};
 use bevy::prelude::*;
 use cairn_proto::NoteKind;
@@ -308,7 +308,7 @@ fn rebuild_list(
 fn click_rows(
     rows: Query<(&Interaction, &NoteRow), Changed<Interaction>>,
     mut focused: ResMut<Focused>,
-    notes: Query<&GlobalTransform, With<Note>>,
+    notes: Query<&NoteAt>,
     mut cams: Query<(&mut Transform, &mut FlyCamera)>,
 ) {
     for (interaction, row) in &rows {
@@ -317,7 +317,7 @@ fn click_rows(
         }
         focused.0 = Some(row.0);
         if let (Ok(target), Ok((mut t, mut fly))) = (notes.get(row.0), cams.single_mut()) {
-            let at = target.translation();
+            let at = target.0;
             let eye = at + Vec3::new(0.0, 0.15, 1.4);
             let dir = (at - eye).normalize();
             t.translation = eye;

@@ -18,7 +18,7 @@ use super::XrInput;
 use crate::compose::{Compose, ComposeInput, REACTIONS};
 use crate::interact::{Focused, Pointer, PointerPress};
 use crate::net::NetStatus;
-use crate::notes::{FarPanelScale, Near, Note, NoteBounds, Viewer, pose_as_shown};
+use crate::notes::{FarPanelScale, Note, NoteAt, NoteBounds, Viewer, pose_as_shown};
 use crate::render::NoteAssets;
 use crate::render::text::{Button, PanelStyle, render_buttons, render_panel};
 use bevy::prelude::*;
@@ -325,13 +325,13 @@ pub(super) fn show_action_bar(
     status: Res<NetStatus>,
     viewer: Res<Viewer>,
     far: Res<FarPanelScale>,
-    notes: Query<(&Note, &Transform, &NoteBounds, Has<Near>), Without<ActionBar>>,
+    notes: Query<(&Note, &NoteAt, Option<&Transform>, &NoteBounds), Without<ActionBar>>,
     mut bars: Query<(Entity, &ActionBar, &mut Transform)>,
 ) {
     // A far note's bar stands under it as the far field draws it.
     let wanted = focused.0.filter(|_| *compose == Compose::Idle).and_then(|e| {
-        let (note, t, bounds, near) = notes.get(e).ok()?;
-        Some((e, (note, pose_as_shown(t, near, &viewer, &far), bounds)))
+        let (note, at, near, bounds) = notes.get(e).ok()?;
+        Some((e, (note, pose_as_shown(at, near, &viewer, &far), bounds)))
     });
     let mut shown = false;
     for (bar, ActionBar { note }, mut t) in &mut bars {
