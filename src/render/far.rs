@@ -36,11 +36,13 @@ const DISC_SEGMENTS: u32 = 16;
 /// it drew last.
 #[derive(Resource, Default)]
 pub struct FarField {
-    /// What each far note looks like, in no order; shared with the rebuild in flight (a
-    /// change while it runs copies the list).
+    /// What each far note looks like, in no order; shared with the rebuild in flight.
     members: Arc<Vec<FarNote>>,
     /// Where each far note is in `members`.
     slot: HashMap<Entity, usize>,
+    /// Changes made while a rebuild holds `members`, applied in order when it is done
+    /// (instead of copying thousands of far notes for each change).
+    waiting: Vec<Change>,
     /// Set when the far notes changed since the last rebuild.
     dirty: bool,
     /// A rebuild is due but waits for the one in flight.
@@ -61,56 +63,101 @@ impl FarField {
         !self.dirty && !self.pending && self.job.is_none()
     }
 
-    /// The notes the field holds (drawn, or faded out of sight).
-    pub fn len(&self) -> usize {
-        self.members.len()
+    /// The notes the field holds (drawn, or faded out of sight), changes waiting for the
+    /// rebuild in flight included.
+    pub fn len(&mut self) -> usize {
+        self.members_now().len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
     }
 
     /// Draws `note` in the field (or redraws it): it is far, standing at `at`.
     pub(crate) fn put(&mut self, note: Entity, at: Vec3, shape: CardShape, plate: PlateState) {
-        let far = FarNote { note, at, shape, plate };
-        let members = Arc::make_mut(&mut self.members);
-        match self.slot.get(&note) {
-            Some(&i) => members[i] = far,
-            None => {
-                self.slot.insert(note, members.len());
-                members.push(far);
-            }
-        }
-        self.dirty = true;
+        self.change(Change::Put(FarNote { note, at, shape, plate }));
     }
 
     /// Shows a far note's plate in `plate`'s colour (nothing when the note is not far).
     pub(crate) fn set_plate(&mut self, note: Entity, plate: PlateState) {
-        if let Some(&i) = self.slot.get(&note) {
-            Arc::make_mut(&mut self.members)[i].plate = plate;
-            self.dirty = true;
-        }
+        self.change(Change::Plate(note, plate));
     }
 
     /// Takes `note` out of the field (it came near, or is gone).
     pub(crate) fn forget(&mut self, note: Entity) {
-        let Some(i) = self.slot.remove(&note) else { return };
-        let members = Arc::make_mut(&mut self.members);
-        members.swap_remove(i);
-        if let Some(moved) = members.get(i) {
-            self.slot.insert(moved.note, i);
-        }
-        self.dirty = true;
+        self.change(Change::Forget(note));
     }
 
     /// Moves every far note to where `place` says it stands now (anchors moved).
     fn follow(&mut self, place: impl Fn(Entity) -> Option<Vec3>) {
-        for far in Arc::make_mut(&mut self.members) {
+        for far in self.members_now() {
             if let Some(at) = place(far.note) {
                 far.at = at;
             }
         }
         self.dirty = true;
+    }
+
+    /// Applies `change` now, or, while a rebuild holds the list, when it is done.
+    fn change(&mut self, change: Change) {
+        self.dirty = true;
+        match Arc::get_mut(&mut self.members) {
+            Some(members) if self.waiting.is_empty() => change.apply(members, &mut self.slot),
+            _ => self.waiting.push(change),
+        }
+    }
+
+    /// Applies the waiting changes when no rebuild holds the list any more.
+    fn catch_up(&mut self) {
+        if let Some(members) = Arc::get_mut(&mut self.members) {
+            for change in self.waiting.drain(..) {
+                change.apply(members, &mut self.slot);
+            }
+        }
+    }
+
+    /// The list as it is with every change applied, copied if a rebuild holds it (for the
+    /// rare change to every note: anchors moving).
+    fn members_now(&mut self) -> &mut Vec<FarNote> {
+        let members = Arc::make_mut(&mut self.members);
+        for change in self.waiting.drain(..) {
+            change.apply(members, &mut self.slot);
+        }
+        members
+    }
+}
+
+/// A change to the far field's list.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Put(FarNote),
+    Plate(Entity, PlateState),
+    Forget(Entity),
+}
+
+impl Change {
+    fn apply(self, members: &mut Vec<FarNote>, slot: &mut HashMap<Entity, usize>) {
+        match self {
+            Change::Put(far) => match slot.get(&far.note) {
+                Some(&i) => members[i] = far,
+                None => {
+                    slot.insert(far.note, members.len());
+                    members.push(far);
+                }
+            },
+            Change::Plate(note, plate) => {
+                if let Some(&i) = slot.get(&note) {
+                    members[i].plate = plate;
+                }
+            }
+            Change::Forget(note) => {
+                let Some(i) = slot.remove(&note) else { return };
+                members.swap_remove(i);
+                if let Some(moved) = members.get(i) {
+                    slot.insert(moved.note, i);
+                }
+            }
+        }
     }
 }
 
@@ -147,7 +194,13 @@ fn build(notes: &[FarNote], viewer: Vec3, scale: f32) -> Built {
         .collect();
     shown.sort_unstable_by_key(|(d, _, _)| std::cmp::Reverse(*d));
     let palette = Palette::new();
-    let mut mesh = FarMesh::default();
+    // Sized once, not grown note by note.
+    let (vertices, indices) = shown.iter().fold((0, 0), |(v, i), (_, _, n)| {
+        let (pv, pi) = FarMesh::plate_size(&n.shape);
+        let (cv, ci) = if n.shape.card.is_some() { (4, 6) } else { (0, 0) };
+        (v + pv + cv, i + pi + ci)
+    });
+    let mut mesh = FarMesh::with_capacity(vertices, indices);
     for (_, alpha, n) in &shown {
         let card = n.shape.card.map(|c| palette.card(c));
         let pose = far_pose(n.at, viewer, scale);
@@ -235,6 +288,24 @@ fn circle() -> &'static [(f32, f32); DISC_SEGMENTS as usize] {
 }
 
 impl FarMesh {
+    fn with_capacity(vertices: usize, indices: usize) -> Self {
+        FarMesh {
+            positions: Vec::with_capacity(vertices),
+            normals: Vec::with_capacity(vertices),
+            colours: Vec::with_capacity(vertices),
+            indices: Vec::with_capacity(indices),
+        }
+    }
+
+    /// The vertices and indices of a note's backplate: a disc or a rectangle.
+    fn plate_size(shape: &CardShape) -> (usize, usize) {
+        if shape.round_plate {
+            (1 + DISC_SEGMENTS as usize, 3 * DISC_SEGMENTS as usize)
+        } else {
+            (4, 6)
+        }
+    }
+
     /// A rectangle of `half` extents about `centre`, in the note's plane.
     fn quad(&mut self, f: &Frame, centre: Vec3, half: Vec2, colour: [f32; 4]) {
         let base = self.positions.len() as u32;
@@ -357,6 +428,7 @@ pub(super) fn draw(
         field.job = None;
         show(&mut field, built, mesh, &mut visibility, &mut meshes);
     }
+    field.catch_up();
     if field.pending && field.job.is_none() {
         field.pending = false;
         let (notes, viewer, scale) = (Arc::clone(&field.members), viewer.0, scale.0);
@@ -457,6 +529,26 @@ mod tests {
         let large = build(&field.members, viewer, 3.0);
         assert!((card_width(&large.mesh) - 3.0 * card_width(&built.mesh)).abs() < 1e-4);
         assert!((card_width(&built.mesh) - text.size.x).abs() < 1e-4);
+        // While a rebuild holds the list, changes wait, untouched by it, and are applied in
+        // order when it is done: a new note, recoloured, and one taken out.
+        let d = world.spawn_empty().id();
+        let in_flight = Arc::clone(&field.members);
+        field.put(d, Vec3::new(0.0, 1.5, -15.0), text, PlateState::Normal);
+        field.set_plate(d, PlateState::Focus);
+        field.forget(b);
+        field.catch_up();
+        assert_eq!(in_flight.len(), 2);
+        assert!(in_flight.iter().all(|n| n.note != d) && Arc::ptr_eq(&in_flight, &field.members));
+        drop(in_flight);
+        field.catch_up();
+        assert!(field.waiting.is_empty());
+        let notes: Vec<_> = field.members.iter().map(|n| (n.note, n.plate)).collect();
+        assert_eq!(notes.len(), 2);
+        assert!(notes.contains(&(c, PlateState::Hover)) && notes.contains(&(d, PlateState::Focus)));
+        assert_eq!(field.slot.len(), 2);
+        for (i, n) in field.members.iter().enumerate() {
+            assert_eq!(field.slot[&n.note], i);
+        }
     }
 
     #[test]
@@ -465,6 +557,9 @@ mod tests {
         let plate = Palette::new().plate(PlateState::Normal);
         far.note(&Transform::IDENTITY, &card_shape(Some(NoteKind::Voice)), plate, None, 1.0);
         assert_eq!(far.triangles(), DISC_SEGMENTS as usize);
+        // The size a rebuild reserves for it is what it takes.
+        let voice = card_shape(Some(NoteKind::Voice));
+        assert_eq!(FarMesh::plate_size(&voice), (far.positions.len(), far.indices.len()));
         let radius = (0.4 + 0.04) / 2.0;
         for p in &far.positions[1..] {
             assert!((Vec3::from_array(*p).truncate().length() - radius).abs() < 1e-5);
