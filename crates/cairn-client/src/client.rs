@@ -510,11 +510,95 @@ impl Client {
             return Err(ClientError::Protocol("expected spaces".into()));
         };
         let mut changes = Vec::new();
-        for s in spaces {
+        for s in &spaces {
             changes.extend(self.sync_space(&s.space).await?);
         }
+        self.reconcile_devices(spaces.iter().map(|s| s.space)).await;
         changes.extend(self.flush_outbox().await?);
         Ok(changes)
+    }
+
+    /// Brings this user's devices in each space in line with the user's signed device
+    /// list: a device signed in since the user joined is added to the space and handed the
+    /// keys this device holds (so it reads what its user reads); a revoked one is removed,
+    /// with a new key it never receives. Only a device that is itself a member device of a
+    /// space acts on it. A space that cannot be brought in line now (another device of the
+    /// user acting at the same moment, say) is tried again at the next sync.
+    async fn reconcile_devices(&mut self, spaces: impl Iterator<Item = SpaceId>) {
+        let mine = match self.own_devices().await {
+            Ok(mine) => mine,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check this user's device list");
+                return;
+            }
+        };
+        for space in spaces {
+            if let Err(e) = self.reconcile_space_devices(&space, &mine).await {
+                tracing::warn!(space = %space, error = %e, "could not bring this user's devices in the space up to date");
+            }
+        }
+    }
+
+    async fn reconcile_space_devices(
+        &mut self,
+        space: &SpaceId,
+        mine: &[DeviceKeys],
+    ) -> Result<(), ClientError> {
+        let Ok(state) = self.state(space) else { return Ok(()) };
+        let Some((handle, me)) = state.member_of_device(&self.identity.id()) else {
+            // Not (yet) a member device here: another device of this user adds it.
+            return Ok(());
+        };
+        if handle != self.handle {
+            return Err(ClientError::Protocol("this device belongs to another member".into()));
+        }
+        let missing: Vec<DeviceKeys> =
+            mine.iter().filter(|d| !me.devices.iter().any(|m| m.sign == d.sign)).copied().collect();
+        let gone: Vec<DeviceId> = me
+            .devices
+            .iter()
+            .filter(|m| !mine.iter().any(|d| d.sign == m.sign))
+            .map(|m| m.sign)
+            .collect();
+        for device in missing {
+            let handle = self.handle.clone();
+            self.change_membership(space, Action::AddDevice { handle, device }).await?;
+            self.share_keys(space, &device).await?;
+        }
+        if !gone.is_empty() {
+            for device in gone {
+                let handle = self.handle.clone();
+                self.change_membership(space, Action::RemoveDevice { handle, device }).await?;
+            }
+            self.rotate_key(space, &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// Wraps every key of `space` this device holds for `device`.
+    async fn share_keys(
+        &mut self,
+        space: &SpaceId,
+        device: &DeviceKeys,
+    ) -> Result<(), ClientError> {
+        let epochs: Vec<u64> = self.state(space)?.epochs().collect();
+        let mut envelopes = Vec::new();
+        for epoch in epochs {
+            if let Some(key) = self.store.epoch_key(*space, epoch)? {
+                envelopes.push(wrap_epoch_key(
+                    &self.identity,
+                    *space,
+                    epoch,
+                    &device.sign,
+                    &device.agree,
+                    &key,
+                )?);
+            }
+        }
+        for chunk in envelopes.chunks(1000) {
+            self.request(Request::PutEnvelopes { envelopes: chunk.to_vec() }).await?;
+        }
+        Ok(())
     }
 
     /// One space: membership, keys, then entries after the cursor.
@@ -727,6 +811,11 @@ impl Client {
         if !role.may_post(&state.policy) {
             return Err(ClientError::Invalid("your role may not post in this space".into()));
         }
+        if state.role_of_device(&self.identity.id()).is_none() {
+            return Err(ClientError::Invalid(
+                "this device has not been added to this space yet: sync one of your other devices (it adds this one), then sync here".into(),
+            ));
+        }
         let key = self.store.epoch_key(*space, state.epoch)?.ok_or_else(|| {
             ClientError::Invalid(
                 "this device has not received the space's current key yet; sync and retry".into(),
@@ -929,6 +1018,20 @@ impl Client {
         Ok(safety_code(handle, &devices))
     }
 
+    /// The devices of one member of a space, as this device's copy of the log says.
+    pub fn member_devices_of(
+        &self,
+        space: &SpaceId,
+        handle: &str,
+    ) -> Result<Vec<DeviceId>, ClientError> {
+        Ok(self
+            .state(space)?
+            .members
+            .get(handle)
+            .map(|m| m.devices.iter().map(|d| d.sign).collect())
+            .unwrap_or_default())
+    }
+
     /// Members' device ids at the current epoch (for displaying who can read a space).
     pub fn member_devices(&self, space: &SpaceId) -> Result<BTreeSet<DeviceId>, ClientError> {
         Ok(self.state(space)?.current_devices())
@@ -936,16 +1039,21 @@ impl Client {
 
     // ---- Devices ----
 
-    /// Signs another device into this user (its keys come from `cairn-cli device add`).
+    /// Signs another device into this user (its keys come from `cairn-cli device add`),
+    /// then adds it to this user's spaces and hands it their keys (see [`Client::sync`]).
     pub async fn add_device(&mut self, keys: DeviceKeys) -> Result<(), ClientError> {
         let signature = self.identity.sign(&sign::add_device_payload(&self.handle, &keys));
         self.request(Request::AddDevice { device: keys, signature }).await?;
+        self.sync().await?;
         Ok(())
     }
 
+    /// Revokes a device of this user: the server stops serving it at once, and it is
+    /// removed from this user's spaces, each with a new key it never receives.
     pub async fn revoke_device(&mut self, device: DeviceId) -> Result<(), ClientError> {
         let signature = self.identity.sign(&sign::revoke_device_payload(&self.handle, &device));
         self.request(Request::RevokeDevice { device, signature }).await?;
+        self.sync().await?;
         Ok(())
     }
 

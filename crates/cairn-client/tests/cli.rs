@@ -219,16 +219,33 @@ async fn a_voice_note_from_a_wav_file_arrives_as_ogg_opus() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_device_joins_its_user_and_can_be_revoked() {
+async fn a_second_device_joins_its_user_reads_its_spaces_and_can_be_revoked() {
     let server_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let server = start_server(server_dir.path(), port).await;
     let url = format!("ws://127.0.0.1:{port}/v1/ws");
     let dir = tempfile::tempdir().unwrap();
-    let (phone, laptop) = (dir.path().join("phone"), dir.path().join("laptop"));
+    let (phone, laptop, bob) =
+        (dir.path().join("phone"), dir.path().join("laptop"), dir.path().join("bob"));
     ok(&phone, &["init", "--server", &url, "--handle", "alice"]).await;
+    ok(&bob, &["init", "--server", &url, "--handle", "bob"]).await;
+    // A space alice is in before the laptop exists, with a note in it.
+    ok(&phone, &["space", "create", "kitchen"]).await;
+    ok(&phone, &["space", "invite", "kitchen", "bob"]).await;
+    ok(&phone, &["note", "post", "kitchen", "--text", "before the laptop"]).await;
+    let text_of = |notes: &serde_json::Value| -> Vec<String> {
+        notes.as_array().unwrap().iter().map(|n| n["text"].as_str().unwrap_or("").into()).collect()
+    };
+    let alice_devices = |members: serde_json::Value| {
+        members.as_array().unwrap().iter().find(|m| m["handle"] == "alice").unwrap()["devices"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
     let joined = json(&laptop, &["init", "--server", &url, "--handle", "alice", "--join"]).await;
     let keys = joined["keys"].as_str().unwrap().to_owned();
+    let laptop_id = joined["device"].as_str().unwrap().to_owned();
     // Not signed in yet: the server does not know this device.
     let o = run(&laptop, &["sync"]).await;
     assert!(
@@ -244,8 +261,32 @@ async fn a_second_device_joins_its_user_and_can_be_revoked() {
         ok(&phone, &["safety-code", "alice"]).await,
         ok(&laptop, &["safety-code", "alice"]).await
     );
-    ok(&phone, &["device", "revoke", joined["device"].as_str().unwrap()]).await;
+    // The phone added the laptop to the space and handed it the keys: it reads what alice
+    // wrote before it existed, and what it writes opens for bob, signed as alice's.
+    assert_eq!(alice_devices(json(&bob, &["space", "members", "kitchen"]).await), 2);
+    assert_eq!(text_of(&json(&laptop, &["notes", "kitchen"]).await), ["before the laptop"]);
+    ok(&laptop, &["note", "post", "kitchen", "--text", "from the laptop"]).await;
+    let seen_by_bob = json(&bob, &["notes", "kitchen"]).await;
+    assert_eq!(text_of(&seen_by_bob), ["before the laptop", "from the laptop"]);
+    assert_eq!(seen_by_bob[1]["author"], "alice");
+
+    // Revoked: it can no longer log in, it leaves the space, and the space has a new key,
+    // which bob's next note is sealed with and the phone opens.
+    let epoch = |v: serde_json::Value| {
+        v.as_array().unwrap().iter().find(|s| s["name"] == "kitchen").unwrap()["epoch"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = epoch(json(&bob, &["space", "list"]).await);
+    ok(&phone, &["device", "revoke", &laptop_id]).await;
     let o = run(&laptop, &["sync"]).await;
     assert!(!o.status.success(), "a revoked device can no longer log in");
+    assert_eq!(alice_devices(json(&bob, &["space", "members", "kitchen"]).await), 1);
+    assert!(epoch(json(&bob, &["space", "list"]).await) > before, "a new key without the laptop");
+    ok(&bob, &["note", "post", "kitchen", "--text", "after the laptop"]).await;
+    assert_eq!(
+        text_of(&json(&phone, &["notes", "kitchen"]).await),
+        ["before the laptop", "from the laptop", "after the laptop"]
+    );
     server.shutdown().await.unwrap();
 }

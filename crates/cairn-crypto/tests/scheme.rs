@@ -230,6 +230,77 @@ fn forged_reordered_replayed_or_unauthorized_ops_are_rejected() {
 }
 
 #[test]
+fn a_member_adds_and_removes_its_own_devices_and_only_an_owner_those_of_others() {
+    let alice = DeviceIdentity::generate();
+    let (bob_phone, bob_laptop) = (DeviceIdentity::generate(), DeviceIdentity::generate());
+    let carol = DeviceIdentity::generate();
+    let mut space = create_space(&alice, Policy::default());
+    space.act(&alice, Action::Add { member: member("bob", &bob_phone, Role::Member) }).unwrap();
+    space.act(&alice, Action::Add { member: member("carol", &carol, Role::Reader) }).unwrap();
+    let epoch = space.log.state().epoch;
+    let add_laptop = Action::AddDevice { handle: "bob".into(), device: bob_laptop.keys() };
+
+    // Another member may not add a device to bob; bob's own device may.
+    assert!(matches!(
+        space.act(&carol, add_laptop.clone()),
+        Err(CryptoError::Op(cairn_proto::membership::OpError::NotAllowed))
+    ));
+    space.act(&bob_phone, add_laptop.clone()).unwrap();
+    let state = space.log.state();
+    assert_eq!(state.epoch, epoch, "a device of a member who already reads needs no new key");
+    assert_eq!(state.members["bob"].devices.len(), 2);
+    assert!(state.was_member_device(&bob_laptop.id(), epoch));
+    assert!(!state.was_member_device(&bob_laptop.id(), 0), "not before the epoch it joined in");
+    // Twice, or a device some member already has: refused.
+    assert!(space.act(&bob_phone, add_laptop.clone()).is_err());
+    assert!(
+        space
+            .act(&alice, Action::AddDevice { handle: "alice".into(), device: carol.keys() })
+            .is_err()
+    );
+    // The new device signs notes that open for everyone, in the current epoch.
+    let key = EpochKey::generate();
+    let by_laptop = seal_note(
+        &bob_laptop,
+        &key,
+        header(space.id(), epoch, &bob_laptop, NoteKind::Text),
+        &NoteBody::text("bob", "from the laptop", Pose::default()),
+    );
+    assert!(open_note(space.log.state(), &key, &by_laptop).is_ok());
+
+    // Removing: not by another member; not a member's last device; by bob himself.
+    let remove_laptop = Action::RemoveDevice { handle: "bob".into(), device: bob_laptop.id() };
+    assert!(space.act(&carol, remove_laptop.clone()).is_err());
+    assert!(
+        space
+            .act(&alice, Action::RemoveDevice { handle: "carol".into(), device: carol.id() })
+            .is_err(),
+        "a member keeps at least one device"
+    );
+    space.act(&bob_phone, remove_laptop.clone()).unwrap();
+    let after = space.log.state().epoch;
+    assert!(after > epoch, "a removed device must not read what follows: a new epoch");
+    assert!(!space.log.state().current_devices().contains(&bob_laptop.id()));
+    assert!(space.log.state().current_devices().contains(&bob_phone.id()));
+    let new_key = EpochKey::generate();
+    let late = seal_note(
+        &bob_laptop,
+        &new_key,
+        header(space.id(), after, &bob_laptop, NoteKind::Text),
+        &NoteBody::text("bob", "still here?", Pose::default()),
+    );
+    assert!(matches!(open_note(space.log.state(), &new_key, &late), Err(CryptoError::NotAMember)));
+    assert!(open_note(space.log.state(), &key, &by_laptop).is_ok(), "what it wrote before stays");
+    assert!(space.act(&bob_phone, remove_laptop).is_err(), "not a device of bob any more");
+    // An owner manages anyone's devices; the log replays to the same state.
+    space.act(&alice, add_laptop).unwrap();
+    assert!(space.log.state().was_member_device(&bob_laptop.id(), after));
+    let replayed = MembershipLog::replay(&space.ops).unwrap();
+    assert_eq!(replayed.state().members, space.log.state().members);
+    assert_eq!(replayed.state().epoch, space.log.state().epoch);
+}
+
+#[test]
 fn history_follows_the_space_policy() {
     for history in [true, false] {
         let alice = DeviceIdentity::generate();

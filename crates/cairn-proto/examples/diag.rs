@@ -121,6 +121,18 @@ fn main() {
         "op_accepted",
         &ServerFrame::Response { id: 3, result: Ok(Response::OpAccepted { index: 0, epoch: 0 }) },
     );
+    let laptop = DeviceKeys { sign: DeviceId([0xd2; 32]), agree: AgreeKey([0xaa; 32]) };
+    show(
+        "membership op body: alice's phone adds her laptop to the space",
+        &MembershipOp {
+            space,
+            index: 7,
+            prev: OpHash([0x6f; 32]),
+            actor: dev,
+            at: 1_790_000_100_000,
+            action: Action::AddDevice { handle: "alice".into(), device: laptop },
+        },
+    );
     let header = NoteHeader {
         space,
         epoch: 0,

@@ -7,6 +7,9 @@ use crate::ids::*;
 use crate::messages::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// Most devices one member may have in a space.
+pub const MAX_MEMBER_DEVICES: usize = 64;
+
 /// Why an operation does not apply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpError {
@@ -104,8 +107,16 @@ impl SpaceState {
         if op.prev != self.head {
             return Err(OpError::BrokenChain);
         }
-        let actor_role = self.role_of_device(&op.actor).ok_or(OpError::ActorNotMember)?;
-        if actor_role != Role::Owner {
+        let (actor_handle, actor_role) =
+            self.member_of_device(&op.actor).ok_or(OpError::ActorNotMember)?;
+        // A member manages its own devices; everything else is an owner's.
+        let own_devices = match &op.action {
+            Action::AddDevice { handle, .. } | Action::RemoveDevice { handle, .. } => {
+                handle == actor_handle
+            }
+            _ => false,
+        };
+        if actor_role.role != Role::Owner && !own_devices {
             return Err(OpError::NotAllowed);
         }
         let mut membership_changed = false;
@@ -120,7 +131,7 @@ impl SpaceState {
                 if self.members.contains_key(&member.handle) {
                     return Err(OpError::Invalid("already a member"));
                 }
-                if member.devices.is_empty() || member.devices.len() > 64 {
+                if member.devices.is_empty() || member.devices.len() > MAX_MEMBER_DEVICES {
                     return Err(OpError::Invalid("a member needs 1 to 64 devices"));
                 }
                 self.members.insert(
@@ -149,6 +160,32 @@ impl SpaceState {
                 self.members.get_mut(handle).expect("checked above").role = *role;
             }
             Action::SetPolicy { policy } => self.policy = *policy,
+            Action::AddDevice { handle, device } => {
+                if self.role_of_device(&device.sign).is_some() {
+                    return Err(OpError::Invalid("the device is already a member device"));
+                }
+                let m = self.members.get_mut(handle).ok_or(OpError::Invalid("not a member"))?;
+                if m.devices.len() >= MAX_MEMBER_DEVICES {
+                    return Err(OpError::Invalid("a member needs 1 to 64 devices"));
+                }
+                m.devices.push(*device);
+                // Same epoch: a member device from now on, reading the current epoch.
+                self.spans.entry(device.sign).or_default().push((self.epoch, u64::MAX));
+            }
+            Action::RemoveDevice { handle, device } => {
+                let m = self.members.get_mut(handle).ok_or(OpError::Invalid("not a member"))?;
+                let Some(at) = m.devices.iter().position(|d| d.sign == *device) else {
+                    return Err(OpError::Invalid("not a device of that member"));
+                };
+                if m.devices.len() == 1 {
+                    return Err(OpError::Invalid(
+                        "a member keeps at least one device; remove the member instead",
+                    ));
+                }
+                m.devices.remove(at);
+                left_devices = vec![*device];
+                membership_changed = true;
+            }
         }
         self.len += 1;
         self.head = hash;

@@ -220,6 +220,20 @@ pub enum Action {
     SetPolicy {
         policy: Policy,
     },
+    /// Adds another device of an existing member (one its user signed in since joining).
+    /// Done by that member's own device, or by an owner. Same epoch: the device's user
+    /// already reads the space, so the acting device wraps the keys it holds for it.
+    AddDevice {
+        handle: String,
+        device: DeviceKeys,
+    },
+    /// Takes one device away from a member (revoked, lost); the member keeps the others.
+    /// Done by that member's own device, or by an owner. A new epoch, whose key the device
+    /// never receives.
+    RemoveDevice {
+        handle: String,
+        device: DeviceId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -272,6 +272,77 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
         a.request(Request::ChangeMembership { op: wrong }).await.unwrap_err().code,
         ErrorCode::BadRequest
     );
+    // A member adds a device of its own, once the server knows it as his...
+    let bob_laptop = Device::new();
+    let add_laptop = Action::AddDevice { handle: "bob".into(), device: bob_laptop.keys() };
+    let early = space.op(&bob, add_laptop.clone());
+    assert_eq!(
+        b.request(Request::ChangeMembership { op: early }).await.unwrap_err().code,
+        ErrorCode::BadRequest,
+        "not one of bob's devices yet"
+    );
+    b.request(Request::AddDevice {
+        device: bob_laptop.keys(),
+        signature: bob.sign(&sign::add_device_payload("bob", &bob_laptop.keys())),
+    })
+    .await
+    .unwrap();
+    // ...but not to someone else, and not a device that is someone else's.
+    let by_carol = space.op(&carol, add_laptop.clone());
+    assert_eq!(
+        c.request(Request::ChangeMembership { op: by_carol }).await.unwrap_err().code,
+        ErrorCode::Forbidden
+    );
+    let not_his = space.op(&bob, Action::AddDevice { handle: "bob".into(), device: eve.keys() });
+    assert_eq!(
+        b.request(Request::ChangeMembership { op: not_his }).await.unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    let space_id = space.id;
+    let for_laptop = |epoch: u64| {
+        let wrapped = vec![7u8; 80];
+        let signature = bob.sign(&sign::envelope_payload(
+            &space_id,
+            epoch,
+            &bob_laptop.id(),
+            &bob.id(),
+            &wrapped,
+        ));
+        KeyEnvelope {
+            space: space_id,
+            epoch,
+            recipient: bob_laptop.id(),
+            creator: bob.id(),
+            signature,
+            wrapped,
+        }
+    };
+    let epoch = space.epoch;
+    assert_eq!(
+        b.request(Request::PutEnvelopes { envelopes: vec![for_laptop(epoch)] })
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::BadRequest,
+        "not a member device yet"
+    );
+    space.act(&mut b, &bob, add_laptop).await.unwrap();
+    assert_eq!(space.epoch, epoch, "no new epoch for a member's own new device");
+    // The laptop is a member device now: bob's phone may hand it the keys it holds.
+    b.request(Request::PutEnvelopes { envelopes: vec![for_laptop(epoch)] }).await.unwrap();
+    space
+        .act(&mut b, &bob, Action::RemoveDevice { handle: "bob".into(), device: bob_laptop.id() })
+        .await
+        .unwrap();
+    assert!(space.epoch > epoch, "removing a device starts a new epoch");
+    assert_eq!(
+        b.request(Request::PutEnvelopes { envelopes: vec![for_laptop(space.epoch)] })
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::BadRequest,
+        "no keys for a removed device"
+    );
     // Removal: bob can no longer sync or post, and learns of it.
     space.act(&mut a, &alice, Action::Remove { handle: "bob".into() }).await.unwrap();
     loop {

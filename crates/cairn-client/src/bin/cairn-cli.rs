@@ -383,19 +383,29 @@ async fn run(cli: Cli) -> Result<()> {
             let id = app.space(&space)?;
             let view =
                 app.client.spaces()?.into_iter().find(|s| s.id == id).context("space vanished")?;
+            let mut members = Vec::new();
+            for (h, r) in view.members {
+                let devices = app.client.member_devices_of(&id, &h)?;
+                members.push((h, r, devices));
+            }
             if cli.json {
                 println!(
                     "{}",
                     serde_json::Value::Array(
-                        view.members
+                        members
                             .iter()
-                            .map(|(h, r)| json!({"handle": h, "role": role_name(*r)}))
+                            .map(|(h, r, d)| json!({"handle": h, "role": role_name(*r), "devices": d.iter().map(|d| d.to_hex()).collect::<Vec<_>>()}))
                             .collect()
                     )
                 );
             } else {
-                for (h, r) in view.members {
-                    println!("{h:<20} {}", role_name(r));
+                for (h, r, d) in members {
+                    let n = d.len();
+                    println!(
+                        "{h:<20} {:<7} {n} device{}",
+                        role_name(r),
+                        if n == 1 { "" } else { "s" }
+                    );
                 }
             }
         }

@@ -42,20 +42,19 @@ fn check_signed(caller: &Caller, signed: &SignedOp) -> Result<(MembershipOp, OpH
     Ok((op, op_hash(&signed.body)))
 }
 
-/// Every device an op names for a member must be a live device of that member.
+/// Every device an op gives a member must be a live device of that member.
 async fn check_devices(state: &AppState, action: &Action) -> Result<()> {
-    let member = match action {
-        Action::Create { owner, .. } => owner,
-        Action::Add { member } => member,
+    let (handle, devices) = match action {
+        Action::Create { owner: m, .. } | Action::Add { member: m } => {
+            (&m.handle, m.devices.as_slice())
+        }
+        Action::AddDevice { handle, device } => (handle, std::slice::from_ref(device)),
         _ => return Ok(()),
     };
-    for d in &member.devices {
+    for d in devices {
         let owner = state.store.device_owner(&d.sign).await?;
-        if !owner.is_some_and(|o| o.handle == member.handle && !o.revoked) {
-            return Err(ServerError::bad(format!(
-                "device {} is not a device of {}",
-                d.sign, member.handle
-            )));
+        if !owner.is_some_and(|o| o.handle == *handle && !o.revoked) {
+            return Err(ServerError::bad(format!("device {} is not a device of {handle}", d.sign)));
         }
     }
     Ok(())
