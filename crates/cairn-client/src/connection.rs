@@ -53,8 +53,17 @@ impl Connection {
         let pending: Pending = Default::default();
         let (closed_tx, closed_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                if sink.send(m).await.is_err() {
+            // Requests queued together leave in one write: feed each, flush once.
+            'writing: while let Some(m) = out_rx.recv().await {
+                if sink.feed(m).await.is_err() {
+                    break;
+                }
+                while let Ok(m) = out_rx.try_recv() {
+                    if sink.feed(m).await.is_err() {
+                        break 'writing;
+                    }
+                }
+                if sink.flush().await.is_err() {
                     break;
                 }
             }

@@ -250,6 +250,39 @@ async fn handshake(
     }
 }
 
+/// Most frames written together in one flush, so a busy connection still reads.
+const WRITE_BATCH: usize = 64;
+
+/// Writes `first` and whatever else is ready to go now (answers in request order, queued
+/// events) with one flush, so a burst costs one write to the socket rather than one per
+/// frame. False when the peer is gone.
+async fn send_ready(
+    state: &AppState,
+    sink: &mut Sink,
+    first: Message,
+    in_flight: &mut futures_util::stream::FuturesOrdered<Answer>,
+    rx: &mut mpsc::Receiver<Outgoing>,
+) -> bool {
+    use futures_util::FutureExt;
+    if sink.feed(first).await.is_err() {
+        return false;
+    }
+    for _ in 1..WRITE_BATCH {
+        let next = if let Some(Some(answer)) = in_flight.next().now_or_never() {
+            Message::Binary(cairn_proto::encode(&answer).into())
+        } else if let Ok(out) = rx.try_recv() {
+            state.metrics.delivery_seconds.observe(out.since.elapsed().as_secs_f64());
+            Message::Binary(out.bytes)
+        } else {
+            break;
+        };
+        if sink.feed(next).await.is_err() {
+            return false;
+        }
+    }
+    sink.flush().await.is_ok()
+}
+
 async fn run(
     state: &Arc<AppState>,
     caller: Caller,
@@ -286,7 +319,8 @@ async fn run(
                 return;
             }
             Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
-                if !send_frame(&mut sink, &answer).await {
+                let first = Message::Binary(cairn_proto::encode(&answer).into());
+                if !send_ready(state, &mut sink, first, &mut in_flight, &mut rx).await {
                     return;
                 }
             }
@@ -296,10 +330,10 @@ async fn run(
             }
             out = rx.recv() => {
                 let Some(out) = out else { return };
-                if sink.send(Message::Binary(out.bytes)).await.is_err() {
+                state.metrics.delivery_seconds.observe(out.since.elapsed().as_secs_f64());
+                if !send_ready(state, &mut sink, Message::Binary(out.bytes), &mut in_flight, &mut rx).await {
                     return;
                 }
-                state.metrics.delivery_seconds.observe(out.since.elapsed().as_secs_f64());
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() >= idle {

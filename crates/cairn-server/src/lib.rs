@@ -144,10 +144,12 @@ async fn ws_upgrade(
     let limit = cairn_proto::MAX_FRAME_BYTES * 2;
     // Small socket buffers: an idle connection should cost a few kilobytes, not the
     // 128 KiB tungstenite reserves by default. The read buffer grows when a frame needs it.
+    // Writes are held until a flush (or 64 KiB), so frames that are ready together leave
+    // in one write; every send flushes.
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(1024)
-        .write_buffer_size(0)
+        .write_buffer_size(64 * 1024)
         .on_upgrade(move |socket| {
             let tasks = state.tasks.clone();
             tasks.track_future(connection::serve(state, socket))
