@@ -4,7 +4,7 @@
 
 use crate::error::ServerError;
 use crate::handlers;
-use crate::hub::{Outgoing, QUEUE};
+use crate::hub::{QUEUE, Queued};
 use crate::state::{AppState, Bucket};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use cairn_proto::{
@@ -221,7 +221,8 @@ async fn handshake(
             request @ (Request::Register { .. }
             | Request::Login { .. }
             | Request::Resume { .. }) => {
-                match handlers::session::authenticate(state, &challenge, request).await {
+                // Boxed, like the handlers in `run`: it would otherwise size every task.
+                match Box::pin(handlers::session::authenticate(state, &challenge, request)).await {
                     Ok((caller, session)) => {
                         let ok =
                             ServerFrame::Response { id, result: Ok(Response::Session(session)) };
@@ -261,7 +262,7 @@ async fn send_ready(
     sink: &mut Sink,
     first: Message,
     in_flight: &mut futures_util::stream::FuturesOrdered<Answer>,
-    rx: &mut mpsc::Receiver<Outgoing>,
+    rx: &mut mpsc::Receiver<Queued>,
 ) -> bool {
     use futures_util::FutureExt;
     if sink.feed(first).await.is_err() {
@@ -272,7 +273,7 @@ async fn send_ready(
             Message::Binary(cairn_proto::encode(&answer).into())
         } else if let Ok(out) = rx.try_recv() {
             state.metrics.delivery_seconds.observe(out.since.elapsed().as_secs_f64());
-            Message::Binary(out.bytes)
+            Message::Binary(out.bytes.clone())
         } else {
             break;
         };
@@ -289,7 +290,7 @@ async fn run(
     mut sink: Sink,
     mut stream: futures_util::stream::SplitStream<WebSocket>,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Queued>(QUEUE);
     let kill = CancellationToken::new();
     let _registration = state.hub.register(&caller.handle, caller.device, tx, kill.clone());
     let idle = state.config.idle_timeout();
@@ -305,7 +306,9 @@ async fn run(
         if in_flight.is_empty()
             && let Some(frame) = held.take()
         {
-            let result = handlers::handle(state, &caller, frame.request)
+            // Boxed: a handler's future is large, and held inline it would enlarge every
+            // connection's task for its whole life, idle or not.
+            let result = Box::pin(handlers::handle(state, &caller, frame.request))
                 .await
                 .map_err(|e: ServerError| e.to_proto());
             if !send_frame(&mut sink, &ServerFrame::Response { id: frame.id, result }).await {
@@ -331,7 +334,7 @@ async fn run(
             out = rx.recv() => {
                 let Some(out) = out else { return };
                 state.metrics.delivery_seconds.observe(out.since.elapsed().as_secs_f64());
-                if !send_ready(state, &mut sink, Message::Binary(out.bytes), &mut in_flight, &mut rx).await {
+                if !send_ready(state, &mut sink, Message::Binary(out.bytes.clone()), &mut in_flight, &mut rx).await {
                     return;
                 }
             }

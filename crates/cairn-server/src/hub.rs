@@ -16,16 +16,20 @@ use tokio_util::sync::CancellationToken;
 pub const QUEUE: usize = 1024;
 
 /// One encoded frame, with the instant it became deliverable (for the delivery histogram).
-#[derive(Clone)]
+/// Queued as [`Queued`]: one allocation shared by every recipient, and a pointer per slot
+/// of each connection's queue (whose first block every connection holds from the start).
 pub struct Outgoing {
     pub bytes: Bytes,
     pub since: Instant,
 }
 
+/// What a connection's queue holds.
+pub type Queued = std::sync::Arc<Outgoing>;
+
 struct Conn {
     id: u64,
     device: DeviceId,
-    tx: mpsc::Sender<Outgoing>,
+    tx: mpsc::Sender<Queued>,
     /// Cancelled to close the connection (slow consumer, revoked device).
     kill: CancellationToken,
 }
@@ -60,7 +64,7 @@ impl Hub {
         &self,
         handle: &str,
         device: DeviceId,
-        tx: mpsc::Sender<Outgoing>,
+        tx: mpsc::Sender<Queued>,
         kill: CancellationToken,
     ) -> Registration<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -74,11 +78,7 @@ impl Hub {
     }
 
     /// Queues `frame` for every connection of every user in `handles`.
-    pub fn deliver<'h>(
-        &self,
-        handles: impl IntoIterator<Item = &'h str>,
-        frame: &Outgoing,
-    ) -> usize {
+    pub fn deliver<'h>(&self, handles: impl IntoIterator<Item = &'h str>, frame: &Queued) -> usize {
         let users = self.users.read().expect("hub lock");
         let mut queued = 0;
         for handle in handles {

@@ -96,9 +96,9 @@ pub(crate) fn deliver<'h>(
     handles: impl IntoIterator<Item = &'h str>,
     event: Event,
 ) {
-    let out = Outgoing {
+    let out = std::sync::Arc::new(Outgoing {
         bytes: cairn_proto::encode(&ServerFrame::Event(event)).into(),
         since: Instant::now(),
-    };
+    });
     state.hub.deliver(handles, &out);
 }
