@@ -89,6 +89,91 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0
 }
 
+/// One size of space: its app, warmed up, and what its rounds measured.
+struct Case {
+    n: u32,
+    layout: Layout,
+    app: App,
+    progress: RenderProgress,
+    warm_frames: usize,
+    warm_up: Duration,
+    rebuilds_before: u64,
+    rebuild_time_before: Duration,
+    /// Each round's mean, in order.
+    round_means: Vec<f64>,
+    /// The quietest round: its mean and its frames.
+    best: Option<(f64, Vec<Duration>)>,
+}
+
+impl Case {
+    /// Builds the space and lets every nearby note build its detail (text rasterization is
+    /// budgeted per frame).
+    fn warm(n: u32, layout: Layout, single_threaded: bool) -> Case {
+        let mut app = app(single_threaded);
+        for i in 0..n {
+            app.world_mut().write_message(NoteUpdated(note(i, layout)));
+        }
+        let started = Instant::now();
+        let mut warm_frames = 0;
+        loop {
+            app.update();
+            warm_frames += 1;
+            let p = *app.world().resource::<RenderProgress>();
+            if p.notes == n as usize && p.waiting_detail == 0 {
+                break;
+            }
+            // Panels are drawn on worker threads: on a busy machine that takes a while.
+            if started.elapsed() > Duration::from_secs(30) {
+                println!("(the nearby notes' details were not all built after 30 s: {p:?})");
+                break;
+            }
+        }
+        let warm_up = started.elapsed();
+        let progress = *app.world().resource::<RenderProgress>();
+        // The app counts progress only for screenshots: stop counting before measuring.
+        app.world_mut().remove_resource::<cairn::render::TrackProgress>();
+        let field = app.world().resource::<cairn::render::far::FarField>();
+        let (rebuilds_before, rebuild_time_before) = (field.rebuilds, field.rebuild_time);
+        Case {
+            n,
+            layout,
+            app,
+            progress,
+            warm_frames,
+            warm_up,
+            rebuilds_before,
+            rebuild_time_before,
+            round_means: Vec::new(),
+            best: None,
+        }
+    }
+
+    /// 300 frames of walking and pointing; the quietest round counts (a VM's neighbours
+    /// come and go).
+    fn round(&mut self, round: usize) {
+        let app = &mut self.app;
+        let mut frames = Vec::with_capacity(300);
+        for f in 0..300 {
+            let t = (round * 300 + f) as f32 / 60.0;
+            let eye = Vec3::new(3.0 * (t * 0.3).sin(), 1.6, 3.0 * (t * 0.3).cos());
+            app.world_mut().resource_mut::<Viewer>().0 = eye;
+            let dir = Dir3::new(Vec3::new((t * 0.7).sin(), -0.1, -(t * 0.7).cos())).unwrap();
+            app.world_mut().write_message(PointerRay {
+                source: PointerSource::Mouse,
+                ray: Ray3d::new(eye, dir),
+            });
+            let s = Instant::now();
+            app.update();
+            frames.push(s.elapsed());
+        }
+        let mean = frames.iter().sum::<Duration>().as_secs_f64() * 1000.0 / frames.len() as f64;
+        self.round_means.push(mean);
+        if self.best.as_ref().is_none_or(|(m, _)| mean < *m) {
+            self.best = Some((mean, frames));
+        }
+    }
+}
+
 fn main() {
     println!(
         "frame_bench: CPU per frame, notes scattered over a 50 m disc, viewer walking and pointing\n"
@@ -104,9 +189,10 @@ fn main() {
     if std::env::var("FRAME_BENCH_SIZES").is_err() {
         cases.push((10_000, Layout::SameNear));
     }
-    // `FRAME_BENCH_ROUNDS=30` keeps measuring longer (for a profiler).
+    // Seven rounds of each size by default; `FRAME_BENCH_ROUNDS=30` keeps measuring longer
+    // (for a profiler).
     let rounds: usize =
-        std::env::var("FRAME_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+        std::env::var("FRAME_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
     // `FRAME_BENCH_EXECUTOR=single` runs each frame's systems one after another on one
     // thread: the CPU work alone, without the multi-threaded executor waking worker threads
     // (which, on a small VM, can cost more than the work).
@@ -115,90 +201,64 @@ fn main() {
         "executor: {}\n",
         if single_threaded { "single-threaded" } else { "multi-threaded (as the app runs)" }
     );
+    // Every case is built and warmed up first; then their rounds take turns (a round of
+    // each, then the next), so that every size meets the same moments of a noisy VM and the
+    // ratios compare like with like.
+    let mut running: Vec<Case> =
+        cases.iter().map(|&(n, layout)| Case::warm(n, layout, single_threaded)).collect();
+    for round in 0..rounds {
+        for case in &mut running {
+            case.round(round);
+        }
+    }
     let mut means = Vec::new();
     let mut same_near = None;
-    for &(n, layout) in &cases {
-        let mut app = app(single_threaded);
-        for i in 0..n {
-            app.world_mut().write_message(NoteUpdated(note(i, layout)));
-        }
-        // Let every nearby note build its detail (text rasterization is budgeted per frame).
-        let started = Instant::now();
-        let mut warm = 0;
-        loop {
-            app.update();
-            warm += 1;
-            let p = *app.world().resource::<RenderProgress>();
-            if p.notes == n as usize && p.waiting_detail == 0 {
-                break;
-            }
-            // Panels are drawn on worker threads: on a busy machine that takes a while.
-            if started.elapsed() > Duration::from_secs(30) {
-                println!("(the nearby notes' details were not all built after 30 s: {p:?})");
-                break;
-            }
-        }
-        let warm_up = started.elapsed();
-        let p = *app.world().resource::<RenderProgress>();
-        // The app counts progress only for screenshots: stop counting before measuring.
-        app.world_mut().remove_resource::<cairn::render::TrackProgress>();
-        let field = app.world().resource::<cairn::render::far::FarField>();
-        let (rebuilds_before, rebuild_time_before) = (field.rebuilds, field.rebuild_time);
-        // Three rounds of 300 frames; the quietest round counts (a VM's neighbours come and go).
-        let mut best: Option<(f64, Vec<Duration>)> = None;
-        for round in 0..rounds {
-            let mut frames = Vec::with_capacity(300);
-            for f in 0..300 {
-                let t = (round * 300 + f) as f32 / 60.0;
-                let eye = Vec3::new(3.0 * (t * 0.3).sin(), 1.6, 3.0 * (t * 0.3).cos());
-                app.world_mut().resource_mut::<Viewer>().0 = eye;
-                let dir = Dir3::new(Vec3::new((t * 0.7).sin(), -0.1, -(t * 0.7).cos())).unwrap();
-                app.world_mut().write_message(PointerRay {
-                    source: PointerSource::Mouse,
-                    ray: Ray3d::new(eye, dir),
-                });
-                let s = Instant::now();
-                app.update();
-                frames.push(s.elapsed());
-            }
-            let mean = frames.iter().sum::<Duration>().as_secs_f64() * 1000.0 / frames.len() as f64;
-            if best.as_ref().is_none_or(|(m, _)| mean < *m) {
-                best = Some((mean, frames));
-            }
-        }
-        let (mean, mut frames) = best.expect("at least one round");
+    for case in &running {
+        let (mean, mut frames) = case.best.clone().expect("at least one round");
         frames.sort();
-        let field = app.world().resource::<cairn::render::far::FarField>();
-        let label = if layout == Layout::SameNear { " (the same 100 near)" } else { "" };
+        let field = case.app.world().resource::<cairn::render::far::FarField>();
+        let label = if case.layout == Layout::SameNear { " (the same 100 near)" } else { "" };
+        let p = case.progress;
         println!(
-            "{n:>6} notes{label}: {mean:.3} ms/frame mean, p50 {:.3} ms, p99 {:.3} ms ({} drawn in detail, {} in the far field, rebuilt {} times in {} frames, {:.3} ms each; warm-up {} frames, {:.1} s)",
+            "{:>6} notes{label}: {mean:.3} ms/frame mean, p50 {:.3} ms, p99 {:.3} ms ({} drawn in detail, {} in the far field, rebuilt {} times in {} frames, {:.3} ms each; warm-up {} frames, {:.1} s)",
+            case.n,
             percentile(&frames, 0.5),
             percentile(&frames, 0.99),
             p.detailed,
             field.notes,
-            field.rebuilds - rebuilds_before,
+            field.rebuilds - case.rebuilds_before,
             rounds * 300,
-            (field.rebuild_time - rebuild_time_before).as_secs_f64() * 1000.0
-                / (field.rebuilds - rebuilds_before).max(1) as f64,
-            warm,
-            warm_up.as_secs_f64()
+            (field.rebuild_time - case.rebuild_time_before).as_secs_f64() * 1000.0
+                / (field.rebuilds - case.rebuilds_before).max(1) as f64,
+            case.warm_frames,
+            case.warm_up.as_secs_f64()
         );
-        match layout {
-            Layout::Even => means.push(mean),
-            Layout::SameNear => same_near = Some(mean),
+        match case.layout {
+            Layout::Even => means.push((mean, &case.round_means)),
+            Layout::SameNear => same_near = Some((mean, &case.round_means)),
         }
     }
-    if let [first, .., last] = means[..] {
+    // The quietest rounds' ratio, and the median of the ratios round by round (both sizes
+    // measured in the same stretch of time).
+    let ratios = |a: &[f64], b: &[f64]| {
+        let mut r: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    };
+    if let [(first, first_rounds), .., (last, last_rounds)] = means[..] {
         println!(
-            "\n{} notes cost {:.2}x the frame time of {} (target for 10,000 against 100: at most 2x)",
+            "\n{} notes cost {:.2}x the frame time of {} (quietest rounds; median of {} rounds side by side {:.2}x; target for 10,000 against 100: at most 2x)",
             sizes[sizes.len() - 1],
             last / first,
-            sizes[0]
+            sizes[0],
+            rounds,
+            ratios(last_rounds, first_rounds)
         );
-        if let Some(same) = same_near {
+        if let Some((same, same_rounds)) = same_near {
             println!(
-                "10000 notes around the same 100 near ones cost {:.2}x the frame time of those 100 alone",
-                same / first
+                "10000 notes around the same 100 near ones cost {:.2}x the frame time of those 100 alone (median side by side {:.2}x)",
+                same / first,
+                ratios(same_rounds, first_rounds)
             );
         }
     }

@@ -170,6 +170,12 @@ pub fn run(args: Args) -> AppExit {
                 exts.msft_spatial_anchor = true;
                 exts.msft_spatial_anchor_persistence = true;
             }
+            if info.fb_spatial_anchors {
+                let exts = init.exts.raw_mut();
+                exts.fb_spatial_entity = true;
+                exts.fb_spatial_entity_storage = true;
+                exts.fb_spatial_entity_query = true;
+            }
             init.app_info.name = "Cairn".into();
             app.add_plugins(
                 bevy_mod_openxr::add_xr_plugins(DefaultPlugins.set(assets)).set(window).set(init),

@@ -13,6 +13,7 @@
 //! * text panels keep the angle they take in the view between 1 and 3 m ([`comfort_scale`]).
 
 pub mod boards;
+pub mod fb_anchors;
 pub mod hand_panel;
 pub mod runtime;
 pub mod spatial_anchors;

@@ -56,6 +56,9 @@ pub struct RuntimeInfo {
     /// `XR_MSFT_spatial_anchor` with `XR_MSFT_spatial_anchor_persistence`: notes attach to
     /// anchors the runtime keeps between sessions.
     pub msft_spatial_anchors: bool,
+    /// `XR_FB_spatial_entity` with its storage and query extensions (Quest): the same,
+    /// asynchronously.
+    pub fb_spatial_anchors: bool,
 }
 
 /// Looks for an OpenXR runtime and a headset without starting a session, so that the app
@@ -92,6 +95,9 @@ pub fn probe() -> Result<RuntimeInfo, String> {
         system: if name.is_empty() { "headset".into() } else { name },
         fb_passthrough: exts.fb_passthrough,
         msft_spatial_anchors: exts.msft_spatial_anchor && exts.msft_spatial_anchor_persistence,
+        fb_spatial_anchors: exts.fb_spatial_entity
+            && exts.fb_spatial_entity_storage
+            && exts.fb_spatial_entity_query,
     })
 }
 

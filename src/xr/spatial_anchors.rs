@@ -10,9 +10,9 @@
 //! * A note written where no known anchor is within reach gets a new anchor at its spot,
 //!   persisted under a fresh name, before it goes out; the notes layer then attaches it.
 //!
-//! Runtimes without these extensions (Monado; Quest, whose `XR_FB_spatial_entity` is
-//! asynchronous and not wired up yet) leave `KnownAnchors` empty: notes stand relative to
-//! the stage, and anchored notes from elsewhere are marked approximate.
+//! Quest's `XR_FB_spatial_entity` is in [`super::fb_anchors`]. Runtimes with neither
+//! (Monado) leave `KnownAnchors` empty: notes stand relative to the stage, and anchored
+//! notes from elsewhere are marked approximate.
 
 use super::StageOrigin;
 use crate::CairnSet;
@@ -38,12 +38,17 @@ pub(super) fn plugin(app: &mut App) {
         .add_systems(
             Update,
             (
-                anchors_in_view.in_set(CairnSet::Input),
-                anchor_new_notes.in_set(CairnSet::Layout).before(attach_outgoing),
+                anchors_in_view
+                    .in_set(CairnSet::Input)
+                    .run_if(resource_exists::<AnchorStore>.or_else(super::fb_anchors::active)),
+                anchor_new_notes
+                    .in_set(CairnSet::Layout)
+                    .before(attach_outgoing)
+                    .run_if(resource_exists::<AnchorStore>),
             )
-                .run_if(openxr_session_running)
-                .run_if(resource_exists::<AnchorStore>),
-        );
+                .run_if(openxr_session_running),
+        )
+        .add_plugins(super::fb_anchors::plugin);
 }
 
 /// The runtime's anchor store and the anchors this session holds.
@@ -56,18 +61,18 @@ struct AnchorStore {
     made: u32,
 }
 
-/// The located space of one anchor.
+/// The located space of one anchor (of either kind).
 #[derive(Component, Debug)]
-struct AnchorSpace(AnchorKey);
+pub(super) struct AnchorSpace(pub AnchorKey);
 
 /// On an anchor this session has just made, until the runtime first locates it: its pose is
 /// the one it was made at, which the note attached to it already stands at. Without this,
 /// the frame between making and first locating would mark that note approximate.
 #[derive(Component, Debug)]
 #[component(storage = "SparseSet")]
-struct JustMade;
+pub(super) struct JustMade;
 
-fn check(what: &str, r: sys::Result) -> Result<(), String> {
+pub(super) fn check(what: &str, r: sys::Result) -> Result<(), String> {
     if r.into_raw() >= 0 { Ok(()) } else { Err(format!("{what}: {r:?}")) }
 }
 
@@ -155,7 +160,8 @@ fn open_anchor_store(instance: Res<OxrInstance>, session: Res<OxrSession>, mut c
         match made.and_then(|()| anchor_space(&anchor, raw, a)) {
             Ok(space) => {
                 held.push(a);
-                spawn_anchor_space(&mut commands, space, name_bytes(&name));
+                let key = AnchorKey { kind: MSFT.into(), id: name_bytes(&name) };
+                spawn_anchor_space(&mut commands, space, key);
             }
             Err(e) => warn!("cairn: a persisted anchor could not be loaded ({e})"),
         }
@@ -184,15 +190,20 @@ fn anchor_space(
     Ok(space)
 }
 
+/// An anchor's space as an entity that bevy_mod_openxr locates each frame.
 #[allow(unsafe_code)]
-fn spawn_anchor_space(commands: &mut Commands, space: sys::Space, name: Vec<u8>) -> Entity {
+pub(super) fn spawn_anchor_space(
+    commands: &mut Commands,
+    space: sys::Space,
+    key: AnchorKey,
+) -> Entity {
     // SAFETY: a space handle the runtime just created; bevy_mod_openxr locates it each frame
     // and destroys it with the entity.
     let space = unsafe { XrSpace::from_raw(space.into_raw()) };
     commands
         .spawn((
             space,
-            AnchorSpace(AnchorKey { kind: MSFT.into(), id: name }),
+            AnchorSpace(key),
             XrTracker,
             Transform::default(),
             OxrSpaceLocationFlags(openxr::SpaceLocationFlags::default()),
@@ -315,10 +326,11 @@ fn anchor_new_notes(
         match persisted.and_then(|()| anchor_space(&store.anchor, raw, a)) {
             Ok(space) => {
                 store.held.push(a);
-                let e = spawn_anchor_space(&mut commands, space, name.clone());
+                let key = AnchorKey { kind: MSFT.into(), id: name };
+                let e = spawn_anchor_space(&mut commands, space, key.clone());
                 commands.entity(e).insert(JustMade);
                 // Known at once, so the note is attached to it this frame.
-                known.0.insert(AnchorKey { kind: MSFT.into(), id: name }, world);
+                known.0.insert(key, world);
             }
             Err(e) => {
                 warn!(
@@ -336,13 +348,15 @@ fn anchor_new_notes(
 #[allow(unsafe_code)]
 fn close_anchor_store(
     store: Option<Res<AnchorStore>>,
-    spaces: Query<Entity, With<AnchorSpace>>,
+    spaces: Query<(Entity, &AnchorSpace)>,
     mut known: ResMut<KnownAnchors>,
     mut commands: Commands,
 ) {
     let Some(store) = store else { return };
-    for e in &spaces {
-        commands.entity(e).despawn();
+    for (e, a) in &spaces {
+        if a.0.kind == MSFT {
+            commands.entity(e).despawn();
+        }
     }
     for a in &store.held {
         // SAFETY: anchors this session created and nothing uses any more.
@@ -350,7 +364,7 @@ fn close_anchor_store(
     }
     // SAFETY: the connection this session opened.
     unsafe { (store.persistence.destroy_spatial_anchor_store_connection)(store.store) };
-    known.0.clear();
+    known.0.retain(|k, _| k.kind != MSFT);
     commands.remove_resource::<AnchorStore>();
 }
 

@@ -287,6 +287,13 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
     })
     .await
     .unwrap();
+    // Signed in but not in the space yet: it reads nothing new and may not post (the
+    // members would reject its notes).
+    let mut l = Client::login(&url, &bob_laptop).await.unwrap();
+    assert_eq!(
+        post(&mut l, &note(&bob_laptop, space.id, space.epoch, b"early")).await.unwrap_err().code,
+        ErrorCode::Forbidden
+    );
     // ...but not to someone else, and not a device that is someone else's.
     let by_carol = space.op(&carol, add_laptop.clone());
     assert_eq!(
@@ -328,8 +335,10 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
     );
     space.act(&mut b, &bob, add_laptop).await.unwrap();
     assert_eq!(space.epoch, epoch, "no new epoch for a member's own new device");
-    // The laptop is a member device now: bob's phone may hand it the keys it holds.
+    // The laptop is a member device now: bob's phone may hand it the keys it holds, and it
+    // posts.
     b.request(Request::PutEnvelopes { envelopes: vec![for_laptop(epoch)] }).await.unwrap();
+    post(&mut l, &note(&bob_laptop, space.id, space.epoch, b"from the laptop")).await.unwrap();
     space
         .act(&mut b, &bob, Action::RemoveDevice { handle: "bob".into(), device: bob_laptop.id() })
         .await

@@ -27,12 +27,24 @@ pub async fn post(state: &AppState, caller: &Caller, note: SealedNote) -> Result
     if h.expires_at.is_some_and(|t| t <= now) {
         return Err(ServerError::bad("the note has already expired"));
     }
-    let (cached, role) = member_space(state, caller, &h.space).await?;
+    let (mut cached, role) = member_space(state, caller, &h.space).await?;
     if !role.may_post(&cached.state.policy) {
         return Err(ServerError::forbidden("your role may not post in this space"));
     }
     if !cached.state.has_epoch(h.epoch) {
         return Err(ServerError::code(ErrorCode::BadEpoch, "no such epoch in this space"));
+    }
+    // Members open a note only if its sender was a member device at its epoch: refuse one
+    // they would all reject (a device its user signed in but has not added to this space).
+    if !cached.state.was_member_device(&caller.device, h.epoch) && state.relay.is_some() {
+        // Another node may have added the device a moment ago: look again before refusing.
+        state.spaces.invalidate(&h.space);
+        cached = member_space(state, caller, &h.space).await?.0;
+    }
+    if !cached.state.was_member_device(&caller.device, h.epoch) {
+        return Err(ServerError::forbidden(
+            "this device is not a member device of this space at that epoch",
+        ));
     }
     // The sender is the caller (checked above): its key is already decompressed.
     verify_with(&caller.key, &sign::note_payload(h, &note.ciphertext), &note.signature)?;
