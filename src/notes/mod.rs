@@ -100,14 +100,15 @@ pub struct ReplyLink(pub Entity);
 pub struct Arriving(pub f32);
 
 /// Turns the note about its vertical axis to face the viewer while it is [`Near`]. Holds the
-/// yaw last applied, so a transform is only written (and re-propagated) when it visibly
-/// changes. (A far note is turned where it is drawn and pointed at: see [`far_pose`].)
+/// direction it last faced (toward the viewer, on the ground plane: x and z, unit length), so
+/// a transform is only written (and re-propagated) when that visibly changes. (A far note is
+/// turned where it is drawn and pointed at: see [`far_pose`].)
 #[derive(Component, Debug)]
-pub struct Billboard(pub f32);
+pub struct Billboard(pub Vec2);
 
 impl Default for Billboard {
     fn default() -> Self {
-        Billboard(f32::NAN)
+        Billboard(Vec2::NAN)
     }
 }
 
@@ -411,14 +412,20 @@ pub fn face_viewer(
     mut q: Query<(&mut Billboard, &mut Transform), With<Near>>,
 ) {
     for (mut board, mut t) in &mut q {
-        let Some(yaw) = facing_yaw(t.translation, viewer.0) else { continue };
-        let step = billboard_step(t.translation.distance(viewer.0), t.scale.x);
-        // The shorter way round (a yaw of 179 degrees is 2 degrees from -179).
-        let off = (yaw - board.0 + std::f32::consts::PI).rem_euclid(std::f32::consts::TAU)
-            - std::f32::consts::PI;
-        if board.0.is_nan() || off.abs() > step {
-            board.0 = yaw;
-            t.rotation = Quat::from_rotation_y(yaw);
+        let to = viewer.0 - t.translation;
+        let flat = Vec2::new(to.x, to.z);
+        let flat_sq = flat.length_squared();
+        if flat_sq < 1e-6 {
+            continue;
+        }
+        let dir = flat / flat_sq.sqrt();
+        let step = billboard_step((flat_sq + to.y * to.y).sqrt(), t.scale.x);
+        // Turned when the direction moved by more than `step` radians: its cosine against
+        // the last one below cos(step), which for these small steps is 1 - step²/2 (so no
+        // angle is computed for the notes that stay as they are, nearly all of them).
+        if board.0.is_nan() || board.0.dot(dir) < 1.0 - 0.5 * step * step {
+            board.0 = dir;
+            t.rotation = Quat::from_rotation_y(f32::atan2(dir.x, dir.y));
         }
     }
 }
@@ -561,6 +568,41 @@ mod tests {
             let grows = d / (d - edge_nearer) - 1.0;
             assert!(grows <= BILLBOARD_TOLERANCE * 1.05, "{d} m: {grows}");
         }
+    }
+
+    #[test]
+    fn a_near_panel_is_turned_only_when_the_viewer_moved_it_more_than_its_step() {
+        let mut world = World::new();
+        world.insert_resource(Viewer(Vec3::new(0.0, 1.6, 0.0)));
+        let at = Vec3::new(0.0, 1.5, -3.0);
+        let e = world.spawn((Near, Billboard::default(), Transform::from_translation(at))).id();
+        let mut face = IntoSystem::into_system(face_viewer);
+        face.initialize(&mut world);
+        let mut turn = |world: &mut World, viewer: Vec3| {
+            world.resource_mut::<Viewer>().0 = viewer;
+            let before = world.entity(e).get_ref::<Transform>().unwrap().last_changed();
+            world.increment_change_tick();
+            face.run((), world).unwrap();
+            let t = world.entity(e).get_ref::<Transform>().unwrap();
+            (t.last_changed() != before, t.rotation)
+        };
+        let facing = |rotation: Quat, viewer: Vec3| {
+            let mut want = viewer - at;
+            want.y = 0.0;
+            (rotation * Vec3::Z).angle_between(want)
+        };
+        let (changed, r) = turn(&mut world, Vec3::new(0.0, 1.6, 0.0));
+        assert!(changed && facing(r, Vec3::new(0.0, 1.6, 0.0)) < 1e-4, "the first frame turns it");
+        // 1 cm sideways at 3 m is a fifth of the smallest step: left as it is.
+        let (changed, _) = turn(&mut world, Vec3::new(0.01, 1.6, 0.0));
+        assert!(!changed, "a sub-step move rewrites nothing");
+        // 30 cm sideways is about 5.7 degrees, over the step: turned to face exactly.
+        let v = Vec3::new(0.3, 1.6, 0.0);
+        let (changed, r) = turn(&mut world, v);
+        assert!(changed && facing(r, v) < 1e-4, "{}", facing(r, v));
+        // Straight above it (no direction on the ground): left as it is.
+        let (changed, _) = turn(&mut world, Vec3::new(0.0, 4.0, -3.0));
+        assert!(!changed);
     }
 
     #[test]
