@@ -364,7 +364,15 @@ impl FarMesh {
         self.indices.len() / 3
     }
 
-    pub fn into_mesh(self) -> Mesh {
+    pub fn into_mesh(mut self) -> Mesh {
+        if self.indices.is_empty() {
+            // No far notes: one triangle of no area, invisible. Bevy's mesh allocator has no
+            // slot for a mesh without vertices and logs an error for each upload of one.
+            self.positions = vec![[0.0; 3]; 3];
+            self.normals = vec![[0.0, 0.0, 1.0]; 3];
+            self.colours = vec![[0.0; 4]; 3];
+            self.indices = vec![0, 1, 2];
+        }
         let mut mesh = Mesh::new(PrimitiveTopology::TriangleList, RenderAssetUsages::default());
         mesh.insert_attribute(Mesh::ATTRIBUTE_POSITION, self.positions);
         mesh.insert_attribute(Mesh::ATTRIBUTE_NORMAL, self.normals);
@@ -469,6 +477,24 @@ mod tests {
     use super::*;
     use crate::render::card_shape;
     use cairn_proto::NoteKind;
+
+    #[test]
+    fn an_empty_far_field_is_one_invisible_triangle_not_a_mesh_without_vertices() {
+        use bevy::mesh::VertexAttributeValues;
+        let mesh = FarMesh::default().into_mesh();
+        let Some(VertexAttributeValues::Float32x3(p)) = mesh.attribute(Mesh::ATTRIBUTE_POSITION)
+        else {
+            panic!("positions")
+        };
+        assert_eq!(p.len(), 3);
+        assert!(p.iter().all(|v| *v == p[0]), "no area");
+        let Some(VertexAttributeValues::Float32x4(c)) = mesh.attribute(Mesh::ATTRIBUTE_COLOR)
+        else {
+            panic!("colours")
+        };
+        assert!(c.iter().all(|c| c[3] == 0.0), "and transparent");
+        assert_eq!(mesh.indices().map(|i| i.len()), Some(3));
+    }
 
     #[test]
     fn a_far_note_is_its_plate_behind_its_card_where_the_note_stands() {
