@@ -18,7 +18,7 @@
 //!   to the stage, as it would with no anchors at all.
 
 use super::StageOrigin;
-use super::spatial_anchors::{AnchorSpace, JustMade, check, spawn_anchor_space};
+use super::spatial_anchors::{AnchorSpace, JustMade, check, spawn_anchor_space, stage_pose};
 use crate::compose::Compose;
 use crate::notes::anchors::{ANCHOR_REACH, AnchorKey, KnownAnchors, attach};
 use bevy::prelude::*;
@@ -317,7 +317,6 @@ fn stop_fb_anchors(
 }
 
 /// The runtime answered one of our requests.
-#[allow(unsafe_code)]
 fn fb_events(
     event: OxrEventIn,
     ext: Option<Res<FbAnchorExt>>,
@@ -354,44 +353,8 @@ fn fb_events(
         }
         _ => return,
     };
-    for act in flow.answer(request, answer) {
-        match act {
-            Act::Enable { anchor, component } => {
-                let component_type = match component {
-                    Component::Locatable => sys::SpaceComponentTypeFB::LOCATABLE,
-                    Component::Storable => sys::SpaceComponentTypeFB::STORABLE,
-                };
-                let info = sys::SpaceComponentStatusSetInfoFB {
-                    ty: sys::SpaceComponentStatusSetInfoFB::TYPE,
-                    next: std::ptr::null(),
-                    component_type,
-                    enabled: sys::TRUE,
-                    timeout: sys::Duration::NONE,
-                };
-                let mut request = sys::AsyncRequestIdFB::default();
-                // SAFETY: a space the runtime gave us for this session; `info` lives
-                // across the call.
-                let r = unsafe {
-                    (ext.entity.set_space_component_status)(
-                        sys::Space::from_raw(anchor.space),
-                        &info,
-                        &mut request,
-                    )
-                };
-                if r == sys::Result::ERROR_SPACE_COMPONENT_STATUS_ALREADY_SET_FB {
-                    // On already: answer at once, as the event would have.
-                    let now = flow.answer_now(anchor, component);
-                    run_now(now, &ext, &session, &mut flow, &mut known, &mut commands);
-                } else {
-                    match check("xrSetSpaceComponentStatusFB", r) {
-                        Ok(()) => flow.enabling(request.into_raw(), anchor, component),
-                        Err(e) => warn!("cairn: an anchor component could not be turned on ({e})"),
-                    }
-                }
-            }
-            other => run_now(vec![other], &ext, &session, &mut flow, &mut known, &mut commands),
-        }
-    }
+    let acts = flow.answer(request, answer);
+    carry_out(acts, &ext, &session, &mut flow, &mut known, &mut commands);
 }
 
 impl FbFlow {
@@ -404,9 +367,10 @@ impl FbFlow {
     }
 }
 
-/// Carries out acts other than turning a component on.
+/// Carries out the acts `flow` asked for, and those that follow at once (a component the
+/// runtime says is already on).
 #[allow(unsafe_code)]
-fn run_now(
+fn carry_out(
     acts: Vec<Act>,
     ext: &FbAnchorExt,
     session: &OxrSession,
@@ -414,7 +378,8 @@ fn run_now(
     known: &mut KnownAnchors,
     commands: &mut Commands,
 ) {
-    for act in acts {
+    let mut acts = std::collections::VecDeque::from(acts);
+    while let Some(act) = acts.pop_front() {
         match act {
             Act::Track { anchor, made_at } => {
                 let e =
@@ -448,7 +413,38 @@ fn run_now(
                 unsafe { (ext.destroy_space)(sys::Space::from_raw(anchor.space)) };
             }
             Act::Warn(w) => warn!("cairn: {w}"),
-            Act::Enable { .. } => {}
+            Act::Enable { anchor, component } => {
+                let component_type = match component {
+                    Component::Locatable => sys::SpaceComponentTypeFB::LOCATABLE,
+                    Component::Storable => sys::SpaceComponentTypeFB::STORABLE,
+                };
+                let info = sys::SpaceComponentStatusSetInfoFB {
+                    ty: sys::SpaceComponentStatusSetInfoFB::TYPE,
+                    next: std::ptr::null(),
+                    component_type,
+                    enabled: sys::TRUE,
+                    timeout: sys::Duration::NONE,
+                };
+                let mut request = sys::AsyncRequestIdFB::default();
+                // SAFETY: a space the runtime gave us for this session; `info` lives
+                // across the call.
+                let r = unsafe {
+                    (ext.entity.set_space_component_status)(
+                        sys::Space::from_raw(anchor.space),
+                        &info,
+                        &mut request,
+                    )
+                };
+                if r == sys::Result::ERROR_SPACE_COMPONENT_STATUS_ALREADY_SET_FB {
+                    // On already: answer at once, as the event would have.
+                    acts.extend(flow.answer_now(anchor, component));
+                } else {
+                    match check("xrSetSpaceComponentStatusFB", r) {
+                        Ok(()) => flow.enabling(request.into_raw(), anchor, component),
+                        Err(e) => warn!("cairn: an anchor component could not be turned on ({e})"),
+                    }
+                }
+            }
         }
     }
 }
@@ -513,19 +509,11 @@ fn anchor_where_writing(
     if attach(&world, &known).is_some() || flow.covers(*at, ANCHOR_REACH) {
         return;
     }
-    // The runtime wants the pose in the stage's own frame, before locomotion moved it.
-    let local = Transform::from_matrix(
-        (stage.0.compute_affine().inverse() * world.compute_affine()).into(),
-    );
-    let (r, p) = (local.rotation, local.translation);
     let info = sys::SpatialAnchorCreateInfoFB {
         ty: sys::SpatialAnchorCreateInfoFB::TYPE,
         next: std::ptr::null(),
         space: sys::Space::from_raw(reference.0.0.as_raw()),
-        pose_in_space: sys::Posef {
-            orientation: sys::Quaternionf { x: r.x, y: r.y, z: r.z, w: r.w },
-            position: sys::Vector3f { x: p.x, y: p.y, z: p.z },
-        },
+        pose_in_space: stage_pose(&stage, &world),
         time: frame.predicted_display_time,
     };
     let mut request = sys::AsyncRequestIdFB::default();

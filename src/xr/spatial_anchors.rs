@@ -190,6 +190,19 @@ fn anchor_space(
     Ok(space)
 }
 
+/// A new anchor's pose as the runtime wants it: in the stage's own frame, before locomotion
+/// moved the stage in the world.
+pub(super) fn stage_pose(stage: &StageOrigin, world: &Transform) -> sys::Posef {
+    let local = Transform::from_matrix(
+        (stage.0.compute_affine().inverse() * world.compute_affine()).into(),
+    );
+    let (r, p) = (local.rotation, local.translation);
+    sys::Posef {
+        orientation: sys::Quaternionf { x: r.x, y: r.y, z: r.z, w: r.w },
+        position: sys::Vector3f { x: p.x, y: p.y, z: p.z },
+    }
+}
+
 /// An anchor's space as an entity that bevy_mod_openxr locates each frame.
 #[allow(unsafe_code)]
 pub(super) fn spawn_anchor_space(
@@ -284,19 +297,11 @@ fn anchor_new_notes(
         if draft.anchor.is_some() || attach(&world, &known).is_some() {
             continue;
         }
-        // The runtime wants the pose in the stage's own frame, before locomotion moved it.
-        let local = Transform::from_matrix(
-            (stage.0.compute_affine().inverse() * world.compute_affine()).into(),
-        );
-        let (r, p) = (local.rotation, local.translation);
         let info = sys::SpatialAnchorCreateInfoMSFT {
             ty: sys::SpatialAnchorCreateInfoMSFT::TYPE,
             next: std::ptr::null(),
             space: sys::Space::from_raw(reference.0.0.as_raw()),
-            pose: sys::Posef {
-                orientation: sys::Quaternionf { x: r.x, y: r.y, z: r.z, w: r.w },
-                position: sys::Vector3f { x: p.x, y: p.y, z: p.z },
-            },
+            pose: stage_pose(&stage, &world),
             time: frame.predicted_display_time,
         };
         let raw = session.as_raw();

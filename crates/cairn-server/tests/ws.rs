@@ -306,24 +306,7 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
         ErrorCode::BadRequest
     );
     let space_id = space.id;
-    let for_laptop = |epoch: u64| {
-        let wrapped = vec![7u8; 80];
-        let signature = bob.sign(&sign::envelope_payload(
-            &space_id,
-            epoch,
-            &bob_laptop.id(),
-            &bob.id(),
-            &wrapped,
-        ));
-        KeyEnvelope {
-            space: space_id,
-            epoch,
-            recipient: bob_laptop.id(),
-            creator: bob.id(),
-            signature,
-            wrapped,
-        }
-    };
+    let for_laptop = |epoch: u64| envelope(&bob, space_id, epoch, &bob_laptop);
     let epoch = space.epoch;
     assert_eq!(
         b.request(Request::PutEnvelopes { envelopes: vec![for_laptop(epoch)] })
@@ -399,23 +382,7 @@ async fn key_envelopes_reach_only_their_recipient() {
     let mut space = TestSpace::create(&mut a, &alice, Policy::default()).await;
     space.add(&mut a, &alice, "bob", &bob, Role::Member).await;
     space.add(&mut a, &alice, "carol", &carol, Role::Member).await;
-    let env = |to: &Device| {
-        let wrapped = vec![7u8; 80];
-        KeyEnvelope {
-            space: space.id,
-            epoch: space.epoch,
-            recipient: to.id(),
-            creator: alice.id(),
-            signature: alice.sign(&sign::envelope_payload(
-                &space.id,
-                space.epoch,
-                &to.id(),
-                &alice.id(),
-                &wrapped,
-            )),
-            wrapped,
-        }
-    };
+    let env = |to: &Device| envelope(&alice, space.id, space.epoch, to);
     a.request(Request::PutEnvelopes { envelopes: vec![env(&bob), env(&carol)] }).await.unwrap();
     let Response::Envelopes { envelopes } =
         b.request(Request::GetEnvelopes { space: space.id }).await.unwrap()

@@ -394,3 +394,12 @@ pub async fn sync_all(
         }
     }
 }
+
+/// A key envelope from `creator` to `to` (the wrapped key is filler: the server never opens
+/// it), signed as the protocol says.
+pub fn envelope(creator: &Device, space: SpaceId, epoch: u64, to: &Device) -> KeyEnvelope {
+    let wrapped = vec![7u8; 80];
+    let signature =
+        creator.sign(&sign::envelope_payload(&space, epoch, &to.id(), &creator.id(), &wrapped));
+    KeyEnvelope { space, epoch, recipient: to.id(), creator: creator.id(), signature, wrapped }
+}
