@@ -149,7 +149,9 @@ impl Case {
     }
 
     /// 300 frames of walking and pointing; the quietest round counts (a VM's neighbours
-    /// come and go).
+    /// come and go). Never inlined, so that a profiler can count these frames alone
+    /// (`valgrind --tool=callgrind --toggle-collect='frame_bench::Case::round'`).
+    #[inline(never)]
     fn round(&mut self, round: usize) {
         let app = &mut self.app;
         let mut frames = Vec::with_capacity(300);

@@ -821,3 +821,162 @@ fn far_notes_are_drawn_together_and_get_parts_of_their_own_when_near() {
     assert_eq!(far_field(&mut app).2, Visibility::Hidden);
     assert_eq!(app.world().resource::<FarField>().notes, 0);
 }
+
+/// Updates until every note near the viewer has its detail and every panel is drawn.
+fn settle_details(app: &mut App) {
+    use cairn::render::RenderProgress;
+    app.world_mut().init_resource::<cairn::render::TrackProgress>();
+    for _ in 0..1000 {
+        app.update();
+        if app.world().resource::<RenderProgress>().waiting_detail == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    panic!("details never settled: {:?}", app.world().resource::<RenderProgress>());
+}
+
+/// How many of a note's parts show a texture that is drawn (a panel whose pixels are ready).
+fn drawn_panels(app: &App, note: Entity) -> usize {
+    let materials = app.world().resource::<Assets<StandardMaterial>>();
+    let images = app.world().resource::<Assets<Image>>();
+    let children = app.world().get::<Children>(note).map_or(&[][..], |c| &c[..]);
+    children
+        .iter()
+        .filter_map(|&c| app.world().get::<MeshMaterial3d<StandardMaterial>>(c))
+        .filter_map(|m| materials.get(&m.0)?.base_color_texture.as_ref())
+        .filter(|t| images.get(*t).is_some())
+        .count()
+}
+
+#[test]
+fn a_text_panel_is_laid_out_off_the_frame_and_its_note_takes_its_size() {
+    use cairn::notes::NoteBounds;
+    use cairn::render::{NoteVisual, PANEL_WIDTH};
+    let mut app = app_with_visuals();
+    let long = "A long note that wraps over many lines. ".repeat(12);
+    receive(&mut app, local(1, "short", [0.0, 1.5, -2.0], None));
+    receive(&mut app, local(2, &long, [1.0, 1.5, -2.0], None));
+    settle_details(&mut app);
+    // (panel's scale, card's scale, plate's scale, the note's pointing half-extents)
+    let sizes = |app: &App, e: Entity| {
+        let v = app.world().get::<NoteVisual>(e).unwrap();
+        let scale =
+            |part: Option<Entity>| app.world().get::<Transform>(part.unwrap()).unwrap().scale;
+        (
+            scale(v.detail),
+            scale(v.card),
+            scale(v.plate),
+            app.world().get::<NoteBounds>(e).unwrap().0,
+        )
+    };
+    let (short, long_note) = (entity_of(&app, 1).unwrap(), entity_of(&app, 2).unwrap());
+    let (panel, card, plate, bounds) = sizes(&app, short);
+    assert_eq!(panel.x, PANEL_WIDTH);
+    assert!(panel.y > 0.05 && panel.y < 0.3, "one line and a header: {panel}");
+    assert_eq!(card.truncate(), panel.truncate(), "the card takes the panel's size");
+    assert!((plate.y - panel.y - 0.04).abs() < 1e-5, "the plate rims it");
+    assert!((bounds.y - (panel.y / 2.0 + 0.02)).abs() < 1e-5, "pointing follows the panel");
+    let (long_panel, long_card, _, long_bounds) = sizes(&app, long_note);
+    assert!(long_panel.y > 2.5 * panel.y, "seven lines: {long_panel} against {panel}");
+    assert_eq!(long_card.y, long_panel.y);
+    assert!(long_bounds.y > bounds.y);
+
+    // Expanded, the long note's panel is laid out again; until the new one is drawn the old
+    // one stays (the note never shows no text), and then only the new one does.
+    app.world_mut()
+        .write_message(NoteActivated { entity: long_note, source: PointerSource::Mouse });
+    let mut frames = 0;
+    loop {
+        app.update();
+        frames += 1;
+        let children = app.world().get::<Children>(long_note).map_or(0, |c| c.len());
+        assert!(drawn_panels(&app, long_note) >= 1, "no frame shows the note without its text");
+        let done = app.world().resource::<cairn::render::RenderProgress>().waiting_detail == 0;
+        if done && children == 3 {
+            break;
+        }
+        assert!(frames < 1000, "the expanded panel was never drawn");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let (expanded, expanded_card, _, _) = sizes(&app, long_note);
+    assert!(
+        expanded.y > 1.4 * long_panel.y,
+        "all twelve sentences: {expanded} against {long_panel}"
+    );
+    assert_eq!(expanded_card.y, expanded.y);
+}
+
+/// A PNG of one colour.
+fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn a_focused_picture_is_fetched_decoded_off_the_frame_and_replaces_its_thumbnail() {
+    use cairn::net::MediaReady;
+    use cairn::render::NoteVisual;
+    use cairn_crypto::MediaRef;
+    use cairn_proto::{MediaHash, NoteKind};
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app_with_visuals();
+    let picture_note = |id: u8, x: f32| {
+        let mut body =
+            NoteBody::text("alice", "", Pose { position: [x, 1.5, -2.0], ..Pose::default() });
+        body.kind = NoteKind::Image;
+        body.thumbnail = png(8, 6, [200, 30, 30]);
+        body.media = vec![MediaRef {
+            hash: MediaHash([id; 32]),
+            key: cairn_crypto::MediaKey::generate(),
+            size: 100,
+            mime: "image/png".into(),
+        }];
+        common::local_note(id, body, false)
+    };
+    receive(&mut app, picture_note(1, 0.0));
+    receive(&mut app, picture_note(2, 1.0));
+    settle_details(&mut app);
+    let texture_width = |app: &App, e: Entity| {
+        let v = app.world().get::<NoteVisual>(e).unwrap();
+        let m = app.world().resource::<Assets<StandardMaterial>>();
+        let m = m.get(v.detail_material.as_ref().unwrap()).unwrap();
+        let images = app.world().resource::<Assets<Image>>();
+        images.get(m.base_color_texture.as_ref().unwrap()).unwrap().width()
+    };
+    let (good, broken) = (entity_of(&app, 1).unwrap(), entity_of(&app, 2).unwrap());
+    assert_eq!(texture_width(&app, good), 8, "the thumbnail first");
+
+    // Focused, each asks for its full picture; one arrives whole, the other's file is not
+    // a picture.
+    let full = dir.path().join("full");
+    std::fs::write(&full, png(64, 48, [30, 200, 30])).unwrap();
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"not a picture at all").unwrap();
+    for (e, id, path) in [(good, 1u8, full), (broken, 2, junk)] {
+        net_commands(&mut app);
+        app.world_mut().resource_mut::<Focused>().0 = Some(e);
+        app.update();
+        let asked = net_commands(&mut app);
+        assert!(
+            asked.iter().any(|c| matches!(c, ClientCommand::FetchMedia { media } if media.hash == MediaHash([id; 32]))),
+            "{asked:?}"
+        );
+        app.world_mut().write_message(MediaReady { hash: MediaHash([id; 32]), path });
+    }
+    for _ in 0..1000 {
+        app.update();
+        if texture_width(&app, good) == 64 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert_eq!(texture_width(&app, good), 64, "the full picture replaced the thumbnail");
+    for _ in 0..50 {
+        app.update();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert_eq!(texture_width(&app, broken), 8, "a broken full picture leaves the thumbnail");
+}

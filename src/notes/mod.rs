@@ -500,7 +500,10 @@ pub fn follow_distance(
         let at = far.get(e).ok()?.0;
         Some((rank(e, at.distance(viewer.0)), e, at, false))
     }));
-    ranked.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    // The nearest `DETAIL_BUDGET` first, in no particular order: a partition, not a sort.
+    if ranked.len() > DETAIL_BUDGET {
+        ranked.select_nth_unstable_by(DETAIL_BUDGET, |a, b| a.0.total_cmp(&b.0));
+    }
     for (i, &(d, e, at, was)) in ranked.iter().enumerate() {
         set_near(&mut commands, e, at, d < DETAIL_DISTANCE && i < DETAIL_BUDGET, was);
     }

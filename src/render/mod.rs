@@ -26,11 +26,12 @@ use cairn_client::ClientCommand;
 use cairn_proto::{MediaHash, NoteKind};
 use std::collections::HashMap;
 use std::time::Instant;
-use text::{Fonts, PanelLayout, PanelStyle, age_label, layout_panel};
+use text::{Fonts, PanelStyle, age_label, layout_panel};
 
 /// Panel width in metres.
 pub const PANEL_WIDTH: f32 = 0.7;
-/// Text rasterization allowed per frame; the rest waits for the next.
+/// Detail building allowed per frame (spawning parts, decoding thumbnails); the rest waits
+/// for the next.
 const DETAIL_BUDGET_MS: f64 = 6.0;
 /// Panels drawn on worker threads at once; more wait for the next frame, so a crowd of notes
 /// coming into view does not flood the workers that the frame itself runs on.
@@ -126,14 +127,97 @@ pub struct HasOrb;
 #[derive(Component, Debug)]
 pub struct NeedsDetail;
 
-/// Panels being drawn on a worker thread, so text rasterization never stalls a frame. Each
-/// one's material already points at the texture it will fill; until then it is not drawn.
+/// Panels being laid out and drawn on worker threads, so text never stalls a frame. Each
+/// one's part is spawned, and its material already points at the texture it will fill;
+/// until then it is not drawn. Its size follows its text, so it is set when it is done.
 #[derive(Resource, Default)]
-pub struct PanelJobs(Vec<(Handle<Image>, Task<text::Raster>)>);
+pub struct PanelJobs(Vec<PanelJob>);
+
+struct PanelJob {
+    image: Handle<Image>,
+    part: Entity,
+    fit: PanelFit,
+    /// The detail this panel takes the place of (a text note expanded or folded): shown
+    /// until this one is ready.
+    replaces: Option<Entity>,
+    task: Task<text::Raster>,
+}
+
+/// What a panel says and how it looks, to be laid out and drawn on a worker.
+struct PanelText {
+    header: String,
+    body: String,
+    style: PanelStyle,
+}
+
+/// How a panel is sized and placed once it is laid out (its height follows its text).
+#[derive(Debug, Clone, Copy)]
+enum PanelFit {
+    /// A text note's panel, [`PANEL_WIDTH`] wide: the note's card and plate take its size,
+    /// and the note its bounds for pointing.
+    Note { note: Entity, card: Option<Entity>, plate: Option<Entity> },
+    /// A caption, [`PANEL_WIDTH`] wide, `below` metres under the centre of its parent part.
+    Caption { below: f32 },
+    /// A reaction's emoji, [`EMOJI_WIDTH`] wide.
+    Emoji,
+}
+
+/// A reaction's width in metres.
+const EMOJI_WIDTH: f32 = 0.14;
+
+impl PanelFit {
+    /// The panel's own transform, for a panel `aspect` (height over width) tall.
+    fn part_transform(self, aspect: f32) -> Transform {
+        match self {
+            PanelFit::Note { .. } => {
+                Transform::from_scale(Vec3::new(PANEL_WIDTH, PANEL_WIDTH * aspect, 1.0))
+            }
+            PanelFit::Caption { below } => {
+                let h = PANEL_WIDTH * aspect;
+                Transform::from_xyz(0.0, -below - h / 2.0, 0.0).with_scale(Vec3::new(
+                    PANEL_WIDTH,
+                    h,
+                    1.0,
+                ))
+            }
+            PanelFit::Emoji => {
+                Transform::from_scale(Vec3::new(EMOJI_WIDTH, EMOJI_WIDTH * aspect, 1.0))
+            }
+        }
+    }
+
+    /// Sizes the panel, and for a note's panel the note's card, plate and bounds, to a
+    /// panel of `width` by `height` pixels.
+    fn apply(self, commands: &mut Commands, part: Entity, width: u32, height: u32) {
+        let aspect = height as f32 / width.max(1) as f32;
+        commands.entity(part).try_insert(self.part_transform(aspect));
+        if let PanelFit::Note { note, card, plate } = self {
+            let size = Vec2::new(PANEL_WIDTH, PANEL_WIDTH * aspect);
+            commands
+                .entity(note)
+                .try_insert(NoteBounds((size / 2.0 + Vec2::splat(0.02)).extend(0.05)));
+            if let Some(card) = card {
+                commands
+                    .entity(card)
+                    .try_insert(Transform::from_xyz(0.0, 0.0, -0.002).with_scale(size.extend(1.0)));
+            }
+            if let Some(plate) = plate {
+                commands.entity(plate).try_insert(
+                    Transform::from_xyz(0.0, 0.0, -0.01)
+                        .with_scale((size + Vec2::splat(0.04)).extend(1.0)),
+                );
+            }
+        }
+    }
+}
 
 /// Which notes wait on which media download.
 #[derive(Resource, Default)]
 pub struct AwaitingMedia(HashMap<MediaHash, Vec<Entity>>);
+
+/// Full pictures being read and decoded on a worker thread, and the notes that show them.
+#[derive(Resource, Default)]
+pub struct DecodingPictures(Vec<(Vec<Entity>, Task<Option<Image>>)>);
 
 /// Insert to have [`RenderProgress`] counted each frame (the screenshot and the frame
 /// benchmark do; the app otherwise does not pay for it).
@@ -242,6 +326,7 @@ pub fn without_gpu(app: &mut App) {
 /// given asset storage for meshes, materials and images (the frame benchmark does so).
 pub fn cpu_plugin(app: &mut App) {
     app.init_resource::<AwaitingMedia>()
+        .init_resource::<DecodingPictures>()
         .init_resource::<RenderProgress>()
         .init_resource::<PanelJobs>()
         .init_resource::<far::FarField>()
@@ -505,34 +590,72 @@ pub(crate) fn panel_material(
     panel_texture_material(materials, images.add(image_from_raster(raster)))
 }
 
-/// The same material as [`panel_material`], for a panel drawn on a worker thread (drawn here
-/// when there is no task pool, as in a bare test app).
-fn panel_material_later(
+/// Spawns a panel part under `parent`, to be laid out and drawn on a worker thread (here and
+/// now when there is no task pool, as in a bare test app) and sized by `fit` when it is
+/// done. Returns the part and its material.
+#[allow(clippy::too_many_arguments)]
+fn spawn_panel(
+    commands: &mut Commands,
+    assets: &NoteAssets,
     materials: &mut Assets<StandardMaterial>,
     images: &mut Assets<Image>,
     jobs: &mut PanelJobs,
-    fonts: &Fonts,
-    layout: PanelLayout,
-) -> Handle<StandardMaterial> {
+    parent: Entity,
+    text: PanelText,
+    fit: PanelFit,
+    replaces: Option<Entity>,
+) -> (Entity, Handle<StandardMaterial>) {
+    let draw = |fonts: &Fonts, text: &PanelText| {
+        text::draw_panel(fonts, &layout_panel(fonts, &text.header, &text.body, &text.style))
+    };
     let Some(pool) = AsyncComputeTaskPool::try_get() else {
-        return panel_material(materials, images, text::draw_panel(fonts, &layout));
+        let raster = draw(&assets.fonts, &text);
+        let (w, h) = (raster.width, raster.height);
+        let material = panel_material(materials, images, raster);
+        let part = spawn_part(
+            commands,
+            assets.quad.clone(),
+            material.clone(),
+            Transform::IDENTITY,
+            parent,
+        );
+        fit.apply(commands, part, w, h);
+        if let Some(old) = replaces {
+            commands.entity(old).try_despawn();
+        }
+        return (part, material);
     };
     let image = images.reserve_handle();
-    let fonts = fonts.clone();
-    jobs.0.push((image.clone(), pool.spawn(async move { text::draw_panel(&fonts, &layout) })));
-    panel_texture_material(materials, image)
+    let material = panel_texture_material(materials, image.clone());
+    // Where it stands until it is laid out: not drawn before then, so any size will do.
+    let provisional = fit.part_transform(0.25);
+    let part = spawn_part(commands, assets.quad.clone(), material.clone(), provisional, parent);
+    let fonts = assets.fonts.clone();
+    let task = pool.spawn(async move { draw(&fonts, &text) });
+    jobs.0.push(PanelJob { image, part, fit, replaces, task });
+    (part, material)
 }
 
-/// Panels drawn on worker threads become textures.
-fn finish_panels(mut jobs: ResMut<PanelJobs>, mut images: ResMut<Assets<Image>>) {
-    jobs.0.retain_mut(|(image, task)| match check_ready(task) {
-        Some(raster) => {
-            if let Err(e) = images.insert(image.id(), image_from_raster(raster)) {
+/// Panels drawn on worker threads become textures, and take their size.
+fn finish_panels(
+    mut commands: Commands,
+    mut jobs: ResMut<PanelJobs>,
+    mut images: ResMut<Assets<Image>>,
+    parts: Query<(), With<ChildOf>>,
+) {
+    jobs.0.retain_mut(|job| {
+        let Some(raster) = check_ready(&mut job.task) else { return true };
+        if let Some(old) = job.replaces {
+            commands.entity(old).try_despawn();
+        }
+        // A part taken down meanwhile (its note went far, or was rebuilt) needs nothing.
+        if parts.contains(job.part) {
+            job.fit.apply(&mut commands, job.part, raster.width, raster.height);
+            if let Err(e) = images.insert(job.image.id(), image_from_raster(raster)) {
                 warn!("a drawn panel had nowhere to go: {e}");
             }
-            false
         }
-        None => true,
+        false
     });
 }
 
@@ -592,7 +715,12 @@ fn build_details(
         {
             break;
         }
-        if let Some(d) = visual.detail.take() {
+        // A text panel being rebuilt (expanded or folded) shows until its successor is
+        // ready; any other detail goes at once.
+        let mut old = visual.detail.take();
+        if note.kind() != Some(NoteKind::Text)
+            && let Some(d) = old.take()
+        {
             commands.entity(d).despawn();
         }
         let header = header_line(note, now);
@@ -680,11 +808,10 @@ fn build_details(
             }
             Some(NoteKind::Reaction) => {
                 let emoji = note.body.as_ref().and_then(|b| b.reaction.clone()).unwrap_or_default();
-                let layout = layout_panel(
-                    &assets.fonts,
-                    "",
-                    &emoji,
-                    &PanelStyle {
+                let text = PanelText {
+                    header: String::new(),
+                    body: emoji,
+                    style: PanelStyle {
                         width_px: 96,
                         padding_px: 8,
                         body_px: 56.0,
@@ -693,23 +820,20 @@ fn build_details(
                         background: [255, 255, 255, 230],
                         ..PanelStyle::NOTE
                     },
-                );
-                let aspect = layout.height as f32 / layout.width as f32;
-                let mat = panel_material_later(
+                };
+                let (part, mat) = spawn_panel(
+                    &mut commands,
+                    &assets,
                     &mut materials,
                     &mut images,
                     &mut jobs,
-                    &assets.fonts,
-                    layout,
-                );
-                visual.detail_material = Some(mat.clone());
-                spawn_part(
-                    &mut commands,
-                    assets.quad.clone(),
-                    mat,
-                    Transform::from_scale(Vec3::new(0.14, 0.14 * aspect, 1.0)),
                     e,
-                )
+                    text,
+                    PanelFit::Emoji,
+                    None,
+                );
+                visual.detail_material = Some(mat);
+                part
             }
             kind => {
                 let (body_text, style) = match &note.body {
@@ -726,38 +850,20 @@ fn build_details(
                     ),
                 };
                 debug_assert!(kind.is_none() || kind == Some(NoteKind::Text));
-                let layout = layout_panel(&assets.fonts, &header, &body_text, &style);
-                let h = PANEL_WIDTH * layout.height as f32 / layout.width as f32;
-                let mat = panel_material_later(
+                let fit = PanelFit::Note { note: e, card: visual.card, plate: visual.plate };
+                let (part, mat) = spawn_panel(
+                    &mut commands,
+                    &assets,
                     &mut materials,
                     &mut images,
                     &mut jobs,
-                    &assets.fonts,
-                    layout,
-                );
-                visual.detail_material = Some(mat.clone());
-                let size = Vec2::new(PANEL_WIDTH, h);
-                commands
-                    .entity(e)
-                    .insert(NoteBounds((size / 2.0 + Vec2::splat(0.02)).extend(0.05)));
-                if let Some(card) = visual.card {
-                    commands
-                        .entity(card)
-                        .insert(Transform::from_xyz(0.0, 0.0, -0.002).with_scale(size.extend(1.0)));
-                }
-                if let Some(plate) = visual.plate {
-                    commands.entity(plate).insert(
-                        Transform::from_xyz(0.0, 0.0, -0.01)
-                            .with_scale((size + Vec2::splat(0.04)).extend(1.0)),
-                    );
-                }
-                spawn_part(
-                    &mut commands,
-                    assets.quad.clone(),
-                    mat,
-                    Transform::from_scale(size.extend(1.0)),
                     e,
-                )
+                    PanelText { header, body: body_text, style },
+                    fit,
+                    old,
+                );
+                visual.detail_material = Some(mat);
+                part
             }
         };
         visual.detail = Some(detail);
@@ -778,16 +884,22 @@ fn spawn_caption(
     text: &str,
     below: f32,
 ) {
-    let caption =
-        layout_panel(&assets.fonts, header, text, &PanelStyle { max_lines: 2, ..PanelStyle::NOTE });
-    let ch = PANEL_WIDTH * caption.height as f32 / caption.width as f32;
-    let mat = panel_material_later(materials, images, jobs, &assets.fonts, caption);
-    let at = Transform::from_xyz(0.0, -below - ch / 2.0, 0.0).with_scale(Vec3::new(
-        PANEL_WIDTH,
-        ch,
-        1.0,
-    ));
-    spawn_part(commands, assets.quad.clone(), mat, at, parent);
+    let text = PanelText {
+        header: header.to_owned(),
+        body: text.to_owned(),
+        style: PanelStyle { max_lines: 2, ..PanelStyle::NOTE },
+    };
+    spawn_panel(
+        commands,
+        assets,
+        materials,
+        images,
+        jobs,
+        parent,
+        text,
+        PanelFit::Caption { below },
+        None,
+    );
 }
 
 fn update_plates(
@@ -849,6 +961,7 @@ fn animate_orbs(
 fn show_full_images(
     focused: Res<Focused>,
     mut awaiting: ResMut<AwaitingMedia>,
+    mut decoding: ResMut<DecodingPictures>,
     mut ready: MessageReader<MediaReady>,
     mut net: MessageWriter<NetCommand>,
     mut images: ResMut<Assets<Image>>,
@@ -864,18 +977,45 @@ fn show_full_images(
         awaiting.0.entry(m.hash).or_default().push(e);
         net.write(NetCommand(ClientCommand::FetchMedia { media: m.clone() }));
     }
+    // Read and decoded on a worker (here and now without a task pool): a full picture can
+    // take longer than a frame.
     for r in ready.read() {
         let Some(entities) = awaiting.0.remove(&r.hash) else { continue };
-        let Ok(bytes) = std::fs::read(&r.path) else { continue };
-        let Some(picture) = image_from_bytes(&bytes) else { continue };
-        let handle = images.add(picture);
-        for e in entities {
-            if let Ok((_, mut v)) = notes.get_mut(e)
-                && let Some(mut m) = v.detail_material.as_ref().and_then(|h| materials.get_mut(h))
-            {
-                m.base_color_texture = Some(handle.clone());
-                v.full_image = FullImage::Shown;
-            }
+        let path = r.path.clone();
+        let decode = move || std::fs::read(&path).ok().and_then(|bytes| image_from_bytes(&bytes));
+        match AsyncComputeTaskPool::try_get() {
+            Some(pool) => decoding.0.push((entities, pool.spawn(async move { decode() }))),
+            None => show_full_picture(decode(), &entities, &mut images, &mut materials, &mut notes),
+        }
+    }
+    decoding.0.retain_mut(|(entities, task)| match check_ready(task) {
+        Some(decoded) => {
+            show_full_picture(decoded, entities, &mut images, &mut materials, &mut notes);
+            false
+        }
+        None => true,
+    });
+}
+
+/// A decoded full picture replaces the thumbnail of the notes that show it.
+fn show_full_picture(
+    picture: Option<Image>,
+    entities: &[Entity],
+    images: &mut Assets<Image>,
+    materials: &mut Assets<StandardMaterial>,
+    notes: &mut Query<(&Note, &mut NoteVisual)>,
+) {
+    let Some(picture) = picture else {
+        warn!("a full picture could not be read or decoded; the thumbnail stays");
+        return;
+    };
+    let handle = images.add(picture);
+    for &e in entities {
+        if let Ok((_, mut v)) = notes.get_mut(e)
+            && let Some(mut m) = v.detail_material.as_ref().and_then(|h| materials.get_mut(h))
+        {
+            m.base_color_texture = Some(handle.clone());
+            v.full_image = FullImage::Shown;
         }
     }
 }
