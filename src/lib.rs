@@ -184,6 +184,7 @@ pub fn run(args: Args) -> AppExit {
                 app.add_plugins(bevy_mod_openxr::features::fb_passthrough::OxrFbPassthroughPlugin);
             }
             app.add_plugins((xr::logic_plugin, xr::runtime::plugin));
+            xr::runtime::exit_cleanly_when_the_runtime_is_lost(args.report.clone());
         }
         None => {
             app.add_plugins(DefaultPlugins.set(window).set(assets));

@@ -661,3 +661,26 @@ fn the_action_bar_under_a_focused_note_reacts_replies_and_deletes_in_the_headset
     assert!(board.cap(Key::Delete).is_none());
     assert!(board.cap(Key::Reply).is_some());
 }
+
+#[test]
+fn a_panic_that_says_the_runtime_is_gone_is_told_apart_from_any_other() {
+    use cairn::xr::runtime::{runtime_lost, runtime_lost_notice};
+    // As bevy_mod_openxr 0.6 words them (`expect` on a failed frame or event call).
+    assert_eq!(
+        runtime_lost("Failed to wait frame: ERROR_INSTANCE_LOST"),
+        Some("ERROR_INSTANCE_LOST")
+    );
+    assert_eq!(
+        runtime_lost("Failed to poll event: ERROR_SESSION_LOST"),
+        Some("ERROR_SESSION_LOST")
+    );
+    assert_eq!(
+        runtime_lost("Failed to begin frame: ERROR_RUNTIME_FAILURE"),
+        Some("ERROR_RUNTIME_FAILURE")
+    );
+    // Anything else is a bug of ours or theirs, and keeps its backtrace.
+    assert_eq!(runtime_lost("Failed to wait frame: ERROR_TIME_INVALID"), None);
+    assert_eq!(runtime_lost("called `Option::unwrap()` on a `None` value"), None);
+    let notice = runtime_lost_notice("ERROR_INSTANCE_LOST");
+    assert!(notice.contains("ERROR_INSTANCE_LOST") && notice.contains("--flat"), "{notice}");
+}

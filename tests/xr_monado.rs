@@ -480,3 +480,32 @@ fn in_monado_with_its_remote_driver_the_controller_aim_selects_the_note_it_point
     drop(feeder);
     session.stop();
 }
+
+#[test]
+fn when_the_runtime_dies_mid_session_the_app_says_so_and_exits_with_its_own_status() {
+    let _turn = ONE_SESSION_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut session = Session::start(&[]);
+    session.wait_for("focused session", Duration::from_secs(240), |lines| {
+        states(lines).iter().any(|s| s == "FOCUSED")
+    });
+    // The runtime's process dies (SIGKILL): its next frame call fails with INSTANCE_LOST.
+    assert!(sh("kill", &["-KILL", &session.monado.0.id().to_string()]));
+    let _ = session.monado.0.wait();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = session.app.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the app kept running:\n{}", session.dump());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Give the reader thread the last lines.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = session.dump();
+    assert_eq!(status.code(), Some(cairn::xr::runtime::EXIT_RUNTIME_LOST), "{log}");
+    assert!(log.contains("the OpenXR runtime stopped (ERROR_"), "{log}");
+    assert!(!log.contains("stack backtrace"), "a clear message, not a backtrace:\n{log}");
+    let lost: Vec<_> =
+        session.report().into_iter().filter(|l| l["event"] == "runtime_lost").collect();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+}

@@ -481,3 +481,58 @@ fn end_with_the_session(
         }
     }
 }
+
+/// The exit status when the OpenXR runtime went away under the app.
+pub const EXIT_RUNTIME_LOST: i32 = 3;
+
+/// The OpenXR errors that mean the runtime (or its connection to the headset) is gone for
+/// this process, found in a panic's message: bevy_mod_openxr 0.6 stops with `expect` when a
+/// frame or event call fails, and these are the failures that no retry mends.
+pub fn runtime_lost(panic_message: &str) -> Option<&'static str> {
+    [
+        "ERROR_INSTANCE_LOST",
+        "ERROR_SESSION_LOST",
+        "ERROR_RUNTIME_FAILURE",
+        "ERROR_RUNTIME_UNAVAILABLE",
+    ]
+    .into_iter()
+    .find(|e| panic_message.contains(e))
+}
+
+/// What the user is told when the runtime went away.
+pub fn runtime_lost_notice(error: &str) -> String {
+    format!(
+        "the OpenXR runtime stopped ({error}), so Cairn has closed. Notes you left are kept on \
+         this device and sent when Cairn next runs; start it again once the runtime is back, or \
+         with --flat for the desktop window."
+    )
+}
+
+/// In XR, a panic that says the runtime went away (see [`runtime_lost`]) ends the process
+/// with a clear message and [`EXIT_RUNTIME_LOST`] (and a `runtime_lost` line in the report)
+/// instead of a backtrace; every other panic goes to the hook that was there before.
+pub fn exit_cleanly_when_the_runtime_is_lost(report: Option<std::path::PathBuf>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        let Some(error) = runtime_lost(message) else {
+            previous(info);
+            return;
+        };
+        eprintln!("cairn: {}", runtime_lost_notice(error));
+        if let Some(path) = &report
+            && let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path)
+        {
+            crate::report::line(
+                &mut f,
+                serde_json::json!({"event": "runtime_lost", "error": error, "t_ms": cairn_proto::now_ms()}),
+            );
+        }
+        std::process::exit(EXIT_RUNTIME_LOST);
+    }));
+}
