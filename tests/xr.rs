@@ -200,6 +200,30 @@ fn holding_grip_records_and_releasing_it_posts() {
 }
 
 #[test]
+fn a_recording_the_headset_stops_tracking_is_discarded_not_posted() {
+    let mut app = app();
+    let drain = |app: &mut App| -> Vec<VoiceInput> {
+        app.world_mut().resource_mut::<Messages<VoiceInput>>().drain().collect()
+    };
+    input(&mut app).hand_mut(Hand::Right).grip = 0.95;
+    app.update();
+    assert_eq!(drain(&mut app), vec![VoiceInput::StartRecording]);
+    // The headset goes to sleep with the grip held: the glue pauses and clears the input.
+    *input(&mut app) = XrInput { paused: true, ..Default::default() };
+    app.update();
+    assert_eq!(drain(&mut app), vec![VoiceInput::CancelRecording]);
+    app.update();
+    assert_eq!(drain(&mut app), vec![], "discarded once");
+    // Awake again, the grip already let go: nothing more; held anew, a new recording.
+    *input(&mut app) = XrInput::default();
+    app.update();
+    assert_eq!(drain(&mut app), vec![]);
+    input(&mut app).hand_mut(Hand::Right).grip = 0.95;
+    app.update();
+    assert_eq!(drain(&mut app), vec![VoiceInput::StartRecording]);
+}
+
+#[test]
 fn a_note_left_against_an_anchor_this_device_does_not_know_is_marked_approximate() {
     let mut body = NoteBody::text("alice", "on the shelf", Pose::default());
     let note =

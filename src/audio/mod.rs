@@ -60,6 +60,8 @@ impl Voice {
 pub enum VoiceInput {
     StartRecording,
     StopRecording,
+    /// Stop recording and post nothing (the headset stopped tracking mid-recording).
+    CancelRecording,
     CycleSpeed,
 }
 
@@ -261,6 +263,15 @@ fn handle_voice_input(
             VoiceInput::StartRecording => {
                 if let Err(e) = recorder.start() {
                     notices.write(NetNotice(format!("{e} — you can still post an audio file with cairn-cli note post --voice FILE")));
+                }
+            }
+            VoiceInput::CancelRecording => {
+                if recorder.stop().is_some() {
+                    notices.write(NetNotice(
+                        "the recording was discarded: the headset stopped tracking before the \
+                         grip was let go"
+                            .into(),
+                    ));
                 }
             }
             VoiceInput::StopRecording => {

@@ -65,6 +65,10 @@ pub struct HandInput {
 pub struct XrInput {
     pub head: Option<Transform>,
     pub hands: [HandInput; 2],
+    /// Nothing is tracked: the session is not running (the headset asleep or taken off, the
+    /// runtime between sessions). No pose or button is held over from before; a voice note
+    /// being recorded is discarded, not posted, since its grip was never let go.
+    pub paused: bool,
 }
 
 impl XrInput {
@@ -325,12 +329,22 @@ fn boards_ride_the_stage(
     }
 }
 
-/// Hold grip to record a voice note where you stand; release to post it.
+/// Hold grip to record a voice note where you stand; release to post it. While the input is
+/// [`XrInput::paused`], a recording is discarded.
 fn grip_records(
     input: Res<XrInput>,
     mut state: ResMut<XrPointerState>,
     mut voice: MessageWriter<VoiceInput>,
 ) {
+    if input.paused {
+        for l in &mut state.latches {
+            if l.grip.held() {
+                voice.write(VoiceInput::CancelRecording);
+            }
+            l.grip = Latch::default();
+        }
+        return;
+    }
     for hand in [Hand::Left, Hand::Right] {
         let grip = input.hand(hand).grip;
         let l = &mut state.latches[hand.index()];

@@ -174,9 +174,13 @@ pub fn plugin(app: &mut App) {
             Update,
             (
                 fall_back_when_the_session_cannot_start,
-                (read_controllers, read_hands, read_head)
+                (
+                    pause_input_while_stopped,
+                    (read_controllers, read_hands, read_head)
+                        .chain()
+                        .run_if(openxr_session_running),
+                )
                     .chain()
-                    .run_if(openxr_session_running)
                     .in_set(CairnSet::Input)
                     .before(super::head_is_viewer),
                 apply_stage.in_set(CairnSet::Layout),
@@ -335,6 +339,22 @@ fn read_controllers(
             .iter()
             .find(|(a, _, flags)| a.0 == hand && flags.position_tracked && flags.rotation_tracked)
             .map(|(_, t, _)| t.compute_transform());
+    }
+}
+
+/// While the session is not running (the headset asleep or taken off, the runtime between
+/// sessions) the readers above do not run: the input is paused and cleared, so no pose or
+/// held button outlives the session.
+fn pause_input_while_stopped(
+    state: Option<Res<XrState>>,
+    session: Option<Res<OxrSession>>,
+    mut input: ResMut<XrInput>,
+) {
+    let running = matches!(state.as_deref(), Some(XrState::Running)) && session.is_some();
+    if !running && !input.paused {
+        *input = XrInput { paused: true, ..default() };
+    } else if running && input.paused {
+        input.paused = false;
     }
 }
 
