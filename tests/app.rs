@@ -924,8 +924,9 @@ fn a_focused_picture_is_fetched_decoded_off_the_frame_and_replaces_its_thumbnail
     let dir = tempfile::tempdir().unwrap();
     let mut app = app_with_visuals();
     let picture_note = |id: u8, x: f32| {
+        let position = [x, 1.5, -2.0];
         let mut body =
-            NoteBody::text("alice", "", Pose { position: [x, 1.5, -2.0], ..Pose::default() });
+            NoteBody::text("alice", "a cairn at dusk", Pose { position, ..Pose::default() });
         body.kind = NoteKind::Image;
         body.thumbnail = png(8, 6, [200, 30, 30]);
         body.media = vec![MediaRef {
@@ -948,6 +949,22 @@ fn a_focused_picture_is_fetched_decoded_off_the_frame_and_replaces_its_thumbnail
     };
     let (good, broken) = (entity_of(&app, 1).unwrap(), entity_of(&app, 2).unwrap());
     assert_eq!(texture_width(&app, good), 8, "the thumbnail first");
+    // The caption stands under the picture at a panel's width (the picture's part is scaled
+    // to the picture, and the caption hangs from it).
+    let picture = app.world().get::<NoteVisual>(good).unwrap().detail.unwrap();
+    let caption = app.world().get::<Children>(picture).expect("a caption")[0];
+    let world = |e: Entity| app.world().get::<GlobalTransform>(e).unwrap().compute_transform();
+    let (p, c) = (world(picture), world(caption));
+    assert!((p.scale.y / p.scale.x - 0.75).abs() < 1e-4, "the thumbnail's shape: {p:?}");
+    assert!((c.scale.x - cairn::render::PANEL_WIDTH).abs() < 1e-4, "{c:?}");
+    assert!(
+        c.translation.y + c.scale.y / 2.0 < p.translation.y - p.scale.y / 2.0,
+        "{c:?} under {p:?}"
+    );
+    assert!(
+        c.translation.y - c.scale.y / 2.0 > p.translation.y - p.scale.y / 2.0 - 0.5,
+        "just under"
+    );
 
     // Focused, each asks for its full picture; one arrives whole, the other's file is not
     // a picture.

@@ -156,8 +156,9 @@ enum PanelFit {
     /// A text note's panel, [`PANEL_WIDTH`] wide: the note's card and plate take its size,
     /// and the note its bounds for pointing.
     Note { note: Entity, card: Option<Entity>, plate: Option<Entity> },
-    /// A caption, [`PANEL_WIDTH`] wide, `below` metres under the centre of its parent part.
-    Caption { below: f32 },
+    /// A caption, [`PANEL_WIDTH`] wide, `below` metres under the centre of its parent part,
+    /// which is scaled by `within` (a picture is its quad scaled to the picture's size).
+    Caption { below: f32, within: Vec2 },
     /// A reaction's emoji, [`EMOJI_WIDTH`] wide.
     Emoji,
 }
@@ -172,11 +173,11 @@ impl PanelFit {
             PanelFit::Note { .. } => {
                 Transform::from_scale(Vec3::new(PANEL_WIDTH, PANEL_WIDTH * aspect, 1.0))
             }
-            PanelFit::Caption { below } => {
+            PanelFit::Caption { below, within } => {
                 let h = PANEL_WIDTH * aspect;
-                Transform::from_xyz(0.0, -below - h / 2.0, 0.0).with_scale(Vec3::new(
-                    PANEL_WIDTH,
-                    h,
+                Transform::from_xyz(0.0, (-below - h / 2.0) / within.y, 0.0).with_scale(Vec3::new(
+                    PANEL_WIDTH / within.x,
+                    h / within.y,
                     1.0,
                 ))
             }
@@ -744,6 +745,7 @@ fn build_details(
                     &mut materials,
                     &mut jobs,
                     orb,
+                    Vec2::ONE,
                     &header,
                     &label,
                     0.22,
@@ -799,6 +801,7 @@ fn build_details(
                         &mut materials,
                         &mut jobs,
                         picture_entity,
+                        size,
                         &header,
                         &body.text,
                         below,
@@ -871,7 +874,8 @@ fn build_details(
     }
 }
 
-/// A two-line caption (author, age, text) under a picture or an orb, `below` metres down.
+/// A two-line caption (author, age, text) under a picture or an orb, `below` metres down,
+/// a child of the part it belongs to (`parent`, scaled by `within`), so it goes with it.
 #[allow(clippy::too_many_arguments)]
 fn spawn_caption(
     commands: &mut Commands,
@@ -880,6 +884,7 @@ fn spawn_caption(
     materials: &mut Assets<StandardMaterial>,
     jobs: &mut PanelJobs,
     parent: Entity,
+    within: Vec2,
     header: &str,
     text: &str,
     below: f32,
@@ -897,7 +902,7 @@ fn spawn_caption(
         jobs,
         parent,
         text,
-        PanelFit::Caption { below },
+        PanelFit::Caption { below, within },
         None,
     );
 }
