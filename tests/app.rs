@@ -997,3 +997,45 @@ fn a_focused_picture_is_fetched_decoded_off_the_frame_and_replaces_its_thumbnail
     }
     assert_eq!(texture_width(&app, broken), 8, "a broken full picture leaves the thumbnail");
 }
+
+#[test]
+fn going_to_another_space_clears_the_scene_and_asks_the_client_for_its_notes() {
+    let mut app = app();
+    receive(&mut app, local(1, "here", [0.0, 1.5, -2.0], None));
+    assert!(entity_of(&app, 1).is_some());
+    net_commands(&mut app);
+    let garden = SpaceId([9; 16]);
+    app.world_mut().resource_mut::<CurrentSpace>().0 = Some(garden);
+    app.update();
+    assert!(entity_of(&app, 1).is_none(), "the other space's notes are gone");
+    assert_eq!(app.world_mut().query::<&Note>().iter(app.world()).count(), 0);
+    let asked = net_commands(&mut app);
+    assert!(
+        asked.iter().any(|c| matches!(c, ClientCommand::OpenSpace { space } if *space == garden)),
+        "{asked:?}"
+    );
+    // The client sends the garden's notes; one of the space left behind is not shown.
+    let mut there = local(2, "there", [1.0, 1.5, -2.0], None);
+    there.space = garden;
+    receive(&mut app, there);
+    receive(&mut app, local(3, "left behind", [0.0, 1.5, -3.0], None));
+    assert!(entity_of(&app, 2).is_some());
+    assert!(entity_of(&app, 3).is_none());
+}
+
+#[test]
+fn the_panel_says_who_is_in_the_space() {
+    use cairn_proto::Role;
+    let space = cairn_client::SpaceView {
+        id: SPACE,
+        name: "Garden".into(),
+        role: Some(Role::Owner),
+        members: vec![
+            ("alice".into(), Role::Owner),
+            ("bob".into(), Role::Member),
+            ("carol".into(), Role::Reader),
+        ],
+        epoch: 1,
+    };
+    assert_eq!(cairn::ui::members_line(&space), "Members: alice (owner) · bob · carol (reader)");
+}

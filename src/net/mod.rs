@@ -4,7 +4,9 @@
 
 use crate::CairnSet;
 use bevy::prelude::*;
-use cairn_client::{Change, ClientCommand, ClientEvent, ClientHandle, ConnectionState, LocalNote};
+use cairn_client::{
+    Change, ClientCommand, ClientEvent, ClientHandle, ConnectionState, LocalNote, SpaceView,
+};
 use cairn_proto::{MediaHash, NoteId, SpaceId};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -41,7 +43,8 @@ pub struct NetStatus {
     pub handle: String,
     pub state: ConnectionState,
     pub outbox: usize,
-    pub spaces: Vec<(SpaceId, String)>,
+    /// Every space this device is in, with its members (as the verified log says).
+    pub spaces: Vec<SpaceView>,
     pub last_error: Option<String>,
 }
 
@@ -109,10 +112,11 @@ fn drain_client(
             ClientEvent::Ready { handle, spaces } => {
                 status.handle = handle;
                 if current.0.is_none() {
-                    current.0 = spaces.first().map(|s| s.0);
+                    current.0 = spaces.first().map(|s| s.id);
                 }
                 status.spaces = spaces;
             }
+            ClientEvent::Spaces(spaces) => status.spaces = spaces,
             ClientEvent::State(state) => {
                 if let ConnectionState::Offline { reason, .. } = &state {
                     status.last_error = Some(reason.clone());

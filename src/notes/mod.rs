@@ -323,16 +323,24 @@ fn apply_removals(
     }
 }
 
-/// When the current space changes, clear the scene (the client re-sends that space's notes).
+/// When the current space changes, clear the scene and ask the client for the new space's
+/// notes. (The first space shown needs no asking: the client sends every cached note at
+/// start.)
 fn follow_space(
     mut commands: Commands,
     current: Res<CurrentSpace>,
     mut index: ResMut<NoteIndex>,
+    mut net: MessageWriter<crate::net::NetCommand>,
     mut last: Local<Option<Option<SpaceId>>>,
 ) {
-    if last.is_some_and(|l| l != current.0) {
+    if let Some(before) = *last
+        && before != current.0
+    {
         for (_, e) in index.0.drain() {
             commands.entity(e).despawn();
+        }
+        if let (Some(_), Some(space)) = (before, current.0) {
+            net.write(crate::net::NetCommand(cairn_client::ClientCommand::OpenSpace { space }));
         }
     }
     *last = Some(current.0);

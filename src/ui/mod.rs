@@ -10,7 +10,8 @@ use crate::net::{CurrentSpace, NetNotice, NetStatus};
 use crate::notes::{Note, NoteAt};
 use bevy::input::keyboard::{Key, KeyboardInput};
 use bevy::prelude::*;
-use cairn_proto::NoteKind;
+use cairn_client::SpaceView;
+use cairn_proto::{NoteKind, Role, SpaceId};
 
 /// Local search over the notes of the space.
 #[derive(Resource, Debug, Default, Clone)]
@@ -33,6 +34,12 @@ struct NoticeText;
 struct ListRoot;
 #[derive(Component)]
 struct NoteRow(Entity);
+#[derive(Component)]
+struct MembersText;
+#[derive(Component)]
+struct SpacesRoot;
+#[derive(Component)]
+struct SpaceRow(SpaceId);
 
 /// Rows shown in the list.
 const LIST_ROWS: usize = 16;
@@ -42,7 +49,8 @@ pub fn plugin(app: &mut App) {
         Update,
         (
             search_keys.in_set(CairnSet::Input),
-            (update_texts, rebuild_list, click_rows).in_set(CairnSet::Layout),
+            (update_texts, rebuild_list, click_rows, rebuild_spaces, click_spaces)
+                .in_set(CairnSet::Layout),
         ),
     );
 }
@@ -100,6 +108,9 @@ fn spawn_panel(mut commands: Commands, assets: Res<AssetServer>) {
             // The status and notices can be long (the display mode says why): they wrap.
             p.spawn((wrapping_label("", 15.0, Color::srgb(0.75, 0.8, 0.85), font), StatusText));
             p.spawn((label("", 18.0, Color::WHITE, font), SpaceText));
+            p.spawn((wrapping_label("", 14.0, Color::srgb(0.75, 0.8, 0.85), font), MembersText));
+            // The other spaces, when there are any: click one to go there.
+            p.spawn((Node { flex_direction: FlexDirection::Column, row_gap: Val::Px(2.0), ..default() }, SpacesRoot));
             p.spawn((label("/ to search", 15.0, Color::srgb(0.6, 0.62, 0.66), font), SearchText));
             p.spawn((Node { flex_direction: FlexDirection::Column, row_gap: Val::Px(3.0), flex_grow: 1.0, overflow: Overflow::clip(), ..default() }, ListRoot));
             p.spawn((label("", 16.0, Color::srgb(1.0, 0.95, 0.7), font), ComposeText));
@@ -156,6 +167,7 @@ fn update_texts(
         Query<&mut Text, With<ComposeText>>,
         Query<&mut Text, With<SearchText>>,
         Query<&mut Text, With<NoticeText>>,
+        Query<&mut Text, With<MembersText>>,
     )>,
 ) {
     let set = |t: &mut Text, s: String| {
@@ -173,13 +185,13 @@ fn update_texts(
             },
         );
     }
-    let space_name = current
-        .0
-        .and_then(|id| status.spaces.iter().find(|(s, _)| *s == id))
-        .map(|(_, n)| n.clone())
-        .unwrap_or_else(|| "no space yet".into());
+    let space = current.0.and_then(|id| status.spaces.iter().find(|s| s.id == id));
+    let space_name = space.map(|s| s.name.clone()).unwrap_or_else(|| "no space yet".into());
     if let Ok(mut t) = texts.p1().single_mut() {
         set(&mut t, format!("Space: {space_name}"));
+    }
+    if let Ok(mut t) = texts.p5().single_mut() {
+        set(&mut t, space.map(members_line).unwrap_or_default());
     }
     if let Ok(mut t) = texts.p2().single_mut() {
         let s = match &*compose {
@@ -323,6 +335,68 @@ fn click_rows(
             t.translation = eye;
             fly.yaw = f32::atan2(-dir.x, -dir.z);
             fly.pitch = dir.y.asin();
+        }
+    }
+}
+
+/// Who is in a space: "Members: alice (owner) · bob · carol (reader)".
+pub fn members_line(space: &SpaceView) -> String {
+    let people: Vec<String> = space
+        .members
+        .iter()
+        .map(|(handle, role)| match role {
+            Role::Owner => format!("{handle} (owner)"),
+            Role::Member => handle.clone(),
+            Role::Reader => format!("{handle} (reader)"),
+        })
+        .collect();
+    format!("Members: {}", people.join(" · "))
+}
+
+/// The list of spaces to go to: shown when there is more than one, the current one marked.
+fn rebuild_spaces(
+    mut commands: Commands,
+    roots: Query<Entity, With<SpacesRoot>>,
+    status: Res<NetStatus>,
+    current: Res<CurrentSpace>,
+    font: Option<Res<UiFont>>,
+    mut shown: Local<Vec<(SpaceId, String, bool)>>,
+) {
+    let Some(font) = font else { return };
+    let Ok(root) = roots.single() else { return };
+    if !status.is_changed() && !current.is_changed() && !font.is_added() {
+        return;
+    }
+    let rows: Vec<(SpaceId, String, bool)> = if status.spaces.len() > 1 {
+        status.spaces.iter().map(|s| (s.id, s.name.clone(), current.0 == Some(s.id))).collect()
+    } else {
+        Vec::new()
+    };
+    if *shown == rows {
+        return;
+    }
+    commands.entity(root).despawn_related::<Children>();
+    for (id, name, here) in &rows {
+        let (text, colour) = if *here {
+            (format!("▸ {name}"), Color::WHITE)
+        } else {
+            (format!("  {name}"), Color::srgb(0.6, 0.75, 0.95))
+        };
+        commands.spawn((Button, SpaceRow(*id), label(text, 14.0, colour, &font), ChildOf(root)));
+    }
+    *shown = rows;
+}
+
+/// Clicking a space goes there: the scene and the list show its notes.
+fn click_spaces(
+    rows: Query<(&Interaction, &SpaceRow), Changed<Interaction>>,
+    mut current: ResMut<CurrentSpace>,
+    mut focused: ResMut<Focused>,
+) {
+    for (interaction, row) in &rows {
+        if *interaction == Interaction::Pressed && current.0 != Some(row.0) {
+            current.0 = Some(row.0);
+            focused.0 = None;
         }
     }
 }

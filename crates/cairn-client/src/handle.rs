@@ -3,7 +3,7 @@
 //! cache first, then connects, reconnecting with exponential backoff and jitter, syncs every
 //! space from its cursor, and keeps the outbox flowing.
 
-use crate::client::{Change, Client, Draft};
+use crate::client::{Change, Client, Draft, SpaceView};
 use crate::error::ClientError;
 use cairn_crypto::MediaRef;
 use cairn_proto::{NoteId, Policy, Role, SpaceId};
@@ -51,6 +51,11 @@ pub enum ClientCommand {
         space: SpaceId,
         note_id: NoteId,
     },
+    /// The app shows another space: send that space's notes again, from the cache (the
+    /// network's news about it keeps coming as changes).
+    OpenSpace {
+        space: SpaceId,
+    },
     Shutdown,
 }
 
@@ -60,8 +65,11 @@ pub enum ClientEvent {
     /// Who this device is, and the spaces it knows, sent first.
     Ready {
         handle: String,
-        spaces: Vec<(SpaceId, String)>,
+        spaces: Vec<SpaceView>,
     },
+    /// The spaces again, with their members, after one changed (created, joined, a member
+    /// added or removed).
+    Spaces(Vec<SpaceView>),
     State(ConnectionState),
     Changed(Change),
     Outbox(usize),
@@ -139,17 +147,18 @@ async fn run(
     let emit = |e: ClientEvent| {
         let _ = events.send(e);
     };
-    let emit_changes = |changes: Vec<Change>| {
+    let emit_changes = |client: &Client, changes: Vec<Change>| {
+        let spaces_changed = changes.iter().any(|c| matches!(c, Change::Space(_)));
         for c in changes {
             let _ = events.send(ClientEvent::Changed(c));
+        }
+        if spaces_changed {
+            let _ = events.send(ClientEvent::Spaces(client.spaces().unwrap_or_default()));
         }
     };
     // The cache first: the app shows what it knows before the network answers.
     let spaces = client.spaces().unwrap_or_default();
-    emit(ClientEvent::Ready {
-        handle: client.handle().to_owned(),
-        spaces: spaces.iter().map(|s| (s.id, s.name.clone())).collect(),
-    });
+    emit(ClientEvent::Ready { handle: client.handle().to_owned(), spaces: spaces.clone() });
     for s in &spaces {
         for n in client.notes(&s.id).unwrap_or_default() {
             emit(ClientEvent::Changed(Change::Note(n)));
@@ -169,7 +178,7 @@ async fn run(
             match result {
                 Ok(changes) => {
                     attempt = 0;
-                    emit_changes(changes);
+                    emit_changes(&client, changes);
                     emit(ClientEvent::State(ConnectionState::Online));
                     emit(ClientEvent::Outbox(client.outbox_len().unwrap_or(0)));
                 }
@@ -203,7 +212,7 @@ async fn run(
             },
             event = client.next_event() => match event {
                 Some(event) => match client.handle_event(event).await {
-                    Ok(changes) => emit_changes(changes),
+                    Ok(changes) => emit_changes(&client, changes),
                     Err(e) => emit(ClientEvent::Error(e.to_string())),
                 },
                 None => client.disconnect(),
@@ -239,10 +248,17 @@ async fn handle_command(
             ClientCommand::CreateSpace { name, policy } => {
                 let id = client.create_space(&name, policy).await?;
                 emit(ClientEvent::Changed(Change::Space(id)));
+                emit(ClientEvent::Spaces(client.spaces()?));
             }
             ClientCommand::Invite { space, handle, role } => {
                 client.invite(&space, &handle, role).await?;
                 emit(ClientEvent::Changed(Change::Space(space)));
+                emit(ClientEvent::Spaces(client.spaces()?));
+            }
+            ClientCommand::OpenSpace { space } => {
+                for n in client.notes(&space)? {
+                    emit(ClientEvent::Changed(Change::Note(n)));
+                }
             }
             ClientCommand::FetchMedia { media } => {
                 let path = client.media(&media).await?;

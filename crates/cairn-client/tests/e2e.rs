@@ -361,3 +361,53 @@ async fn a_download_resumes_from_a_partial_file_and_a_corrupt_one_is_discarded()
     assert!(!partial.join(&hex).exists());
     assert_eq!(std::fs::read(bob.media(&media).await.unwrap()).unwrap(), big);
 }
+
+#[test]
+fn the_handle_lists_spaces_with_their_members_and_sends_a_space_again_when_opened() {
+    use cairn_client::{ClientCommand, ClientEvent, ClientHandle, ConnectionState};
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let (w, garden, basil) = rt.block_on(async {
+        let w = World::new().await;
+        let mut alice = w.user("alice").await;
+        w.user("bob").await;
+        let garden = alice.create_space("Garden", Policy::default()).await.unwrap();
+        alice.create_space("Kitchen", Policy::default()).await.unwrap();
+        let basil = alice.post(&garden, Draft::text("basil", [0.0, 1.0, 0.0])).await.unwrap();
+        (w, garden, basil.note_id)
+    });
+    let handle = ClientHandle::spawn(Client::open(&w.home("alice"), None).unwrap());
+    let next = |what: &str, mut want: Box<dyn FnMut(&ClientEvent) -> bool>| loop {
+        let e = handle.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|| panic!("no {what}"));
+        if want(&e) {
+            return e;
+        }
+    };
+    let is_basil = |e: &ClientEvent| matches!(e, ClientEvent::Changed(Change::Note(n)) if n.note_id == basil && n.space == garden);
+    // First the spaces, each with its members, from the cache.
+    let ClientEvent::Ready { spaces, .. } =
+        next("ready", Box::new(|e| matches!(e, ClientEvent::Ready { .. })))
+    else {
+        unreachable!()
+    };
+    let names: Vec<&str> = spaces.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"Garden") && names.contains(&"Kitchen"));
+    let g = spaces.iter().find(|s| s.id == garden).unwrap();
+    assert_eq!(g.members, vec![("alice".to_owned(), Role::Owner)]);
+    next("the cached note", Box::new(is_basil));
+    next("online", Box::new(|e| matches!(e, ClientEvent::State(ConnectionState::Online))));
+    // A member added: the spaces come again, with bob.
+    handle.send(ClientCommand::Invite { space: garden, handle: "bob".into(), role: Role::Reader });
+    let ClientEvent::Spaces(spaces) =
+        next("spaces", Box::new(|e| matches!(e, ClientEvent::Spaces(_))))
+    else {
+        unreachable!()
+    };
+    let g = spaces.iter().find(|s| s.id == garden).unwrap();
+    assert!(g.members.contains(&("bob".to_owned(), Role::Reader)), "{:?}", g.members);
+    // Opened again (the app went to another space and back), its notes come again.
+    handle.send(ClientCommand::OpenSpace { space: garden });
+    next("the note again", Box::new(is_basil));
+    drop(handle);
+    drop(w);
+}
