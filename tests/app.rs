@@ -915,30 +915,61 @@ fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A picture note (an 8 × 6 red thumbnail, its full image behind media hash `[id; 32]`).
+fn picture_note(id: u8, position: [f32; 3]) -> LocalNote {
+    use cairn_crypto::MediaRef;
+    use cairn_proto::{MediaHash, NoteKind};
+    let mut body = NoteBody::text("alice", "a cairn at dusk", Pose { position, ..Pose::default() });
+    body.kind = NoteKind::Image;
+    body.thumbnail = png(8, 6, [200, 30, 30]);
+    body.media = vec![MediaRef {
+        hash: MediaHash([id; 32]),
+        key: cairn_crypto::MediaKey::generate(),
+        size: 100,
+        mime: "image/png".into(),
+    }];
+    common::local_note(id, body, false)
+}
+
+/// The media hashes the app asked the client for.
+fn fetched(app: &mut App) -> Vec<u8> {
+    net_commands(app)
+        .iter()
+        .filter_map(|c| match c {
+            ClientCommand::FetchMedia { media } => Some(media.hash.0[0]),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_picture_within_three_metres_shows_its_full_image_unasked() {
+    use cairn::notes::Viewer;
+    let mut app = app_with_visuals();
+    app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(0.0, 1.6, 0.0);
+    receive(&mut app, picture_note(1, [0.0, 1.5, -2.0]));
+    receive(&mut app, picture_note(2, [0.0, 1.5, -8.0]));
+    settle_details(&mut app);
+    app.update();
+    assert_eq!(fetched(&mut app), vec![1], "only the picture 2 m away");
+    app.update();
+    assert!(fetched(&mut app).is_empty(), "asked once");
+    // Walking up to the other one fetches it too.
+    app.world_mut().resource_mut::<Viewer>().0 = Vec3::new(0.0, 1.6, -6.0);
+    app.update();
+    app.update();
+    assert_eq!(fetched(&mut app), vec![2]);
+}
+
 #[test]
 fn a_focused_picture_is_fetched_decoded_off_the_frame_and_replaces_its_thumbnail() {
     use cairn::net::MediaReady;
     use cairn::render::NoteVisual;
-    use cairn_crypto::MediaRef;
-    use cairn_proto::{MediaHash, NoteKind};
+    use cairn_proto::MediaHash;
     let dir = tempfile::tempdir().unwrap();
     let mut app = app_with_visuals();
-    let picture_note = |id: u8, x: f32| {
-        let position = [x, 1.5, -2.0];
-        let mut body =
-            NoteBody::text("alice", "a cairn at dusk", Pose { position, ..Pose::default() });
-        body.kind = NoteKind::Image;
-        body.thumbnail = png(8, 6, [200, 30, 30]);
-        body.media = vec![MediaRef {
-            hash: MediaHash([id; 32]),
-            key: cairn_crypto::MediaKey::generate(),
-            size: 100,
-            mime: "image/png".into(),
-        }];
-        common::local_note(id, body, false)
-    };
-    receive(&mut app, picture_note(1, 0.0));
-    receive(&mut app, picture_note(2, 1.0));
+    receive(&mut app, picture_note(1, [0.0, 1.5, -2.0]));
+    receive(&mut app, picture_note(2, [1.0, 1.5, -2.0]));
     settle_details(&mut app);
     let texture_width = |app: &App, e: Entity| {
         let v = app.world().get::<NoteVisual>(e).unwrap();

@@ -123,6 +123,13 @@ pub enum FullImage {
 #[derive(Component, Debug)]
 pub struct HasOrb;
 
+/// Marks notes that show a picture (so only they are looked at for their full picture).
+#[derive(Component, Debug)]
+pub struct HasPicture;
+
+/// A picture this near the viewer (metres) shows its full image, not its thumbnail.
+pub const FULL_PICTURE_DISTANCE: f32 = 3.0;
+
 /// Marks notes whose detail must be (re)built.
 #[derive(Component, Debug)]
 pub struct NeedsDetail;
@@ -513,7 +520,7 @@ fn build_cards(
         }
         let shape = card_shape(note.kind());
         // The plate's state is shown afresh (by `update_plates`) on the new parts.
-        commands.entity(e).remove::<(NeedsVisual, HasOrb, PlateState)>();
+        commands.entity(e).remove::<(NeedsVisual, HasOrb, HasPicture, PlateState)>();
         if !near {
             // Drawn in the far field, in the normal colour until `update_plates` says.
             field.put(e, at.0, shape, PlateState::Normal);
@@ -754,6 +761,7 @@ fn build_details(
             }
             Some(NoteKind::Image) => {
                 let body = note.body.as_ref().expect("kind came from the body");
+                commands.entity(e).insert(HasPicture);
                 let picture = image_from_bytes(&body.thumbnail);
                 let (w, h) = picture
                     .as_ref()
@@ -961,26 +969,33 @@ fn animate_orbs(
     }
 }
 
-/// A focused image note asks for its full picture; when it arrives, it replaces the
-/// thumbnail.
+/// A picture that is focused, or within [`FULL_PICTURE_DISTANCE`] of the viewer, asks for
+/// its full image; when it arrives, it replaces the thumbnail. (A picture that goes far
+/// again is rebuilt from its thumbnail, and lets the full image go.)
+#[allow(clippy::too_many_arguments)]
 fn show_full_images(
     focused: Res<Focused>,
+    viewer: Res<Viewer>,
     mut awaiting: ResMut<AwaitingMedia>,
     mut decoding: ResMut<DecodingPictures>,
     mut ready: MessageReader<MediaReady>,
     mut net: MessageWriter<NetCommand>,
     mut images: ResMut<Assets<Image>>,
     mut materials: ResMut<Assets<StandardMaterial>>,
-    mut notes: Query<(&Note, &mut NoteVisual)>,
+    mut notes: ParamSet<(
+        Query<(Entity, &Note, &NoteAt, &mut NoteVisual), (With<HasPicture>, With<Near>)>,
+        Query<(&Note, &mut NoteVisual)>,
+    )>,
 ) {
-    if let Some(e) = focused.0
-        && let Ok((note, mut v)) = notes.get_mut(e)
-        && let (Some(NoteKind::Image), FullImage::No) = (note.kind(), v.full_image)
-        && let Some(m) = note.body.as_ref().and_then(|b| b.media.first())
-    {
-        v.full_image = FullImage::Requested;
-        awaiting.0.entry(m.hash).or_default().push(e);
-        net.write(NetCommand(ClientCommand::FetchMedia { media: m.clone() }));
+    for (e, note, at, mut v) in &mut notes.p0() {
+        if v.full_image == FullImage::No
+            && (focused.0 == Some(e) || at.0.distance(viewer.0) <= FULL_PICTURE_DISTANCE)
+            && let Some(m) = note.body.as_ref().and_then(|b| b.media.first())
+        {
+            v.full_image = FullImage::Requested;
+            awaiting.0.entry(m.hash).or_default().push(e);
+            net.write(NetCommand(ClientCommand::FetchMedia { media: m.clone() }));
+        }
     }
     // Read and decoded on a worker (here and now without a task pool): a full picture can
     // take longer than a frame.
@@ -990,12 +1005,14 @@ fn show_full_images(
         let decode = move || std::fs::read(&path).ok().and_then(|bytes| image_from_bytes(&bytes));
         match AsyncComputeTaskPool::try_get() {
             Some(pool) => decoding.0.push((entities, pool.spawn(async move { decode() }))),
-            None => show_full_picture(decode(), &entities, &mut images, &mut materials, &mut notes),
+            None => {
+                show_full_picture(decode(), &entities, &mut images, &mut materials, &mut notes.p1())
+            }
         }
     }
     decoding.0.retain_mut(|(entities, task)| match check_ready(task) {
         Some(decoded) => {
-            show_full_picture(decoded, entities, &mut images, &mut materials, &mut notes);
+            show_full_picture(decoded, entities, &mut images, &mut materials, &mut notes.p1());
             false
         }
         None => true,
