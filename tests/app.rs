@@ -1070,3 +1070,43 @@ fn the_panel_says_who_is_in_the_space() {
     };
     assert_eq!(cairn::ui::members_line(&space), "Members: alice (owner) · bob · carol (reader)");
 }
+
+#[test]
+fn a_picture_is_decoded_off_the_frame_and_a_broken_one_shows_as_a_grey_card() {
+    use cairn::render::NoteVisual;
+    let mut app = app_with_visuals();
+    let mut unreadable = picture_note(2, [1.0, 1.5, -2.0]);
+    unreadable.body.as_mut().unwrap().thumbnail = b"not a picture".to_vec();
+    // Its header is whole, so its shape is known at once; its pixels are cut short.
+    let mut cut = picture_note(3, [-1.0, 1.5, -2.0]);
+    let png = png(40, 10, [0, 0, 255]);
+    let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
+    cut.body.as_mut().unwrap().thumbnail = png[..idat + 10].to_vec();
+    receive(&mut app, picture_note(1, [0.0, 1.5, -2.0]));
+    receive(&mut app, unreadable);
+    receive(&mut app, cut);
+    settle_details(&mut app);
+    // (whether it shows a texture, its colour, the picture part's height over width)
+    let shown = |app: &App, id: u8| {
+        let e = entity_of(app, id).unwrap();
+        let v = app.world().get::<NoteVisual>(e).unwrap();
+        let m = app.world().resource::<Assets<StandardMaterial>>();
+        let m = m.get(v.detail_material.as_ref().unwrap()).unwrap();
+        let texture = m
+            .base_color_texture
+            .as_ref()
+            .map(|t| app.world().resource::<Assets<Image>>().get(t).map(|i| i.width()));
+        let scale = app.world().get::<Transform>(v.detail.unwrap()).unwrap().scale;
+        (texture, m.base_color.to_srgba().red, scale.y / scale.x)
+    };
+    let (texture, _, aspect) = shown(&app, 1);
+    assert_eq!(texture, Some(Some(8)), "decoded and shown");
+    assert!((aspect - 0.75).abs() < 1e-4);
+    let (texture, red, aspect) = shown(&app, 2);
+    assert_eq!(texture, None, "nothing to decode");
+    assert!(red < 0.5 && (aspect - 0.75).abs() < 1e-4, "a grey 4:3 card");
+    let (texture, red, aspect) = shown(&app, 3);
+    assert_eq!(texture, None, "the decoding failed on the worker");
+    assert!(red < 0.5, "grey");
+    assert!((aspect - 0.25).abs() < 1e-4, "the shape its header gives: {aspect}");
+}

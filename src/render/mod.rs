@@ -30,8 +30,8 @@ use text::{Fonts, PanelStyle, age_label, layout_panel};
 
 /// Panel width in metres.
 pub const PANEL_WIDTH: f32 = 0.7;
-/// Detail building allowed per frame (spawning parts, decoding thumbnails); the rest waits
-/// for the next.
+/// Detail building allowed per frame (spawning parts, starting their panels and pictures on
+/// workers); the rest waits for the next.
 const DETAIL_BUDGET_MS: f64 = 6.0;
 /// Panels drawn on worker threads at once; more wait for the next frame, so a crowd of notes
 /// coming into view does not flood the workers that the frame itself runs on.
@@ -134,20 +134,52 @@ pub const FULL_PICTURE_DISTANCE: f32 = 3.0;
 #[derive(Component, Debug)]
 pub struct NeedsDetail;
 
-/// Panels being laid out and drawn on worker threads, so text never stalls a frame. Each
-/// one's part is spawned, and its material already points at the texture it will fill;
-/// until then it is not drawn. Its size follows its text, so it is set when it is done.
+/// Panels being laid out and drawn, and pictures' thumbnails decoded, on worker threads, so
+/// neither stalls a frame. Each one's part is spawned, and its material already points at
+/// the texture it will fill; until then it is not drawn. A panel's size follows its text,
+/// so it is set when it is done.
 #[derive(Resource, Default)]
 pub struct PanelJobs(Vec<PanelJob>);
 
 struct PanelJob {
     image: Handle<Image>,
+    material: Handle<StandardMaterial>,
     part: Entity,
-    fit: PanelFit,
+    /// How the part is sized once its picture is known (`None`: it already is).
+    fit: Option<PanelFit>,
     /// The detail this panel takes the place of (a text note expanded or folded): shown
     /// until this one is ready.
     replaces: Option<Entity>,
-    task: Task<text::Raster>,
+    /// The picture, or `None` when it could not be decoded.
+    task: Task<Option<Image>>,
+}
+
+/// A picture that cannot be shown: a grey card in its place.
+const BROKEN_PICTURE: Color = Color::srgb(0.4, 0.4, 0.45);
+
+/// Puts a decoded picture where its material looks for it, or, when it could not be
+/// decoded, shows the material as a grey card.
+fn show_decoded(
+    picture: Option<Image>,
+    texture: &Handle<Image>,
+    material: &Handle<StandardMaterial>,
+    images: &mut Assets<Image>,
+    materials: &mut Assets<StandardMaterial>,
+) {
+    match picture {
+        Some(picture) => {
+            if let Err(e) = images.insert(texture.id(), picture) {
+                warn!("a decoded picture had nowhere to go: {e}");
+            }
+        }
+        None => {
+            warn!("a picture could not be decoded; it shows as a grey card");
+            if let Some(mut m) = materials.get_mut(material) {
+                m.base_color_texture = None;
+                m.base_color = BROKEN_PICTURE;
+            }
+        }
+    }
 }
 
 /// What a panel says and how it looks, to be laid out and drawn on a worker.
@@ -639,29 +671,38 @@ fn spawn_panel(
     let provisional = fit.part_transform(0.25);
     let part = spawn_part(commands, assets.quad.clone(), material.clone(), provisional, parent);
     let fonts = assets.fonts.clone();
-    let task = pool.spawn(async move { draw(&fonts, &text) });
-    jobs.0.push(PanelJob { image, part, fit, replaces, task });
+    let task = pool.spawn(async move { Some(image_from_raster(draw(&fonts, &text))) });
+    jobs.0.push(PanelJob {
+        image,
+        material: material.clone(),
+        part,
+        fit: Some(fit),
+        replaces,
+        task,
+    });
     (part, material)
 }
 
-/// Panels drawn on worker threads become textures, and take their size.
+/// Panels drawn and pictures decoded on worker threads become textures, and panels take
+/// their size.
 fn finish_panels(
     mut commands: Commands,
     mut jobs: ResMut<PanelJobs>,
     mut images: ResMut<Assets<Image>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
     parts: Query<(), With<ChildOf>>,
 ) {
     jobs.0.retain_mut(|job| {
-        let Some(raster) = check_ready(&mut job.task) else { return true };
+        let Some(picture) = check_ready(&mut job.task) else { return true };
         if let Some(old) = job.replaces {
             commands.entity(old).try_despawn();
         }
         // A part taken down meanwhile (its note went far, or was rebuilt) needs nothing.
         if parts.contains(job.part) {
-            job.fit.apply(&mut commands, job.part, raster.width, raster.height);
-            if let Err(e) = images.insert(job.image.id(), image_from_raster(raster)) {
-                warn!("a drawn panel had nowhere to go: {e}");
+            if let (Some(fit), Some(p)) = (job.fit, &picture) {
+                fit.apply(&mut commands, job.part, p.width(), p.height());
             }
+            show_decoded(picture, &job.image, &job.material, &mut images, &mut materials);
         }
         false
     });
@@ -762,19 +803,15 @@ fn build_details(
             Some(NoteKind::Image) => {
                 let body = note.body.as_ref().expect("kind came from the body");
                 commands.entity(e).insert(HasPicture);
-                let picture = image_from_bytes(&body.thumbnail);
-                let (w, h) = picture
-                    .as_ref()
-                    .map(|i| (i.width() as f32, i.height() as f32))
-                    .unwrap_or((4.0, 3.0));
+                // The header gives the picture's shape now; its pixels are decoded on a
+                // worker (a broken picture shows as a grey card).
+                let shape = cairn_client::image::dimensions(&body.thumbnail).ok();
+                let (w, h) = shape.map_or((4.0, 3.0), |(w, h)| (w as f32, h as f32));
                 let size = Vec2::new(PANEL_WIDTH, PANEL_WIDTH * h / w);
+                let texture = shape.map(|_| images.reserve_handle());
                 let mat = materials.add(StandardMaterial {
-                    base_color: if picture.is_some() {
-                        Color::WHITE
-                    } else {
-                        Color::srgb(0.4, 0.4, 0.45)
-                    },
-                    base_color_texture: picture.map(|p| images.add(p)),
+                    base_color: if shape.is_some() { Color::WHITE } else { BROKEN_PICTURE },
+                    base_color_texture: texture.clone(),
                     unlit: true,
                     alpha_mode: AlphaMode::Blend,
                     cull_mode: None,
@@ -796,10 +833,25 @@ fn build_details(
                 let picture_entity = spawn_part(
                     &mut commands,
                     assets.quad.clone(),
-                    mat,
+                    mat.clone(),
                     Transform::from_scale(size.extend(1.0)),
                     e,
                 );
+                if let Some(texture) = texture {
+                    let bytes = body.thumbnail.clone();
+                    let decode = move || image_from_bytes(&bytes);
+                    match AsyncComputeTaskPool::try_get() {
+                        Some(pool) => jobs.0.push(PanelJob {
+                            image: texture,
+                            material: mat,
+                            part: picture_entity,
+                            fit: None,
+                            replaces: None,
+                            task: pool.spawn(async move { decode() }),
+                        }),
+                        None => show_decoded(decode(), &texture, &mat, &mut images, &mut materials),
+                    }
+                }
                 if !body.text.is_empty() {
                     let below = size.y / 2.0 + 0.04;
                     spawn_caption(

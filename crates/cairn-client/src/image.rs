@@ -67,6 +67,26 @@ pub fn prepare(bytes: &[u8]) -> Result<PreparedImage, ClientError> {
     })
 }
 
+/// The width and height an image's header gives, read without decoding it (cheap enough
+/// for a frame); larger than the decoding limits is an error.
+pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ClientError> {
+    let bad = |e: &dyn std::fmt::Display| ClientError::Invalid(format!("unreadable image: {e}"));
+    let (w, h) = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(&e))?
+        .into_dimensions()
+        .map_err(|e| bad(&e))?;
+    let l = limits();
+    if w == 0
+        || h == 0
+        || l.max_image_width.is_some_and(|m| w > m)
+        || l.max_image_height.is_some_and(|m| h > m)
+    {
+        return Err(ClientError::Invalid(format!("image of {w} × {h} pixels")));
+    }
+    Ok((w, h))
+}
+
 /// Decodes a JPEG or PNG produced by [`prepare`] (or received in a note) under the same
 /// limits.
 pub fn decode_rgba(bytes: &[u8]) -> Result<image::RgbaImage, ClientError> {
@@ -78,4 +98,28 @@ pub fn decode_rgba(bytes: &[u8]) -> Result<image::RgbaImage, ClientError> {
         .decode()
         .map_err(|e| ClientError::Invalid(format!("unreadable image: {e}")))?
         .into_rgba8())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dimensions_come_from_the_header_and_a_cut_picture_still_has_them_but_does_not_decode() {
+        let img = image::RgbImage::from_pixel(40, 30, image::Rgb([10, 200, 30]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+            .encode_image(&img)
+            .unwrap();
+        assert_eq!(dimensions(&jpeg).unwrap(), (40, 30));
+        assert_eq!(decode_rgba(&jpeg).unwrap().dimensions(), (40, 30));
+        // A PNG cut inside its pixel data: the size is known, the pixels are not.
+        let mut png = Vec::new();
+        img.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
+        let cut = &png[..idat + 10];
+        assert_eq!(dimensions(cut).unwrap(), (40, 30));
+        assert!(decode_rgba(cut).is_err());
+        assert!(dimensions(b"not a picture").is_err());
+    }
 }
