@@ -1110,3 +1110,53 @@ fn a_picture_is_decoded_off_the_frame_and_a_broken_one_shows_as_a_grey_card() {
     assert!(red < 0.5, "grey");
     assert!((aspect - 0.25).abs() < 1e-4, "the shape its header gives: {aspect}");
 }
+
+#[test]
+fn the_panel_prompts_invite_someone_and_make_a_space() {
+    use bevy::input::keyboard::Key;
+    use cairn::ui::{Prompt, PromptKind, prompt_key};
+    use cairn_proto::Role;
+    let type_in = |prompt: &mut Prompt, keys: &[Key], space| {
+        keys.iter().filter_map(|k| prompt_key(prompt, k, space)).collect::<Vec<_>>()
+    };
+    let ch = |s: &str| Key::Character(s.into());
+    // An invite: a handle has no spaces; Enter sends it and closes the prompt.
+    let mut p = Prompt(Some((PromptKind::Invite, String::new())));
+    let sent = type_in(&mut p, &[ch("b"), ch("o"), Key::Space, ch("b"), Key::Enter], Some(SPACE));
+    assert!(p.0.is_none());
+    assert!(
+        matches!(&sent[..], [ClientCommand::Invite { space, handle, role: Role::Member }] if *space == SPACE && handle == "bob"),
+        "{sent:?}"
+    );
+    // A new space's name may have spaces; Backspace edits; surrounding blanks go.
+    let mut p = Prompt(Some((PromptKind::NewSpace, String::new())));
+    let keys = [
+        ch("R"),
+        ch("o"),
+        ch("o"),
+        ch("f"),
+        Key::Space,
+        ch("g"),
+        ch("x"),
+        Key::Backspace,
+        Key::Space,
+        Key::Enter,
+    ];
+    let sent = type_in(&mut p, &keys, Some(SPACE));
+    assert!(
+        matches!(&sent[..], [ClientCommand::CreateSpace { name, .. }] if name == "Roof g"),
+        "{sent:?}"
+    );
+    // Esc, or Enter on nothing, sends nothing; nor does an invite with no space open.
+    for (kind, keys, space) in [
+        (PromptKind::NewSpace, vec![ch("x"), Key::Escape], Some(SPACE)),
+        (PromptKind::NewSpace, vec![Key::Space, Key::Enter], Some(SPACE)),
+        (PromptKind::Invite, vec![ch("x"), Key::Enter], None),
+    ] {
+        let mut p = Prompt(Some((kind, String::new())));
+        assert!(type_in(&mut p, &keys, space).is_empty());
+        assert!(p.0.is_none());
+    }
+    // With no prompt open, keys do nothing here.
+    assert!(type_in(&mut Prompt::default(), &[ch("x"), Key::Enter], Some(SPACE)).is_empty());
+}

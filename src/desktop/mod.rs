@@ -100,6 +100,7 @@ fn fit_viewport(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn fly(
     time: Res<Time>,
     keys: Res<ButtonInput<KeyCode>>,
@@ -107,6 +108,8 @@ fn fly(
     motion: Res<AccumulatedMouseMotion>,
     scroll: Res<AccumulatedMouseScroll>,
     compose: Res<Compose>,
+    search: Res<crate::ui::Search>,
+    prompt: Res<crate::ui::Prompt>,
     mut cams: Query<(&mut Transform, &mut FlyCamera)>,
 ) {
     let Ok((mut t, mut fly)) = cams.single_mut() else { return };
@@ -118,7 +121,7 @@ fn fly(
     let forward = Vec3::new(-fly.yaw.sin(), 0.0, -fly.yaw.cos());
     let right = Vec3::new(-forward.z, 0.0, forward.x);
     let mut step = Vec3::ZERO;
-    if !compose.is_typing() {
+    if !compose.is_typing() && !crate::ui::typing_in_panel(&search, &prompt) {
         if keys.pressed(KeyCode::KeyW) || keys.pressed(KeyCode::ArrowUp) {
             step += forward;
         }
@@ -162,10 +165,11 @@ fn keys_to_compose(
     mut keys: MessageReader<KeyboardInput>,
     compose: Res<Compose>,
     search: Res<crate::ui::Search>,
+    prompt: Res<crate::ui::Prompt>,
     mut out: MessageWriter<ComposeInput>,
 ) {
     for k in keys.read() {
-        if !k.state.is_pressed() || search.active {
+        if !k.state.is_pressed() || crate::ui::typing_in_panel(&search, &prompt) {
             continue;
         }
         if compose.is_typing() {
@@ -219,9 +223,10 @@ fn voice_keys(
     keys: Res<ButtonInput<KeyCode>>,
     compose: Res<Compose>,
     search: Res<crate::ui::Search>,
+    prompt: Res<crate::ui::Prompt>,
     mut out: MessageWriter<crate::audio::VoiceInput>,
 ) {
-    if compose.is_typing() || search.active {
+    if compose.is_typing() || crate::ui::typing_in_panel(&search, &prompt) {
         return;
     }
     if keys.just_pressed(KeyCode::KeyV) {

@@ -10,14 +10,76 @@ use crate::net::{CurrentSpace, NetNotice, NetStatus};
 use crate::notes::{Note, NoteAt};
 use bevy::input::keyboard::{Key, KeyboardInput};
 use bevy::prelude::*;
-use cairn_client::SpaceView;
-use cairn_proto::{NoteKind, Role, SpaceId};
+use cairn_client::{ClientCommand, SpaceView};
+use cairn_proto::{NoteKind, Policy, Role, SpaceId};
 
 /// Local search over the notes of the space.
 #[derive(Resource, Debug, Default, Clone)]
 pub struct Search {
     pub active: bool,
     pub query: String,
+}
+
+/// What a prompt in the panel asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptKind {
+    /// A handle to invite into the current space, as a member (`I`).
+    Invite,
+    /// The name of a new space (`C`).
+    NewSpace,
+}
+
+/// A line being typed into the panel for an action: what it is for, and the text so far.
+#[derive(Resource, Debug, Default, Clone)]
+pub struct Prompt(pub Option<(PromptKind, String)>);
+
+/// Whether the keys are typing into the panel (a search or a prompt), so nothing else —
+/// walking, the note keys, recording — takes them.
+pub fn typing_in_panel(search: &Search, prompt: &Prompt) -> bool {
+    search.active || prompt.0.is_some()
+}
+
+/// One key typed into an open prompt: Enter gives the command to send (and closes the
+/// prompt), Esc closes it; anything else edits the text. A handle has no spaces.
+pub fn prompt_key(prompt: &mut Prompt, key: &Key, space: Option<SpaceId>) -> Option<ClientCommand> {
+    let (kind, text) = prompt.0.as_mut()?;
+    match key {
+        Key::Enter => {
+            let text = text.trim().to_owned();
+            let kind = *kind;
+            prompt.0 = None;
+            if text.is_empty() {
+                return None;
+            }
+            match kind {
+                PromptKind::Invite => space.map(|space| ClientCommand::Invite {
+                    space,
+                    handle: text,
+                    role: Role::Member,
+                }),
+                PromptKind::NewSpace => {
+                    Some(ClientCommand::CreateSpace { name: text, policy: Policy::default() })
+                }
+            }
+        }
+        Key::Escape => {
+            prompt.0 = None;
+            None
+        }
+        Key::Backspace => {
+            text.pop();
+            None
+        }
+        Key::Space if *kind == PromptKind::NewSpace => {
+            text.push(' ');
+            None
+        }
+        Key::Character(c) if !(*kind == PromptKind::Invite && c.contains(char::is_whitespace)) => {
+            text.push_str(c);
+            None
+        }
+        _ => None,
+    }
 }
 
 #[derive(Component)]
@@ -45,14 +107,17 @@ struct SpaceRow(SpaceId);
 const LIST_ROWS: usize = 16;
 
 pub fn plugin(app: &mut App) {
-    app.init_resource::<Search>().add_systems(Startup, spawn_panel).add_systems(
-        Update,
-        (
-            search_keys.in_set(CairnSet::Input),
-            (update_texts, rebuild_list, click_rows, rebuild_spaces, click_spaces)
-                .in_set(CairnSet::Layout),
-        ),
-    );
+    app.init_resource::<Search>()
+        .init_resource::<Prompt>()
+        .add_systems(Startup, spawn_panel)
+        .add_systems(
+            Update,
+            (
+                panel_keys.in_set(CairnSet::Input),
+                (update_texts, rebuild_list, click_rows, rebuild_spaces, click_spaces)
+                    .in_set(CairnSet::Layout),
+            ),
+        );
 }
 
 /// The panel's font: DejaVu Sans, which has the symbols the panel uses (· ● … ▏ ♥ ★).
@@ -115,23 +180,53 @@ fn spawn_panel(mut commands: Commands, assets: Res<AssetServer>) {
             p.spawn((Node { flex_direction: FlexDirection::Column, row_gap: Val::Px(3.0), flex_grow: 1.0, overflow: Overflow::clip(), ..default() }, ListRoot));
             p.spawn((label("", 16.0, Color::srgb(1.0, 0.95, 0.7), font), ComposeText));
             p.spawn((wrapping_label("", 14.0, Color::srgb(1.0, 0.55, 0.5), font), NoticeText));
-            p.spawn(label("N new note · click to focus · R reply\n1-5 react · Del delete · drop an image\nhold V to record · X voice speed\nWASD walk · right-drag look · scroll", 13.0, Color::srgb(0.6, 0.62, 0.66), font));
+            p.spawn(label("N new note · click to focus · R reply\n1-5 react · Del delete · drop an image\nhold V to record · X voice speed\nI invite · C new space · / search\nWASD walk · right-drag look · scroll", 13.0, Color::srgb(0.6, 0.62, 0.66), font));
         });
 }
 
-fn search_keys(
+/// The panel's keys: `/` searches, `I` invites someone into the space, `C` makes a new
+/// space; while one of them is open, the keys type into it.
+#[allow(clippy::too_many_arguments)]
+fn panel_keys(
     mut keys: MessageReader<KeyboardInput>,
     mut search: ResMut<Search>,
+    mut prompt: ResMut<Prompt>,
     compose: Res<Compose>,
+    current: Res<CurrentSpace>,
+    status: Res<NetStatus>,
+    mut net: MessageWriter<crate::net::NetCommand>,
+    mut notices: MessageWriter<NetNotice>,
 ) {
     for k in keys.read() {
         if !k.state.is_pressed() || compose.is_typing() {
+            continue;
+        }
+        if prompt.0.is_some() {
+            if let Some(command) = prompt_key(&mut prompt, &k.logical_key, current.0) {
+                notices.write(NetNotice(match &command {
+                    ClientCommand::Invite { handle, .. } => format!("inviting {handle}…"),
+                    ClientCommand::CreateSpace { name, .. } => {
+                        format!("making the space {name}… (it appears in the list)")
+                    }
+                    _ => String::new(),
+                }));
+                net.write(crate::net::NetCommand(command));
+            }
             continue;
         }
         if !search.active {
             if k.logical_key == Key::Character("/".into()) {
                 search.active = true;
                 search.query.clear();
+            } else if k.key_code == KeyCode::KeyI {
+                let mine = current.0.and_then(|id| status.spaces.iter().find(|s| s.id == id));
+                if mine.is_some_and(|s| s.role == Some(Role::Owner)) {
+                    prompt.0 = Some((PromptKind::Invite, String::new()));
+                } else {
+                    notices.write(NetNotice("only an owner of this space may invite".into()));
+                }
+            } else if k.key_code == KeyCode::KeyC {
+                prompt.0 = Some((PromptKind::NewSpace, String::new()));
             }
             continue;
         }
@@ -158,6 +253,7 @@ fn update_texts(
     current: Res<CurrentSpace>,
     compose: Res<Compose>,
     search: Res<Search>,
+    prompt: Res<Prompt>,
     mut notices: MessageReader<NetNotice>,
     mut last_notice: Local<Option<(String, f32)>>,
     time: Res<Time>,
@@ -205,7 +301,16 @@ fn update_texts(
         set(&mut t, s);
     }
     if let Ok(mut t) = texts.p3().single_mut() {
-        let s = if search.active || !search.query.is_empty() {
+        let s = if let Some((kind, text)) = &prompt.0 {
+            match kind {
+                PromptKind::Invite => {
+                    format!("Invite to {space_name}: {text}▏\nEnter to invite · Esc to cancel")
+                }
+                PromptKind::NewSpace => {
+                    format!("New space: {text}▏\nEnter to make it · Esc to cancel")
+                }
+            }
+        } else if search.active || !search.query.is_empty() {
             format!("Search: {}{}", search.query, if search.active { "▏" } else { "" })
         } else {
             "/ to search".into()
