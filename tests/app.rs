@@ -1117,7 +1117,7 @@ fn the_panel_prompts_invite_someone_and_make_a_space() {
     use cairn::ui::{Prompt, PromptKind, prompt_key};
     use cairn_proto::Role;
     let type_in = |prompt: &mut Prompt, keys: &[Key], space| {
-        keys.iter().filter_map(|k| prompt_key(prompt, k, space)).collect::<Vec<_>>()
+        keys.iter().filter_map(|k| prompt_key(prompt, k, space)).map(|(c, _)| c).collect::<Vec<_>>()
     };
     let ch = |s: &str| Key::Character(s.into());
     // An invite: a handle has no spaces; Enter sends it and closes the prompt.

@@ -242,10 +242,7 @@ impl PanelFit {
                     .try_insert(Transform::from_xyz(0.0, 0.0, -0.002).with_scale(size.extend(1.0)));
             }
             if let Some(plate) = plate {
-                commands.entity(plate).try_insert(
-                    Transform::from_xyz(0.0, 0.0, -0.01)
-                        .with_scale((size + Vec2::splat(0.04)).extend(1.0)),
-                );
+                commands.entity(plate).try_insert(plate_transform(size));
             }
         }
     }
@@ -333,10 +330,16 @@ pub(crate) fn card_shape(kind: Option<NoteKind>) -> CardShape {
     CardShape { size, card, round_plate: kind == Some(NoteKind::Voice) }
 }
 
+/// A backplate's place in the note's frame, behind a card of `size` metres: just behind it,
+/// 2 cm wider each way.
+fn plate_transform(size: Vec2) -> Transform {
+    Transform::from_xyz(0.0, 0.0, -0.01).with_scale((size + Vec2::splat(0.04)).extend(1.0))
+}
+
 impl CardShape {
-    /// The backplate's place in the note's frame: just behind the card, 2 cm wider each way.
+    /// The backplate's place in the note's frame (see [`plate_transform`]).
     pub(crate) fn plate_transform(&self) -> Transform {
-        Transform::from_xyz(0.0, 0.0, -0.01).with_scale((self.size + Vec2::splat(0.04)).extend(1.0))
+        plate_transform(self.size)
     }
     /// The bounds a pointer can hit.
     fn bounds(&self) -> NoteBounds {

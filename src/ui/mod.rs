@@ -39,9 +39,14 @@ pub fn typing_in_panel(search: &Search, prompt: &Prompt) -> bool {
     search.active || prompt.0.is_some()
 }
 
-/// One key typed into an open prompt: Enter gives the command to send (and closes the
-/// prompt), Esc closes it; anything else edits the text. A handle has no spaces.
-pub fn prompt_key(prompt: &mut Prompt, key: &Key, space: Option<SpaceId>) -> Option<ClientCommand> {
+/// One key typed into an open prompt: Enter gives the command to send and a line saying
+/// what is being done (and closes the prompt), Esc closes it; anything else edits the text.
+/// A handle has no spaces.
+pub fn prompt_key(
+    prompt: &mut Prompt,
+    key: &Key,
+    space: Option<SpaceId>,
+) -> Option<(ClientCommand, String)> {
     let (kind, text) = prompt.0.as_mut()?;
     match key {
         Key::Enter => {
@@ -52,13 +57,16 @@ pub fn prompt_key(prompt: &mut Prompt, key: &Key, space: Option<SpaceId>) -> Opt
                 return None;
             }
             match kind {
-                PromptKind::Invite => space.map(|space| ClientCommand::Invite {
-                    space,
-                    handle: text,
-                    role: Role::Member,
+                PromptKind::Invite => space.map(|space| {
+                    let notice = format!("inviting {text}…");
+                    (ClientCommand::Invite { space, handle: text, role: Role::Member }, notice)
                 }),
                 PromptKind::NewSpace => {
-                    Some(ClientCommand::CreateSpace { name: text, policy: Policy::default() })
+                    let notice = format!("making the space {text}… (it appears in the list)");
+                    Some((
+                        ClientCommand::CreateSpace { name: text, policy: Policy::default() },
+                        notice,
+                    ))
                 }
             }
         }
@@ -202,14 +210,8 @@ fn panel_keys(
             continue;
         }
         if prompt.0.is_some() {
-            if let Some(command) = prompt_key(&mut prompt, &k.logical_key, current.0) {
-                notices.write(NetNotice(match &command {
-                    ClientCommand::Invite { handle, .. } => format!("inviting {handle}…"),
-                    ClientCommand::CreateSpace { name, .. } => {
-                        format!("making the space {name}… (it appears in the list)")
-                    }
-                    _ => String::new(),
-                }));
+            if let Some((command, notice)) = prompt_key(&mut prompt, &k.logical_key, current.0) {
+                notices.write(NetNotice(notice));
                 net.write(crate::net::NetCommand(command));
             }
             continue;

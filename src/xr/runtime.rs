@@ -350,7 +350,7 @@ fn pause_input_while_stopped(
     session: Option<Res<OxrSession>>,
     mut input: ResMut<XrInput>,
 ) {
-    let running = matches!(state.as_deref(), Some(XrState::Running)) && session.is_some();
+    let running = openxr_session_running(state, session);
     if !running && !input.paused {
         *input = XrInput { paused: true, ..default() };
     } else if running && input.paused {
