@@ -1159,4 +1159,10 @@ fn the_panel_prompts_invite_someone_and_make_a_space() {
     }
     // With no prompt open, keys do nothing here.
     assert!(type_in(&mut Prompt::default(), &[ch("x"), Key::Enter], Some(SPACE)).is_empty());
+    // What is being done is said as news, not in the red of a problem.
+    let mut p = Prompt(Some((PromptKind::Invite, "bob".into())));
+    let (_, notice) = prompt_key(&mut p, &Key::Enter, Some(SPACE)).expect("an invite");
+    assert_eq!(notice, cairn::net::NetNotice::info("inviting bob…"));
+    let problem = cairn::net::NetNotice::problem("only an owner of this space may invite");
+    assert_ne!(cairn::ui::notice_color(&notice), cairn::ui::notice_color(&problem));
 }

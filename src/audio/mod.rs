@@ -181,7 +181,7 @@ fn receive_media(
         let pcm = match pcm {
             Ok(p) => p,
             Err(e) => {
-                notices.write(NetNotice(format!("this voice note cannot be played: {e}")));
+                notices.write(NetNotice::problem(format!("this voice note cannot be played: {e}")));
                 continue;
             }
         };
@@ -258,19 +258,18 @@ fn handle_voice_input(
                         sink.set_speed(speed);
                     }
                 }
-                notices.write(NetNotice(format!("voice notes play at {speed}×")));
+                notices.write(NetNotice::info(format!("voice notes play at {speed}×")));
             }
             VoiceInput::StartRecording => {
                 if let Err(e) = recorder.start() {
-                    notices.write(NetNotice(format!("{e} — you can still post an audio file with cairn-cli note post --voice FILE")));
+                    notices.write(NetNotice::problem(format!("{e} — you can still post an audio file with cairn-cli note post --voice FILE")));
                 }
             }
             VoiceInput::CancelRecording => {
                 if recorder.stop().is_some() {
-                    notices.write(NetNotice(
+                    notices.write(NetNotice::problem(
                         "the recording was discarded: the headset stopped tracking before the \
-                         grip was let go"
-                            .into(),
+                         grip was let go",
                     ));
                 }
             }
@@ -299,7 +298,9 @@ fn handle_voice_input(
                         net.write(NetCommand(ClientCommand::Post { space, draft }));
                     }
                     Err(e) => {
-                        notices.write(NetNotice(format!("the recording was not posted: {e}")));
+                        notices.write(NetNotice::problem(format!(
+                            "the recording was not posted: {e}"
+                        )));
                     }
                 }
             }

@@ -29,9 +29,24 @@ pub struct MediaReady {
     pub path: PathBuf,
 }
 
-/// Something to show the user.
-#[derive(Message, Debug, Clone)]
-pub struct NetNotice(pub String);
+/// A line to show the user: a problem (shown in red), or news of what is being done.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct NetNotice {
+    pub text: String,
+    pub problem: bool,
+}
+
+impl NetNotice {
+    /// Something went wrong or cannot be done.
+    pub fn problem(text: impl Into<String>) -> Self {
+        NetNotice { text: text.into(), problem: true }
+    }
+
+    /// What is being done, or a setting that changed.
+    pub fn info(text: impl Into<String>) -> Self {
+        NetNotice { text: text.into(), problem: false }
+    }
+}
 
 /// A command for the client.
 #[derive(Message, Debug)]
@@ -140,7 +155,7 @@ fn drain_client(
             }
             ClientEvent::Error(e) => {
                 status.last_error = Some(e.clone());
-                notices.write(NetNotice(e));
+                notices.write(NetNotice::problem(e));
             }
         }
     }

@@ -46,7 +46,7 @@ pub fn prompt_key(
     prompt: &mut Prompt,
     key: &Key,
     space: Option<SpaceId>,
-) -> Option<(ClientCommand, String)> {
+) -> Option<(ClientCommand, NetNotice)> {
     let (kind, text) = prompt.0.as_mut()?;
     match key {
         Key::Enter => {
@@ -58,11 +58,13 @@ pub fn prompt_key(
             }
             match kind {
                 PromptKind::Invite => space.map(|space| {
-                    let notice = format!("inviting {text}…");
+                    let notice = NetNotice::info(format!("inviting {text}…"));
                     (ClientCommand::Invite { space, handle: text, role: Role::Member }, notice)
                 }),
                 PromptKind::NewSpace => {
-                    let notice = format!("making the space {text}… (it appears in the list)");
+                    let notice = NetNotice::info(format!(
+                        "making the space {text}… (it appears in the list)"
+                    ));
                     Some((
                         ClientCommand::CreateSpace { name: text, policy: Policy::default() },
                         notice,
@@ -187,7 +189,7 @@ fn spawn_panel(mut commands: Commands, assets: Res<AssetServer>) {
             p.spawn((label("/ to search", 15.0, Color::srgb(0.6, 0.62, 0.66), font), SearchText));
             p.spawn((Node { flex_direction: FlexDirection::Column, row_gap: Val::Px(3.0), flex_grow: 1.0, overflow: Overflow::clip(), ..default() }, ListRoot));
             p.spawn((label("", 16.0, Color::srgb(1.0, 0.95, 0.7), font), ComposeText));
-            p.spawn((wrapping_label("", 14.0, Color::srgb(1.0, 0.55, 0.5), font), NoticeText));
+            p.spawn((wrapping_label("", 14.0, PROBLEM_COLOR, font), NoticeText));
             p.spawn(label("N new note · click to focus · R reply\n1-5 react · Del delete · drop an image\nhold V to record · X voice speed\nI invite · C new space · / search\nWASD walk · right-drag look · scroll", 13.0, Color::srgb(0.6, 0.62, 0.66), font));
         });
 }
@@ -211,7 +213,7 @@ fn panel_keys(
         }
         if prompt.0.is_some() {
             if let Some((command, notice)) = prompt_key(&mut prompt, &k.logical_key, current.0) {
-                notices.write(NetNotice(notice));
+                notices.write(notice);
                 net.write(crate::net::NetCommand(command));
             }
             continue;
@@ -225,7 +227,7 @@ fn panel_keys(
                 if mine.is_some_and(|s| s.role == Some(Role::Owner)) {
                     prompt.0 = Some((PromptKind::Invite, String::new()));
                 } else {
-                    notices.write(NetNotice("only an owner of this space may invite".into()));
+                    notices.write(NetNotice::problem("only an owner of this space may invite"));
                 }
             } else if k.key_code == KeyCode::KeyC {
                 prompt.0 = Some((PromptKind::NewSpace, String::new()));
@@ -257,14 +259,14 @@ fn update_texts(
     search: Res<Search>,
     prompt: Res<Prompt>,
     mut notices: MessageReader<NetNotice>,
-    mut last_notice: Local<Option<(String, f32)>>,
+    mut last_notice: Local<Option<(NetNotice, f32)>>,
     time: Res<Time>,
     mut texts: ParamSet<(
         Query<&mut Text, With<StatusText>>,
         Query<&mut Text, With<SpaceText>>,
         Query<&mut Text, With<ComposeText>>,
         Query<&mut Text, With<SearchText>>,
-        Query<&mut Text, With<NoticeText>>,
+        Query<(&mut Text, &mut TextColor), With<NoticeText>>,
         Query<&mut Text, With<MembersText>>,
     )>,
 ) {
@@ -320,11 +322,17 @@ fn update_texts(
         set(&mut t, s);
     }
     for n in notices.read() {
-        *last_notice = Some((n.0.clone(), time.elapsed_secs()));
+        *last_notice = Some((n.clone(), time.elapsed_secs()));
     }
-    if let Ok(mut t) = texts.p4().single_mut() {
+    if let Ok((mut t, mut color)) = texts.p4().single_mut() {
         let s = match &*last_notice {
-            Some((msg, at)) if time.elapsed_secs() - at < 8.0 => msg.clone(),
+            Some((notice, at)) if time.elapsed_secs() - at < 8.0 => {
+                let c = notice_color(notice);
+                if color.0 != c {
+                    color.0 = c;
+                }
+                notice.text.clone()
+            }
             _ => String::new(),
         };
         set(&mut t, s);
@@ -444,6 +452,15 @@ fn click_rows(
             fly.pitch = dir.y.asin();
         }
     }
+}
+
+/// A problem's line is red; news of what is being done is a quiet blue.
+const PROBLEM_COLOR: Color = Color::srgb(1.0, 0.55, 0.5);
+const INFO_COLOR: Color = Color::srgb(0.7, 0.84, 1.0);
+
+/// The colour a notice is shown in.
+pub fn notice_color(notice: &NetNotice) -> Color {
+    if notice.problem { PROBLEM_COLOR } else { INFO_COLOR }
 }
 
 /// Who is in a space: "Members: alice (owner) · bob · carol (reader)".
