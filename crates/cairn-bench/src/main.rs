@@ -1,7 +1,8 @@
 //! `cairn-bench`: measures, in one run, the Cairn server against this machine's ceilings.
 //!
-//! * ceilings: batched rusqlite inserts (WAL, synchronous=FULL) and a bare
-//!   tokio-tungstenite echo server;
+//! * ceilings: batched rusqlite inserts (WAL, synchronous=FULL), a bare
+//!   tokio-tungstenite echo server, and strict Ed25519 checks of note signatures on every
+//!   core (the server checks each post's, so no post rate can pass that one);
 //! * durable posts acknowledged per second with 100 concurrent senders;
 //! * 1:1 relay (post -> commit -> delivery to the other member): throughput, p50/p99;
 //! * delivery to every member of a 1,000-member space: p50/p99;
@@ -85,7 +86,8 @@ fn hist() -> Histogram<u64> {
 
 // ---- ceilings ----
 
-fn sqlite_ceiling(rows: usize) -> Result<f64> {
+/// Rows per second, and the CPU time the machine spent per row (every process).
+fn sqlite_ceiling(rows: usize) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let conn = rusqlite::Connection::open(dir.path().join("ceiling.db"))?;
     conn.execute_batch(
@@ -93,6 +95,7 @@ fn sqlite_ceiling(rows: usize) -> Result<f64> {
          CREATE TABLE entries (space BLOB, seq INTEGER, note_id BLOB, item BLOB, PRIMARY KEY (space, seq));",
     )?;
     let payload = vec![7u8; NOTE_BYTES + 300];
+    let busy = machine_busy_seconds()?;
     let started = Instant::now();
     let batch = 500;
     for b in 0..rows / batch {
@@ -111,7 +114,8 @@ fn sqlite_ceiling(rows: usize) -> Result<f64> {
         }
         conn.execute_batch("COMMIT")?;
     }
-    Ok(rows as f64 / started.elapsed().as_secs_f64())
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    Ok((rate, (machine_busy_seconds()? - busy) / rows as f64))
 }
 
 /// Round trips per second over one connection with `window` messages in flight, and
@@ -154,6 +158,82 @@ async fn echo_ceiling(seconds: u64) -> Result<(f64, Histogram<u64>)> {
         tx.send(msg.clone()).await?;
     }
     Ok((done as f64 / started.elapsed().as_secs_f64(), lat))
+}
+
+/// CPU time the whole machine has spent busy since boot (every process; user, system and
+/// interrupts; not idle, I/O wait or time stolen by the hypervisor), in seconds.
+fn machine_busy_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .context("empty /proc/stat")?
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let [user, nice, system, _idle, _iowait, irq, softirq, ..] = ticks[..] else {
+        anyhow::bail!("short cpu line in /proc/stat");
+    };
+    // Linux reports these in USER_HZ, 100 per second on every architecture it runs on.
+    Ok((user + nice + system + irq + softirq) as f64 / 100.0)
+}
+
+/// The most posts per second a server could acknowledge on this machine if each cost only
+/// its signature check (`verify_rate` over `threads` cores) and its row's CPU time: every
+/// core busy and nothing else done (no WebSocket, TCP or load generator).
+fn post_bound(verify_rate: f64, threads: usize, row_cpu: f64) -> f64 {
+    let per_post = threads as f64 / verify_rate + row_cpu;
+    threads as f64 / per_post
+}
+
+/// Where a durable post's CPU time went: its signature check and its row (from the
+/// ceilings), and the rest (WebSocket, TCP, CBOR and tasks, at the server and at the load
+/// generator).
+fn cpu_split(cpu: f64, verify_rate: f64, threads: usize, row_cpu: f64) -> String {
+    let check = threads as f64 / verify_rate;
+    format!(
+        "         machine CPU per acknowledged post: {:.1} us = signature check {:.1} + row {:.1} + the rest {:.1} (WebSocket, TCP, CBOR, tasks; server and load generator)",
+        cpu * 1e6,
+        check * 1e6,
+        row_cpu * 1e6,
+        (cpu - check - row_cpu) * 1e6
+    )
+}
+
+/// Note signatures the server can check per second with every core doing nothing else:
+/// what it does per post (the signed payload built from the header and ciphertext, then a
+/// strict Ed25519 check under the caller's decompressed key), on one thread per core. No
+/// server that checks each post's signature, as ours must, can acknowledge posts faster
+/// than this on this machine; the ratios below are read against it.
+fn verify_ceiling(seconds: f64) -> Result<(f64, usize)> {
+    let sender = DeviceIdentity::generate();
+    let key = EpochKey::generate();
+    let notes: Vec<SealedNote> =
+        (0..64).map(|n| note(&sender, &key, SpaceId([9; 16]), 0, n)).collect();
+    let public = cairn_server::auth::device_key(&sender.id())?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let started = Instant::now();
+    let checked: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut n = 0u64;
+                    while started.elapsed().as_secs_f64() < seconds {
+                        for sealed in &notes {
+                            let payload = sign::note_payload(&sealed.header, &sealed.ciphertext);
+                            cairn_server::auth::verify_with(&public, &payload, &sealed.signature)
+                                .expect("a sealed note verifies");
+                            n += 1;
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("verifier thread")).sum()
+    });
+    Ok((checked as f64 / started.elapsed().as_secs_f64(), threads))
 }
 
 // ---- the server under test ----
@@ -255,7 +335,13 @@ const PRESEALED: usize = 80_000;
 /// space with a few posts in flight, all acknowledged only after commit. (Fan-out to many
 /// members is measured on its own below.) Ends after `seconds` or when the pre-sealed notes
 /// run out, whichever is first.
-async fn durable_posts(url: &str, senders: usize, seconds: u64) -> Result<(f64, Histogram<u64>)> {
+/// Returns the rate, the acknowledgement latencies, and the machine's CPU time per
+/// acknowledged post over the measured seconds (server and load generator together).
+async fn durable_posts(
+    url: &str,
+    senders: usize,
+    seconds: u64,
+) -> Result<(f64, Histogram<u64>, f64)> {
     let mut users = Vec::new();
     let key = EpochKey::generate();
     let per_sender = (PRESEALED / senders).max(50) as u64;
@@ -266,6 +352,7 @@ async fn durable_posts(url: &str, senders: usize, seconds: u64) -> Result<(f64, 
             (1..=per_sender).map(|n| note(&u.id, &key, space, epoch, n)).collect();
         users.push((u, notes));
     }
+    let busy = machine_busy_seconds()?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -301,7 +388,8 @@ async fn durable_posts(url: &str, senders: usize, seconds: u64) -> Result<(f64, 
         all.add(lat)?;
         last = last.max(done);
     }
-    Ok((all.len() as f64 / last.duration_since(started).as_secs_f64(), all))
+    let cpu = (machine_busy_seconds()? - busy) / all.len() as f64;
+    Ok((all.len() as f64 / last.duration_since(started).as_secs_f64(), all, cpu))
 }
 
 /// 1:1 relay: alice posts (64 in flight), bob receives each as a live event.
@@ -440,7 +528,7 @@ async fn fan_out(url: &str, members: usize) -> Result<Histogram<u64>> {
 
 /// Rows per second for `INSERT ... SELECT FROM unnest(...)` of 500 note-sized rows per
 /// transaction, each transaction committed durably: the most a PostgreSQL backend can do.
-async fn postgres_ceiling(url: &str, rows: usize) -> Result<f64> {
+async fn postgres_ceiling(url: &str, rows: usize) -> Result<(f64, f64)> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     client
@@ -451,6 +539,7 @@ async fn postgres_ceiling(url: &str, rows: usize) -> Result<f64> {
         )
         .await?;
     let item = vec![0x5au8; NOTE_BYTES + 200];
+    let busy = machine_busy_seconds()?;
     let started = Instant::now();
     for batch in 0..rows / 500 {
         let space: Vec<Vec<u8>> = (0..500).map(|i| vec![(i % 100) as u8; 16]).collect();
@@ -464,7 +553,9 @@ async fn postgres_ceiling(url: &str, rows: usize) -> Result<f64> {
             )
             .await?;
     }
-    Ok((rows / 500 * 500) as f64 / started.elapsed().as_secs_f64())
+    let rows = rows / 500 * 500;
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    Ok((rate, (machine_busy_seconds()? - busy) / rows as f64))
 }
 
 /// Posts in flight for the storage-layer figures: many clients posting at once.
@@ -579,12 +670,19 @@ async fn cross_node(a: &str, b: &str, posts: u64) -> Result<(Histogram<u64>, His
     Ok((same, other))
 }
 
-async fn scale_out(args: &Args) -> Result<()> {
+async fn scale_out(args: &Args, verify_rate: f64) -> Result<()> {
     use cairn_server::storage::postgres::TempDatabase;
     let db = TempDatabase::create().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let ceiling = postgres_ceiling(&db.url, 100_000).await?;
+    let (ceiling, row_cpu) = postgres_ceiling(&db.url, 100_000).await?;
     println!(
-        "ceiling  PostgreSQL batched multi-row INSERT (500 rows/txn, synchronous_commit=on): {ceiling:.0} rows/s"
+        "ceiling  PostgreSQL batched multi-row INSERT (500 rows/txn, synchronous_commit=on): {ceiling:.0} rows/s, {:.1} us of CPU per row (PostgreSQL included)",
+        row_cpu * 1e6
+    );
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let bound = post_bound(verify_rate, threads, row_cpu);
+    println!(
+        "bound    a node that did nothing but check each post's signature and insert its row: at most {bound:.0} posts/s = {:.2}x the multi-row INSERT",
+        bound / ceiling
     );
     let store_db = TempDatabase::create().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let store: Arc<dyn cairn_server::storage::Store> = Arc::new(
@@ -600,14 +698,16 @@ async fn scale_out(args: &Args) -> Result<()> {
     let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let node_a = start_node(d1.path(), &db.url, &args.nats).await?;
     let node_b = start_node(d2.path(), &db.url, &args.nats).await?;
-    let (posts, lat) = durable_posts(&node_a.ws_url(), args.senders, args.seconds).await?;
+    let (posts, lat, cpu) = durable_posts(&node_a.ws_url(), args.senders, args.seconds).await?;
     println!(
-        "scale    durable posts on PostgreSQL, {} senders x 4 in flight: {posts:.0} acknowledged/s ({:.2}x the multi-row INSERT); ack p50 {:.2} ms p99 {:.2} ms",
+        "scale    durable posts on PostgreSQL, {} senders x 4 in flight: {posts:.0} acknowledged/s ({:.2}x the multi-row INSERT; signature checks alone cap it at {:.2}x); ack p50 {:.2} ms p99 {:.2} ms",
         args.senders,
         posts / ceiling,
+        verify_rate / ceiling,
         pct(&lat, 0.5),
         pct(&lat, 0.99)
     );
+    println!("{}", cpu_split(cpu, verify_rate, threads, row_cpu));
     let (same, other) = cross_node(&node_a.ws_url(), &node_b.ws_url(), 1000).await?;
     println!(
         "scale    post -> delivery, member on the same node: p50 {:.2} ms p99 {:.2} ms; on another node (via NATS + PostgreSQL): p50 {:.2} ms p99 {:.2} ms; p99 difference {:+.2} ms",
@@ -757,9 +857,20 @@ async fn main() -> Result<()> {
         args.senders, args.seconds, args.members, args.idle
     );
 
-    let ceiling_rows = sqlite_ceiling(50_000)?;
+    let (ceiling_rows, row_cpu) = sqlite_ceiling(50_000)?;
     println!(
-        "ceiling  batched rusqlite inserts (500/txn, WAL, synchronous=FULL): {ceiling_rows:.0} rows/s"
+        "ceiling  batched rusqlite inserts (500/txn, WAL, synchronous=FULL): {ceiling_rows:.0} rows/s, {:.1} us of CPU per row",
+        row_cpu * 1e6
+    );
+    let (verify_rate, threads) = verify_ceiling(2.0)?;
+    println!(
+        "ceiling  strict Ed25519 checks of a note's signature, {threads} threads and nothing else: {verify_rate:.0}/s = {:.2}x the insert ceiling",
+        verify_rate / ceiling_rows
+    );
+    let bound = post_bound(verify_rate, threads, row_cpu);
+    println!(
+        "bound    a server that did nothing but check each post's signature and insert its row: at most {bound:.0} posts/s = {:.2}x the insert ceiling",
+        bound / ceiling_rows
     );
     let mut echo_rate = f64::NAN;
     if args.runs(Phase::Echo) || args.runs(Phase::Relay) {
@@ -787,20 +898,23 @@ async fn main() -> Result<()> {
     let server = start_server(dir.path()).await?;
     let url = server.ws_url();
     if args.runs(Phase::Posts) {
-        let (posts, post_lat) = durable_posts(&url, args.senders, args.seconds).await?;
+        let (posts, post_lat, cpu) = durable_posts(&url, args.senders, args.seconds).await?;
         println!(
-            "server   durable posts, {} senders x 4 in flight: {posts:.0} acknowledged/s ({:.2}x the insert ceiling); ack p50 {:.2} ms p99 {:.2} ms",
+            "server   durable posts, {} senders x 4 in flight: {posts:.0} acknowledged/s ({:.2}x the insert ceiling; signature checks alone cap it at {:.2}x); ack p50 {:.2} ms p99 {:.2} ms",
             args.senders,
             posts / ceiling_rows,
+            verify_rate / ceiling_rows,
             pct(&post_lat, 0.5),
             pct(&post_lat, 0.99)
         );
+        println!("{}", cpu_split(cpu, verify_rate, threads, row_cpu));
     }
     if args.runs(Phase::Relay) {
         let (relay_rate, unloaded, loaded) = relay(&url, args.seconds).await?;
         println!(
-            "server   1:1 relay, 64 in flight: {relay_rate:.0} notes/s delivered ({:.2}x the echo ceiling); loaded p50 {:.2} ms p99 {:.2} ms; unloaded p50 {:.2} ms p99 {:.2} ms",
+            "server   1:1 relay, 64 in flight: {relay_rate:.0} notes/s delivered ({:.2}x the echo ceiling; signature checks alone cap it at {:.2}x); loaded p50 {:.2} ms p99 {:.2} ms; unloaded p50 {:.2} ms p99 {:.2} ms",
             relay_rate / echo_rate,
+            verify_rate / echo_rate,
             pct(&loaded, 0.5),
             pct(&loaded, 0.99),
             pct(&unloaded, 0.5),
@@ -833,7 +947,7 @@ async fn main() -> Result<()> {
     server.shutdown().await?;
 
     if !args.no_scale_out && args.runs(Phase::ScaleOut) {
-        scale_out(&args).await.context("scale-out figures (PostgreSQL and NATS)")?;
+        scale_out(&args, verify_rate).await.context("scale-out figures (PostgreSQL and NATS)")?;
     }
 
     if args.idle > 0 && args.runs(Phase::Idle) {
