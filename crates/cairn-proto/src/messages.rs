@@ -358,9 +358,10 @@ pub enum EntryItem {
     },
 }
 
-/// Typed error codes; `message` is for people and never carries server internals.
+/// Typed error codes; `message` is for people (it is what the error displays as) and never
+/// carries server internals.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{code:?}: {message}")]
+#[error("{message}")]
 pub struct ProtoError {
     pub code: ErrorCode,
     pub message: String,
