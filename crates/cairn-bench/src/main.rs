@@ -179,26 +179,38 @@ fn machine_busy_seconds() -> Result<f64> {
     Ok((user + nice + system + irq + softirq) as f64 / 100.0)
 }
 
-/// The most posts per second a server could acknowledge on this machine if each cost only
-/// its signature check (`verify_rate` over `threads` cores) and its row's CPU time: every
-/// core busy and nothing else done (no WebSocket, TCP or load generator).
-fn post_bound(verify_rate: f64, threads: usize, row_cpu: f64) -> f64 {
-    let per_post = threads as f64 / verify_rate + row_cpu;
-    threads as f64 / per_post
+/// The signature-check ceiling: checks per second with `threads` cores doing nothing else.
+struct Checks {
+    rate: f64,
+    threads: usize,
 }
 
-/// Where a durable post's CPU time went: its signature check and its row (from the
-/// ceilings), and the rest (WebSocket, TCP, CBOR and tasks, at the server and at the load
-/// generator).
-fn cpu_split(cpu: f64, verify_rate: f64, threads: usize, row_cpu: f64) -> String {
-    let check = threads as f64 / verify_rate;
-    format!(
-        "         machine CPU per acknowledged post: {:.1} us = signature check {:.1} + row {:.1} + the rest {:.1} (WebSocket, TCP, CBOR, tasks; server and load generator)",
-        cpu * 1e6,
-        check * 1e6,
-        row_cpu * 1e6,
-        (cpu - check - row_cpu) * 1e6
-    )
+impl Checks {
+    /// CPU time one check costs, in seconds of one core.
+    fn cpu_each(&self) -> f64 {
+        self.threads as f64 / self.rate
+    }
+
+    /// The most posts per second a server could acknowledge on this machine if each cost
+    /// only its signature check and its row's CPU time (`row_cpu`): every core busy and
+    /// nothing else done (no WebSocket, TCP or load generator).
+    fn post_bound(&self, row_cpu: f64) -> f64 {
+        self.threads as f64 / (self.cpu_each() + row_cpu)
+    }
+
+    /// Where a durable post's CPU time (`cpu`) went: its signature check and its row (from
+    /// the ceilings), and the rest (WebSocket, TCP, CBOR and tasks, at the server and at the
+    /// load generator).
+    fn cpu_split(&self, cpu: f64, row_cpu: f64) -> String {
+        let check = self.cpu_each();
+        format!(
+            "         machine CPU per acknowledged post: {:.1} us = signature check {:.1} + row {:.1} + the rest {:.1} (WebSocket, TCP, CBOR, tasks; server and load generator)",
+            cpu * 1e6,
+            check * 1e6,
+            row_cpu * 1e6,
+            (cpu - check - row_cpu) * 1e6
+        )
+    }
 }
 
 /// Note signatures the server can check per second with every core doing nothing else:
@@ -206,7 +218,7 @@ fn cpu_split(cpu: f64, verify_rate: f64, threads: usize, row_cpu: f64) -> String
 /// strict Ed25519 check under the caller's decompressed key), on one thread per core. No
 /// server that checks each post's signature, as ours must, can acknowledge posts faster
 /// than this on this machine; the ratios below are read against it.
-fn verify_ceiling(seconds: f64) -> Result<(f64, usize)> {
+fn verify_ceiling(seconds: f64) -> Result<Checks> {
     let sender = DeviceIdentity::generate();
     let key = EpochKey::generate();
     let notes: Vec<SealedNote> =
@@ -233,7 +245,7 @@ fn verify_ceiling(seconds: f64) -> Result<(f64, usize)> {
             .collect();
         workers.into_iter().map(|w| w.join().expect("verifier thread")).sum()
     });
-    Ok((checked as f64 / started.elapsed().as_secs_f64(), threads))
+    Ok(Checks { rate: checked as f64 / started.elapsed().as_secs_f64(), threads })
 }
 
 // ---- the server under test ----
@@ -670,7 +682,7 @@ async fn cross_node(a: &str, b: &str, posts: u64) -> Result<(Histogram<u64>, His
     Ok((same, other))
 }
 
-async fn scale_out(args: &Args, verify_rate: f64) -> Result<()> {
+async fn scale_out(args: &Args, checks: &Checks) -> Result<()> {
     use cairn_server::storage::postgres::TempDatabase;
     let db = TempDatabase::create().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let (ceiling, row_cpu) = postgres_ceiling(&db.url, 100_000).await?;
@@ -678,8 +690,7 @@ async fn scale_out(args: &Args, verify_rate: f64) -> Result<()> {
         "ceiling  PostgreSQL batched multi-row INSERT (500 rows/txn, synchronous_commit=on): {ceiling:.0} rows/s, {:.1} us of CPU per row (PostgreSQL included)",
         row_cpu * 1e6
     );
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let bound = post_bound(verify_rate, threads, row_cpu);
+    let bound = checks.post_bound(row_cpu);
     println!(
         "bound    a node that did nothing but check each post's signature and insert its row: at most {bound:.0} posts/s = {:.2}x the multi-row INSERT",
         bound / ceiling
@@ -703,11 +714,11 @@ async fn scale_out(args: &Args, verify_rate: f64) -> Result<()> {
         "scale    durable posts on PostgreSQL, {} senders x 4 in flight: {posts:.0} acknowledged/s ({:.2}x the multi-row INSERT; signature checks alone cap it at {:.2}x); ack p50 {:.2} ms p99 {:.2} ms",
         args.senders,
         posts / ceiling,
-        verify_rate / ceiling,
+        checks.rate / ceiling,
         pct(&lat, 0.5),
         pct(&lat, 0.99)
     );
-    println!("{}", cpu_split(cpu, verify_rate, threads, row_cpu));
+    println!("{}", checks.cpu_split(cpu, row_cpu));
     let (same, other) = cross_node(&node_a.ws_url(), &node_b.ws_url(), 1000).await?;
     println!(
         "scale    post -> delivery, member on the same node: p50 {:.2} ms p99 {:.2} ms; on another node (via NATS + PostgreSQL): p50 {:.2} ms p99 {:.2} ms; p99 difference {:+.2} ms",
@@ -862,12 +873,14 @@ async fn main() -> Result<()> {
         "ceiling  batched rusqlite inserts (500/txn, WAL, synchronous=FULL): {ceiling_rows:.0} rows/s, {:.1} us of CPU per row",
         row_cpu * 1e6
     );
-    let (verify_rate, threads) = verify_ceiling(2.0)?;
+    let checks = verify_ceiling(2.0)?;
     println!(
-        "ceiling  strict Ed25519 checks of a note's signature, {threads} threads and nothing else: {verify_rate:.0}/s = {:.2}x the insert ceiling",
-        verify_rate / ceiling_rows
+        "ceiling  strict Ed25519 checks of a note's signature, {} threads and nothing else: {:.0}/s = {:.2}x the insert ceiling",
+        checks.threads,
+        checks.rate,
+        checks.rate / ceiling_rows
     );
-    let bound = post_bound(verify_rate, threads, row_cpu);
+    let bound = checks.post_bound(row_cpu);
     println!(
         "bound    a server that did nothing but check each post's signature and insert its row: at most {bound:.0} posts/s = {:.2}x the insert ceiling",
         bound / ceiling_rows
@@ -903,18 +916,18 @@ async fn main() -> Result<()> {
             "server   durable posts, {} senders x 4 in flight: {posts:.0} acknowledged/s ({:.2}x the insert ceiling; signature checks alone cap it at {:.2}x); ack p50 {:.2} ms p99 {:.2} ms",
             args.senders,
             posts / ceiling_rows,
-            verify_rate / ceiling_rows,
+            checks.rate / ceiling_rows,
             pct(&post_lat, 0.5),
             pct(&post_lat, 0.99)
         );
-        println!("{}", cpu_split(cpu, verify_rate, threads, row_cpu));
+        println!("{}", checks.cpu_split(cpu, row_cpu));
     }
     if args.runs(Phase::Relay) {
         let (relay_rate, unloaded, loaded) = relay(&url, args.seconds).await?;
         println!(
             "server   1:1 relay, 64 in flight: {relay_rate:.0} notes/s delivered ({:.2}x the echo ceiling; signature checks alone cap it at {:.2}x); loaded p50 {:.2} ms p99 {:.2} ms; unloaded p50 {:.2} ms p99 {:.2} ms",
             relay_rate / echo_rate,
-            verify_rate / echo_rate,
+            checks.rate / echo_rate,
             pct(&loaded, 0.5),
             pct(&loaded, 0.99),
             pct(&unloaded, 0.5),
@@ -947,7 +960,7 @@ async fn main() -> Result<()> {
     server.shutdown().await?;
 
     if !args.no_scale_out && args.runs(Phase::ScaleOut) {
-        scale_out(&args, verify_rate).await.context("scale-out figures (PostgreSQL and NATS)")?;
+        scale_out(&args, &checks).await.context("scale-out figures (PostgreSQL and NATS)")?;
     }
 
     if args.idle > 0 && args.runs(Phase::Idle) {
