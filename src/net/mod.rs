@@ -149,6 +149,9 @@ fn drain_client(
                     current.0 = Some(id);
                 }
             }
+            ClientEvent::Changed(Change::Refused { message, .. }) => {
+                notices.write(NetNotice::problem(message));
+            }
             ClientEvent::Outbox(n) => status.outbox = n,
             ClientEvent::MediaReady { media: hash, path } => {
                 media.write(MediaReady { hash, path });

@@ -288,6 +288,8 @@ async fn space_with(
             },
             policy: Policy::default(),
         },
+        // The load generator never reads what it posts: any key will do.
+        key_confirm: Some(key_confirmation(&EpochKey::generate(), &space, 0)),
     };
     let signed = sign_op(&owner.id, &genesis);
     let mut log = MembershipLog::replay(std::slice::from_ref(&signed))?;
@@ -304,6 +306,7 @@ async fn space_with(
                         devices: vec![*keys],
                     },
                 },
+                Some(&EpochKey::generate()),
             ),
         );
         log.append(&op)?;

@@ -27,6 +27,9 @@ pub enum Change {
     Removed { space: SpaceId, note_id: NoteId },
     /// A space appeared or its membership changed.
     Space(SpaceId),
+    /// Something the server served was refused (a key envelope whose key the space's log
+    /// does not confirm, say): nothing of it was stored. The message says what and why.
+    Refused { space: SpaceId, message: String },
 }
 
 /// A note to write. `Draft::text` makes the common case short.
@@ -360,6 +363,7 @@ impl Client {
     ) -> Result<SpaceId, ClientError> {
         let space = SpaceId(random_id());
         let devices = self.own_devices().await?;
+        let key = EpochKey::generate();
         let op = MembershipOp {
             space,
             index: 0,
@@ -371,6 +375,7 @@ impl Client {
                 owner: Member { handle: self.handle.clone(), role: Role::Owner, devices },
                 policy,
             },
+            key_confirm: Some(key_confirmation(&key, &space, 0)),
         };
         let signed = sign_op(&self.identity, &op);
         let log = MembershipLog::replay(std::slice::from_ref(&signed))?;
@@ -378,7 +383,7 @@ impl Client {
         self.store.upsert_space(&space, name)?;
         self.store.put_op(&space, 0, &signed)?;
         self.logs.insert(space, log);
-        self.rotate_key(&space, &[]).await?;
+        self.hand_out_key(&space, 0, &key, &[]).await?;
         Ok(space)
     }
 
@@ -394,14 +399,37 @@ impl Client {
         Ok(devices)
     }
 
-    /// A user's live devices, verified from their signed list.
+    /// A user's live devices, verified from their signed list. A list is append-only, and a
+    /// revoked device stays revoked: a list that lacks a device this client saw before, or
+    /// shows a device as live again, is an old list served again, and is refused.
     pub async fn user_devices(&mut self, handle: &str) -> Result<Vec<DeviceKeys>, ClientError> {
         let Response::Devices { devices, .. } =
             self.request(Request::ListDevices { handle: handle.to_owned() }).await?
         else {
             return Err(ClientError::Protocol("expected devices".into()));
         };
-        Ok(verify_device_list(handle, &devices)?)
+        let live = verify_device_list(handle, &devices)?;
+        let meta_key = format!("device-list:{handle}");
+        let seen: Vec<(DeviceId, bool)> = match self.store.meta(&meta_key)? {
+            Some(bytes) => cairn_proto::decode(&bytes)
+                .map_err(|e| ClientError::Protocol(format!("stored device list: {e}")))?,
+            None => Vec::new(),
+        };
+        for (device, revoked) in &seen {
+            let now = devices.iter().find(|r| r.keys.sign == *device);
+            if now.is_none_or(|r| *revoked && !r.revoked) {
+                return Err(ClientError::Protocol(format!(
+                    "the server served an old device list of {handle}: device {} {}",
+                    &device.to_hex()[..16],
+                    if now.is_none() { "is missing" } else { "was revoked and is live again" }
+                )));
+            }
+        }
+        let now: Vec<(DeviceId, bool)> = devices.iter().map(|r| (r.keys.sign, r.revoked)).collect();
+        if now != seen {
+            self.store.set_meta(&meta_key, &cairn_proto::encode(&now))?;
+        }
+        Ok(live)
     }
 
     /// Adds a user to a space (new epoch key; the history too when the policy allows).
@@ -412,16 +440,13 @@ impl Client {
         role: Role,
     ) -> Result<(), ClientError> {
         let devices = self.user_devices(handle).await?;
-        let member = Member { handle: handle.to_owned(), role, devices: devices.clone() };
-        self.change_membership(space, Action::Add { member }).await?;
-        let history = self.state(space)?.policy.history_for_new_members;
-        self.rotate_key(space, if history { &devices } else { &[] }).await
+        let member = Member { handle: handle.to_owned(), role, devices };
+        self.change_membership(space, Action::Add { member }).await
     }
 
     /// Removes a user: a new epoch key that the removed devices never receive.
     pub async fn remove(&mut self, space: &SpaceId, handle: &str) -> Result<(), ClientError> {
-        self.change_membership(space, Action::Remove { handle: handle.to_owned() }).await?;
-        self.rotate_key(space, &[]).await
+        self.change_membership(space, Action::Remove { handle: handle.to_owned() }).await
     }
 
     /// Changes a member's role (no new key: the set of readers is the same).
@@ -434,6 +459,10 @@ impl Client {
         self.change_membership(space, Action::SetRole { handle: handle.to_owned(), role }).await
     }
 
+    /// Appends a membership op (fetching the log and retrying when another op came first).
+    /// An op that starts an epoch carries the confirmation of a fresh key, which is then
+    /// wrapped for every member device (and, for a new member where the policy shares
+    /// history, the earlier keys this device holds for the newcomer's devices).
     async fn change_membership(
         &mut self,
         space: &SpaceId,
@@ -443,14 +472,23 @@ impl Client {
             self.sync_membership(space).await?;
             let log =
                 self.logs.get(space).ok_or_else(|| ClientError::NoSuchSpace(space.to_hex()))?;
-            let op = log.next_op(&self.identity, action.clone());
+            let key = action.starts_epoch().then(EpochKey::generate);
+            let op = log.next_op(&self.identity, action.clone(), key.as_ref());
             let signed = sign_op(&self.identity, &op);
             let mut next = log.clone();
             next.append(&signed)?;
             match self.request(Request::ChangeMembership { op: signed.clone() }).await {
                 Ok(_) => {
                     self.store.put_op(space, op.index, &signed)?;
+                    let history = next.state().policy.history_for_new_members;
                     self.logs.insert(*space, next);
+                    if let Some(key) = key {
+                        let newcomers = match &action {
+                            Action::Add { member } if history => member.devices.clone(),
+                            _ => Vec::new(),
+                        };
+                        self.hand_out_key(space, op.index, &key, &newcomers).await?;
+                    }
                     return Ok(());
                 }
                 Err(ClientError::Server(e)) if e.code == ErrorCode::Conflict => continue,
@@ -460,27 +498,24 @@ impl Client {
         Err(ClientError::Invalid("membership kept changing under us; try again".into()))
     }
 
-    /// Makes a fresh key for the space's current epoch, wraps it for every member device, and
-    /// wraps the past keys this device holds for `history_for` (new members' devices).
-    async fn rotate_key(
+    /// Keeps the key of the epoch this device just started (its op, which confirms the key,
+    /// is in the log), wraps it for every member device, and wraps the past keys this device
+    /// holds for `history_for` (new members' devices).
+    async fn hand_out_key(
         &mut self,
         space: &SpaceId,
+        epoch: u64,
+        key: &EpochKey,
         history_for: &[DeviceKeys],
     ) -> Result<(), ClientError> {
         let state = self.state(space)?.clone();
-        let key = EpochKey::generate();
+        check_epoch_key(&state, epoch, key)?;
+        self.store.put_epoch_key(*space, epoch, key)?;
         let mut envelopes = Vec::new();
         for d in state.current_device_keys() {
-            envelopes.push(wrap_epoch_key(
-                &self.identity,
-                *space,
-                state.epoch,
-                &d.sign,
-                &d.agree,
-                &key,
-            )?);
+            envelopes.push(wrap_epoch_key(&self.identity, *space, epoch, &d.sign, &d.agree, key)?);
         }
-        for epoch in state.epochs().filter(|e| *e < state.epoch) {
+        for epoch in state.epochs().filter(|e| *e < epoch) {
             if let Some(old) = self.store.epoch_key(*space, epoch)? {
                 for d in history_for {
                     envelopes.push(wrap_epoch_key(
@@ -494,9 +529,22 @@ impl Client {
                 }
             }
         }
-        self.store.put_epoch_key(*space, state.epoch, &key)?;
+        self.put_envelopes(envelopes).await
+    }
+
+    /// Uploads envelopes in requests the server takes. An envelope the server already holds
+    /// for that epoch and recipient is kept there, never replaced: the server answers
+    /// `conflict` and stores the rest, which is what a retry or a second device of the same
+    /// user racing this one looks like; the recipient checks whichever it gets.
+    async fn put_envelopes(&mut self, envelopes: Vec<KeyEnvelope>) -> Result<(), ClientError> {
         for chunk in envelopes.chunks(1000) {
-            self.request(Request::PutEnvelopes { envelopes: chunk.to_vec() }).await?;
+            match self.request(Request::PutEnvelopes { envelopes: chunk.to_vec() }).await {
+                Ok(_) => {}
+                Err(ClientError::Server(e)) if e.code == ErrorCode::Conflict => {
+                    tracing::info!(error = %e, "some envelopes were there already");
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -565,12 +613,9 @@ impl Client {
             self.change_membership(space, Action::AddDevice { handle, device }).await?;
             self.share_keys(space, &device).await?;
         }
-        if !gone.is_empty() {
-            for device in gone {
-                let handle = self.handle.clone();
-                self.change_membership(space, Action::RemoveDevice { handle, device }).await?;
-            }
-            self.rotate_key(space, &[]).await?;
+        for device in gone {
+            let handle = self.handle.clone();
+            self.change_membership(space, Action::RemoveDevice { handle, device }).await?;
         }
         Ok(())
     }
@@ -595,10 +640,7 @@ impl Client {
                 )?);
             }
         }
-        for chunk in envelopes.chunks(1000) {
-            self.request(Request::PutEnvelopes { envelopes: chunk.to_vec() }).await?;
-        }
-        Ok(())
+        self.put_envelopes(envelopes).await
     }
 
     /// One space: membership, keys, then entries after the cursor.
@@ -663,7 +705,9 @@ impl Client {
     }
 
     /// Fetches the envelopes wrapped for this device, keeps the keys it lacked, and opens
-    /// notes that were waiting for them.
+    /// notes that were waiting for them. A key is kept only if the op that started its epoch
+    /// confirms it; any other envelope is refused (and reported) whoever wrote it, so a
+    /// good envelope can still be taken later.
     async fn sync_keys(&mut self, space: &SpaceId) -> Result<Vec<Change>, ClientError> {
         let envelopes = match self.request(Request::GetEnvelopes { space: *space }).await {
             Ok(Response::Envelopes { envelopes }) => envelopes,
@@ -675,28 +719,27 @@ impl Client {
             return Ok(Vec::new());
         };
         let mut new_keys = false;
+        let mut changes = Vec::new();
         for env in envelopes {
-            if env.space != *space || self.store.epoch_key(*space, env.epoch)?.is_some() {
+            if env.space == *space && self.store.epoch_key(*space, env.epoch)?.is_some() {
                 continue;
             }
-            // The creator must have been a member device at that epoch or later.
-            let trusted = state
-                .epochs()
-                .filter(|e| *e >= env.epoch)
-                .any(|e| state.was_member_device(&env.creator, e));
-            if !trusted {
-                tracing::warn!(space = %space, epoch = env.epoch, "envelope from a non-member device ignored");
-                continue;
-            }
-            match unwrap_epoch_key(&self.identity, &env) {
+            match accept_envelope(&self.identity, &state, &env) {
                 Ok(key) => {
                     self.store.put_epoch_key(*space, env.epoch, &key)?;
                     new_keys = true;
                 }
-                Err(e) => tracing::warn!(error = %e, "an envelope did not open"),
+                Err(e) => {
+                    let message = format!(
+                        "refused the key envelope for epoch {} from device {}: {e}",
+                        env.epoch,
+                        &env.creator.to_hex()[..16]
+                    );
+                    tracing::warn!(space = %space, "{message}");
+                    changes.push(Change::Refused { space: *space, message });
+                }
             }
         }
-        let mut changes = Vec::new();
         if new_keys {
             for sealed in self.store.unopened(space)? {
                 if let Some(note) = self.store.note(space, &sealed.header.note_id)? {
@@ -757,7 +800,14 @@ impl Client {
         Ok(match &entry.item {
             EntryItem::Note(sealed) => {
                 if sealed.header.space != *space {
-                    return Err(ClientError::Protocol("an entry from another space".into()));
+                    // A server's forgery (its header names another space): nothing of it is
+                    // kept, and the rest of the space syncs on.
+                    let message = format!(
+                        "refused entry {} of this space: it holds note {} of another space",
+                        entry.seq, sealed.header.note_id
+                    );
+                    tracing::warn!(space = %space, "{message}");
+                    return Ok(vec![Change::Refused { space: *space, message }]);
                 }
                 vec![Change::Note(self.open_and_store(sealed, entry.seq, entry.stored_at)?)]
             }
@@ -821,6 +871,9 @@ impl Client {
                 "this device has not received the space's current key yet; sync and retry".into(),
             )
         })?;
+        // Never encrypt with a key the log does not confirm (one stored before this check
+        // existed, or a corrupted store).
+        check_epoch_key(&state, state.epoch, &key)?;
         let (kind, mut body) = self.build_body(&draft).await?;
         body.pose = draft.pose;
         let header = NoteHeader {

@@ -120,6 +120,48 @@ async fn post_list_get_search_and_errors() {
     server.shutdown().await.unwrap();
 }
 
+/// Every command speaks JSON with `--json` (scripts parse each line), and a position with
+/// negative numbers is taken as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_prints_json_and_negative_positions_work_as_written() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start_server(server_dir.path(), port).await;
+    let url = format!("ws://127.0.0.1:{port}/v1/ws");
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    assert_eq!(
+        json(&alice, &["init", "--server", &url, "--handle", "alice"]).await["handle"],
+        "alice"
+    );
+    json(&bob, &["init", "--server", &url, "--handle", "bob"]).await;
+    let created = json(&alice, &["space", "create", "roof"]).await;
+    let invited = json(&alice, &["space", "invite", "roof", "bob", "--role", "reader"]).await;
+    assert_eq!(
+        (&invited["space"], &invited["invited"], &invited["role"]),
+        (&created["space"], &serde_json::json!("bob"), &serde_json::json!("reader"))
+    );
+    let posted =
+        json(&alice, &["note", "post", "roof", "--text", "mind the step", "--at", "-1.2,1.3,-2"])
+            .await;
+    assert_eq!(posted["at"], serde_json::json!([-1.2, 1.3, -2.0]));
+    let synced = json(&bob, &["sync"]).await;
+    assert_eq!(
+        (&synced["synced"], &synced["outbox"]),
+        (&serde_json::json!(true), &serde_json::json!(0))
+    );
+    let keys = json(&bob, &["device", "keys"]).await;
+    assert!(keys["keys"].as_str().unwrap().starts_with(keys["device"].as_str().unwrap()));
+    let id = posted["id"].as_str().unwrap();
+    let deleted = json(&alice, &["note", "delete", &id[..8]]).await;
+    assert_eq!(deleted["deleted"], id);
+    let removed = json(&alice, &["space", "remove", "roof", "bob"]).await;
+    assert_eq!(removed["removed"], "bob");
+    let code = json(&alice, &["safety-code", "bob"]).await;
+    assert!(code["safety_code"].is_string());
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_server_stopped_notes_and_search_work_from_the_cache() {
     let server_dir = tempfile::tempdir().unwrap();

@@ -5,48 +5,8 @@ use cairn_proto::*;
 use std::path::Path;
 use std::time::Duration;
 
-struct World {
-    server: Option<cairn_server::RunningServer>,
-    server_dir: tempfile::TempDir,
-    homes: tempfile::TempDir,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl World {
-    async fn new() -> World {
-        let mut w = World {
-            server: None,
-            server_dir: tempfile::tempdir().unwrap(),
-            homes: tempfile::tempdir().unwrap(),
-            port: free_port(),
-        };
-        w.start().await;
-        w
-    }
-    async fn start(&mut self) {
-        let mut config = cairn_server::Config::for_data_dir(self.server_dir.path());
-        config.listen = format!("127.0.0.1:{}", self.port).parse().unwrap();
-        self.server = Some(cairn_server::start(config).await.unwrap());
-    }
-    async fn stop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await.unwrap();
-        }
-    }
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/v1/ws", self.port)
-    }
-    fn home(&self, who: &str) -> std::path::PathBuf {
-        self.homes.path().join(who)
-    }
-    async fn user(&self, who: &str) -> Client {
-        Client::init(&self.home(who), &self.url(), who, None, None).await.unwrap()
-    }
-}
+mod support;
+use support::World;
 
 /// A real Ogg/Opus voice clip of `ms` milliseconds (a 220 Hz tone).
 fn ogg_opus(ms: u32) -> Vec<u8> {
@@ -410,4 +370,37 @@ fn the_handle_lists_spaces_with_their_members_and_sends_a_space_again_when_opene
     next("the note again", Box::new(is_basil));
     drop(handle);
     drop(w);
+}
+
+/// A space of long notes stays readable: sync pages are bounded in bytes so that each
+/// answer fits the frame limit the server announces (before, 60 notes of 10,000 characters
+/// made a 600 KB answer that every client refused, for good), for a member who was there
+/// and for one invited later.
+#[tokio::test]
+async fn a_space_of_long_notes_stays_readable() {
+    let w = World::new().await;
+    let mut alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let space = alice.create_space("archive", Policy::default()).await.unwrap();
+    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    for i in 0..60 {
+        let text = format!("{i:02}") + &"x".repeat(9_998);
+        alice.post(&space, Draft::text(&text, [0.0; 3])).await.unwrap();
+    }
+    for i in 0..2 {
+        let text = format!("{i:02}") + &"y".repeat(299_998);
+        alice.post(&space, Draft::text(&text, [0.0; 3])).await.unwrap();
+    }
+    let mut carol = w.user("carol").await;
+    alice.invite(&space, "carol", Role::Reader).await.unwrap();
+    for reader in [&mut bob, &mut carol] {
+        reader.sync().await.unwrap();
+        let notes = reader.notes(&space).unwrap();
+        assert_eq!(notes.len(), 62);
+        assert!(
+            notes.iter().all(|n| n.body.is_some()),
+            "{:?}",
+            notes.iter().find(|n| n.body.is_none())
+        );
+    }
 }

@@ -21,6 +21,7 @@ fn space_of(owner: &DeviceIdentity) -> MembershipLog {
             owner: Member { handle: "a".into(), role: Role::Owner, devices: vec![owner.keys()] },
             policy: Policy::default(),
         },
+        key_confirm: Some(key_confirmation(&EpochKey::generate(), &SpaceId([1; 16]), 0)),
     };
     MembershipLog::replay(&[sign_op(owner, &op)]).unwrap()
 }

@@ -14,6 +14,16 @@ pub enum CryptoError {
     NotAMember,
     #[error("no key for space epoch {0}")]
     MissingKey(u64),
+    #[error("the space has no epoch {0}")]
+    NoSuchEpoch(u64),
+    #[error(
+        "the key offered for epoch {0} is not the one its membership op confirms (a planted or corrupt envelope)"
+    )]
+    KeyNotConfirmed(u64),
+    #[error(
+        "forged author: the body names {claimed:?}, but the sending device belongs to {actual:?}"
+    )]
+    ForgedAuthor { claimed: String, actual: String },
     #[error("membership operation rejected: {0}")]
     Op(#[from] OpError),
     #[error("malformed {what}: {why}")]

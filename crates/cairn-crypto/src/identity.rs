@@ -38,7 +38,9 @@ impl DeviceIdentity {
         Self::from_secrets(&random_bytes::<32>(), &random_bytes::<32>())
     }
 
-    fn from_secrets(sign: &[u8; 32], agree: &[u8; 32]) -> Self {
+    /// From the two secret keys: an Ed25519 seed and an X25519 secret (known-answer tests,
+    /// docs/vectors).
+    pub fn from_secrets(sign: &[u8; 32], agree: &[u8; 32]) -> Self {
         DeviceIdentity { signing: SigningKey::from_bytes(sign), agree: StaticSecret::from(*agree) }
     }
 

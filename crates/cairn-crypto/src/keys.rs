@@ -3,8 +3,11 @@
 //! AES-256-GCM) and signed by the device that made the envelope.
 
 use crate::{CryptoError, DeviceIdentity, random_bytes, verify_signature};
-use cairn_proto::{AgreeKey, DeviceId, KeyEnvelope, SpaceId, sign};
+use cairn_proto::membership::SpaceState;
+use cairn_proto::{AgreeKey, DeviceId, KeyConfirm, KeyEnvelope, SpaceId, sign};
+use hkdf::Hkdf;
 use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
+use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::fmt;
 use subtle::ConstantTimeEq;
@@ -51,7 +54,50 @@ impl fmt::Debug for EpochKey {
     }
 }
 
-fn hpke_info(space: &SpaceId, epoch: u64, recipient: &DeviceId) -> Vec<u8> {
+/// The confirmation value of an epoch key, carried in the signed op that starts the epoch:
+/// `HKDF-SHA256(salt = "cairn/key-confirm/v1", ikm = key, info = space (16) || be64(epoch))`,
+/// 32 bytes. It commits to the key without revealing it (HKDF is a PRF), so a reader can tell
+/// the epoch's key from one planted in an envelope, whoever wrote the envelope.
+pub fn key_confirmation(key: &EpochKey, space: &SpaceId, epoch: u64) -> KeyConfirm {
+    let hk = Hkdf::<Sha256>::new(Some(b"cairn/key-confirm/v1"), key.as_bytes());
+    let mut info = [0u8; 24];
+    info[..16].copy_from_slice(&space.0);
+    info[16..].copy_from_slice(&epoch.to_be_bytes());
+    let mut out = [0u8; 32];
+    hk.expand(&info, &mut out).expect("32 bytes is a valid HKDF-SHA256 length");
+    KeyConfirm(out)
+}
+
+/// Whether `key` is the key of `epoch` in the verified log: the confirmation in the op that
+/// started the epoch must match, compared in constant time.
+pub fn check_epoch_key(state: &SpaceState, epoch: u64, key: &EpochKey) -> Result<(), CryptoError> {
+    let start = state.epoch_start(epoch).ok_or(CryptoError::NoSuchEpoch(epoch))?;
+    let computed = key_confirmation(key, &state.space, epoch);
+    if bool::from(computed.0.ct_eq(&start.confirm.0)) {
+        Ok(())
+    } else {
+        Err(CryptoError::KeyNotConfirmed(epoch))
+    }
+}
+
+/// Opens an envelope wrapped for this device and accepts its key only if it is the key of
+/// that epoch in the verified log ([`check_epoch_key`]). This is what a reader trusts: not
+/// the envelope's creator, but the confirmation signed into the log.
+pub fn accept_envelope(
+    me: &DeviceIdentity,
+    state: &SpaceState,
+    envelope: &KeyEnvelope,
+) -> Result<EpochKey, CryptoError> {
+    if envelope.space != state.space {
+        return Err(CryptoError::malformed("key envelope", "for another space"));
+    }
+    let key = unwrap_epoch_key(me, envelope)?;
+    check_epoch_key(state, envelope.epoch, &key)?;
+    Ok(key)
+}
+
+/// HPKE's `info` for an envelope: CBOR `["cairn/epoch-key/v1", space, epoch, recipient]`.
+pub fn hpke_info(space: &SpaceId, epoch: u64, recipient: &DeviceId) -> Vec<u8> {
     cairn_proto::encode(&("cairn/epoch-key/v1", space, epoch, recipient))
 }
 
@@ -83,9 +129,9 @@ pub fn wrap_epoch_key(
     Ok(KeyEnvelope { space, epoch, recipient: *recipient, creator: creator_id, wrapped, signature })
 }
 
-/// Verifies the envelope's signature and unwraps the key with this device's secret. The
-/// caller checks that `envelope.creator` is a device it trusts for that space (a member
-/// device, by the verified membership log).
+/// Verifies the envelope's signature and unwraps the key with this device's secret. This
+/// alone does not make the key trustworthy: [`accept_envelope`] also checks it against the
+/// epoch's confirmation.
 pub fn unwrap_epoch_key(
     me: &DeviceIdentity,
     envelope: &KeyEnvelope,

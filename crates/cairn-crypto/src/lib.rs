@@ -12,13 +12,19 @@ pub mod note;
 
 pub use error::CryptoError;
 pub use identity::{DeviceIdentity, safety_code, verify_device_list, verify_signature};
-pub use keys::{EpochKey, KeyStore, MemoryKeyStore, unwrap_epoch_key, wrap_epoch_key};
+pub use keys::{
+    EpochKey, KeyStore, MemoryKeyStore, accept_envelope, check_epoch_key, hpke_info,
+    key_confirmation, unwrap_epoch_key, wrap_epoch_key,
+};
 pub use media::{
     CHUNK_SIZE, MediaDecryptor, MediaEncryptor, MediaKey, decrypt_blob, encrypt_blob,
     encrypt_blob_with,
 };
 pub use membership::{MembershipLog, sign_op};
-pub use note::{MediaRef, NoteBody, Pose, SpatialAnchor, open_note, seal_note};
+pub use note::{
+    MediaRef, NoteBody, Pose, SpatialAnchor, associated_data, note_key, open_note, seal_note,
+    seal_note_with_nonce,
+};
 
 /// Fills `buf` from the operating system's random number generator.
 pub(crate) fn random_bytes<const N: usize>() -> zeroize::Zeroizing<[u8; N]> {

@@ -30,6 +30,11 @@ impl MediaKey {
     pub fn generate() -> Self {
         MediaKey(*random_bytes::<32>())
     }
+
+    /// From known bytes (known-answer tests, docs/vectors).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        MediaKey(bytes)
+    }
 }
 
 impl PartialEq for MediaKey {

@@ -2,7 +2,7 @@
 //! its actor, its hash chain against the previous op, and its authority by replaying the
 //! roles (`cairn_proto::membership`).
 
-use crate::{CryptoError, DeviceIdentity, sha256, verify_signature};
+use crate::{CryptoError, DeviceIdentity, EpochKey, key_confirmation, sha256, verify_signature};
 use cairn_proto::membership::SpaceState;
 use cairn_proto::{MembershipOp, OpHash, SignedOp, sign};
 
@@ -44,14 +44,22 @@ impl MembershipLog {
         &self.state
     }
 
-    /// The op that would come next: index and prev hash filled in.
-    pub fn next_op(&self, actor: &DeviceIdentity, action: cairn_proto::Action) -> MembershipOp {
+    /// The op that would come next: index and prev hash filled in. An action that starts an
+    /// epoch needs the new epoch's key (`new_key`), whose confirmation the op carries.
+    pub fn next_op(
+        &self,
+        actor: &DeviceIdentity,
+        action: cairn_proto::Action,
+        new_key: Option<&EpochKey>,
+    ) -> MembershipOp {
+        let index = self.state.len;
         MembershipOp {
             space: self.state.space,
-            index: self.state.len,
+            index,
             prev: self.state.head,
             actor: actor.id(),
             at: cairn_proto::now_ms(),
+            key_confirm: new_key.map(|k| key_confirmation(k, &self.state.space, index)),
             action,
         }
     }

@@ -62,7 +62,8 @@ pub struct MediaRef {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NoteBody {
     pub kind: NoteKind,
-    /// The author's handle, as they sent it.
+    /// The author's handle. Readers refuse a note whose author is not the user that owns
+    /// the sending device in the verified membership log ([`CryptoError::ForgedAuthor`]).
     pub author: String,
     pub text: String,
     pub media: Vec<MediaRef>,
@@ -103,7 +104,8 @@ impl NoteBody {
     }
 }
 
-fn note_key(epoch_key: &EpochKey, header: &NoteHeader) -> Zeroizing<[u8; 32]> {
+/// The key of one note: HKDF-SHA256 of the epoch key with the sender and note id.
+pub fn note_key(epoch_key: &EpochKey, header: &NoteHeader) -> Zeroizing<[u8; 32]> {
     let hk = Hkdf::<Sha256>::new(Some(b"cairn/note-key/v1"), epoch_key.as_bytes());
     let mut info = Vec::with_capacity(48);
     info.extend_from_slice(&header.sender.0);
@@ -113,7 +115,8 @@ fn note_key(epoch_key: &EpochKey, header: &NoteHeader) -> Zeroizing<[u8; 32]> {
     out
 }
 
-fn associated_data(header: &NoteHeader) -> Vec<u8> {
+/// The associated data of a note's AES-GCM: CBOR `["cairn/note-aad/v1", version, header]`.
+pub fn associated_data(header: &NoteHeader) -> Vec<u8> {
     cairn_proto::encode(&("cairn/note-aad/v1", PROTOCOL_VERSION, header))
 }
 
@@ -125,14 +128,25 @@ pub fn seal_note(
     header: NoteHeader,
     body: &NoteBody,
 ) -> SealedNote {
+    seal_note_with_nonce(sender, epoch_key, header, body, *random_bytes::<NONCE_LEN>())
+}
+
+/// [`seal_note`] with a given nonce, for known-answer vectors only: a nonce must never be
+/// used twice under one note key, which [`seal_note`]'s random nonce ensures.
+pub fn seal_note_with_nonce(
+    sender: &DeviceIdentity,
+    epoch_key: &EpochKey,
+    header: NoteHeader,
+    body: &NoteBody,
+    nonce: [u8; NONCE_LEN],
+) -> SealedNote {
     assert_eq!(header.sender, sender.id(), "a note is sealed by its sender");
     let plaintext = Zeroizing::new(cairn_proto::encode(body));
     let key = note_key(epoch_key, &header);
     let cipher = Aes256Gcm::new_from_slice(key.as_slice()).expect("32-byte key");
-    let nonce = random_bytes::<NONCE_LEN>();
     let aad = associated_data(&header);
     let sealed = cipher
-        .encrypt(&(*nonce).into(), Payload { msg: &plaintext, aad: &aad })
+        .encrypt(&nonce.into(), Payload { msg: &plaintext, aad: &aad })
         .expect("AES-GCM encryption of a bounded note cannot fail");
     let mut ciphertext = nonce.to_vec();
     ciphertext.extend_from_slice(&sealed);
@@ -141,8 +155,8 @@ pub fn seal_note(
 }
 
 /// Opens a note: the sender must have been a member device at the note's epoch, the
-/// signature must verify, the ciphertext must decrypt and decode, and the body's media
-/// must be exactly the header's.
+/// signature must verify, the ciphertext must decrypt and decode, the body's kind and media
+/// must be exactly the header's, and its author the user that owns the sender device.
 pub fn open_note(
     membership: &SpaceState,
     epoch_key: &EpochKey,
@@ -177,6 +191,15 @@ pub fn open_note(
     let hashes: Vec<_> = body.media.iter().map(|m| m.hash).collect();
     if hashes != h.media {
         return Err(CryptoError::malformed("note body", "media differ from the header"));
+    }
+    // The author is whoever owns the sending device in the verified log; a body that names
+    // anyone else is forged, so the name a reader shows is always the log's.
+    let actual = membership.author_of(&h.sender, h.epoch).ok_or(CryptoError::NotAMember)?;
+    if body.author != actual {
+        return Err(CryptoError::ForgedAuthor {
+            claimed: body.author.clone(),
+            actual: actual.to_owned(),
+        });
     }
     Ok(body)
 }

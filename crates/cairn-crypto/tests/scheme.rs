@@ -8,6 +8,8 @@ use proptest::prelude::*;
 struct Space {
     log: MembershipLog,
     ops: Vec<SignedOp>,
+    /// The key each epoch's op confirmed.
+    keys: std::collections::BTreeMap<u64, EpochKey>,
 }
 
 fn member(handle: &str, dev: &DeviceIdentity, role: Role) -> Member {
@@ -15,6 +17,7 @@ fn member(handle: &str, dev: &DeviceIdentity, role: Role) -> Member {
 }
 
 fn create_space(owner: &DeviceIdentity, policy: Policy) -> Space {
+    let key = EpochKey::generate();
     let op = MembershipOp {
         space: SpaceId([7; 16]),
         index: 0,
@@ -26,17 +29,26 @@ fn create_space(owner: &DeviceIdentity, policy: Policy) -> Space {
             owner: member("alice", owner, Role::Owner),
             policy,
         },
+        key_confirm: Some(key_confirmation(&key, &SpaceId([7; 16]), 0)),
     };
     let signed = sign_op(owner, &op);
-    Space { log: MembershipLog::replay(std::slice::from_ref(&signed)).unwrap(), ops: vec![signed] }
+    Space {
+        log: MembershipLog::replay(std::slice::from_ref(&signed)).unwrap(),
+        ops: vec![signed],
+        keys: [(0, key)].into(),
+    }
 }
 
 impl Space {
     fn act(&mut self, actor: &DeviceIdentity, action: Action) -> Result<(), CryptoError> {
-        let op = self.log.next_op(actor, action);
+        let key = action.starts_epoch().then(EpochKey::generate);
+        let op = self.log.next_op(actor, action, key.as_ref());
         let signed = sign_op(actor, &op);
         self.log.append(&signed)?;
         self.ops.push(signed);
+        if let Some(key) = key {
+            self.keys.insert(op.index, key);
+        }
         Ok(())
     }
     fn id(&self) -> SpaceId {

@@ -43,7 +43,10 @@ fn main() {
         "hello",
         &ClientFrame {
             id: 1,
-            request: Request::Hello { versions: vec![1], client: "cairn-client 0.1.0".into() },
+            request: Request::Hello {
+                versions: vec![PROTOCOL_VERSION],
+                client: "cairn-client 0.1.0".into(),
+            },
         },
     );
     show(
@@ -51,7 +54,7 @@ fn main() {
         &ServerFrame::Response {
             id: 1,
             result: Ok(Response::Welcome {
-                version: 1,
+                version: PROTOCOL_VERSION,
                 server: "cairn-server 0.1.0".into(),
                 challenge: Challenge([7; 32]),
                 limits: Limits {
@@ -106,6 +109,7 @@ fn main() {
             owner: Member { handle: "alice".into(), role: Role::Owner, devices: vec![keys] },
             policy: Policy::default(),
         },
+        key_confirm: Some(KeyConfirm([0xcf; 32])),
     };
     show("membership op body (signed as [\"cairn/op/v1\", body])", &op);
     show(
@@ -131,6 +135,7 @@ fn main() {
             actor: dev,
             at: 1_790_000_100_000,
             action: Action::AddDevice { handle: "alice".into(), device: laptop },
+            key_confirm: None,
         },
     );
     let header = NoteHeader {

@@ -107,6 +107,13 @@ byte_id!(
     32
 );
 byte_id!(
+    /// A key-confirmation value: derived from an epoch key by its maker (cairn-crypto
+    /// `key_confirmation`) and carried in the signed op that starts the epoch, so that every
+    /// member can tell the epoch's key from a planted one.
+    KeyConfirm,
+    32
+);
+byte_id!(
     /// A random challenge the server asks a device to sign at login.
     Challenge,
     32

@@ -14,7 +14,7 @@ pub use messages::*;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// The protocol version this crate speaks. Bump it on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest WebSocket message a peer must accept.
 pub const MAX_FRAME_BYTES: usize = 512 * 1024;
@@ -22,6 +22,12 @@ pub const MAX_FRAME_BYTES: usize = 512 * 1024;
 pub const MAX_NOTE_BYTES: usize = 384 * 1024;
 /// Largest number of entries in one `Sync` page.
 pub const MAX_SYNC_PAGE: u32 = 500;
+/// Most bytes of entries in one `Sync` page: the rest of [`MAX_FRAME_BYTES`] is room for
+/// the frame around them. A page holds at least one entry (a note is at most
+/// [`MAX_NOTE_BYTES`] of ciphertext plus its header), so every page fits in a frame.
+pub const MAX_PAGE_BYTES: usize = MAX_FRAME_BYTES - 16 * 1024;
+/// What an entry costs on the wire besides its item: `seq`, `stored_at`, the map's keys.
+pub const ENTRY_OVERHEAD_BYTES: usize = 64;
 /// Nesting deeper than this is rejected while decoding; our messages need less than 10.
 const MAX_DEPTH: usize = 32;
 

@@ -48,13 +48,41 @@ pub struct SpaceState {
     pub len: u64,
     /// Hash of the last op's body.
     pub head: OpHash,
-    /// Every epoch so far, oldest first.
-    epochs: Vec<u64>,
+    /// Every epoch so far, oldest first, with the device that started it and the
+    /// confirmation of its key.
+    epochs: Vec<EpochStart>,
     /// When each device was a member: `[from, until)` epochs, `until = u64::MAX` while it
     /// still is. Linear in the number of devices, however often membership changes.
     spans: HashMap<DeviceId, Vec<(u64, u64)>>,
     /// When each user (still or formerly a member) last joined, as an epoch.
     joined: BTreeMap<String, u64>,
+    /// The user each device was given to (a device belongs to one user, for good): whose
+    /// name a reader shows for a note the device sent.
+    users: HashMap<DeviceId, String>,
+}
+
+/// One epoch of a space: the index of the op that started it, that op's actor (who made and
+/// wrapped the epoch's key), and the key's confirmation value from that op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochStart {
+    pub epoch: u64,
+    pub actor: DeviceId,
+    pub confirm: KeyConfirm,
+}
+
+/// Why a device may not write an envelope (see [`SpaceState::may_wrap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WrapError {
+    #[error("no such epoch")]
+    NoSuchEpoch,
+    #[error("the recipient is not a current member device")]
+    RecipientNotMember,
+    #[error("the recipient's user may not read that epoch")]
+    RecipientMayNotRead,
+    #[error(
+        "only the device that started the epoch, an owner's device or a device of the recipient's own user may wrap its key"
+    )]
+    NotEntitled,
 }
 
 impl SpaceState {
@@ -73,6 +101,8 @@ impl SpaceState {
             return Err(OpError::ActorNotMember);
         }
         check_name(name)?;
+        let confirm = op.key_confirm.ok_or(OpError::Invalid(MISSING_CONFIRM))?;
+        check_new_devices(&owner.devices)?;
         let mut s = SpaceState {
             space: op.space,
             name: name.clone(),
@@ -81,9 +111,10 @@ impl SpaceState {
             epoch: 0,
             len: 1,
             head: hash,
-            epochs: vec![0],
+            epochs: vec![EpochStart { epoch: 0, actor: op.actor, confirm }],
             spans: HashMap::new(),
             joined: BTreeMap::new(),
+            users: HashMap::new(),
         };
         s.members.insert(
             owner.handle.clone(),
@@ -92,6 +123,7 @@ impl SpaceState {
         s.joined.insert(owner.handle.clone(), 0);
         for d in &owner.devices {
             s.spans.entry(d.sign).or_default().push((0, u64::MAX));
+            s.users.insert(d.sign, owner.handle.clone());
         }
         Ok(s)
     }
@@ -106,6 +138,13 @@ impl SpaceState {
         }
         if op.prev != self.head {
             return Err(OpError::BrokenChain);
+        }
+        match (op.action.starts_epoch(), op.key_confirm) {
+            (true, None) => return Err(OpError::Invalid(MISSING_CONFIRM)),
+            (false, Some(_)) => {
+                return Err(OpError::Invalid("only an op that starts an epoch confirms a key"));
+            }
+            _ => {}
         }
         let (actor_handle, actor_role) =
             self.member_of_device(&op.actor).ok_or(OpError::ActorNotMember)?;
@@ -134,6 +173,13 @@ impl SpaceState {
                 if member.devices.is_empty() || member.devices.len() > MAX_MEMBER_DEVICES {
                     return Err(OpError::Invalid("a member needs 1 to 64 devices"));
                 }
+                check_new_devices(&member.devices)?;
+                for d in &member.devices {
+                    self.check_device_free(&d.sign, &member.handle)?;
+                }
+                for d in &member.devices {
+                    self.users.insert(d.sign, member.handle.clone());
+                }
                 self.members.insert(
                     member.handle.clone(),
                     MemberState { role: member.role, devices: member.devices.clone() },
@@ -161,9 +207,11 @@ impl SpaceState {
             }
             Action::SetPolicy { policy } => self.policy = *policy,
             Action::AddDevice { handle, device } => {
-                if self.role_of_device(&device.sign).is_some() {
-                    return Err(OpError::Invalid("the device is already a member device"));
+                self.check_device_free(&device.sign, handle)?;
+                if !self.members.contains_key(handle) {
+                    return Err(OpError::Invalid("not a member"));
                 }
+                self.users.insert(device.sign, handle.clone());
                 let m = self.members.get_mut(handle).ok_or(OpError::Invalid("not a member"))?;
                 if m.devices.len() >= MAX_MEMBER_DEVICES {
                     return Err(OpError::Invalid("a member needs 1 to 64 devices"));
@@ -191,7 +239,8 @@ impl SpaceState {
         self.head = hash;
         if membership_changed {
             self.epoch = op.index;
-            self.epochs.push(op.index);
+            let confirm = op.key_confirm.expect("checked above: an epoch op confirms its key");
+            self.epochs.push(EpochStart { epoch: op.index, actor: op.actor, confirm });
             for d in joined_devices {
                 self.spans.entry(d).or_default().push((op.index, u64::MAX));
             }
@@ -202,6 +251,18 @@ impl SpaceState {
                     open.1 = op.index;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A device given to `handle` must not be a current member device, nor ever have been
+    /// given to another user: a device belongs to one user, for good.
+    fn check_device_free(&self, device: &DeviceId, handle: &str) -> Result<(), OpError> {
+        if self.role_of_device(device).is_some() {
+            return Err(OpError::Invalid("the device is already a member device"));
+        }
+        if self.users.get(device).is_some_and(|u| u != handle) {
+            return Err(OpError::Invalid("the device belongs to another user"));
         }
         Ok(())
     }
@@ -217,10 +278,9 @@ impl SpaceState {
 
     /// The handle and state of the member owning `device`.
     pub fn member_of_device(&self, device: &DeviceId) -> Option<(&str, &MemberState)> {
-        self.members
-            .iter()
-            .find(|(_, m)| m.devices.iter().any(|d| d.sign == *device))
-            .map(|(h, m)| (h.as_str(), m))
+        let handle = self.users.get(device)?;
+        let (handle, member) = self.members.get_key_value(handle)?;
+        member.devices.iter().any(|d| d.sign == *device).then_some((handle.as_str(), member))
     }
 
     /// All current member devices.
@@ -235,7 +295,46 @@ impl SpaceState {
 
     /// Whether `epoch` is one of this space's epochs.
     pub fn has_epoch(&self, epoch: u64) -> bool {
-        self.epochs.binary_search(&epoch).is_ok()
+        self.epoch_start(epoch).is_some()
+    }
+
+    /// The op that started `epoch`: its actor and its key confirmation.
+    pub fn epoch_start(&self, epoch: u64) -> Option<&EpochStart> {
+        self.epochs.binary_search_by_key(&epoch, |e| e.epoch).ok().map(|i| &self.epochs[i])
+    }
+
+    /// The user that owns `device`, if it was a member device at `epoch`: the only author a
+    /// reader may show for a note that device sent in that epoch.
+    pub fn author_of(&self, device: &DeviceId, epoch: u64) -> Option<&str> {
+        if !self.was_member_device(device, epoch) {
+            return None;
+        }
+        self.users.get(device).map(String::as_str)
+    }
+
+    /// Whether `creator` may write an envelope of `epoch`'s key for `recipient` (what the
+    /// server enforces): the recipient is a current member device whose user may read that
+    /// epoch, and the creator is a current member device that started the epoch, belongs to
+    /// an owner (who hands history to new members), or belongs to the recipient's own user
+    /// (who hands its keys to its new device). Readers do not rely on this: they check every
+    /// key against the epoch's confirmation.
+    pub fn may_wrap(
+        &self,
+        creator: &DeviceId,
+        recipient: &DeviceId,
+        epoch: u64,
+    ) -> Result<(), WrapError> {
+        let start = self.epoch_start(epoch).ok_or(WrapError::NoSuchEpoch)?;
+        let (to, _) = self.member_of_device(recipient).ok_or(WrapError::RecipientNotMember)?;
+        if !self.readable_epochs(to).contains(&epoch) {
+            return Err(WrapError::RecipientMayNotRead);
+        }
+        let (from, creator_state) = self.member_of_device(creator).ok_or(WrapError::NotEntitled)?;
+        if start.actor == *creator || creator_state.role == Role::Owner || from == to {
+            Ok(())
+        } else {
+            Err(WrapError::NotEntitled)
+        }
     }
 
     /// Whether `device` was a member device at `epoch` (false for an epoch that never was).
@@ -257,19 +356,26 @@ impl SpaceState {
 
     /// All epochs so far, oldest first.
     pub fn epochs(&self) -> impl Iterator<Item = u64> + '_ {
-        self.epochs.iter().copied()
+        self.epochs.iter().map(|e| e.epoch)
     }
 
     /// The epochs whose keys `handle` may hold: with history sharing all epochs up to now,
     /// otherwise those from its latest join on.
     pub fn readable_epochs(&self, handle: &str) -> Vec<u64> {
         let Some(joined) = self.joined.get(handle) else { return Vec::new() };
-        self.epochs
-            .iter()
-            .copied()
-            .filter(|e| self.policy.history_for_new_members || e >= joined)
-            .collect()
+        self.epochs().filter(|e| self.policy.history_for_new_members || e >= joined).collect()
     }
+}
+
+const MISSING_CONFIRM: &str = "an op that starts an epoch must confirm its key";
+
+/// The devices of a new member (or of the creator): each listed once.
+fn check_new_devices(devices: &[DeviceKeys]) -> Result<(), OpError> {
+    let distinct: BTreeSet<&DeviceId> = devices.iter().map(|d| &d.sign).collect();
+    if distinct.len() != devices.len() {
+        return Err(OpError::Invalid("a device is listed twice"));
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), OpError> {

@@ -194,6 +194,24 @@ pub struct MembershipOp {
     /// Unix milliseconds, as the actor's clock saw it.
     pub at: u64,
     pub action: Action,
+    /// For an op that starts an epoch ([`Action::starts_epoch`]): the confirmation value of
+    /// the new epoch's key. `None` for every other op. Readers accept an unwrapped epoch key
+    /// only if it matches.
+    pub key_confirm: Option<KeyConfirm>,
+}
+
+impl Action {
+    /// Whether an op with this action starts a new epoch (changes who may read the space):
+    /// `create`, `add`, `remove` and `remove_device`.
+    pub fn starts_epoch(&self) -> bool {
+        matches!(
+            self,
+            Action::Create { .. }
+                | Action::Add { .. }
+                | Action::Remove { .. }
+                | Action::RemoveDevice { .. }
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

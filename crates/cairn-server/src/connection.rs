@@ -186,7 +186,7 @@ async fn handshake(
                         &error_frame(
                             id,
                             ErrorCode::UnsupportedVersion,
-                            "this server speaks protocol version 1",
+                            &format!("this server speaks protocol version {PROTOCOL_VERSION}"),
                         ),
                     )
                     .await;

@@ -42,10 +42,73 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Opens the data directory (creating it when absent) and the SQLite store in it.
+/// The server's log filter: `RUST_LOG` (default `info`), except that the libraries that
+/// would write frame payloads or headers at their debug and trace levels (tokens,
+/// ciphertext) are held at `info` whatever `RUST_LOG` asks: no level of logging writes a
+/// token or a payload.
+pub fn log_filter() -> tracing_subscriber::EnvFilter {
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    for quiet in [
+        "tungstenite=info",
+        "tokio_tungstenite=info",
+        "hyper=info",
+        "hyper_util=info",
+        "h2=info",
+        "axum=info",
+        "tokio_postgres=info",
+        "async_nats=info",
+    ] {
+        filter = filter.add_directive(quiet.parse().expect("a valid directive"));
+    }
+    filter
+}
+
+/// Opens the data directory (creating it when absent) and the SQLite store in it. The
+/// directory is private to the server's user (0700; looser modes are tightened, with a
+/// warning): it holds the session-token secret, and every file in it is 0600 besides.
 fn open_sqlite(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&config.data)?;
-    Ok(Arc::new(SqliteStore::open(config.data.join("cairn.db"))?))
+    private_dir(&config.data)?;
+    let db = config.data.join("cairn.db");
+    let store = SqliteStore::open(&db)?;
+    // SQLite gives its -wal and -shm files the database file's mode.
+    for f in ["cairn.db", "cairn.db-wal", "cairn.db-shm"] {
+        let path = config.data.join(f);
+        if path.exists() {
+            private_file(&path)?;
+        }
+    }
+    Ok(Arc::new(store))
+}
+
+/// Creates `dir` (and its parents) mode 0700, or tightens an existing one to 0700.
+pub(crate) fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "the data directory was readable by other users; it is now 0700"
+        );
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{} is mode {mode:o} and could not be made private (0700): {e}; fix its owner or mode",
+                    dir.display()
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Makes a file private to the server's user (0600).
+pub(crate) fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 /// The record store and the media store that `config` names: PostgreSQL for both with

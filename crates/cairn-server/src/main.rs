@@ -7,12 +7,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .init();
+    tracing_subscriber::fmt().with_env_filter(cairn_server::log_filter()).init();
     if let Some(Command::Invite) = config.command {
         let (store, _) = cairn_server::open_stores(&config).await?;
         let token = hex::encode(cairn_server::auth::random32());

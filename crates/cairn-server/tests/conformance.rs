@@ -192,7 +192,8 @@ pub async fn conformance(store: Arc<dyn Store>) {
     assert_eq!(purged[0].space, other);
     assert!(store.purge_expired(2_000).await.unwrap().is_empty());
 
-    // Envelopes: by recipient, replaceable.
+    // Envelopes: by recipient, never replaced; a different one for a taken (epoch,
+    // recipient) is counted as kept, an identical one is not.
     let env = |epoch: u64, to: u8, byte: u8| KeyEnvelope {
         space,
         epoch,
@@ -201,11 +202,12 @@ pub async fn conformance(store: Arc<dyn Store>) {
         wrapped: vec![byte; 80],
         signature: Signature([1; 64]),
     };
-    store.put_envelopes(&[env(0, 2, 1), env(1, 2, 2), env(1, 3, 3)]).await.unwrap();
-    store.put_envelopes(&[env(1, 2, 4)]).await.unwrap();
+    assert_eq!(store.put_envelopes(&[env(0, 2, 1), env(1, 2, 2), env(1, 3, 3)]).await.unwrap(), 0);
+    assert_eq!(store.put_envelopes(&[env(1, 2, 4), env(2, 2, 5)]).await.unwrap(), 1);
+    assert_eq!(store.put_envelopes(&[env(1, 2, 2)]).await.unwrap(), 0);
     assert_eq!(
         store.envelopes(&space, &DeviceId([2; 32])).await.unwrap(),
-        vec![env(0, 2, 1), env(1, 2, 4)]
+        vec![env(0, 2, 1), env(1, 2, 2), env(2, 2, 5)]
     );
     assert!(store.envelopes(&other, &DeviceId([2; 32])).await.unwrap().is_empty());
 

@@ -96,8 +96,8 @@ enum NoteCmd {
         space: String,
         #[arg(long, default_value = "")]
         text: String,
-        /// Position in metres in the space: X,Y,Z.
-        #[arg(long, value_parser = parse_xyz, default_value = "0,0,0")]
+        /// Position in metres in the space: X,Y,Z (`--at -1.2,1.3,-2` works as written).
+        #[arg(long, value_parser = parse_xyz, default_value = "0,0,0", allow_hyphen_values = true)]
         at: [f32; 3],
         #[arg(long)]
         image: Option<PathBuf>,
@@ -200,7 +200,8 @@ fn note_json(n: &LocalNote) -> serde_json::Value {
         "author": body.map(|b| b.author.clone()),
         "kind": body.map(|b| kind_name(b.kind)),
         "text": body.map(|b| b.text.clone()),
-        "at": body.map(|b| b.pose.position),
+        // Each coordinate as the f32 it is (-1.2, not -1.2000000476837158).
+        "at": body.map(|b| b.pose.position.map(|v| v.to_string().parse::<f64>().unwrap_or(0.0))),
         "reply_to": body.and_then(|b| b.reply_to).map(|r| r.to_hex()),
         "reaction": body.and_then(|b| b.reaction.clone()),
         "media": body.map(|b| b.media.iter().map(|m| json!({"hash": m.hash.to_hex(), "mime": m.mime, "size": m.size})).collect::<Vec<_>>()),
@@ -236,6 +237,8 @@ fn note_line(n: &LocalNote) -> String {
 struct App {
     cli_json: bool,
     client: Client,
+    /// What the last sync refused (planted key envelopes, say), for `sync --json`.
+    refused: Vec<String>,
 }
 
 impl App {
@@ -251,13 +254,29 @@ impl App {
         }
     }
 
-    /// Connects and syncs; returns false (after a note on stderr) when offline.
+    /// Syncs, and says on stderr what was refused.
+    async fn sync(&mut self) -> Result<(), ClientError> {
+        for change in self.client.sync().await? {
+            if let Change::Refused { message, .. } = change {
+                eprintln!("warning: {message}");
+                self.refused.push(message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Connects and syncs; returns false (after a note on stderr) when offline, also when
+    /// the connection is lost during the sync: what is cached is shown all the same.
     async fn go_online(&mut self) -> Result<bool> {
         match self.client.connect().await {
-            Ok(()) => {
-                self.client.sync().await?;
-                Ok(true)
-            }
+            Ok(()) => match self.sync().await {
+                Ok(()) => Ok(true),
+                Err(ClientError::Offline(why)) => {
+                    eprintln!("offline ({why}): showing what this device has cached");
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
+            },
             Err(ClientError::Offline(why)) => {
                 eprintln!("offline ({why}): showing what this device has cached");
                 Ok(false)
@@ -268,8 +287,7 @@ impl App {
 
     async fn online(&mut self) -> Result<()> {
         self.client.connect().await.context("the server is needed for this")?;
-        self.client.sync().await?;
-        Ok(())
+        Ok(self.sync().await?)
     }
 
     fn space(&self, name: &str) -> Result<SpaceId> {
@@ -319,13 +337,16 @@ async fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let client = Client::open(&home, passphrase)?;
-    let mut app = App { cli_json: cli.json, client };
+    let mut app = App { cli_json: cli.json, client, refused: Vec::new() };
     match cli.command {
         Cmd::Init { .. } => unreachable!("handled above"),
         Cmd::Sync => {
             app.online().await?;
-            if !cli.json {
-                println!("synced; outbox holds {}", app.client.outbox_len()?);
+            let outbox = app.client.outbox_len()?;
+            if cli.json {
+                println!("{}", json!({"synced": true, "outbox": outbox, "refused": app.refused}));
+            } else {
+                println!("synced; outbox holds {outbox}");
             }
         }
         Cmd::Space(SpaceCmd::Create { name, owners_post_only, no_history }) => {
@@ -345,7 +366,12 @@ async fn run(cli: Cli) -> Result<()> {
             app.online().await?;
             let id = app.space(&space)?;
             app.client.invite(&id, &handle, role).await?;
-            if !cli.json {
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"space": id.to_hex(), "invited": handle, "role": role_name(role)})
+                );
+            } else {
                 println!("{handle} is now a {} of {space}", role_name(role));
             }
         }
@@ -353,7 +379,9 @@ async fn run(cli: Cli) -> Result<()> {
             app.online().await?;
             let id = app.space(&space)?;
             app.client.remove(&id, &handle).await?;
-            if !cli.json {
+            if cli.json {
+                println!("{}", json!({"space": id.to_hex(), "removed": handle}));
+            } else {
                 println!("removed {handle} from {space}; the space has a new key");
             }
         }
@@ -483,7 +511,12 @@ async fn run(cli: Cli) -> Result<()> {
             let _ = app.go_online().await?;
             let note = app.client.find_note(&id)?;
             app.client.delete(&note.space, &note.note_id).await?;
-            if !cli.json {
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"deleted": note.note_id.to_hex(), "space": note.space.to_hex()})
+                );
+            } else {
                 println!("deleted {}", &note.note_id.to_hex()[..8]);
             }
         }
@@ -543,7 +576,12 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Device(DeviceCmd::Keys) => {
             let k = app.client.identity().keys();
-            println!("{}:{}", k.sign.to_hex(), k.agree.to_hex());
+            let keys = format!("{}:{}", k.sign.to_hex(), k.agree.to_hex());
+            if cli.json {
+                println!("{}", json!({"device": k.sign.to_hex(), "keys": keys}));
+            } else {
+                println!("{keys}");
+            }
         }
         Cmd::Device(DeviceCmd::Add { keys }) => {
             app.online().await?;
@@ -555,7 +593,9 @@ async fn run(cli: Cli) -> Result<()> {
                 agree: cairn_proto::AgreeKey::from_hex(agree).context("bad agreement key")?,
             };
             app.client.add_device(keys).await?;
-            if !cli.json {
+            if cli.json {
+                println!("{}", json!({"added": keys.sign.to_hex()}));
+            } else {
                 println!("added device {}", keys.sign);
             }
         }
@@ -563,7 +603,9 @@ async fn run(cli: Cli) -> Result<()> {
             app.online().await?;
             let id = DeviceId::from_hex(&device).context("a device id is 64 hex digits")?;
             app.client.revoke_device(id).await?;
-            if !cli.json {
+            if cli.json {
+                println!("{}", json!({"revoked": id.to_hex()}));
+            } else {
                 println!("revoked {id}");
             }
         }

@@ -18,7 +18,8 @@ impl FsMediaStore {
     /// since none of them was acknowledged.
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(dir.join("tmp"))?;
+        crate::private_dir(&dir.join("tmp"))?;
+        crate::private_dir(&dir)?;
         for entry in std::fs::read_dir(dir.join("tmp"))? {
             let _ = std::fs::remove_file(entry?.path());
         }
@@ -37,7 +38,12 @@ impl MediaStore for FsMediaStore {
     async fn put(&self, hash: &MediaHash, body: ByteStream, max: u64) -> Result<u64, MediaError> {
         let tmp =
             self.dir.join("tmp").join(format!("{}.part", hex::encode(crate::auth::random32())));
-        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .await?;
         let written: Result<u64, MediaError> = async {
             let mut upload = Upload::new(body, max);
             while let Some(chunk) = upload.next().await? {
@@ -58,7 +64,7 @@ impl MediaStore for FsMediaStore {
         };
         let dest = self.blob_path(hash);
         let dir = dest.parent().expect("blob paths have a parent").to_path_buf();
-        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).await?;
         if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
             // Deduplicated: the same bytes are already durable.
             let _ = tokio::fs::remove_file(&tmp).await;

@@ -27,6 +27,10 @@ pub async fn post(state: &AppState, caller: &Caller, note: SealedNote) -> Result
     if h.expires_at.is_some_and(|t| t <= now) {
         return Err(ServerError::bad("the note has already expired"));
     }
+    // Stored as a signed 64-bit integer: later than that is no time at all.
+    if h.expires_at.is_some_and(|t| t > i64::MAX as u64) {
+        return Err(ServerError::bad("expires_at is out of range (at most 2^63-1 ms)"));
+    }
     let (mut cached, role) = member_space(state, caller, &h.space).await?;
     if !role.may_post(&cached.state.policy) {
         return Err(ServerError::forbidden("your role may not post in this space"));
@@ -101,6 +105,10 @@ pub async fn sync(
     limit: u32,
 ) -> Result<Response> {
     member_space(state, caller, &space).await?;
+    if after > i64::MAX as u64 {
+        // No sequence number is that high: nothing comes after it.
+        return Ok(Response::Entries { space, entries: Vec::new(), more: false });
+    }
     let limit = limit.clamp(1, cairn_proto::MAX_SYNC_PAGE);
     let (entries, more) = state.store.entries(&space, after, limit, cairn_proto::now_ms()).await?;
     Ok(Response::Entries { space, entries, more })

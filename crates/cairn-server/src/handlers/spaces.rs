@@ -8,7 +8,7 @@ use crate::error::{Result, ServerError};
 use crate::relay::WakeKind;
 use crate::state::{AppState, CachedSpace, cached, op_hash};
 use crate::storage::MembersAfter;
-use cairn_proto::membership::{OpError, SpaceState};
+use cairn_proto::membership::{OpError, SpaceState, WrapError};
 use cairn_proto::{
     Action, ErrorCode, Event, KeyEnvelope, MembershipOp, OpHash, Response, SignedOp, SpaceId, sign,
 };
@@ -122,6 +122,10 @@ pub async fn membership(
     from: u64,
 ) -> Result<Response> {
     member_space(state, caller, &space).await?;
+    if from > i64::MAX as u64 {
+        // No log is that long: there is nothing from there on.
+        return Ok(Response::Membership { space, ops: Vec::new() });
+    }
     let ops = state.store.ops(&space, from).await?;
     Ok(Response::Membership { space, ops })
 }
@@ -151,19 +155,20 @@ pub async fn put_envelopes(
             spaces.push((e.space, cached));
         }
         let cached = &spaces.iter().find(|(s, _)| *s == e.space).expect("inserted above").1;
-        if !cached.state.has_epoch(e.epoch) {
-            return Err(ServerError::code(ErrorCode::BadEpoch, "no such epoch"));
-        }
-        if !cached.state.was_member_device(&e.recipient, cached.state.epoch) {
-            return Err(ServerError::bad("recipient is not a member device"));
-        }
+        cached.state.may_wrap(&e.creator, &e.recipient, e.epoch).map_err(|w| match w {
+            WrapError::NoSuchEpoch => ServerError::code(ErrorCode::BadEpoch, w.to_string()),
+            WrapError::RecipientNotMember | WrapError::RecipientMayNotRead => {
+                ServerError::bad(w.to_string())
+            }
+            WrapError::NotEntitled => ServerError::forbidden(w.to_string()),
+        })?;
         verify(
             &e.creator,
             &sign::envelope_payload(&e.space, e.epoch, &e.recipient, &e.creator, &e.wrapped),
             &e.signature,
         )?;
     }
-    state.store.put_envelopes(&envelopes).await?;
+    let kept = state.store.put_envelopes(&envelopes).await?;
     // One notice per (space, epoch, user), here and on the other nodes.
     let mut notices: BTreeSet<(SpaceId, u64, String)> = BTreeSet::new();
     for e in &envelopes {
@@ -184,6 +189,14 @@ pub async fn put_envelopes(
         for ((space, epoch), handles) in by_space {
             relay.publish(state, space, WakeKind::Envelopes { epoch, handles });
         }
+    }
+    if kept > 0 {
+        return Err(ServerError::code(
+            ErrorCode::Conflict,
+            format!(
+                "{kept} of these envelopes were not stored: a different one is stored for that epoch and recipient, and is never replaced (the others were stored)"
+            ),
+        ));
     }
     Ok(Response::Done)
 }

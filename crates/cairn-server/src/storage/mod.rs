@@ -137,7 +137,10 @@ pub trait Store: Send + Sync + 'static {
     /// Turns every note expired by `now` into a tombstone; returns the new tombstone entries.
     async fn purge_expired(&self, now: u64) -> Result<Vec<Tombstoned>, StoreError>;
 
-    async fn put_envelopes(&self, envelopes: &[KeyEnvelope]) -> Result<(), StoreError>;
+    /// Stores each envelope unless one for the same (space, epoch, recipient) is stored
+    /// already: an envelope is never replaced. Returns how many were not stored because a
+    /// *different* envelope was there (an identical one is a harmless retry).
+    async fn put_envelopes(&self, envelopes: &[KeyEnvelope]) -> Result<usize, StoreError>;
     async fn envelopes(
         &self,
         space: &SpaceId,
@@ -160,6 +163,31 @@ pub trait Store: Send + Sync + 'static {
 }
 
 // Helpers both backends share: the row shapes are the same in SQLite and PostgreSQL.
+
+/// Fills one sync page: at most `limit` entries and [`cairn_proto::MAX_PAGE_BYTES`] on the
+/// wire, and at least one entry, so that every page fits in a frame.
+pub(crate) struct Page {
+    limit: usize,
+    taken: usize,
+    bytes: usize,
+}
+
+impl Page {
+    pub(crate) fn new(limit: u32) -> Page {
+        Page { limit: limit as usize, taken: 0, bytes: 0 }
+    }
+
+    /// Whether the next entry, whose stored item has `item_len` bytes, goes in this page.
+    pub(crate) fn admit(&mut self, item_len: usize) -> bool {
+        let bytes = self.bytes + item_len + cairn_proto::ENTRY_OVERHEAD_BYTES;
+        if self.taken == self.limit || (self.taken > 0 && bytes > cairn_proto::MAX_PAGE_BYTES) {
+            return false;
+        }
+        self.taken += 1;
+        self.bytes = bytes;
+        true
+    }
+}
 
 pub(crate) fn role_str(r: Role) -> &'static str {
     match r {

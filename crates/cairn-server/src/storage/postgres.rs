@@ -683,6 +683,17 @@ impl Store for PgStore {
         now: u64,
     ) -> Result<(Vec<SpaceEntry>, bool), StoreError> {
         let client = self.pool.get().await?;
+        // The sizes first (a few bytes a row), so that only one page of items is fetched.
+        let sizes = client
+            .query(
+                "SELECT octet_length(item) FROM entries WHERE space = $1 AND seq > $2
+                 ORDER BY seq LIMIT $3",
+                &[&&space.0[..], &(after as i64), &(i64::from(limit) + 1)],
+            )
+            .await?;
+        let mut page = super::Page::new(limit);
+        let fit = sizes.iter().take_while(|r| page.admit(r.get::<_, i32>(0) as usize)).count();
+        let more = sizes.len() > fit;
         let stmt = client
             .prepare_cached(
                 "SELECT seq, stored_at, item, note_id,
@@ -691,14 +702,12 @@ impl Store for PgStore {
             )
             .await?;
         let rows = client
-            .query(&stmt, &[&&space.0[..], &(after as i64), &(i64::from(limit) + 1), &(now as i64)])
+            .query(&stmt, &[&&space.0[..], &(after as i64), &(fit as i64), &(now as i64)])
             .await?;
-        let mut out = rows
+        let out = rows
             .iter()
             .map(|r| row_entry(r.get(0), r.get(1), r.get(2), r.get(4), r.get(3)))
             .collect::<Result<Vec<_>, _>>()?;
-        let more = out.len() > limit as usize;
-        out.truncate(limit as usize);
         Ok((out, more))
     }
 
@@ -723,7 +732,7 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn put_envelopes(&self, envelopes: &[KeyEnvelope]) -> Result<(), StoreError> {
+    async fn put_envelopes(&self, envelopes: &[KeyEnvelope]) -> Result<usize, StoreError> {
         let mut space = Vec::with_capacity(envelopes.len());
         let mut epoch = Vec::with_capacity(envelopes.len());
         let mut recipient = Vec::with_capacity(envelopes.len());
@@ -735,15 +744,28 @@ impl Store for PgStore {
             body.push(cairn_proto::encode(e));
         }
         let client = self.pool.get().await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&space, &epoch, &recipient, &body];
         client
             .execute(
                 "INSERT INTO envelopes (space, epoch, recipient, envelope)
                  SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[], $4::bytea[])
-                 ON CONFLICT (space, epoch, recipient) DO UPDATE SET envelope = EXCLUDED.envelope",
-                &[&space, &epoch, &recipient, &body],
+                 ON CONFLICT (space, epoch, recipient) DO NOTHING",
+                &params,
             )
             .await?;
-        Ok(())
+        // What is stored now differs from what was sent exactly where an envelope was kept.
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM envelopes e
+                 JOIN unnest($1::bytea[], $2::int8[], $3::bytea[], $4::bytea[])
+                   AS n(space, epoch, recipient, envelope)
+                   ON e.space = n.space AND e.epoch = n.epoch AND e.recipient = n.recipient
+                 WHERE e.envelope <> n.envelope",
+                &params,
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) as usize)
     }
 
     async fn envelopes(

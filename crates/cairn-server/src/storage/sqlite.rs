@@ -565,14 +565,17 @@ impl Store for SqliteStore {
                 params![&space.0[..], after as i64, i64::from(limit) + 1, now as i64],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Vec<u8>>(3)?, r.get::<_, bool>(4)?)),
             )?;
+            // Rows are read one at a time, and reading stops once a page is full in bytes.
             let mut out = Vec::new();
+            let mut page = super::Page::new(limit);
             for row in rows {
                 let (seq, stored_at, item, note_id, expired) = row?;
+                if !page.admit(item.len()) {
+                    return Ok((out, true));
+                }
                 out.push(row_entry(seq, stored_at, &item, expired, &note_id)?);
             }
-            let more = out.len() > limit as usize;
-            out.truncate(limit as usize);
-            Ok((out, more))
+            Ok((out, false))
         })
         .await
     }
@@ -597,16 +600,26 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn put_envelopes(&self, envelopes: &[KeyEnvelope]) -> Result<(), StoreError> {
+    async fn put_envelopes(&self, envelopes: &[KeyEnvelope]) -> Result<usize, StoreError> {
         let envelopes = envelopes.to_vec();
         self.write(move |c| {
             let mut ins = c.prepare_cached(
-                "INSERT OR REPLACE INTO envelopes (space, epoch, recipient, envelope) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR IGNORE INTO envelopes (space, epoch, recipient, envelope) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let mut existing = c.prepare_cached(
+                "SELECT envelope FROM envelopes WHERE space = ?1 AND epoch = ?2 AND recipient = ?3",
+            )?;
+            let mut kept = 0;
             for e in &envelopes {
-                ins.execute(params![&e.space.0[..], e.epoch as i64, &e.recipient.0[..], cairn_proto::encode(e)])?;
+                let key = (&e.space.0[..], e.epoch as i64, &e.recipient.0[..]);
+                let body = cairn_proto::encode(e);
+                if ins.execute(params![key.0, key.1, key.2, &body])? == 0 {
+                    let stored: Vec<u8> =
+                        existing.query_row(params![key.0, key.1, key.2], |r| r.get(0))?;
+                    kept += usize::from(stored != body);
+                }
             }
-            Ok(())
+            Ok(kept)
         })
         .await
     }

@@ -279,6 +279,7 @@ impl TestSpace {
                 },
                 policy,
             },
+            key_confirm: Some(KeyConfirm([0xC0; 32])),
         };
         let signed = signed_op(owner, &op);
         client.request(Request::CreateSpace { op: signed.clone() }).await.unwrap();
@@ -294,6 +295,9 @@ impl TestSpace {
                 prev: self.head,
                 actor: actor.id(),
                 at: now_ms(),
+                // The server cannot check a confirmation (it never holds a key): any value
+                // of the right shape will do here.
+                key_confirm: action.starts_epoch().then_some(KeyConfirm([0xC1; 32])),
                 action,
             },
         )

@@ -1,0 +1,170 @@
+//! What one registered user, or anyone who can open a socket, cannot do to the server: one
+//! regression test per finding of the hostile run (docs/SECURITY.md, "Resource limits").
+
+mod common;
+use cairn_proto::*;
+use common::*;
+use futures_util::StreamExt;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Finding 1: a sync page is bounded in bytes, so every answer fits the frame limit the
+/// server announces. Before, 60 notes of 10,000 bytes made one 600 KB answer that every
+/// client refused, for good.
+#[tokio::test]
+async fn a_sync_page_always_fits_in_one_frame() {
+    let t = start().await;
+    let url = t.server.ws_url();
+    let alice = Device::new();
+    let mut a = Client::register(&url, "alice", &alice).await;
+    let space = TestSpace::create(&mut a, &alice, Policy::default()).await;
+    for i in 0..60u8 {
+        post(&mut a, &note(&alice, space.id, 0, &[i; 10_000])).await.unwrap();
+    }
+    // Two notes near the note limit: at worst one per page.
+    for i in 0..2u8 {
+        post(&mut a, &note(&alice, space.id, 0, &vec![i; MAX_NOTE_BYTES])).await.unwrap();
+    }
+    let mut cursor = 0;
+    let mut pages = 0;
+    loop {
+        let id = a.send(Request::Sync { space: space.id, after: cursor, limit: 500 }).await;
+        // Every frame, events of our own posts too, must fit; the answer is the one with
+        // our id.
+        let (rid, entries, more) = loop {
+            let bytes =
+                match tokio::time::timeout(Duration::from_secs(10), a.ws.next()).await.unwrap() {
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(_)) => continue,
+                    other => panic!("{other:?}"),
+                };
+            assert!(bytes.len() <= MAX_FRAME_BYTES, "a {}-byte frame", bytes.len());
+            match decode::<ServerFrame>(&bytes).unwrap() {
+                ServerFrame::Event(_) => continue,
+                ServerFrame::Response {
+                    id,
+                    result: Ok(Response::Entries { entries, more, .. }),
+                } => break (id, entries, more),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(rid, id);
+        assert!(!entries.is_empty());
+        cursor = entries.last().unwrap().seq;
+        pages += 1;
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(cursor, 62);
+    assert!(pages >= 3, "{pages} pages");
+}
+
+/// Finding 5: the data directory (which holds the session-token secret) and the files in it
+/// are private to the server's user; a directory with looser modes is tightened.
+#[tokio::test]
+async fn the_data_directory_and_its_files_are_private() {
+    let outer = tempfile::tempdir().unwrap();
+    let data = outer.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = data.clone();
+    let t = start_with(move |c| c.data = d).await;
+    let url = t.server.ws_url();
+    let alice = Device::new();
+    let mut a = Client::register(&url, "alice", &alice).await;
+    let space = TestSpace::create(&mut a, &alice, Policy::default()).await;
+    post(&mut a, &note(&alice, space.id, 0, b"x")).await.unwrap();
+    let token = a.session.clone().unwrap().token;
+    let blob = b"some ciphertext".to_vec();
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&blob))
+    };
+    let put = reqwest::Client::new()
+        .put(format!("{}/v1/media/{hash}", t.server.http_url()))
+        .bearer_auth(&token)
+        .body(blob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut checked = 0;
+    let mut stack = vec![data.clone()];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            assert_eq!(mode(&p), 0o700, "{}", p.display());
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked}");
+}
+
+/// Finding 7: numbers at the edge mean what they say or are refused.
+#[tokio::test]
+async fn numbers_at_the_edge_are_refused_or_mean_what_they_say() {
+    let t = start().await;
+    let url = t.server.ws_url();
+    let alice = Device::new();
+    let mut a = Client::register(&url, "alice", &alice).await;
+    let space = TestSpace::create(&mut a, &alice, Policy::default()).await;
+    post(&mut a, &note(&alice, space.id, 0, b"one")).await.unwrap();
+    let forever = note_with(&alice, space.id, 0, NoteId([9; 16]), b"x", Some(u64::MAX), vec![]);
+    assert_eq!(post(&mut a, &forever).await.unwrap_err().code, ErrorCode::BadRequest);
+    let r = a.request(Request::Sync { space: space.id, after: u64::MAX, limit: 10 }).await;
+    assert!(
+        matches!(r, Ok(Response::Entries { ref entries, more: false, .. }) if entries.is_empty()),
+        "{r:?}"
+    );
+    let r = a.request(Request::GetMembership { space: space.id, from: u64::MAX }).await;
+    assert!(matches!(r, Ok(Response::Membership { ref ops, .. }) if ops.is_empty()), "{r:?}");
+    // The note that was posted is still there.
+    assert_eq!(sync_all(&mut a, space.id, 0).await.unwrap().len(), 1);
+}
+
+/// Finding 6: at `RUST_LOG=trace` the server's log holds no token and no payload.
+#[tokio::test]
+async fn no_level_of_logging_writes_a_token_or_a_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = dir.path().join("server.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-server"))
+        .args(["--data", dir.path().join("data").to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "trace")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("server.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{port}/v1/ws");
+    let alice = Device::new();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut a = Client::register(&url, "alice", &alice).await;
+    let token = a.session.clone().unwrap().token;
+    let space = TestSpace::create(&mut a, &alice, Policy::default()).await;
+    let marker = b"PAYLOAD-MARKER-6d61726b6572";
+    post(&mut a, &note(&alice, space.id, 0, marker)).await.unwrap();
+    let mut resumed = Client::connect(&url).await;
+    resumed.request(Request::Resume { token: token.clone() }).await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut text = std::fs::read(&log).unwrap();
+    text.extend(std::fs::read(dir.path().join("server.err")).unwrap());
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("registered"), "the log is written: {text}");
+    let (head, _) = token.split_at(token.len() / 2);
+    assert!(!text.contains(head), "the token is in the log");
+    assert!(!text.contains("PAYLOAD-MARKER"), "a payload is in the log");
+    assert!(!text.contains(&hex::encode(&marker[..12])), "a payload is in the log, in hex");
+    assert!(!text.contains("80, 65, 89, 76"), "a payload is in the log, as bytes");
+}
