@@ -60,13 +60,77 @@ pub fn decode_limited<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result
     if bytes.len() > limit {
         return Err(DecodeError::TooLarge(bytes.len(), limit));
     }
+    definite_lengths_only(bytes)?;
     let mut reader = bytes;
     let value = ciborium::de::from_reader_with_recursion_limit(&mut reader, MAX_DEPTH)
-        .map_err(|e| DecodeError::Invalid(e.to_string()))?;
+        .map_err(|e| DecodeError::Invalid(for_people(e)))?;
     if !reader.is_empty() {
         return Err(DecodeError::Trailing(reader.len()));
     }
     Ok(value)
+}
+
+/// The decoder's error as a sentence for people (not its Rust form).
+fn for_people(e: ciborium::de::Error<std::io::Error>) -> String {
+    use ciborium::de::Error;
+    match e {
+        Error::Io(_) => "the message is cut short".into(),
+        Error::Syntax(at) => format!("not valid CBOR (at byte {at})"),
+        Error::Semantic(_, why) => why,
+        Error::RecursionLimitExceeded => "the message is nested too deeply".into(),
+    }
+}
+
+/// Refuses indefinite-length items (byte and text strings, arrays and maps of unknown
+/// length, and the "break" that ends them) and reserved headers: the protocol's CBOR has
+/// definite lengths only (docs/PROTOCOL.md §2). Walks the item headers without decoding.
+fn definite_lengths_only(bytes: &[u8]) -> Result<(), DecodeError> {
+    let bad = |why: String| Err(DecodeError::Invalid(why));
+    let mut at = 0usize;
+    // Items still to read; one top-level item.
+    let mut pending: u64 = 1;
+    while pending > 0 {
+        pending -= 1;
+        let Some(&first) = bytes.get(at) else { return bad("the message is cut short".into()) };
+        let (major, info) = (first >> 5, first & 0x1f);
+        at += 1;
+        let value: u64 = match info {
+            0..=23 => u64::from(info),
+            24..=27 => {
+                let n = 1usize << (info - 24);
+                let Some(arg) = bytes.get(at..at + n) else {
+                    return bad("the message is cut short".into());
+                };
+                at += n;
+                arg.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b))
+            }
+            31 => {
+                return bad(format!(
+                    "indefinite-length CBOR (at byte {}): definite lengths only",
+                    at - 1
+                ));
+            }
+            _ => return bad(format!("a reserved CBOR header (at byte {})", at - 1)),
+        };
+        match major {
+            2 | 3 => {
+                let end = usize::try_from(value).ok().and_then(|v| at.checked_add(v));
+                match end {
+                    Some(end) if end <= bytes.len() => at = end,
+                    _ => return bad("the message is cut short".into()),
+                }
+            }
+            4 => pending = pending.saturating_add(value),
+            5 => pending = pending.saturating_add(value.saturating_mul(2)),
+            6 => pending = pending.saturating_add(1),
+            _ => {}
+        }
+        // Every item takes at least a byte: more pending items than bytes left is a lie.
+        if pending > (bytes.len() - at) as u64 {
+            return bad("the message is cut short".into());
+        }
+    }
+    Ok(())
 }
 
 /// Unix time in milliseconds, from a `SystemTime`.

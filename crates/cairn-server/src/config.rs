@@ -73,6 +73,11 @@ pub struct Config {
     #[arg(long, env = "CAIRN_SWEEP_INTERVAL", default_value_t = 30)]
     pub sweep_interval_s: u64,
 
+    /// Most spaces whose membership is kept in memory; beyond it, spaces not in use are
+    /// dropped (and replayed from the store when next used).
+    #[arg(long, env = "CAIRN_SPACE_CACHE", default_value_t = 10_000)]
+    pub space_cache: usize,
+
     /// Allowed values of the WebSocket `Origin` header, comma-separated. Empty: any origin
     /// (native clients send none).
     #[arg(long, env = "CAIRN_ALLOWED_ORIGINS", value_delimiter = ',')]

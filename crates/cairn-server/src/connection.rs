@@ -148,6 +148,10 @@ pub async fn serve(state: Arc<AppState>, socket: WebSocket) {
     state.metrics.connections.dec();
 }
 
+/// Most frames a connection may send before it is logged in: hello, a few tries at logging
+/// in, and nothing that could keep the server busy for free.
+const MAX_FRAMES_BEFORE_LOGIN: usize = 16;
+
 /// Hello, then one of register / login / resume, all within the handshake timeout.
 async fn handshake(
     state: &AppState,
@@ -157,6 +161,7 @@ async fn handshake(
     let deadline = tokio::time::Instant::now() + state.config.handshake_timeout();
     let challenge = Challenge(crate::auth::random32());
     let mut said_hello = false;
+    let mut frames = 0usize;
     loop {
         let msg = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(m) => m,
@@ -178,6 +183,17 @@ async fn handshake(
             }
         };
         let id = frame.id;
+        frames += 1;
+        if frames > MAX_FRAMES_BEFORE_LOGIN {
+            state.metrics.frames_rejected.inc();
+            send_frame(
+                sink,
+                &error_frame(id, ErrorCode::RateLimited, "too many frames before logging in"),
+            )
+            .await;
+            close_with(sink, close::POLICY, "too many frames before login").await;
+            return None;
+        }
         match frame.request {
             Request::Hello { versions, .. } if !said_hello => {
                 if !versions.contains(&PROTOCOL_VERSION) {

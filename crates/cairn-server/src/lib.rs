@@ -159,10 +159,10 @@ pub async fn build_state(
         None => None,
     };
     Ok(Arc::new(AppState {
+        spaces: state::Spaces::new(config.space_cache),
         config,
         store,
         hub: hub::Hub::default(),
-        spaces: state::Spaces::default(),
         tokens,
         metrics: metrics::Metrics::new(),
         media,
@@ -183,6 +183,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.spaces_cached.set(state.spaces.len() as i64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 

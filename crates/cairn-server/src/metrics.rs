@@ -18,6 +18,8 @@ pub struct Metrics {
     pub relayed_entries: IntCounter,
     /// 1 while the node's NATS connection is up (always 0 on a single node).
     pub nats_connected: IntGauge,
+    /// Spaces whose membership is held in memory (set when `/metrics` is read).
+    pub spaces_cached: IntGauge,
 }
 
 impl Metrics {
@@ -60,6 +62,9 @@ impl Metrics {
         .unwrap();
         let nats_connected =
             IntGauge::new("cairn_nats_connected", "1 while connected to NATS").unwrap();
+        let spaces_cached =
+            IntGauge::new("cairn_spaces_cached", "Spaces whose membership is held in memory")
+                .unwrap();
         for c in [
             Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(notes_posted.clone()),
@@ -70,6 +75,7 @@ impl Metrics {
             Box::new(wakes_received.clone()),
             Box::new(relayed_entries.clone()),
             Box::new(nats_connected.clone()),
+            Box::new(spaces_cached.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -84,6 +90,7 @@ impl Metrics {
             wakes_received,
             relayed_entries,
             nats_connected,
+            spaces_cached,
         }
     }
 

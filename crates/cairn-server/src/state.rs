@@ -45,11 +45,15 @@ pub struct CachedSpaceInner {
 
 pub type CachedSpace = Arc<CachedSpaceInner>;
 
+type Slot = Arc<tokio::sync::Mutex<Option<CachedSpace>>>;
+
 /// Membership of each space, replayed from the stored log on first use. Each space has
 /// its own lock so that membership changes to one space are serialized on this node.
-#[derive(Default)]
+/// Bounded: at most `cap` spaces (those in use at the moment may exceed it briefly), and a
+/// space that does not exist leaves nothing behind, so no request can fill it.
 pub struct Spaces {
-    map: Mutex<HashMap<SpaceId, Arc<tokio::sync::Mutex<Option<CachedSpace>>>>>,
+    map: Mutex<HashMap<SpaceId, Slot>>,
+    cap: usize,
 }
 
 /// SHA-256 of an op body: the hash chain's link.
@@ -64,8 +68,50 @@ pub fn cached(state: SpaceState) -> CachedSpace {
 }
 
 impl Spaces {
-    fn slot(&self, space: &SpaceId) -> Arc<tokio::sync::Mutex<Option<CachedSpace>>> {
-        self.map.lock().expect("spaces lock").entry(*space).or_default().clone()
+    pub fn new(cap: usize) -> Spaces {
+        Spaces { map: Mutex::new(HashMap::new()), cap: cap.max(1) }
+    }
+
+    /// How many spaces are in memory.
+    pub fn len(&self) -> usize {
+        self.map.lock().expect("spaces lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn slot(&self, space: &SpaceId) -> Slot {
+        let mut map = self.map.lock().expect("spaces lock");
+        if let Some(slot) = map.get(space) {
+            return slot.clone();
+        }
+        if map.len() >= self.cap {
+            // Drop a tenth of the spaces nobody holds now (a space in use keeps its slot,
+            // so its lock still serializes its membership changes).
+            let excess = map.len() + 1 - self.cap + self.cap / 10;
+            let idle: Vec<SpaceId> = map
+                .iter()
+                .filter(|(_, slot)| Arc::strong_count(slot) == 1)
+                .map(|(id, _)| *id)
+                .take(excess)
+                .collect();
+            for id in idle {
+                map.remove(&id);
+            }
+        }
+        map.entry(*space).or_default().clone()
+    }
+
+    /// Forgets `space`'s slot if it holds no space and nobody else holds it.
+    fn forget_if_absent(&self, space: &SpaceId) {
+        let mut map = self.map.lock().expect("spaces lock");
+        let absent = map.get(space).is_some_and(|slot| {
+            Arc::strong_count(slot) == 1 && slot.try_lock().is_ok_and(|g| g.is_none())
+        });
+        if absent {
+            map.remove(space);
+        }
     }
 
     /// Locks a space's entry, loading it from the store if needed. `None` inside: no such
@@ -99,9 +145,14 @@ impl Spaces {
         Ok(guard)
     }
 
-    /// A snapshot of a space (cheap: an `Arc`).
+    /// A snapshot of a space (cheap: an `Arc`). Asking for a space that does not exist
+    /// leaves nothing in memory.
     pub async fn get(&self, store: &dyn Store, space: &SpaceId) -> Result<Option<CachedSpace>> {
-        Ok(self.lock(store, space).await?.clone())
+        let snapshot = self.lock(store, space).await?.clone();
+        if snapshot.is_none() {
+            self.forget_if_absent(space);
+        }
+        Ok(snapshot)
     }
 
     /// Forgets a space so that the next use reloads it from the store (another node

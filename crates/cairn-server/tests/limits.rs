@@ -4,10 +4,11 @@
 mod common;
 use cairn_proto::*;
 use common::*;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// Finding 1: a sync page is bounded in bytes, so every answer fits the frame limit the
 /// server announces. Before, 60 notes of 10,000 bytes made one 600 KB answer that every
@@ -167,4 +168,102 @@ async fn no_level_of_logging_writes_a_token_or_a_payload() {
     assert!(!text.contains("PAYLOAD-MARKER"), "a payload is in the log");
     assert!(!text.contains(&hex::encode(&marker[..12])), "a payload is in the log, in hex");
     assert!(!text.contains("80, 65, 89, 76"), "a payload is in the log, as bytes");
+}
+
+async fn metric(t: &TestServer, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", t.server.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+/// Finding 4: the per-space cache is bounded, and never filled by ids the caller cannot
+/// see. Before, every request naming a space id, existing or not, added a permanent entry.
+#[tokio::test]
+async fn the_space_cache_is_bounded_and_unknown_ids_leave_nothing() {
+    let t = start_with(|c| {
+        c.space_cache = 20;
+        c.rate_per_connection = 1_000_000;
+        c.rate_per_user = 1_000_000;
+    })
+    .await;
+    let url = t.server.ws_url();
+    let alice = Device::new();
+    let mut a = Client::register(&url, "alice", &alice).await;
+    for i in 0..3_000u32 {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        id[15] = 0xee;
+        let r = a.request(Request::Sync { space: SpaceId(id), after: 0, limit: 1 }).await;
+        assert_eq!(r.unwrap_err().code, ErrorCode::NotFound);
+    }
+    assert_eq!(metric(&t, "cairn_spaces_cached").await, 0.0);
+    // Real spaces: at most the cap stays in memory, and each still works when evicted.
+    let mut spaces = Vec::new();
+    for _ in 0..50 {
+        let s = TestSpace::create(&mut a, &alice, Policy::default()).await;
+        post(&mut a, &note(&alice, s.id, 0, b"kept")).await.unwrap();
+        spaces.push(s.id);
+    }
+    assert!(metric(&t, "cairn_spaces_cached").await <= 21.0);
+    for id in &spaces {
+        assert_eq!(sync_all(&mut a, *id, 0).await.unwrap().len(), 1);
+    }
+    assert!(metric(&t, "cairn_spaces_cached").await <= 21.0);
+}
+
+/// Finding 8: before login a connection has a small budget of frames; indefinite-length
+/// CBOR is refused as the protocol says; a malformed frame's error is written for people.
+#[tokio::test]
+async fn before_login_the_budget_is_small_and_malformed_frames_are_explained() {
+    let t = start().await;
+    let url = t.server.ws_url();
+    let mut c = Client::connect(&url).await;
+    let mut answered = 0;
+    for _ in 0..200 {
+        match c.try_request(Request::ListSpaces).await {
+            Some(Err(e)) if e.code == ErrorCode::Unauthenticated => answered += 1,
+            Some(Err(e)) => {
+                assert_eq!(e.code, ErrorCode::RateLimited, "{e}");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(answered < 20, "{answered} frames answered before login");
+    assert_eq!(Client::expect_close(&mut c.ws).await, Some(CloseCode::Policy));
+
+    // `{"id": 1, "request": "list_spaces"}` with an indefinite-length map.
+    let mut frame = vec![0xbf];
+    frame.extend(encode(&"id"));
+    frame.extend(encode(&1u64));
+    frame.extend(encode(&"request"));
+    frame.extend(encode(&"list_spaces"));
+    frame.push(0xff);
+    // A definite-length "hello" with a wrong type, for the error's wording.
+    let wrong_type = encode(&(1u64, "hello"));
+    for (bytes, says) in [(frame, "indefinite-length"), (wrong_type, "invalid type")] {
+        let mut ws = raw_connect(&url).await;
+        ws.send(Message::Binary(bytes.into())).await.unwrap();
+        let reply = loop {
+            match ws.next().await {
+                Some(Ok(Message::Binary(b))) => break decode::<ServerFrame>(&b).unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("{other:?}"),
+            }
+        };
+        let ServerFrame::Response { result: Err(e), .. } = reply else { panic!("{reply:?}") };
+        assert_eq!(e.code, ErrorCode::Malformed);
+        assert!(e.message.contains(says), "{}", e.message);
+        assert!(
+            !e.message.contains("Semantic(") && !e.message.contains("Syntax("),
+            "{}",
+            e.message
+        );
+    }
 }
