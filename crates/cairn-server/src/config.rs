@@ -73,6 +73,12 @@ pub struct Config {
     #[arg(long, env = "CAIRN_SWEEP_INTERVAL", default_value_t = 30)]
     pub sweep_interval_s: u64,
 
+    /// Memory, in MiB, for sync answers computed but not yet written to their peers, across
+    /// all connections (each connection may hold 4 pages of up to 512 KiB). Past it, syncs
+    /// wait for others' answers to be written.
+    #[arg(long, env = "CAIRN_UNSENT_ANSWERS_MB", default_value_t = 256)]
+    pub unsent_answers_mb: usize,
+
     /// Most spaces whose membership is kept in memory; beyond it, spaces not in use are
     /// dropped (and replayed from the store when next used).
     #[arg(long, env = "CAIRN_SPACE_CACHE", default_value_t = 10_000)]

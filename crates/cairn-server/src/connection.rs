@@ -14,7 +14,7 @@ use cairn_proto::{
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Close codes (RFC 6455 §7.4.1).
@@ -34,7 +34,17 @@ const FLOOD_CLOSE_AFTER: u32 = 64;
 /// group commit). Answers still go out in request order.
 const MAX_IN_FLIGHT: usize = 64;
 
-type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = ServerFrame> + Send>>;
+/// Syncs one connection may have in flight. Each answer is a page of up to a frame, held
+/// in memory until the peer reads it: a connection that does not read holds at most these.
+const MAX_SYNCS_IN_FLIGHT: usize = 4;
+/// How long writing to a peer may take before the connection is dropped: a peer that does
+/// not read its answers releases what they hold.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What an answer holds until it is written: its place among the connection's syncs in
+/// flight and its share of the server's budget of unsent pages.
+type Budget = Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>;
+type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = (ServerFrame, Budget)> + Send>>;
 
 /// Whether a request may run beside others from the same connection. Everything else
 /// waits until those in flight are answered, so that, say, a delete never overtakes the
@@ -55,7 +65,8 @@ pub struct Caller {
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> bool {
-    sink.send(Message::Binary(cairn_proto::encode(frame).into())).await.is_ok()
+    let send = sink.send(Message::Binary(cairn_proto::encode(frame).into()));
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, send).await, Ok(Ok(())))
 }
 
 async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
@@ -272,7 +283,8 @@ const WRITE_BATCH: usize = 64;
 
 /// Writes `first` and whatever else is ready to go now (answers in request order, queued
 /// events) with one flush, so a burst costs one write to the socket rather than one per
-/// frame. False when the peer is gone.
+/// frame. False when the peer is gone, or has not taken the bytes within the write timeout.
+/// The answers' budgets are released once they are written.
 async fn send_ready(
     state: &AppState,
     sink: &mut Sink,
@@ -281,23 +293,24 @@ async fn send_ready(
     rx: &mut mpsc::Receiver<Queued>,
 ) -> bool {
     use futures_util::FutureExt;
-    if sink.feed(first).await.is_err() {
-        return false;
-    }
-    for _ in 1..WRITE_BATCH {
-        let next = if let Some(Some(answer)) = in_flight.next().now_or_never() {
-            Message::Binary(cairn_proto::encode(&answer).into())
-        } else if let Ok(out) = rx.try_recv() {
-            state.metrics.delivery_seconds.observe(out.since.elapsed().as_secs_f64());
-            Message::Binary(out.bytes.clone())
-        } else {
-            break;
-        };
-        if sink.feed(next).await.is_err() {
-            return false;
+    let mut written: Vec<Budget> = Vec::new();
+    let write = async {
+        sink.feed(first).await?;
+        for _ in 1..WRITE_BATCH {
+            let next = if let Some(Some((answer, budget))) = in_flight.next().now_or_never() {
+                written.push(budget);
+                Message::Binary(cairn_proto::encode(&answer).into())
+            } else if let Ok(out) = rx.try_recv() {
+                state.metrics.delivery_seconds.observe(out.since.elapsed().as_secs_f64());
+                Message::Binary(out.bytes.clone())
+            } else {
+                break;
+            };
+            sink.feed(next).await?;
         }
-    }
-    sink.flush().await.is_ok()
+        sink.flush().await
+    };
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())))
 }
 
 async fn run(
@@ -316,6 +329,7 @@ async fn run(
     let mut bucket = Bucket::new(state.config.rate_per_connection);
     let mut rejected_in_a_row = 0u32;
     let mut in_flight: futures_util::stream::FuturesOrdered<Answer> = Default::default();
+    let syncs = Arc::new(Semaphore::new(MAX_SYNCS_IN_FLIGHT));
     // A request that must wait for those in flight (see `concurrent`).
     let mut held: Option<ClientFrame> = None;
     loop {
@@ -337,11 +351,12 @@ async fn run(
                 close_with(&mut sink, close::GOING_AWAY, "server shutting down").await;
                 return;
             }
-            Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((answer, budget)) = in_flight.next(), if !in_flight.is_empty() => {
                 let first = Message::Binary(cairn_proto::encode(&answer).into());
                 if !send_ready(state, &mut sink, first, &mut in_flight, &mut rx).await {
                     return;
                 }
+                drop(budget);
             }
             _ = kill.cancelled() => {
                 close_with(&mut sink, close::TRY_AGAIN, "disconnected; reconnect and sync").await;
@@ -385,15 +400,31 @@ async fn run(
                         return;
                     }
                     // Queued behind what is in flight, so answers keep request order.
-                    in_flight.push_back(Box::pin(std::future::ready(error_frame(frame.id, ErrorCode::RateLimited, "slow down"))));
+                    in_flight.push_back(Box::pin(std::future::ready((error_frame(frame.id, ErrorCode::RateLimited, "slow down"), None))));
                     continue;
                 }
                 rejected_in_a_row = 0;
-                if concurrent(&frame.request) {
+                // A sync beyond the connection's share waits, like a request that may not
+                // run beside others, until those in flight are written.
+                let mine = match &frame.request {
+                    Request::Sync { .. } => syncs.clone().try_acquire_owned().ok(),
+                    _ => None,
+                };
+                let sync = matches!(frame.request, Request::Sync { .. });
+                if concurrent(&frame.request) && (mine.is_some() || !sync) {
                     let (state, caller) = (state.clone(), caller.clone());
                     in_flight.push_back(Box::pin(async move {
+                        // A page is read only with a share of the server's budget of
+                        // unsent pages, held until it is written.
+                        let budget = match mine {
+                            Some(mine) => {
+                                let page = state.unsent_pages.clone().acquire_owned().await;
+                                Some((mine, page.expect("the page budget is never closed")))
+                            }
+                            None => None,
+                        };
                         let result = handlers::handle(&state, &caller, frame.request).await.map_err(|e: ServerError| e.to_proto());
-                        ServerFrame::Response { id: frame.id, result }
+                        (ServerFrame::Response { id: frame.id, result }, budget)
                     }));
                 } else {
                     held = Some(frame);

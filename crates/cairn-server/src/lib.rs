@@ -158,6 +158,7 @@ pub async fn build_state(
         ),
         None => None,
     };
+    let config_unsent_mb = config.unsent_answers_mb;
     Ok(Arc::new(AppState {
         spaces: state::Spaces::new(config.space_cache),
         config,
@@ -170,6 +171,9 @@ pub async fn build_state(
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
         user_buckets: Default::default(),
+        unsent_pages: Arc::new(tokio::sync::Semaphore::new(
+            (config_unsent_mb * 1024 * 1024 / cairn_proto::MAX_FRAME_BYTES).max(1),
+        )),
     }))
 }
 

@@ -34,6 +34,9 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Per-user request buckets, shared by all of a user's connections.
     pub user_buckets: Mutex<HashMap<String, Bucket>>,
+    /// The server's budget of sync pages computed but not yet written (one permit a page
+    /// of up to a frame; `--unsent-answers-mb`).
+    pub unsent_pages: Arc<tokio::sync::Semaphore>,
 }
 
 /// A space's verified membership, cached; `handles` is the fan-out list. Shared (`Arc`)
