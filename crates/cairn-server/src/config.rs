@@ -79,6 +79,20 @@ pub struct Config {
     #[arg(long, env = "CAIRN_UNSENT_ANSWERS_MB", default_value_t = 256)]
     pub unsent_answers_mb: usize,
 
+    /// Most connections open at once (HTTP and WebSocket); past it, new ones are closed at
+    /// once. Keep it below the open-file limit (the server raises its soft limit to the
+    /// hard one at start-up, and lowers this cap to fit).
+    #[arg(long, env = "CAIRN_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most connections open at once from one IP address.
+    #[arg(long, env = "CAIRN_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// Seconds a client has to send a request's headers (slow-header attacks).
+    #[arg(long, env = "CAIRN_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout_s: u64,
+
     /// Most spaces whose membership is kept in memory; beyond it, spaces not in use are
     /// dropped (and replayed from the store when next used).
     #[arg(long, env = "CAIRN_SPACE_CACHE", default_value_t = 10_000)]

@@ -15,6 +15,7 @@ pub mod connection;
 pub mod error;
 pub mod handlers;
 pub mod hub;
+pub mod listen;
 pub mod media;
 pub mod metrics;
 pub mod relay;
@@ -193,6 +194,7 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 
 async fn ws_upgrade(
     State(state): State<Arc<AppState>>,
+    place: Option<axum::Extension<listen::Place>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -220,7 +222,11 @@ async fn ws_upgrade(
         .write_buffer_size(64 * 1024)
         .on_upgrade(move |socket| {
             let tasks = state.tasks.clone();
-            tasks.track_future(connection::serve(state, socket))
+            tasks.track_future(async move {
+                // The connection's place under the caps, for as long as it is open.
+                let _place = place;
+                connection::serve(state, socket).await
+            })
         })
 }
 
@@ -270,17 +276,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Resul
         let interval = std::time::Duration::from_millis(state.config.catch_up_ms.max(50));
         tokio::spawn(relay::run(state.clone(), relay, interval))
     });
-    let shutdown = state.shutdown.clone();
-    // Small frames (acks, live notes) must leave at once: with Nagle's algorithm on, a frame
-    // written behind an unacknowledged one waits for the peer's delayed ACK, up to 40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    listen::accept_loop(listener, state.clone(), router(state.clone())).await;
     state.tasks.close();
     state.tasks.wait().await;
     let _ = sweeper.await;

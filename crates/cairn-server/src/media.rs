@@ -54,6 +54,50 @@ fn parse_hash(hex: &str) -> Result<MediaHash, Response> {
     })
 }
 
+/// An upload must keep moving: no gap of more than [`UPLOAD_IDLE`] between chunks, and at
+/// least [`UPLOAD_MIN_BYTES`] in every [`UPLOAD_IDLE`] window, or it is cut off (and its
+/// temporary file removed), so that a trickle cannot hold a connection and a file forever.
+pub const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+pub const UPLOAD_MIN_BYTES: usize = 16 * 1024;
+
+fn keep_pace<S>(
+    state: &Arc<AppState>,
+    body: S,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static
+where
+    S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static,
+{
+    let state = state.clone();
+    let window = (tokio::time::Instant::now(), 0usize);
+    futures_util::stream::unfold((body, window, false), move |(mut body, (start, got), done)| {
+        let state = state.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let slow = || {
+                state.metrics.slow_uploads.inc();
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "the upload is too slow")
+            };
+            match tokio::time::timeout(UPLOAD_IDLE, body.next()).await {
+                Err(_) => Some((Err(slow()), (body, (start, got), true))),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => Some((Err(e), (body, (start, got), true))),
+                Ok(Some(Ok(chunk))) => {
+                    let got = got + chunk.len();
+                    if start.elapsed() < UPLOAD_IDLE {
+                        Some((Ok(chunk), (body, (start, got), false)))
+                    } else if got < UPLOAD_MIN_BYTES {
+                        Some((Err(slow()), (body, (start, got), true)))
+                    } else {
+                        Some((Ok(chunk), (body, (tokio::time::Instant::now(), 0), false)))
+                    }
+                }
+            }
+        }
+    })
+}
+
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Path(hex): Path<String>,
@@ -76,7 +120,8 @@ pub async fn put(
     if declared.is_some_and(|n| n > max) {
         return problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("the limit is {max} bytes"));
     }
-    let body = body.into_data_stream().map(|r| r.map_err(std::io::Error::other)).boxed();
+    let body = keep_pace(&state, body.into_data_stream().map(|r| r.map_err(std::io::Error::other)))
+        .boxed();
     let size = match state.media.put(&hash, body, max).await {
         Ok(size) => size,
         Err(e @ MediaError::TooLarge(_)) => {

@@ -20,6 +20,11 @@ pub struct Metrics {
     pub nats_connected: IntGauge,
     /// Spaces whose membership is held in memory (set when `/metrics` is read).
     pub spaces_cached: IntGauge,
+    /// Connections refused because the server, or their address, had too many open.
+    pub refused_total_cap: IntCounter,
+    pub refused_per_address_cap: IntCounter,
+    /// Uploads cut off for sending too slowly.
+    pub slow_uploads: IntCounter,
 }
 
 impl Metrics {
@@ -62,6 +67,19 @@ impl Metrics {
         .unwrap();
         let nats_connected =
             IntGauge::new("cairn_nats_connected", "1 while connected to NATS").unwrap();
+        let refused_total_cap = IntCounter::new(
+            "cairn_connections_refused_total_cap_total",
+            "Connections refused: --max-connections were open",
+        )
+        .unwrap();
+        let refused_per_address_cap = IntCounter::new(
+            "cairn_connections_refused_per_address_total",
+            "Connections refused: --max-connections-per-ip were open from that address",
+        )
+        .unwrap();
+        let slow_uploads =
+            IntCounter::new("cairn_slow_uploads_total", "Uploads cut off for sending too slowly")
+                .unwrap();
         let spaces_cached =
             IntGauge::new("cairn_spaces_cached", "Spaces whose membership is held in memory")
                 .unwrap();
@@ -76,6 +94,9 @@ impl Metrics {
             Box::new(relayed_entries.clone()),
             Box::new(nats_connected.clone()),
             Box::new(spaces_cached.clone()),
+            Box::new(refused_total_cap.clone()),
+            Box::new(refused_per_address_cap.clone()),
+            Box::new(slow_uploads.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -91,6 +112,9 @@ impl Metrics {
             relayed_entries,
             nats_connected,
             spaces_cached,
+            refused_total_cap,
+            refused_per_address_cap,
+            slow_uploads,
         }
     }
 

@@ -333,3 +333,100 @@ async fn before_login_the_budget_is_small_and_malformed_frames_are_explained() {
         );
     }
 }
+
+/// Finding 3: connections that never finish their headers are closed after the header
+/// deadline, and one address cannot take every connection: others are still served, and the
+/// refusals are counted in /metrics.
+#[tokio::test]
+async fn slow_headers_are_cut_off_and_one_address_cannot_take_every_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = start_with(|c| {
+        c.max_connections_per_ip = 30;
+        c.header_timeout_s = 1;
+    })
+    .await;
+    let addr = t.server.addr;
+    let mut hogs = Vec::new();
+    for _ in 0..40 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: cairn\r\nX-Slow: ").await;
+        hogs.push(s);
+    }
+    // Another address (still loopback) is served all the while.
+    let other = reqwest::Client::builder()
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .unwrap();
+    let health = other.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = other.get(format!("http://{addr}/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    let refused: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("cairn_connections_refused_per_address_total")?.trim().parse().ok()
+        })
+        .unwrap();
+    assert!(refused >= 10.0, "{refused}");
+    // After the header deadline every one of them has been closed by the server.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for mut s in hogs {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(_)) | Ok(Err(_))), "a slow connection is still open");
+    }
+    // And the address may connect again.
+    let again = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(again.status(), 200);
+}
+
+/// Finding 3: an upload that trickles (a byte every two seconds) is cut off, and leaves no
+/// temporary file behind.
+#[tokio::test]
+async fn a_trickling_upload_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = start().await;
+    let url = t.server.ws_url();
+    let alice = Device::new();
+    let a = Client::register(&url, "alice", &alice).await;
+    let token = a.session.clone().unwrap().token;
+    let mut s = tokio::net::TcpStream::connect(t.server.addr).await.unwrap();
+    let head = format!(
+        "PUT /v1/media/{} HTTP/1.1\r\nHost: cairn\r\nAuthorization: Bearer {token}\r\nContent-Length: 1000\r\n\r\n",
+        "ab".repeat(32)
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    loop {
+        if s.write_all(b"x").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(_) => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the trickle was never cut off");
+    }
+    assert!(started.elapsed() < Duration::from_secs(25));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+    let tmp = t.dir.path().join("media").join("tmp");
+    assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0);
+}
+
+/// The server raises its soft open-file limit to the hard one at start-up.
+#[tokio::test]
+async fn the_server_raises_its_open_file_limit() {
+    let server = Process::spawn(&[], "warn").await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[3], fields[4], "soft and hard limits: {line}");
+    server.stop();
+}
