@@ -34,6 +34,9 @@ pub struct Args {
     /// SQLite in the profile directory.
     #[arg(long, env = "CAIRN_SERVER")]
     pub server: Option<String>,
+    /// A certificate authority (PEM) to trust for a `wss://` server besides the public ones.
+    #[arg(long, env = "CAIRN_CA_FILE")]
+    pub ca: Option<PathBuf>,
     /// Your handle on first run (default: your login name).
     #[arg(long)]
     pub handle: Option<String>,

@@ -102,6 +102,9 @@ fn default_handle() -> String {
 }
 
 pub fn boot(args: &Args) -> Result<Boot> {
+    if let Some(ca) = &args.ca {
+        cairn_client::tls::trust_ca_file(ca).context("the certificate authority (--ca)")?;
+    }
     let home = args.home.clone().unwrap_or_else(cairn_client::profile::default_home);
     let embedded = match &args.server {
         Some(_) => None,

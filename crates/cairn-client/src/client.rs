@@ -214,7 +214,10 @@ impl Client {
             conn: None,
             events: None,
             logs: HashMap::new(),
-            http: reqwest::Client::builder()
+            http: crate::tls::extra_roots()
+                .into_iter()
+                .filter_map(|der| reqwest::Certificate::from_der(&der).ok())
+                .fold(reqwest::Client::builder(), |b, ca| b.add_root_certificate(ca))
                 .connect_timeout(std::time::Duration::from_secs(10))
                 .build()
                 .map_err(|e| ClientError::Http(e.to_string()))?,

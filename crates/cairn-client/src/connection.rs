@@ -42,7 +42,10 @@ impl Connection {
         auth: Auth<'_>,
     ) -> Result<(Connection, mpsc::UnboundedReceiver<Event>), ClientError> {
         // Nagle off (the last argument): requests are small frames that must leave at once.
-        let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
+        let tls = url
+            .starts_with("wss:")
+            .then(|| tokio_tungstenite::Connector::Rustls(crate::tls::client_config()));
+        let connect = tokio_tungstenite::connect_async_tls_with_config(url, None, true, tls);
         let (ws, _) = tokio::time::timeout(REQUEST_TIMEOUT, connect)
             .await
             .map_err(|_| ClientError::Offline("connection timed out".into()))?

@@ -16,6 +16,7 @@ pub mod image;
 pub mod media;
 pub mod profile;
 pub mod store;
+pub mod tls;
 
 pub use client::{Change, Client, Draft, SpaceView, VoiceClip};
 pub use error::ClientError;

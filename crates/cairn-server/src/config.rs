@@ -79,6 +79,15 @@ pub struct Config {
     #[arg(long, env = "CAIRN_UNSENT_ANSWERS_MB", default_value_t = 256)]
     pub unsent_answers_mb: usize,
 
+    /// Serve TLS (`wss://`, `https://`) on the listening port with this certificate chain
+    /// (PEM); with `--tls-key`. Both files are read again on SIGHUP.
+    #[arg(long, env = "CAIRN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "CAIRN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Most connections open at once (HTTP and WebSocket); past it, new ones are closed at
     /// once. Keep it below the open-file limit (the server raises its soft limit to the
     /// hard one at start-up, and lowers this cap to fit).

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod relay;
 pub mod state;
 pub mod storage;
+pub mod tls;
 
 pub use config::Config;
 
@@ -160,6 +161,11 @@ pub async fn build_state(
         None => None,
     };
     let config_unsent_mb = config.unsent_answers_mb;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(tls::Tls::load(cert, key)?)),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
     Ok(Arc::new(AppState {
         spaces: state::Spaces::new(config.space_cache),
         config,
@@ -172,6 +178,7 @@ pub async fn build_state(
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
         user_buckets: Default::default(),
+        tls,
         unsent_pages: Arc::new(tokio::sync::Semaphore::new(
             (config_unsent_mb * 1024 * 1024 / cairn_proto::MAX_FRAME_BYTES).max(1),
         )),
@@ -276,6 +283,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Resul
         let interval = std::time::Duration::from_millis(state.config.catch_up_ms.max(50));
         tokio::spawn(relay::run(state.clone(), relay, interval))
     });
+    if let Some(tls) = &state.tls {
+        tokio::spawn(tls::reload_on_hangup(tls.clone(), state.shutdown.clone()));
+    }
     listen::accept_loop(listener, state.clone(), router(state.clone())).await;
     state.tasks.close();
     state.tasks.wait().await;
@@ -294,13 +304,15 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// `ws://addr/v1/ws`.
+    /// `ws://addr/v1/ws` (`wss://` with TLS).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/v1/ws", self.addr)
+        let s = if self.state.tls.is_some() { "s" } else { "" };
+        format!("ws{s}://{}/v1/ws", self.addr)
     }
-    /// `http://addr`.
+    /// `http://addr` (`https://` with TLS).
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let s = if self.state.tls.is_some() { "s" } else { "" };
+        format!("http{s}://{}", self.addr)
     }
     /// Graceful shutdown; returns when every connection is closed.
     pub async fn shutdown(self) -> anyhow::Result<()> {

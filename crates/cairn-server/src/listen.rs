@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::either::Either;
 use tokio_util::task::TaskTracker;
 
 /// Open connections, in all and per address.
@@ -155,10 +156,23 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, app: Route
             tower::ServiceExt::oneshot(app.clone(), req)
         });
         let shutdown = state.shutdown.clone();
+        let tls = state.tls.as_ref().map(|t| t.acceptor());
         http.spawn(async move {
+            let io = match tls {
+                None => Either::Left(tcp),
+                // The handshake has the headers' deadline too.
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
+                    Ok(Ok(stream)) => Either::Right(stream),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                },
+            };
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-            let conn = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+            let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => {

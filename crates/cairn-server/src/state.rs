@@ -37,6 +37,8 @@ pub struct AppState {
     /// The server's budget of sync pages computed but not yet written (one permit a page
     /// of up to a frame; `--unsent-answers-mb`).
     pub unsent_pages: Arc<tokio::sync::Semaphore>,
+    /// TLS on the listening port, when configured.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// A space's verified membership, cached; `handles` is the fan-out list. Shared (`Arc`)

@@ -19,6 +19,10 @@ struct Cli {
     /// Print JSON for scripts.
     #[arg(long, global = true)]
     json: bool,
+    /// A certificate authority (PEM) to trust for `wss://` servers besides the public ones:
+    /// a team's own CA, or a server's self-signed certificate.
+    #[arg(long, global = true, env = "CAIRN_CA_FILE")]
+    ca: Option<PathBuf>,
     /// Passphrase protecting the device keys (set at init; needed after).
     #[arg(long, global = true, env = "CAIRN_PASSPHRASE", hide_env_values = true)]
     passphrase: Option<String>,
@@ -308,6 +312,9 @@ fn read_voice(path: &PathBuf) -> Result<VoiceClip> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Some(ca) = &cli.ca {
+        cairn_client::tls::trust_ca_file(ca)?;
+    }
     let home = cli.home.clone().unwrap_or_else(cairn_client::profile::default_home);
     let passphrase = cli.passphrase.as_deref();
     if let Cmd::Init { server, handle, join: true, .. } = &cli.command {
