@@ -14,10 +14,9 @@ fn space_epoch(c: &Client, space: &SpaceId) -> u64 {
     c.spaces().unwrap().into_iter().find(|s| s.id == *space).unwrap().epoch
 }
 
-fn device_of(c: &Client, space: &SpaceId, handle: &str) -> DeviceKeys {
-    let id = c.member_devices_of(space, handle).unwrap()[0];
-    // The agreement key is not in the id; a test builds envelopes only for devices it made.
-    DeviceKeys { sign: id, agree: AgreeKey::default() }
+/// A member's first device in the space, as `c`'s copy of the log says.
+fn device_of(c: &Client, space: &SpaceId, handle: &str) -> DeviceId {
+    c.member_devices_of(space, handle).unwrap()[0]
 }
 
 /// What a member's client shows for each note of a space: its text, or why it could not
@@ -31,6 +30,19 @@ fn shown(c: &Client, space: &SpaceId) -> Vec<Result<(String, String), String>> {
             None => Err(n.error.unwrap_or_default()),
         })
         .collect()
+}
+
+/// The clear header of a text note, as a hostile client builds it by hand.
+fn text_header(space: SpaceId, epoch: u64, sender: DeviceId, note_id: NoteId) -> NoteHeader {
+    NoteHeader {
+        space,
+        epoch,
+        sender,
+        note_id,
+        kind: NoteKind::Text,
+        expires_at: None,
+        media: vec![],
+    }
 }
 
 fn ok(author: &str, text: &str) -> Result<(String, String), String> {
@@ -241,15 +253,7 @@ async fn a_member_cannot_write_under_another_name() {
     let epoch = space_epoch(&alice, &space);
     let attacker = Raw::as_device(&w.url(), &pyuser).await;
     let key = epoch_key(&pyuser, space, epoch);
-    let header = NoteHeader {
-        space,
-        epoch,
-        sender: attacker.identity.id(),
-        note_id: NoteId([0x66; 16]),
-        kind: NoteKind::Text,
-        expires_at: None,
-        media: vec![],
-    };
+    let header = text_header(space, epoch, attacker.identity.id(), NoteId([0x66; 16]));
     for name in ["mallory", "alice"] {
         let mut header = header.clone();
         header.note_id.0[0] = name.len() as u8;
@@ -296,15 +300,11 @@ async fn a_member_cannot_post_as_another_device_or_borrow_media() {
     let epoch = space_epoch(&alice, &space);
     let attacker = Raw::as_device(&w.url(), &mallory).await;
     let key = epoch_key(&mallory, space, epoch);
-    let alice_device = device_of(&alice, &space, "alice").sign;
+    let alice_device = device_of(&alice, &space, "alice");
     let header = |sender: DeviceId, media: Vec<MediaHash>| NoteHeader {
-        space,
-        epoch,
-        sender,
-        note_id: NoteId(*b"borrowed-name-id"),
         kind: if media.is_empty() { NoteKind::Text } else { NoteKind::Image },
-        expires_at: None,
         media,
+        ..text_header(space, epoch, sender, NoteId(*b"borrowed-name-id"))
     };
     // As alice's device: the header names alice, the signature is mallory's.
     let mut as_alice = seal_note(
@@ -373,15 +373,7 @@ async fn replayed_ops_and_notes_are_refused() {
     let sealed = {
         let ea = space_epoch(&alice, &a);
         let key = epoch_key(&mallory, a, ea);
-        let header = NoteHeader {
-            space: a,
-            epoch: ea,
-            sender: attacker.identity.id(),
-            note_id: note.note_id,
-            kind: NoteKind::Text,
-            expires_at: None,
-            media: vec![],
-        };
+        let header = text_header(a, ea, attacker.identity.id(), note.note_id);
         seal_note(
             &attacker.identity,
             &key,
@@ -425,15 +417,7 @@ async fn a_reader_cannot_post_or_change_membership() {
     let epoch = space_epoch(&alice, &space);
     let attacker = Raw::as_device(&w.url(), &rita).await;
     let key = epoch_key(&rita, space, epoch);
-    let header = NoteHeader {
-        space,
-        epoch,
-        sender: attacker.identity.id(),
-        note_id: NoteId([1; 16]),
-        kind: NoteKind::Text,
-        expires_at: None,
-        media: vec![],
-    };
+    let header = text_header(space, epoch, attacker.identity.id(), NoteId([1; 16]));
     let note = seal_note(
         &attacker.identity,
         &key,
