@@ -623,13 +623,15 @@ impl Client {
         Ok(())
     }
 
-    /// Wraps every key of `space` this device holds for `device`.
+    /// Wraps every key of `space` this device holds, and its user may read, for `device`.
     async fn share_keys(
         &mut self,
         space: &SpaceId,
         device: &DeviceKeys,
     ) -> Result<(), ClientError> {
-        let epochs: Vec<u64> = self.state(space)?.epochs().collect();
+        // Only the epochs this user may read now (a user removed and added again to a space
+        // without shared history may hold older keys that the server would not take).
+        let epochs = self.state(space)?.readable_epochs(&self.handle);
         let mut envelopes = Vec::new();
         for epoch in epochs {
             if let Some(key) = self.store.epoch_key(*space, epoch)? {

@@ -404,3 +404,33 @@ async fn a_space_of_long_notes_stays_readable() {
         );
     }
 }
+
+/// A user removed from a space without shared history and added again holds keys of epochs
+/// it may no longer hand on: its new device still gets the keys it may read (before, the
+/// whole hand-over was refused and the device read nothing).
+#[tokio::test]
+async fn a_new_device_of_a_member_added_again_reads_what_its_user_may() {
+    let w = World::new().await;
+    let mut alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let policy = Policy { history_for_new_members: false, ..Policy::default() };
+    let space = alice.create_space("studio", policy).await.unwrap();
+    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    bob.sync().await.unwrap();
+    alice.remove(&space, "bob").await.unwrap();
+    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.post(&space, Draft::text("welcome back", [0.0; 3])).await.unwrap();
+    bob.sync().await.unwrap();
+    let mut laptop = Client::init_joining(&w.home("bob-laptop"), &w.url(), "bob", None).unwrap();
+    bob.add_device(laptop.identity().keys()).await.unwrap();
+    laptop.connect().await.unwrap();
+    laptop.sync().await.unwrap();
+    let notes = laptop.notes(&space).unwrap();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(
+        notes[0].body.as_ref().map(|b| b.text.as_str()),
+        Some("welcome back"),
+        "{:?}",
+        notes[0].error
+    );
+}
