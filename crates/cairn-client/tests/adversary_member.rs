@@ -404,7 +404,7 @@ async fn replayed_ops_and_notes_are_refused() {
     assert_eq!(shown(&bob, &a), vec![ok("mallory", "only for a")]);
 }
 
-/// A reader is a reader: no notes, no membership changes, no envelopes for others.
+/// A reader is a reader: no notes, no membership changes (envelopes: the first test).
 #[tokio::test]
 async fn a_reader_cannot_post_or_change_membership() {
     let w = World::new().await;
