@@ -593,3 +593,22 @@ fn an_anchor_travels_with_its_offset_and_one_written_without_an_offset_still_rea
     assert_eq!((read.kind.as_str(), read.id.as_slice()), ("fb", &[7u8, 7][..]));
     assert_eq!(read.offset, Pose::default(), "no offset: the anchor's own pose");
 }
+
+/// An op that starts an epoch must confirm its key, and no other op may carry one: the log
+/// refuses both, so every epoch a reader sees has a key it can check.
+#[test]
+fn key_confirmations_are_required_exactly_on_epoch_ops() {
+    let alice = DeviceIdentity::generate();
+    let bob = DeviceIdentity::generate();
+    let space = create_space(&alice, Policy::default());
+    let add = Action::Add { member: member("bob", &bob, Role::Member) };
+    let unconfirmed = sign_op(&alice, &space.log.next_op(&alice, add, None));
+    assert!(space.log.clone().append(&unconfirmed).is_err());
+    let policy = Action::SetPolicy { policy: Policy::default() };
+    let key = EpochKey::generate();
+    let stray = sign_op(&alice, &space.log.next_op(&alice, policy, Some(&key)));
+    assert!(space.log.clone().append(&stray).is_err());
+    // The key a reader is handed must match the confirmation.
+    assert!(check_epoch_key(space.log.state(), 0, &space.keys[&0]).is_ok());
+    assert!(check_epoch_key(space.log.state(), 0, &key).is_err());
+}

@@ -406,11 +406,8 @@ async fn run(
                 rejected_in_a_row = 0;
                 // A sync beyond the connection's share waits, like a request that may not
                 // run beside others, until those in flight are written.
-                let mine = match &frame.request {
-                    Request::Sync { .. } => syncs.clone().try_acquire_owned().ok(),
-                    _ => None,
-                };
                 let sync = matches!(frame.request, Request::Sync { .. });
+                let mine = if sync { syncs.clone().try_acquire_owned().ok() } else { None };
                 if concurrent(&frame.request) && (mine.is_some() || !sync) {
                     let (state, caller) = (state.clone(), caller.clone());
                     in_flight.push_back(Box::pin(async move {
