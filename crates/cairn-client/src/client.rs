@@ -17,6 +17,12 @@ use tokio::sync::mpsc;
 /// Default size of the media cache.
 pub const DEFAULT_MEDIA_CACHE_BYTES: u64 = 512 * 1024 * 1024;
 
+/// A note's `error` when its signature does not verify under its sender's key. The note
+/// is kept, shown as unverifiable (nothing it says is shown, since nothing shows who wrote
+/// it), and the space syncs on.
+pub const UNVERIFIABLE: &str =
+    "unverifiable: its signature does not verify under its sender's key";
+
 /// What changed locally, for a UI to redraw.
 #[derive(Clone, Debug, PartialEq)]
 #[allow(clippy::large_enum_variant)] // notes are nearly every change; boxing buys nothing
@@ -768,9 +774,12 @@ impl Client {
     ) -> Result<LocalNote, ClientError> {
         let h = &sealed.header;
         let opened = match (self.logs.get(&h.space), self.store.epoch_key(h.space, h.epoch)?) {
-            (Some(log), Some(key)) => {
-                open_note(log.state(), &key, sealed).map_err(|e| e.to_string())
-            }
+            (Some(log), Some(key)) => open_note(log.state(), &key, sealed).map_err(|e| match e {
+                // The server does not check a note's signature (a member device could sign
+                // anything it posts): readers do, and say plainly what a failure means.
+                CryptoError::BadSignature => UNVERIFIABLE.to_owned(),
+                e => e.to_string(),
+            }),
             (None, _) => Err("the space's membership is unknown".to_owned()),
             (_, None) => Err(format!("no key for epoch {} yet", h.epoch)),
         };

@@ -1,14 +1,15 @@
-//! Media over HTTP. Uploads encrypt in 64 KiB chunks as the body streams out (a first pass
-//! computes the address: the chunk nonces are deterministic under the blob's fresh key, so
-//! both passes produce the same bytes). Downloads resume with `Range` from what a partial
-//! file already holds, check the SHA-256 of the whole ciphertext, and decrypt in chunks.
+//! Media over HTTP. Uploads seal the blob once (64 KiB STREAM chunks, hashed beside the
+//! cipher for the address) and stream the ciphertext out. Downloads resume with `Range`
+//! from what a partial file already holds, then check the SHA-256 of the whole ciphertext
+//! while they decrypt it, and keep nothing unless both check out.
 
 use crate::error::ClientError;
-use cairn_crypto::{CHUNK_SIZE, MediaDecryptor, MediaEncryptor, MediaKey, MediaRef};
+use cairn_crypto::{
+    CHUNK_SIZE, CryptoError, MediaKey, MediaRef, decrypt_blob, encrypt_blob_with,
+};
 use cairn_proto::MediaHash;
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 /// `ws://host/v1/ws` -> `http://host`, `wss://` -> `https://`.
@@ -42,24 +43,8 @@ pub fn cache_put(home: &Path, hash: &MediaHash, plaintext: &[u8]) -> Result<(), 
     Ok(())
 }
 
-/// Seals every chunk in turn, handing each to `each`; returns the blob's address.
-fn encrypt_chunks(key: &MediaKey, plaintext: &[u8], mut each: impl FnMut(&[u8])) -> MediaHash {
-    let mut enc = MediaEncryptor::new(key);
-    let mut rest = plaintext;
-    let mut buf = Vec::with_capacity(CHUNK_SIZE + 16);
-    loop {
-        let take = rest.len().min(CHUNK_SIZE);
-        let last = rest.len() < CHUNK_SIZE;
-        buf.clear();
-        enc.seal_chunk(&rest[..take], last, &mut buf);
-        each(&buf);
-        rest = &rest[take..];
-        if last {
-            break;
-        }
-    }
-    enc.hash()
-}
+/// How much of a blob goes into one piece of the upload's body.
+const UPLOAD_PIECE: usize = 4 * CHUNK_SIZE;
 
 /// Encrypts and uploads a blob under a fresh key.
 pub async fn upload(
@@ -70,20 +55,20 @@ pub async fn upload(
     mime: &str,
 ) -> Result<MediaRef, ClientError> {
     let key = MediaKey::generate();
-    let mut len = 0u64;
-    let hash = encrypt_chunks(&key, plaintext, |c| len += c.len() as u64);
-    let data: Arc<Vec<u8>> = Arc::new(plaintext.to_vec());
-    let stream_key = key.clone();
-    let chunks = futures_util::stream::iter(0..=data.len() / CHUNK_SIZE).map(move |i| {
-        let mut enc_out = Vec::new();
-        // Re-derive chunk i: STREAM is deterministic under one key.
-        let start = i * CHUNK_SIZE;
-        let end = (start + CHUNK_SIZE).min(data.len());
-        let last = data.len() - start < CHUNK_SIZE;
-        let mut enc = MediaEncryptor::at_chunk(&stream_key, i as u32);
-        enc.seal_chunk(&data[start..end], last, &mut enc_out);
-        Ok::<_, std::io::Error>(enc_out)
+    // Sealed once, off the async threads (16 MiB is some milliseconds), then streamed.
+    let (sealed, hash) = {
+        let (key, plaintext) = (key.clone(), plaintext.to_vec());
+        tokio::task::spawn_blocking(move || encrypt_blob_with(&key, &plaintext))
+            .await
+            .map_err(|e| ClientError::Protocol(format!("sealing a blob: {e}")))?
+    };
+    let len = sealed.len() as u64;
+    let sealed = bytes::Bytes::from(sealed);
+    let pieces = (0..sealed.len().div_ceil(UPLOAD_PIECE)).map(move |i| {
+        let end = ((i + 1) * UPLOAD_PIECE).min(sealed.len());
+        Ok::<_, std::io::Error>(sealed.slice(i * UPLOAD_PIECE..end))
     });
+    let chunks = futures_util::stream::iter(pieces);
     let resp = http
         .put(format!("{base}/v1/media/{hash}"))
         .bearer_auth(token)
@@ -135,20 +120,22 @@ pub async fn download(
         }
         file.sync_all().await?;
     }
-    // Verify the whole ciphertext against its address, then decrypt chunk by chunk.
+    // Checked against its address (hashed beside the decryption) and decrypted in one pass.
     let ciphertext = tokio::fs::read(&partial).await?;
-    if cairn_crypto::sha256(&ciphertext) != media.hash.0 {
-        tokio::fs::remove_file(&partial).await?;
-        return Err(ClientError::Http(
-            "the downloaded blob does not match its address; discarded".into(),
-        ));
-    }
-    let mut plain = Vec::with_capacity(ciphertext.len());
-    let mut dec = MediaDecryptor::new(&media.key);
-    for part in ciphertext.chunks(CHUNK_SIZE + 16) {
-        dec.push(part, &mut plain)?;
-    }
-    dec.finish(&mut plain)?;
+    let (key, hash) = (media.key.clone(), media.hash);
+    let opened = tokio::task::spawn_blocking(move || decrypt_blob(&key, &ciphertext, Some(&hash)))
+        .await
+        .map_err(|e| ClientError::Protocol(format!("opening a blob: {e}")))?;
+    let plain = match opened {
+        Ok(plain) => plain,
+        Err(CryptoError::Malformed { .. }) => {
+            tokio::fs::remove_file(&partial).await?;
+            return Err(ClientError::Http(
+                "the downloaded blob does not match its address; discarded".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     cache_put(home, &media.hash, &plain)?;
     tokio::fs::remove_file(&partial).await?;
     Ok(cache_path(home, &media.hash))

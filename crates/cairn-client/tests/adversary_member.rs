@@ -276,6 +276,64 @@ async fn a_member_cannot_write_under_another_name() {
     assert_eq!(seen[2], ok("pyuser", "signed, pyuser"));
 }
 
+/// A member's device posts a note whose signature does not verify. The server does not
+/// check a note's signature (the device could sign anything it posts), so it stores it;
+/// every reader checks, shows the note as unverifiable (nothing of what it says), and
+/// keeps syncing the space: live and in a later sync, the honest notes after it open.
+#[tokio::test]
+async fn a_note_with_a_bad_signature_is_shown_as_unverifiable_and_the_space_syncs_on() {
+    let w = World::new().await;
+    let mut alice = w.user("alice").await;
+    let mut mallory = w.user("mallory").await;
+    let mut bob = w.user("bob").await;
+    let mut carol = w.user("carol").await;
+    let space = alice.create_space("hall", Policy::default()).await.unwrap();
+    alice.invite(&space, "mallory", Role::Member).await.unwrap();
+    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, "carol", Role::Member).await.unwrap();
+    mallory.sync().await.unwrap();
+    bob.sync().await.unwrap();
+    bob.connect().await.unwrap();
+    let epoch = space_epoch(&alice, &space);
+    let attacker = Raw::as_device(&w.url(), &mallory).await;
+    let key = epoch_key(&mallory, space, epoch);
+    let header = text_header(space, epoch, attacker.identity.id(), NoteId([0x5b; 16]));
+    let body = NoteBody::text("mallory", "believe me", Pose::default());
+    let mut note = seal_note(&attacker.identity, &key, header, &body);
+    note.signature.0[7] ^= 0x20;
+    assert!(matches!(
+        attacker.request(Request::PostNote { note }).await,
+        Ok(Response::Posted { duplicate: false, .. })
+    ));
+    alice.post(&space, Draft::text("after it", [0.0; 3])).await.unwrap();
+
+    // Live: both entries arrive as events; the bad one is unverifiable, the next opens.
+    let mut live = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while live.len() < 2 {
+        let event = tokio::time::timeout_at(deadline, bob.next_event())
+            .await
+            .expect("both entries arrive live")
+            .expect("bob stays connected");
+        for change in bob.handle_event(event).await.unwrap() {
+            if let cairn_client::Change::Note(n) = change {
+                live.push(n.body.map(|b| b.text).ok_or(n.error.unwrap_or_default()));
+            }
+        }
+    }
+    assert_eq!(
+        live,
+        [Err(cairn_client::client::UNVERIFIABLE.to_owned()), Ok("after it".to_owned())]
+    );
+
+    // A member syncing afterwards reads the same, and nothing stops its sync.
+    carol.sync().await.unwrap();
+    let seen = shown(&carol, &space);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0], Err(cairn_client::client::UNVERIFIABLE.to_owned()));
+    assert_eq!(seen[1], ok("alice", "after it"));
+}
+
 /// Posting as another member's device, or referring to media one cannot read: refused by
 /// the server, nothing stored.
 #[tokio::test]

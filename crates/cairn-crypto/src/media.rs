@@ -7,6 +7,7 @@
 //! of its ciphertext.
 
 use crate::{CryptoError, random_bytes};
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
 use cairn_proto::MediaHash;
@@ -169,6 +170,66 @@ impl MediaDecryptor {
     }
 }
 
+/// Blobs from this size up are hashed on a second thread while they are encrypted or
+/// decrypted; below it the thread costs more than it saves.
+const PARALLEL_FROM: usize = 1024 * 1024;
+
+/// Seals chunk `index` of `plaintext` straight into `out` (its sealed size), no copy.
+fn seal_into(cipher: &Aes256Gcm, index: u32, last: bool, plaintext: &[u8], out: &mut [u8]) {
+    let (body, tag) = out.split_at_mut(plaintext.len());
+    let buf = InOutBuf::new(plaintext, body).expect("same lengths");
+    let t = cipher
+        .encrypt_inout_detached(&chunk_nonce(index, last).into(), &[], buf)
+        .expect("a 64 KiB chunk is within AES-GCM's limits");
+    tag.copy_from_slice(&t);
+}
+
+/// Opens sealed chunk `index` straight into `out` (its plaintext size), no copy.
+fn open_into(
+    cipher: &Aes256Gcm,
+    index: u32,
+    last: bool,
+    sealed: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    let (body, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+    let tag = Tag::try_from(tag).map_err(|_| CryptoError::DecryptFailed)?;
+    let buf = InOutBuf::new(body, out).expect("same lengths");
+    cipher
+        .decrypt_inout_detached(&chunk_nonce(index, last).into(), &[], buf, &tag)
+        .map_err(|_| CryptoError::DecryptFailed)
+}
+
+/// SHA-256 of `parts` in order; on a second thread for large blobs, fed chunk by chunk
+/// as `work` finishes them, so hashing (slower than AES-GCM on CPUs with both in
+/// hardware) overlaps the cipher instead of following it. `work` gets a sender for the
+/// finished parts.
+fn hashing_beside<'a, T>(
+    total: usize,
+    work: impl FnOnce(&mut dyn FnMut(&'a [u8])) -> T,
+) -> (T, [u8; 32]) {
+    if total < PARALLEL_FROM {
+        let mut hasher = Sha256::new();
+        let out = work(&mut |part| hasher.update(part));
+        return (out, hasher.finalize().into());
+    }
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<&'a [u8]>();
+        let hasher = scope.spawn(move || {
+            let mut hasher = Sha256::new();
+            for part in rx {
+                hasher.update(part);
+            }
+            <[u8; 32]>::from(hasher.finalize())
+        });
+        let out = work(&mut |part| {
+            let _ = tx.send(part);
+        });
+        drop(tx);
+        (out, hasher.join().expect("the hashing thread does not panic"))
+    })
+}
+
 /// Encrypts a whole blob in memory under a fresh key; returns the key, the ciphertext and
 /// its address.
 pub fn encrypt_blob(plaintext: &[u8]) -> (MediaKey, Vec<u8>, MediaHash) {
@@ -177,40 +238,120 @@ pub fn encrypt_blob(plaintext: &[u8]) -> (MediaKey, Vec<u8>, MediaHash) {
     (key, ciphertext, hash)
 }
 
-/// Encrypts a whole blob under `key`.
-pub fn encrypt_blob_with(key: &MediaKey, plaintext: &[u8]) -> (Vec<u8>, MediaHash) {
-    let chunks = plaintext.len() / CHUNK_SIZE + 1;
-    let mut out = Vec::with_capacity(plaintext.len() + chunks * TAG_LEN);
-    let mut enc = MediaEncryptor::new(key);
-    let mut rest = plaintext;
-    loop {
-        let take = rest.len().min(CHUNK_SIZE);
-        // A blob whose length is a multiple of CHUNK_SIZE ends with an empty last chunk.
-        let last = rest.len() < CHUNK_SIZE;
-        enc.seal_chunk(&rest[..take], last, &mut out);
-        rest = &rest[take..];
-        if last {
-            break;
-        }
-    }
-    (out, enc.hash())
+/// The sealed size of a blob of `len` bytes (a multiple of [`CHUNK_SIZE`] ends with an
+/// empty last chunk).
+pub fn sealed_len(len: usize) -> usize {
+    len + (len / CHUNK_SIZE + 1) * TAG_LEN
 }
 
-/// Decrypts a whole blob; checks its address first when `expected` is given.
+/// Seals `plaintext` chunk by chunk into `out` (its sealed size), handing each sealed chunk
+/// to `done` as it is finished.
+fn seal_chunks<'o>(
+    cipher: &Aes256Gcm,
+    plaintext: &[u8],
+    out: &'o mut [u8],
+    done: &mut dyn FnMut(&'o [u8]),
+) {
+    // `chunks` yields nothing for an empty blob, and no short last chunk for one whose
+    // length is a multiple of CHUNK_SIZE: that one's empty last chunk comes after.
+    let full = plaintext.len() / CHUNK_SIZE;
+    let mut rest = out;
+    for (i, part) in plaintext.chunks(CHUNK_SIZE).enumerate() {
+        let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(part.len() + TAG_LEN);
+        seal_into(cipher, i as u32, i == full, part, chunk);
+        done(chunk);
+        rest = tail;
+    }
+    if plaintext.len() % CHUNK_SIZE == 0 {
+        seal_into(cipher, full as u32, true, &[], rest);
+        done(rest);
+    }
+}
+
+/// Opens `ciphertext` chunk by chunk into `out` (its plaintext size), handing every sealed
+/// chunk to `done`, also those after a failure (so that a hash beside sees the whole blob).
+fn open_chunks<'c>(
+    cipher: &Aes256Gcm,
+    ciphertext: &'c [u8],
+    out: &mut [u8],
+    done: &mut dyn FnMut(&'c [u8]),
+) -> Result<(), CryptoError> {
+    // Every chunk but the last is SEALED_CHUNK_SIZE; the last is what remains.
+    let chunks = ciphertext.len().div_ceil(SEALED_CHUNK_SIZE);
+    let mut result = Ok(());
+    let mut rest = out;
+    for (i, sealed) in ciphertext.chunks(SEALED_CHUNK_SIZE).enumerate() {
+        let (plain, tail) = std::mem::take(&mut rest).split_at_mut(sealed.len() - TAG_LEN);
+        rest = tail;
+        if result.is_ok() {
+            let last = i + 1 == chunks;
+            result = u32::try_from(i)
+                .map_err(|_| CryptoError::TrailingData)
+                .and_then(|index| open_into(cipher, index, last, sealed, plain))
+                .map_err(|e| match e {
+                    // A full chunk that only opens as non-final: the rest was cut off.
+                    CryptoError::DecryptFailed if last && sealed.len() == SEALED_CHUNK_SIZE => {
+                        CryptoError::Truncated
+                    }
+                    e => e,
+                });
+        }
+        done(sealed);
+    }
+    result
+}
+
+/// Encrypts a whole blob under `key`: the same bytes and address as [`MediaEncryptor`]
+/// chunk by chunk, written straight into the output and hashed beside the cipher.
+pub fn encrypt_blob_with(key: &MediaKey, plaintext: &[u8]) -> (Vec<u8>, MediaHash) {
+    let cipher = Aes256Gcm::new_from_slice(&key.0).expect("32-byte key");
+    let mut out = vec![0u8; sealed_len(plaintext.len())];
+    let total = out.len();
+    let out_ref: &mut [u8] = &mut out;
+    let ((), hash) = hashing_beside(total, |done| seal_chunks(&cipher, plaintext, out_ref, done));
+    (out, MediaHash(hash))
+}
+
+/// Decrypts a whole blob; checks its address when `expected` is given (hashing beside the
+/// cipher). No plaintext is returned unless the address and every chunk check out.
 pub fn decrypt_blob(
     key: &MediaKey,
     ciphertext: &[u8],
     expected: Option<&MediaHash>,
 ) -> Result<Vec<u8>, CryptoError> {
-    if let Some(expected) = expected {
-        let actual: [u8; 32] = Sha256::digest(ciphertext).into();
-        if actual != expected.0 {
-            return Err(CryptoError::malformed("media", "hash does not match its address"));
+    let cipher = Aes256Gcm::new_from_slice(&key.0).expect("32-byte key");
+    let chunks = ciphertext.len().div_ceil(SEALED_CHUNK_SIZE);
+    let whole = ciphertext.len().saturating_sub(chunks * TAG_LEN);
+    let mut out = vec![0u8; whole];
+    let out_ref: &mut [u8] = &mut out;
+    let opened = match expected {
+        None => open_checked(&cipher, ciphertext, out_ref, &mut |_| {}),
+        Some(expected) => {
+            let (opened, actual) = hashing_beside(ciphertext.len(), |done| {
+                open_checked(&cipher, ciphertext, out_ref, done)
+            });
+            // The address first: a blob that is not what its name says is refused as such,
+            // whatever else is wrong with it.
+            if actual != expected.0 {
+                return Err(CryptoError::malformed("media", "hash does not match its address"));
+            }
+            opened
         }
+    };
+    opened.map(|()| out)
+}
+
+/// [`open_chunks`], after checking that the blob is long enough to hold its last tag.
+fn open_checked<'c>(
+    cipher: &Aes256Gcm,
+    ciphertext: &'c [u8],
+    out: &mut [u8],
+    done: &mut dyn FnMut(&'c [u8]),
+) -> Result<(), CryptoError> {
+    let last_len = ciphertext.len() % SEALED_CHUNK_SIZE;
+    if ciphertext.is_empty() || (last_len != 0 && last_len < TAG_LEN) {
+        done(ciphertext);
+        return Err(CryptoError::Truncated);
     }
-    let mut out = Vec::with_capacity(ciphertext.len());
-    let mut dec = MediaDecryptor::new(key);
-    dec.push(ciphertext, &mut out)?;
-    dec.finish(&mut out)?;
-    Ok(out)
+    open_chunks(cipher, ciphertext, out, done)
 }

@@ -398,6 +398,49 @@ fn media_truncation_reordering_swapping_and_extension_are_rejected() {
     }
 }
 
+/// The whole-blob paths (written straight into their output, hashed on a second thread
+/// from 1 MiB up) give exactly the streaming encryptor's bytes and address, and their
+/// errors say what was wrong: a wrong key is not reported as a wrong address.
+#[test]
+fn whole_blob_encryption_matches_the_stream_on_both_sides_of_the_thread_threshold() {
+    let data: Vec<u8> = (0..(20 * CHUNK_SIZE + 5)).map(|i| (i * 13 % 253) as u8).collect();
+    for len in [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, 16 * CHUNK_SIZE, 16 * CHUNK_SIZE + 1, data.len()]
+    {
+        let key = MediaKey::generate();
+        let (ct, hash) = encrypt_blob_with(&key, &data[..len]);
+        let mut enc = MediaEncryptor::new(&key);
+        let mut streamed = Vec::new();
+        let mut chunks = data[..len].chunks(CHUNK_SIZE).peekable();
+        while let Some(part) = chunks.next() {
+            let last = chunks.peek().is_none() && part.len() < CHUNK_SIZE;
+            enc.seal_chunk(part, last, &mut streamed);
+        }
+        if len % CHUNK_SIZE == 0 {
+            enc.seal_chunk(&[], true, &mut streamed);
+        }
+        assert_eq!(ct, streamed, "{len} bytes");
+        assert_eq!(hash, enc.hash(), "{len} bytes");
+        assert_eq!(ct.len(), cairn_crypto::media::sealed_len(len));
+        assert_eq!(decrypt_blob(&key, &ct, Some(&hash)).unwrap(), &data[..len]);
+        // The right address under the wrong key: a decryption failure, not an address one.
+        let wrong = decrypt_blob(&MediaKey::generate(), &ct, Some(&hash)).unwrap_err();
+        assert!(matches!(wrong, CryptoError::DecryptFailed), "{len} bytes: {wrong}");
+        let mut flipped = ct.clone();
+        flipped[len / 2] ^= 1;
+        let e = decrypt_blob(&key, &flipped, Some(&hash)).unwrap_err();
+        assert!(e.to_string().contains("address"), "{len} bytes: {e}");
+        let e = decrypt_blob(&key, &flipped, None).unwrap_err();
+        assert!(matches!(e, CryptoError::DecryptFailed), "{len} bytes: {e}");
+    }
+    // Cut at a chunk boundary: the last full chunk only opens as non-final.
+    let key = MediaKey::generate();
+    let (ct, _) = encrypt_blob_with(&key, &data);
+    let cut = &ct[..2 * (CHUNK_SIZE + 16)];
+    assert!(matches!(decrypt_blob(&key, cut, None), Err(CryptoError::Truncated)));
+    assert!(matches!(decrypt_blob(&key, &ct[..ct.len() - 30], None), Err(_)));
+    assert!(matches!(decrypt_blob(&key, &ct[..10], None), Err(CryptoError::Truncated)));
+}
+
 #[test]
 fn streaming_decryption_accepts_any_slicing() {
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 256) as u8).collect();

@@ -44,7 +44,13 @@ pub enum DecodeError {
 
 /// Encodes a value as CBOR. Encoding into memory cannot fail for our types.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
+    encode_sized(value, 128)
+}
+
+/// [`encode`] into a buffer of `capacity` bytes to start with: a frame carrying a note is
+/// encoded without growing its buffer three or four times.
+pub fn encode_sized<T: Serialize>(value: &T, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
     ciborium::into_writer(value, &mut out).expect("CBOR encoding into a Vec cannot fail");
     out
 }

@@ -376,6 +376,21 @@ pub enum EntryItem {
     },
 }
 
+/// [`EntryItem::Note`] by reference: the same CBOR, without copying the note to build one.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum EntryItemRef<'a> {
+    Note(&'a SealedNote),
+}
+
+impl EntryItem {
+    /// The CBOR of `EntryItem::Note(note)`, without copying `note` (what a store keeps per
+    /// note; encoded before the store's single writer takes it).
+    pub fn encode_note(note: &SealedNote) -> Vec<u8> {
+        crate::encode_sized(&EntryItemRef::Note(note), note.ciphertext.len() + 256)
+    }
+}
+
 /// Typed error codes; `message` is for people (it is what the error displays as) and never
 /// carries server internals.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

@@ -27,6 +27,10 @@ fn every_request_kind_round_trips() {
         ciphertext: vec![7; 100],
         signature: sig,
     };
+    // A note's entry encoded by reference is the owned entry's CBOR, byte for byte.
+    let item = EntryItem::encode_note(&note);
+    assert_eq!(item, encode(&EntryItem::Note(note.clone())));
+    assert_eq!(decode::<EntryItem>(&item).unwrap(), EntryItem::Note(note.clone()));
     let requests = vec![
         Request::Hello { versions: vec![1, 2], client: "t".into() },
         Request::Register {

@@ -2,8 +2,10 @@
 //! cannot read. One WebSocket per client at `/v1/ws` (CBOR frames, see `docs/PROTOCOL.md`),
 //! media over HTTP at `/v1/media/{sha256}`, `/healthz` and `/metrics`.
 //!
-//! It is not a crypto library: it checks signatures (so forged requests never reach the
-//! database) and membership roles, and treats every note, envelope and blob as opaque.
+//! It is not a crypto library: it checks the signatures it enforces rules with (logins,
+//! device lists, membership ops, deletes, envelopes: forged requests never reach the
+//! database) and membership roles, and treats every note, envelope and blob as opaque. A
+//! note's own signature is left to its readers (`handlers::notes::post` says why).
 //!
 //! [`start`] binds a listener and serves until [`RunningServer::shutdown`]; tests bind
 //! `127.0.0.1:0`, and the app embeds a server the same way.

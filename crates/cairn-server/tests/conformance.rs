@@ -85,6 +85,7 @@ pub async fn conformance(store: Arc<dyn Store>) {
     let op = |i: u8| SignedOp { body: vec![i; 10], signature: Signature([i; 64]) };
     let after = |m: &[(&str, Role)], epoch| MembersAfter {
         members: m.iter().map(|(h, r)| (h.to_string(), *r)).collect(),
+        removed: vec![],
         epoch,
     };
     store.append_op(&space, 0, &op(0), &after(&[("alice", Role::Owner)], 0)).await.unwrap();
@@ -114,6 +115,21 @@ pub async fn conformance(store: Arc<dyn Store>) {
     assert_eq!(bob_spaces.len(), 1);
     assert_eq!((bob_spaces[0].role, bob_spaces[0].epoch, bob_spaces[0].ops), (Role::Member, 1, 2));
     assert!(store.spaces_of("carol").await.unwrap().is_empty());
+    // An op writes what it changed: a role changed, a member added, one removed.
+    let changing = SpaceId(id16(11));
+    let first = after(&[("alice", Role::Owner), ("dave", Role::Member)], 0);
+    store.append_op(&changing, 0, &op(0), &first).await.unwrap();
+    let change = MembersAfter {
+        members: vec![("dave".into(), Role::Reader), ("erin".into(), Role::Member)],
+        removed: vec!["alice".into()],
+        epoch: 1,
+    };
+    store.append_op(&changing, 1, &op(1), &change).await.unwrap();
+    let dave = store.spaces_of("dave").await.unwrap();
+    assert_eq!((dave.len(), dave[0].role, dave[0].epoch), (1, Role::Reader, 1));
+    assert_eq!(store.spaces_of("erin").await.unwrap().len(), 1);
+    let alice_spaces = store.spaces_of("alice").await.unwrap();
+    assert!(alice_spaces.iter().all(|s| s.space != changing), "{alice_spaces:?}");
 
     // Notes: sequence numbers in order, idempotent by note id, per space.
     let other = SpaceId(id16(10));
@@ -275,7 +291,8 @@ async fn postgres_sequences_stay_gap_free_and_ids_idempotent_across_nodes() {
     .await;
     let space = SpaceId(id16(1));
     let op = SignedOp { body: vec![0; 10], signature: Signature([0; 64]) };
-    let after = MembersAfter { members: vec![("alice".into(), Role::Owner)], epoch: 0 };
+    let after =
+        MembersAfter { members: vec![("alice".into(), Role::Owner)], removed: vec![], epoch: 0 };
     nodes[0].append_op(&space, 0, &op, &after).await.unwrap();
     // The same index appended through another node is a conflict, not a second op.
     assert!(matches!(

@@ -60,10 +60,23 @@ async fn check_devices(state: &AppState, action: &Action) -> Result<()> {
     Ok(())
 }
 
-fn members_after(state: &SpaceState) -> MembersAfter {
+/// What changed in the membership from `before` (none: a new space) to `after`.
+fn members_after(before: Option<&SpaceState>, after: &SpaceState) -> MembersAfter {
+    let role_before = |h: &str| before.and_then(|b| b.members.get(h)).map(|m| m.role);
     MembersAfter {
-        members: state.members.iter().map(|(h, m)| (h.clone(), m.role)).collect(),
-        epoch: state.epoch,
+        members: after
+            .members
+            .iter()
+            .filter(|(h, m)| role_before(h) != Some(m.role))
+            .map(|(h, m)| (h.clone(), m.role))
+            .collect(),
+        removed: before
+            .into_iter()
+            .flat_map(|b| b.members.keys())
+            .filter(|h| !after.members.contains_key(*h))
+            .cloned()
+            .collect(),
+        epoch: after.epoch,
     }
 }
 
@@ -78,7 +91,7 @@ pub async fn create(state: &AppState, caller: &Caller, signed: SignedOp) -> Resu
     if slot.is_some() {
         return Err(ServerError::code(ErrorCode::Conflict, "space exists"));
     }
-    state.store.append_op(&op.space, 0, &signed, &members_after(&space_state)).await?;
+    state.store.append_op(&op.space, 0, &signed, &members_after(None, &space_state)).await?;
     *slot = Some(cached(space_state));
     Ok(Response::OpAccepted { index: 0, epoch: 0 })
 }
@@ -91,7 +104,7 @@ pub async fn change(state: &AppState, caller: &Caller, signed: SignedOp) -> Resu
         slot.as_ref().ok_or_else(|| ServerError::code(ErrorCode::NotFound, "no such space"))?;
     let mut next = current.state.clone();
     next.apply(&op, hash).map_err(op_error)?;
-    if let Err(e) = state.store.append_op(&op.space, op.index, &signed, &members_after(&next)).await
+    if let Err(e) = state.store.append_op(&op.space, op.index, &signed, &members_after(Some(&current.state), &next)).await
     {
         // Another node appended first: forget our copy so the next use reloads.
         drop(slot);

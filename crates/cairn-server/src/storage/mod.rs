@@ -48,10 +48,16 @@ pub struct Posted {
     pub duplicate: bool,
 }
 
-/// A space's membership after an op: written with the op in one transaction.
-#[derive(Clone, Debug)]
+/// What an op changed in a space's membership, written with the op in one transaction:
+/// the members it added or gave another role, and those it removed. A change, not the
+/// whole list, so that adding the 10,000th member writes one row, not 10,000.
+#[derive(Clone, Debug, Default)]
 pub struct MembersAfter {
+    /// Members added by the op, or whose role it changed (with their role now).
     pub members: Vec<(String, Role)>,
+    /// Members the op removed.
+    pub removed: Vec<String>,
+    /// The space's epoch after the op.
     pub epoch: u64,
 }
 

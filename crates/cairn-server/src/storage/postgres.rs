@@ -565,13 +565,18 @@ impl Store for PgStore {
             &[&id, &(after.epoch as i64)],
         )
         .await?;
-        tx.execute("DELETE FROM members WHERE space = $1", &[&id]).await?;
         let (handles, roles): (Vec<&str>, Vec<&str>) =
             after.members.iter().map(|(h, r)| (h.as_str(), role_str(*r))).unzip();
         tx.execute(
             "INSERT INTO members (space, handle, role)
-             SELECT $1, h, r FROM unnest($2::text[], $3::text[]) AS m(h, r)",
+             SELECT $1, h, r FROM unnest($2::text[], $3::text[]) AS m(h, r)
+             ON CONFLICT (space, handle) DO UPDATE SET role = excluded.role",
             &[&id, &handles, &roles],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM members WHERE space = $1 AND handle = ANY($2::text[])",
+            &[&id, &after.removed],
         )
         .await?;
         tx.commit().await?;

@@ -66,10 +66,22 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let mut conn = open(&path, false)?;
         migrate(&mut conn)?;
+        // Checkpoints (copying the WAL back into the database file) run on a thread of
+        // their own, not inside the writer's commits, which every post waits for.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let checkpoints = open(&path, false)?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let (alive, stopped) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("cairn-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || {
+                writer_loop(conn, rx);
+                drop(alive);
+            })
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        std::thread::Builder::new()
+            .name("cairn-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoints, stopped))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(SqliteStore { path, writer: tx, readers: Arc::new(Mutex::new(Vec::new())) })
     }
@@ -168,6 +180,25 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
+/// How often the checkpointer looks at the WAL.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Copies committed WAL frames into the database file beside the writer (a passive
+/// checkpoint never waits for it), until the writer stops; then once more, in full.
+fn checkpoint_loop(conn: Connection, stopped: std::sync::mpsc::Receiver<()>) {
+    loop {
+        match stopped.recv_timeout(CHECKPOINT_EVERY) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::warn!(error = %e, "checkpoint");
+                }
+            }
+            _ => break,
+        }
+    }
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+}
+
 /// Runs a statement without parameters from the connection's statement cache.
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute([])
@@ -189,6 +220,24 @@ fn append_entry(
     item: &EntryItem,
     now: u64,
 ) -> Result<SpaceEntry, StoreError> {
+    let seq =
+        append_row(conn, space, note_id, is_note, sender, expires_at, &cairn_proto::encode(item), now)?;
+    Ok(SpaceEntry { seq, stored_at: now, item: item.clone() })
+}
+
+/// Appends an entry's row (its item already encoded) at the space's next sequence number;
+/// returns that number.
+#[allow(clippy::too_many_arguments)] // one per column of the row it writes
+fn append_row(
+    conn: &Connection,
+    space: &SpaceId,
+    note_id: &NoteId,
+    is_note: bool,
+    sender: Option<&DeviceId>,
+    expires_at: Option<u64>,
+    item: &[u8],
+    now: u64,
+) -> Result<u64, StoreError> {
     let seq: i64 = conn
         .prepare_cached("UPDATE spaces SET head = head + 1 WHERE id = ?1 RETURNING head")?
         .query_row(params![&space.0[..]], |r| r.get(0))
@@ -204,11 +253,11 @@ fn append_entry(
         &note_id.0[..],
         now as i64,
         is_note as i64,
-        sender.map(|s| s.0.to_vec()),
+        sender.map(|s| &s.0[..]),
         expires_at.map(|e| e as i64),
-        cairn_proto::encode(item),
+        item,
     ])?;
-    Ok(SpaceEntry { seq: seq as u64, stored_at: now, item: item.clone() })
+    Ok(seq as u64)
 }
 
 /// Replaces a note's entry with a tombstone and appends a tombstone entry.
@@ -413,11 +462,17 @@ impl Store for SqliteStore {
                 "UPDATE spaces SET ops = ops + 1, epoch = ?2 WHERE id = ?1",
                 params![&space.0[..], after.epoch as i64],
             )?;
-            c.execute("DELETE FROM members WHERE space = ?1", [&space.0[..]])?;
-            let mut ins =
-                c.prepare_cached("INSERT INTO members (space, handle, role) VALUES (?1, ?2, ?3)")?;
+            let mut set = c.prepare_cached(
+                "INSERT INTO members (space, handle, role) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (space, handle) DO UPDATE SET role = excluded.role",
+            )?;
             for (handle, role) in &after.members {
-                ins.execute(params![&space.0[..], handle, role_str(*role)])?;
+                set.execute(params![&space.0[..], handle, role_str(*role)])?;
+            }
+            let mut remove =
+                c.prepare_cached("DELETE FROM members WHERE space = ?1 AND handle = ?2")?;
+            for handle in &after.removed {
+                remove.execute(params![&space.0[..], handle])?;
             }
             Ok(())
         })
@@ -480,30 +535,43 @@ impl Store for SqliteStore {
     }
 
     async fn post_note(&self, note: &SealedNote, now: u64) -> Result<Posted, StoreError> {
-        let note = note.clone();
-        self.write(move |c| {
-            let h = &note.header;
-            let existing = c
-                .prepare_cached(
-                    "SELECT seq, stored_at, item, note_id FROM entries WHERE space = ?1 AND note_id = ?2 AND is_note = 1",
-                )?
-                .query_row(
-                    params![&h.space.0[..], &h.note_id.0[..]],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Vec<u8>>(3)?)),
-                )
-                .optional()?;
-            if let Some((seq, stored_at, item, id)) = existing {
-                return Ok(Posted { entry: row_entry(seq, stored_at, &item, false, &id)?, duplicate: true });
-            }
-            let item = EntryItem::Note(note.clone());
-            let entry = append_entry(c, &h.space, &h.note_id, true, Some(&h.sender), h.expires_at, &item, now)?;
-            let mut ins = c.prepare_cached("INSERT OR IGNORE INTO note_media (space, seq, hash) VALUES (?1, ?2, ?3)")?;
-            for m in &h.media {
-                ins.execute(params![&h.space.0[..], entry.seq as i64, &m.0[..]])?;
-            }
-            Ok(Posted { entry, duplicate: false })
+        // Everything but the rows is done here, on the caller's thread: the encoding, and
+        // (below) the copy of the note for the answer. The one writer thread, which every
+        // post waits for, only writes.
+        let item = EntryItem::encode_note(note);
+        let h = note.header.clone();
+        let written = self
+            .write(move |c| {
+                let existing = c
+                    .prepare_cached(
+                        "SELECT seq, stored_at, item FROM entries WHERE space = ?1 AND note_id = ?2 AND is_note = 1",
+                    )?
+                    .query_row(params![&h.space.0[..], &h.note_id.0[..]], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+                    })
+                    .optional()?;
+                if let Some(found) = existing {
+                    return Ok(Err(found));
+                }
+                let seq = append_row(c, &h.space, &h.note_id, true, Some(&h.sender), h.expires_at, &item, now)?;
+                let mut ins = c.prepare_cached("INSERT OR IGNORE INTO note_media (space, seq, hash) VALUES (?1, ?2, ?3)")?;
+                for m in &h.media {
+                    ins.execute(params![&h.space.0[..], seq as i64, &m.0[..]])?;
+                }
+                // The encoded item goes back to be freed off the writer too.
+                Ok(Ok((seq, item)))
+            })
+            .await?;
+        Ok(match written {
+            Ok((seq, _item)) => Posted {
+                entry: SpaceEntry { seq, stored_at: now, item: EntryItem::Note(note.clone()) },
+                duplicate: false,
+            },
+            Err((seq, stored_at, item)) => Posted {
+                entry: row_entry(seq, stored_at, &item, false, &note.header.note_id.0)?,
+                duplicate: true,
+            },
         })
-        .await
     }
 
     async fn note_sender(
