@@ -20,7 +20,17 @@ const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/001_init.sql
 const MAX_BATCH: usize = 512;
 
 type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// One write for the writer thread.
+struct Job {
+    run: Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>,
+    /// Run inside a savepoint of its own, so that its failure undoes only its own rows.
+    /// A job without one must fail, if it fails, before it changes a row; if it fails
+    /// after (the database's own errors: I/O, a full disk), the whole batch is rolled
+    /// back and every caller in it told to retry. Posts go without: a savepoint copies
+    /// every page a post touches into a sub-journal, about a tenth of the writer's time.
+    savepoint: bool,
+}
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -86,14 +96,33 @@ impl SqliteStore {
         Ok(SqliteStore { path, writer: tx, readers: Arc::new(Mutex::new(Vec::new())) })
     }
 
-    /// Runs `f` in the writer's transaction; resolves once the transaction is durable.
+    /// Runs `f` in the writer's transaction, inside a savepoint of its own; resolves once
+    /// the transaction is durable.
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.write_job(f, true).await
+    }
+
+    /// [`Self::write`] without the savepoint, for a write whose every failure of its own
+    /// comes before it changes a row (see [`Job::savepoint`]).
+    async fn write_unguarded<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_job(f, false).await
+    }
+
+    async fn write_job<T, F>(&self, f: F, savepoint: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let run = Box::new(move |conn: &Connection| {
             let result = f(conn);
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |commit| {
@@ -101,7 +130,7 @@ impl SqliteStore {
             });
             (ok, reply)
         });
-        self.writer.send(job).map_err(|_| StoreError::Backend("writer stopped".into()))?;
+        self.writer.send(Job { run, savepoint }).map_err(|_| StoreError::Backend("writer stopped".into()))?;
         rx.await.map_err(|_| StoreError::Backend("writer dropped a write".into()))?
     }
 
@@ -150,10 +179,20 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
             continue;
         }
+        // Set when a job without a savepoint failed after changing rows: nothing of the
+        // batch may then be kept.
+        let mut torn = false;
         for job in batch {
+            if !job.savepoint {
+                let before = conn.total_changes();
+                let (ok, reply) = (job.run)(&conn);
+                torn |= !ok && conn.total_changes() != before;
+                replies.push(reply);
+                continue;
+            }
             // Cached statements: parsing these four words per write cost more than the write.
             let sp = run_cached(&conn, "SAVEPOINT job");
-            let (ok, reply) = job(&conn);
+            let (ok, reply) = (job.run)(&conn);
             if sp.is_ok() {
                 let end = if ok {
                     run_cached(&conn, "RELEASE job")
@@ -167,13 +206,19 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
             replies.push(reply);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let commit = if torn {
+            tracing::error!("a write failed part-way; rolling back its whole batch");
+            Err(StoreError::Backend("a write failed part-way; nothing was stored: retry".into()))
+        } else {
+            conn.execute_batch("COMMIT").map_err(StoreError::from)
+        };
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for reply in replies {
             reply(match &commit {
                 Ok(()) => Ok(()),
+                Err(StoreError::Backend(why)) => Err(StoreError::Backend(why.clone())),
                 Err(e) => Err(StoreError::Backend(e.to_string())),
             });
         }
@@ -540,8 +585,10 @@ impl Store for SqliteStore {
         // post waits for, only writes.
         let item = EntryItem::encode_note(note);
         let h = note.header.clone();
+        // Without a savepoint: its one failure of its own (no such space) comes before it
+        // writes, and a duplicate is not a failure.
         let written = self
-            .write(move |c| {
+            .write_unguarded(move |c| {
                 let existing = c
                     .prepare_cached(
                         "SELECT seq, stored_at, item FROM entries WHERE space = ?1 AND note_id = ?2 AND is_note = 1",
@@ -767,5 +814,45 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write without a savepoint that fails after changing a row takes its whole batch
+    /// down: nothing of it is kept, and every caller in it is told so; the store goes on.
+    #[tokio::test]
+    async fn an_unguarded_write_that_fails_part_way_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let insert = |c: &Connection, id: u8| {
+            c.execute("INSERT INTO spaces (id) VALUES (?1)", [&[id; 16][..]]).map(|_| ())
+        };
+        let torn = store
+            .write_unguarded(move |c| {
+                insert(c, 1)?;
+                Err::<(), _>(StoreError::Backend("failed after a write".into()))
+            })
+            .await
+            .unwrap_err();
+        assert!(torn.to_string().contains("nothing was stored: retry"), "{torn}");
+        // A failure before any change is the caller's alone; a good write still commits.
+        let clean = store
+            .write_unguarded(|_| Err::<(), _>(StoreError::NotFound))
+            .await
+            .unwrap_err();
+        assert!(matches!(clean, StoreError::NotFound), "{clean}");
+        store.write_unguarded(move |c| Ok(insert(c, 2)?)).await.unwrap();
+        let kept: Vec<u8> = store
+            .read(|c| {
+                let mut rows = c.prepare("SELECT id FROM spaces")?;
+                let ids = rows.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+                Ok(ids.map(|id| id.map(|id| id[0])).collect::<Result<_, _>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(kept, vec![2]);
     }
 }
