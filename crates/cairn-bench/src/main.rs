@@ -499,11 +499,12 @@ where
 /// Returns the latencies and the machine's CPU time per delivery (both ends).
 async fn fan_out(url: &str, members: usize) -> Result<(Histogram<u64>, f64)> {
     let owner = register(url, "fowner").await?;
-    let ids: Vec<DeviceIdentity> = open_many(members, |i| async move { register(url, &format!("f{i}")).await })
-        .await?
-        .into_iter()
-        .map(|u| u.id)
-        .collect();
+    let ids: Vec<DeviceIdentity> =
+        open_many(members, |i| async move { register(url, &format!("f{i}")).await })
+            .await?
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
     let list: Vec<(String, DeviceKeys)> =
         ids.iter().enumerate().map(|(i, id)| (format!("f{i}"), id.keys())).collect();
     let (space, epoch) = space_with(&owner, "fowner", &list).await?;
@@ -607,7 +608,8 @@ async fn store_posts(
     let spaces: Vec<SpaceId> = (0..100u8).map(|i| SpaceId([i; 16])).collect();
     for s in &spaces {
         let op = SignedOp { body: vec![1; 100], signature: Signature([0; 64]) };
-        let after = MembersAfter { members: vec![("bench".into(), Role::Owner)], ..Default::default() };
+        let after =
+            MembersAfter { members: vec![("bench".into(), Role::Owner)], ..Default::default() };
         store.append_op(s, 0, &op, &after).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -772,7 +774,8 @@ fn fastest(runs: usize, mut pass: impl FnMut()) -> f64 {
 /// Returns seconds per pass for each.
 fn media_speed() -> (f64, f64, f64, f64) {
     use aes_gcm::aead::{AeadInOut, KeyInit};
-    let data: Vec<u8> = (0..16 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let data: Vec<u8> =
+        (0..16 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     let cipher = aes_gcm::Aes256Gcm::new_from_slice(&[7u8; 32]).expect("32-byte key");
     let mut buf = data.clone();
     let plain = fastest(20, || {

@@ -20,8 +20,7 @@ pub const DEFAULT_MEDIA_CACHE_BYTES: u64 = 512 * 1024 * 1024;
 /// A note's `error` when its signature does not verify under its sender's key. The note
 /// is kept, shown as unverifiable (nothing it says is shown, since nothing shows who wrote
 /// it), and the space syncs on.
-pub const UNVERIFIABLE: &str =
-    "unverifiable: its signature does not verify under its sender's key";
+pub const UNVERIFIABLE: &str = "unverifiable: its signature does not verify under its sender's key";
 
 /// What changed locally, for a UI to redraw.
 #[derive(Clone, Debug, PartialEq)]

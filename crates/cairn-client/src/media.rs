@@ -4,9 +4,7 @@
 //! while they decrypt it, and keep nothing unless both check out.
 
 use crate::error::ClientError;
-use cairn_crypto::{
-    CHUNK_SIZE, CryptoError, MediaKey, MediaRef, decrypt_blob, encrypt_blob_with,
-};
+use cairn_crypto::{CHUNK_SIZE, CryptoError, MediaKey, MediaRef, decrypt_blob, encrypt_blob_with};
 use cairn_proto::MediaHash;
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};

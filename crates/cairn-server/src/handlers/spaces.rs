@@ -104,7 +104,10 @@ pub async fn change(state: &AppState, caller: &Caller, signed: SignedOp) -> Resu
         slot.as_ref().ok_or_else(|| ServerError::code(ErrorCode::NotFound, "no such space"))?;
     let mut next = current.state.clone();
     next.apply(&op, hash).map_err(op_error)?;
-    if let Err(e) = state.store.append_op(&op.space, op.index, &signed, &members_after(Some(&current.state), &next)).await
+    if let Err(e) = state
+        .store
+        .append_op(&op.space, op.index, &signed, &members_after(Some(&current.state), &next))
+        .await
     {
         // Another node appended first: forget our copy so the next use reloads.
         drop(slot);

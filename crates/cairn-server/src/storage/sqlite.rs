@@ -130,7 +130,9 @@ impl SqliteStore {
             });
             (ok, reply)
         });
-        self.writer.send(Job { run, savepoint }).map_err(|_| StoreError::Backend("writer stopped".into()))?;
+        self.writer
+            .send(Job { run, savepoint })
+            .map_err(|_| StoreError::Backend("writer stopped".into()))?;
         rx.await.map_err(|_| StoreError::Backend("writer dropped a write".into()))?
     }
 
@@ -265,8 +267,16 @@ fn append_entry(
     item: &EntryItem,
     now: u64,
 ) -> Result<SpaceEntry, StoreError> {
-    let seq =
-        append_row(conn, space, note_id, is_note, sender, expires_at, &cairn_proto::encode(item), now)?;
+    let seq = append_row(
+        conn,
+        space,
+        note_id,
+        is_note,
+        sender,
+        expires_at,
+        &cairn_proto::encode(item),
+        now,
+    )?;
     Ok(SpaceEntry { seq, stored_at: now, item: item.clone() })
 }
 
@@ -839,10 +849,8 @@ mod tests {
             .unwrap_err();
         assert!(torn.to_string().contains("nothing was stored: retry"), "{torn}");
         // A failure before any change is the caller's alone; a good write still commits.
-        let clean = store
-            .write_unguarded(|_| Err::<(), _>(StoreError::NotFound))
-            .await
-            .unwrap_err();
+        let clean =
+            store.write_unguarded(|_| Err::<(), _>(StoreError::NotFound)).await.unwrap_err();
         assert!(matches!(clean, StoreError::NotFound), "{clean}");
         store.write_unguarded(move |c| Ok(insert(c, 2)?)).await.unwrap();
         let kept: Vec<u8> = store
