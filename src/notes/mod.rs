@@ -43,6 +43,11 @@ impl Note {
     pub fn pending(&self) -> bool {
         self.seq.is_none()
     }
+    /// Its signature did not verify under its sender's key: nothing shows who left it, so
+    /// nothing it says is shown (the server does not check notes' signatures; readers do).
+    pub fn unverifiable(&self) -> bool {
+        self.error.as_deref() == Some(cairn_client::client::UNVERIFIABLE)
+    }
     pub fn from_local(n: &LocalNote) -> Self {
         Note {
             space: n.space,
@@ -561,6 +566,30 @@ fn mark_read_on_activate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A note whose signature failed says so plainly, and shows nothing of itself; any
+    /// other unopened note keeps its reason.
+    #[test]
+    fn an_unverifiable_note_is_marked_as_such_and_shows_nothing() {
+        let note = |error: &str| Note {
+            space: SpaceId([1; 16]),
+            id: NoteId([2; 16]),
+            seq: Some(1),
+            sender: DeviceId([3; 32]),
+            body: None,
+            error: Some(error.into()),
+            unread: true,
+            approximate: false,
+        };
+        let bad = note(cairn_client::client::UNVERIFIABLE);
+        assert!(bad.unverifiable());
+        assert!(crate::render::header_line(&bad, 0).contains("unverifiable"));
+        assert!(crate::render::unopened_text(&bad).contains("signature does not verify"));
+        let keyless = note("no key for epoch 3 yet");
+        assert!(!keyless.unverifiable());
+        assert!(crate::render::header_line(&keyless, 0).contains("could not be opened"));
+        assert!(crate::render::unopened_text(&keyless).contains("no key for epoch 3 yet"));
+    }
 
     #[test]
     fn a_near_panel_turns_in_small_steps_and_a_farther_one_in_larger_ones() {

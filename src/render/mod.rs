@@ -744,7 +744,22 @@ pub fn header_line(note: &Note, now_ms: u64) -> String {
             let place = if note.approximate { " · ≈ place approximate" } else { "" };
             format!("{} · {}{state}{place}", b.author, age_label(b.created_at, now_ms))
         }
+        None if note.unverifiable() => "⚠ unverifiable: not shown".into(),
         None => "🔒 could not be opened".into(),
+    }
+}
+
+/// What a note that could not be opened says in place of its text.
+pub fn unopened_text(note: &Note) -> String {
+    if note.unverifiable() {
+        "This note's signature does not verify, so nothing shows who left it; what it says \
+         is not shown."
+            .into()
+    } else {
+        format!(
+            "This note was left here, but this device cannot read it ({}).",
+            note.error.clone().unwrap_or_default()
+        )
     }
 }
 
@@ -907,13 +922,7 @@ fn build_details(
                         b.text.clone(),
                         if visual.expanded { PanelStyle::EXPANDED } else { PanelStyle::NOTE },
                     ),
-                    None => (
-                        format!(
-                            "This note was left here, but this device cannot read it ({}).",
-                            note.error.clone().unwrap_or_default()
-                        ),
-                        PanelStyle::PLACEHOLDER,
-                    ),
+                    None => (unopened_text(note), PanelStyle::PLACEHOLDER),
                 };
                 debug_assert!(kind.is_none() || kind == Some(NoteKind::Text));
                 let fit = PanelFit::Note { note: e, card: visual.card, plate: visual.plate };
