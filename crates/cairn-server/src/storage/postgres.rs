@@ -56,10 +56,22 @@ fn unique_violation(e: &tokio_postgres::Error, constraint: &str) -> bool {
     })
 }
 
+/// A post for the writer: its header and its entry's CBOR, encoded by the caller (the
+/// writer, which every post waits for, only writes).
 struct PostJob {
-    note: SealedNote,
+    header: cairn_proto::NoteHeader,
+    item: Vec<u8>,
     now: u64,
-    reply: oneshot::Sender<Result<Posted, StoreError>>,
+    reply: oneshot::Sender<Result<Written, StoreError>>,
+}
+
+/// What the writer did with a post: stored it at `seq`, found it stored already, or
+/// stored it earlier in the same batch (the same note id: answered with that number).
+#[derive(Clone)]
+enum Written {
+    New { seq: u64, stored_at: u64 },
+    Stored(SpaceEntry),
+    Again { seq: u64, stored_at: u64 },
 }
 
 pub struct PgStore {
@@ -161,29 +173,29 @@ async fn post_writer(
     }
 }
 
-/// Column arrays of a multi-row insert into `entries`.
+/// Column arrays of a multi-row insert into `entries`, borrowing the jobs' bytes.
 #[derive(Default)]
-struct EntryRows {
-    space: Vec<Vec<u8>>,
+struct EntryRows<'a> {
+    space: Vec<&'a [u8]>,
     seq: Vec<i64>,
-    note_id: Vec<Vec<u8>>,
+    note_id: Vec<&'a [u8]>,
     stored_at: Vec<i64>,
-    sender: Vec<Vec<u8>>,
+    sender: Vec<&'a [u8]>,
     expires_at: Vec<Option<i64>>,
-    item: Vec<Vec<u8>>,
-    media_space: Vec<Vec<u8>>,
+    item: Vec<&'a [u8]>,
+    media_space: Vec<&'a [u8]>,
     media_seq: Vec<i64>,
-    media_hash: Vec<Vec<u8>>,
+    media_hash: Vec<&'a [u8]>,
 }
 
 /// One transaction for a batch of posts; one result per job, in order.
 async fn post_batch(
     pool: &Pool,
     jobs: &[PostJob],
-) -> Result<Vec<Result<Posted, StoreError>>, StoreError> {
+) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let mut space_ids: Vec<Vec<u8>> = jobs.iter().map(|j| j.note.header.space.0.to_vec()).collect();
+    let mut space_ids: Vec<Vec<u8>> = jobs.iter().map(|j| j.header.space.0.to_vec()).collect();
     space_ids.sort();
     space_ids.dedup();
     let lock = tx
@@ -196,7 +208,7 @@ async fn post_batch(
     // Referenced blobs, share-locked so that the media sweep cannot take them away under
     // this batch; a blob it took already fails only the posts that reference it.
     let hashes: Vec<&[u8]> =
-        jobs.iter().flat_map(|j| j.note.header.media.iter().map(|m| &m.0[..])).collect();
+        jobs.iter().flat_map(|j| j.header.media.iter().map(|m| &m.0[..])).collect();
     let mut present: std::collections::HashSet<MediaHash> = std::collections::HashSet::new();
     if !hashes.is_empty() {
         let share = tx
@@ -209,8 +221,8 @@ async fn post_batch(
         }
     }
     // Already stored (a retry, perhaps through another node): answer with the original.
-    let keys_space: Vec<&[u8]> = jobs.iter().map(|j| &j.note.header.space.0[..]).collect();
-    let keys_note: Vec<&[u8]> = jobs.iter().map(|j| &j.note.header.note_id.0[..]).collect();
+    let keys_space: Vec<&[u8]> = jobs.iter().map(|j| &j.header.space.0[..]).collect();
+    let keys_note: Vec<&[u8]> = jobs.iter().map(|j| &j.header.note_id.0[..]).collect();
     let dup = tx
         .prepare_cached(
             "SELECT e.space, e.note_id, e.seq, e.stored_at, e.item
@@ -218,18 +230,24 @@ async fn post_batch(
              JOIN entries e ON e.space = k.space AND e.note_id = k.note_id AND e.is_note",
         )
         .await?;
-    let mut stored: HashMap<(SpaceId, NoteId), SpaceEntry> = HashMap::new();
+    let mut stored: HashMap<(SpaceId, NoteId), Written> = HashMap::new();
     for row in tx.query(&dup, &[&keys_space, &keys_note]).await? {
         let key = (SpaceId(id_bytes(row.get(0))?), NoteId(id_bytes(row.get(1))?));
         let entry = row_entry(row.get(2), row.get(3), row.get(4), false, row.get(1))?;
-        stored.insert(key, entry);
+        stored.insert(key, Written::Stored(entry));
     }
     let mut rows = EntryRows::default();
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let h = &job.note.header;
-        if let Some(entry) = stored.get(&(h.space, h.note_id)) {
-            results.push(Ok(Posted { entry: entry.clone(), duplicate: true }));
+        let h = &job.header;
+        if let Some(written) = stored.get(&(h.space, h.note_id)) {
+            // Stored before, or earlier in this batch (answered with that one's number).
+            results.push(Ok(match written {
+                Written::New { seq, stored_at } => {
+                    Written::Again { seq: *seq, stored_at: *stored_at }
+                }
+                stored => stored.clone(),
+            }));
             continue;
         }
         let Some(head) = heads.get_mut(&h.space) else {
@@ -241,22 +259,21 @@ async fn post_batch(
             continue;
         }
         *head += 1;
-        let item = EntryItem::Note(job.note.clone());
-        rows.space.push(h.space.0.to_vec());
+        rows.space.push(&h.space.0);
         rows.seq.push(*head);
-        rows.note_id.push(h.note_id.0.to_vec());
+        rows.note_id.push(&h.note_id.0);
         rows.stored_at.push(job.now as i64);
-        rows.sender.push(h.sender.0.to_vec());
+        rows.sender.push(&h.sender.0);
         rows.expires_at.push(h.expires_at.map(|e| e as i64));
-        rows.item.push(cairn_proto::encode(&item));
+        rows.item.push(&job.item);
         for m in &h.media {
-            rows.media_space.push(h.space.0.to_vec());
+            rows.media_space.push(&h.space.0);
             rows.media_seq.push(*head);
-            rows.media_hash.push(m.0.to_vec());
+            rows.media_hash.push(&m.0);
         }
-        let entry = SpaceEntry { seq: *head as u64, stored_at: job.now, item };
-        stored.insert((h.space, h.note_id), entry.clone());
-        results.push(Ok(Posted { entry, duplicate: false }));
+        let written = Written::New { seq: *head as u64, stored_at: job.now };
+        stored.insert((h.space, h.note_id), written.clone());
+        results.push(Ok(written));
     }
     if !rows.seq.is_empty() {
         let (ids, new_heads): (Vec<Vec<u8>>, Vec<i64>) =
@@ -639,10 +656,23 @@ impl Store for PgStore {
 
     async fn post_note(&self, note: &SealedNote, now: u64) -> Result<Posted, StoreError> {
         let (reply, rx) = oneshot::channel();
+        let item = EntryItem::encode_note(note);
         self.posts
-            .send(PostJob { note: note.clone(), now, reply })
+            .send(PostJob { header: note.header.clone(), item, now, reply })
             .map_err(|_| StoreError::Backend("post writer stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Backend("post writer dropped a post".into()))?
+        let written =
+            rx.await.map_err(|_| StoreError::Backend("post writer dropped a post".into()))??;
+        Ok(match written {
+            Written::New { seq, stored_at } => Posted {
+                entry: SpaceEntry { seq, stored_at, item: EntryItem::Note(note.clone()) },
+                duplicate: false,
+            },
+            Written::Stored(entry) => Posted { entry, duplicate: true },
+            Written::Again { seq, stored_at } => Posted {
+                entry: SpaceEntry { seq, stored_at, item: EntryItem::Note(note.clone()) },
+                duplicate: true,
+            },
+        })
     }
 
     async fn note_sender(
