@@ -241,6 +241,14 @@ async fn register(url: &str, handle: &str) -> Result<User> {
     Ok(User { id, conn, events })
 }
 
+/// Logs in again as a device registered before (a copy of its identity for the new
+/// connection).
+async fn login(url: &str, id: &DeviceIdentity) -> Result<User> {
+    let id = DeviceIdentity::from_bytes(&id.to_bytes())?;
+    let (conn, events) = Connection::open(url, &id, Auth::Login).await?;
+    Ok(User { id, conn, events })
+}
+
 /// A space owned by `owner` with `members` added; returns its id and epoch.
 async fn space_with(
     owner: &User,
@@ -508,16 +516,7 @@ async fn fan_out(url: &str, members: usize) -> Result<(Histogram<u64>, f64)> {
     let list: Vec<(String, DeviceKeys)> =
         ids.iter().enumerate().map(|(i, id)| (format!("f{i}"), id.keys())).collect();
     let (space, epoch) = space_with(&owner, "fowner", &list).await?;
-    let ids = Arc::new(ids);
-    let users = open_many(members, |i| {
-        let (ids, url) = (ids.clone(), url.to_owned());
-        async move {
-            let id = DeviceIdentity::from_bytes(&ids[i].to_bytes())?;
-            let (conn, events) = Connection::open(&url, &id, Auth::Login).await?;
-            Ok(User { id, conn, events })
-        }
-    })
-    .await?;
+    let users = open_many(members, |i| login(url, &ids[i])).await?;
     let key = EpochKey::generate();
     let (tx, mut rx) = mpsc::unbounded_channel::<(NoteId, Instant)>();
     for mut u in users {
@@ -929,18 +928,10 @@ impl ServerProcess {
 async fn idle_memory(server_bin: &std::path::Path, count: usize) -> Result<(f64, u64, u64)> {
     let server = ServerProcess::start(server_bin, count).await?;
     let (pid, url) = (server.pid()?, server.url.clone());
-    let first = Arc::new(register(&url, "idle").await?);
+    let first = register(&url, "idle").await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(pid)?;
-    let conns = open_many(count, |_| {
-        let (first, url) = (first.clone(), url.clone());
-        async move {
-            let id = DeviceIdentity::from_bytes(&first.id.to_bytes())?;
-            let (conn, events) = Connection::open(&url, &id, Auth::Login).await?;
-            Ok(User { id, conn, events })
-        }
-    })
-    .await?;
+    let conns = open_many(count, |_| login(&url, &first.id)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_kib(pid)?;
     let per = (after.saturating_sub(before) as f64 * 1024.0) / count as f64;

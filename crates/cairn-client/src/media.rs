@@ -126,7 +126,7 @@ pub async fn download(
         .map_err(|e| ClientError::Protocol(format!("opening a blob: {e}")))?;
     let plain = match opened {
         Ok(plain) => plain,
-        Err(CryptoError::Malformed { .. }) => {
+        Err(CryptoError::WrongAddress) => {
             tokio::fs::remove_file(&partial).await?;
             return Err(ClientError::Http(
                 "the downloaded blob does not match its address; discarded".into(),

@@ -30,6 +30,8 @@ pub enum CryptoError {
     Malformed { what: &'static str, why: String },
     #[error("media stream is truncated")]
     Truncated,
+    #[error("media: the blob's hash does not match its address")]
+    WrongAddress,
     #[error("media stream continues after its last chunk")]
     TrailingData,
     #[error("device list rejected: {0}")]

@@ -90,13 +90,8 @@ impl MediaEncryptor {
         assert!(!self.finished, "no chunk may follow the last");
         assert!(plaintext.len() <= CHUNK_SIZE && (last || plaintext.len() == CHUNK_SIZE));
         let start = out.len();
-        out.extend_from_slice(plaintext);
-        let nonce = chunk_nonce(self.counter, last);
-        let tag = self
-            .cipher
-            .encrypt_inout_detached(&nonce.into(), &[], (&mut out[start..]).into())
-            .expect("a 64 KiB chunk is within AES-GCM's limits");
-        out.extend_from_slice(&tag);
+        out.resize(start + plaintext.len() + TAG_LEN, 0);
+        seal_into(&self.cipher, self.counter, last, plaintext, &mut out[start..]);
         self.hasher.update(&out[start..]);
         self.counter = self.counter.checked_add(1).expect("over 256 TiB in one blob");
         self.finished = last;
@@ -132,12 +127,13 @@ impl MediaDecryptor {
         last: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
-        let (body, tag) = self.pending[start..start + len].split_at_mut(len - TAG_LEN);
-        let tag = Tag::try_from(&*tag).map_err(|_| CryptoError::DecryptFailed)?;
-        self.cipher
-            .decrypt_inout_detached(&chunk_nonce(self.counter, last).into(), &[], body.into(), &tag)
-            .map_err(|_| CryptoError::DecryptFailed)?;
-        out.extend_from_slice(body);
+        let at = out.len();
+        out.resize(at + len - TAG_LEN, 0);
+        let sealed = &self.pending[start..start + len];
+        if let Err(e) = open_into(&self.cipher, self.counter, last, sealed, &mut out[at..]) {
+            out.truncate(at);
+            return Err(e);
+        }
         self.counter = self.counter.checked_add(1).ok_or(CryptoError::TrailingData)?;
         Ok(())
     }
@@ -162,11 +158,16 @@ impl MediaDecryptor {
             return Err(CryptoError::Truncated);
         }
         let len = self.pending.len();
-        self.open_chunk(0, len, true, out).map_err(|e| match e {
-            // A non-final chunk decrypted as final means the rest was cut off.
-            CryptoError::DecryptFailed if len == SEALED_CHUNK_SIZE => CryptoError::Truncated,
-            e => e,
-        })
+        self.open_chunk(0, len, true, out).map_err(|e| cut_off(e, len))
+    }
+}
+
+/// A last chunk of full size that does not open as the last one is a stream cut off at a
+/// chunk boundary: say so rather than "decryption failed".
+fn cut_off(e: CryptoError, last_len: usize) -> CryptoError {
+    match e {
+        CryptoError::DecryptFailed if last_len == SEALED_CHUNK_SIZE => CryptoError::Truncated,
+        e => e,
     }
 }
 
@@ -288,13 +289,7 @@ fn open_chunks<'c>(
             result = u32::try_from(i)
                 .map_err(|_| CryptoError::TrailingData)
                 .and_then(|index| open_into(cipher, index, last, sealed, plain))
-                .map_err(|e| match e {
-                    // A full chunk that only opens as non-final: the rest was cut off.
-                    CryptoError::DecryptFailed if last && sealed.len() == SEALED_CHUNK_SIZE => {
-                        CryptoError::Truncated
-                    }
-                    e => e,
-                });
+                .map_err(|e| if last { cut_off(e, sealed.len()) } else { e });
         }
         done(sealed);
     }
@@ -333,7 +328,7 @@ pub fn decrypt_blob(
             // The address first: a blob that is not what its name says is refused as such,
             // whatever else is wrong with it.
             if actual != expected.0 {
-                return Err(CryptoError::malformed("media", "hash does not match its address"));
+                return Err(CryptoError::WrongAddress);
             }
             opened
         }

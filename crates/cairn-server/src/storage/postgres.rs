@@ -65,13 +65,12 @@ struct PostJob {
     reply: oneshot::Sender<Result<Written, StoreError>>,
 }
 
-/// What the writer did with a post: stored it at `seq`, found it stored already, or
-/// stored it earlier in the same batch (the same note id: answered with that number).
+/// What the writer did with a post: stored it at `seq` (`again`: earlier in the same
+/// batch, under the same note id), or found it stored already.
 #[derive(Clone)]
 enum Written {
-    New { seq: u64, stored_at: u64 },
+    At { seq: u64, stored_at: u64, again: bool },
     Stored(SpaceEntry),
-    Again { seq: u64, stored_at: u64 },
 }
 
 pub struct PgStore {
@@ -242,11 +241,9 @@ async fn post_batch(
         let h = &job.header;
         if let Some(written) = stored.get(&(h.space, h.note_id)) {
             // Stored before, or earlier in this batch (answered with that one's number).
-            results.push(Ok(match written {
-                Written::New { seq, stored_at } => {
-                    Written::Again { seq: *seq, stored_at: *stored_at }
-                }
-                stored => stored.clone(),
+            results.push(Ok(match written.clone() {
+                Written::At { seq, stored_at, .. } => Written::At { seq, stored_at, again: true },
+                stored => stored,
             }));
             continue;
         }
@@ -271,7 +268,7 @@ async fn post_batch(
             rows.media_seq.push(*head);
             rows.media_hash.push(&m.0);
         }
-        let written = Written::New { seq: *head as u64, stored_at: job.now };
+        let written = Written::At { seq: *head as u64, stored_at: job.now, again: false };
         stored.insert((h.space, h.note_id), written.clone());
         results.push(Ok(written));
     }
@@ -663,15 +660,11 @@ impl Store for PgStore {
         let written =
             rx.await.map_err(|_| StoreError::Backend("post writer dropped a post".into()))??;
         Ok(match written {
-            Written::New { seq, stored_at } => Posted {
+            Written::At { seq, stored_at, again } => Posted {
                 entry: SpaceEntry { seq, stored_at, item: EntryItem::Note(note.clone()) },
-                duplicate: false,
+                duplicate: again,
             },
             Written::Stored(entry) => Posted { entry, duplicate: true },
-            Written::Again { seq, stored_at } => Posted {
-                entry: SpaceEntry { seq, stored_at, item: EntryItem::Note(note.clone()) },
-                duplicate: true,
-            },
         })
     }
 

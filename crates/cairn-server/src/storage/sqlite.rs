@@ -255,31 +255,6 @@ fn blob<const N: usize>(v: Vec<u8>) -> Result<[u8; N], StoreError> {
     id_bytes(&v)
 }
 
-/// Appends an entry at the space's next sequence number; returns it.
-#[allow(clippy::too_many_arguments)] // one per column of the row it writes
-fn append_entry(
-    conn: &Connection,
-    space: &SpaceId,
-    note_id: &NoteId,
-    is_note: bool,
-    sender: Option<&DeviceId>,
-    expires_at: Option<u64>,
-    item: &EntryItem,
-    now: u64,
-) -> Result<SpaceEntry, StoreError> {
-    let seq = append_row(
-        conn,
-        space,
-        note_id,
-        is_note,
-        sender,
-        expires_at,
-        &cairn_proto::encode(item),
-        now,
-    )?;
-    Ok(SpaceEntry { seq, stored_at: now, item: item.clone() })
-}
-
 /// Appends an entry's row (its item already encoded) at the space's next sequence number;
 /// returns that number.
 #[allow(clippy::too_many_arguments)] // one per column of the row it writes
@@ -327,16 +302,17 @@ fn tombstone(
 ) -> Result<Tombstoned, StoreError> {
     let item =
         EntryItem::Tombstone { note_id: *note_id, by: by.copied(), signature: signature.copied() };
+    let encoded = cairn_proto::encode(&item);
     conn.execute(
         "UPDATE entries SET deleted = 1, item = ?3 WHERE space = ?1 AND seq = ?2",
-        params![&space.0[..], seq, cairn_proto::encode(&item)],
+        params![&space.0[..], seq, &encoded],
     )?;
     conn.execute(
         "DELETE FROM note_media WHERE space = ?1 AND seq = ?2",
         params![&space.0[..], seq],
     )?;
-    let entry = append_entry(conn, space, note_id, false, by, None, &item, now)?;
-    Ok(Tombstoned { space: *space, entry })
+    let seq = append_row(conn, space, note_id, false, by, None, &encoded, now)?;
+    Ok(Tombstoned { space: *space, entry: SpaceEntry { seq, stored_at: now, item } })
 }
 
 #[async_trait]
