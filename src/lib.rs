@@ -11,6 +11,7 @@ pub mod desktop;
 pub mod interact;
 pub mod net;
 pub mod notes;
+pub mod places;
 pub mod render;
 pub mod report;
 pub mod screenshot;
@@ -52,6 +53,11 @@ pub struct Args {
     /// Demand XR: exit with an error, saying why, when no OpenXR runtime and headset are found.
     #[arg(long)]
     pub xr: bool,
+    /// Treat the headset's view as the real room even where it is not see-through (a VR
+    /// headset in a room where places were made): places are aligned by marking their
+    /// reference points, as in AR, rather than shown as areas of a virtual scene.
+    #[arg(long)]
+    pub room: bool,
     /// Append JSON lines about what the app shows to FILE (for tests).
     #[arg(long, hide = true)]
     pub report: Option<PathBuf>,
@@ -85,7 +91,13 @@ impl Plugin for CairnLogicPlugin {
             )
                 .chain(),
         );
-        app.add_plugins((net::messages, notes::plugin, interact::plugin, compose::plugin));
+        app.add_plugins((
+            net::messages,
+            notes::plugin,
+            places::plugin,
+            interact::plugin,
+            compose::plugin,
+        ));
     }
 }
 
@@ -195,6 +207,12 @@ pub fn run(args: Args) -> AppExit {
     }
     app.insert_resource(mode);
     app.add_plugins((CairnLogicPlugin, CairnPresentationPlugin));
+    // This device's alignments with places: about its own stage, kept with its profile.
+    let home = args.home.clone().unwrap_or_else(cairn_client::profile::default_home);
+    app.insert_resource(places::AlignmentStore::load(home.join("alignments.json")));
+    if args.room {
+        app.insert_resource(places::PlaceView::Room);
+    }
     app.add_plugins(net::plugin(boot.handle, boot.space));
     if let Some(server) = boot.embedded {
         app.insert_resource(server);

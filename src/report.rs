@@ -20,7 +20,16 @@ pub fn plugin(path: PathBuf) -> impl Plugin {
         Ok(f) => {
             app.insert_resource(Report(f)).add_systems(
                 Last,
-                (notes_shown, notes_activated, connection_changes, display_mode, xr_session),
+                (
+                    notes_shown,
+                    notes_moved,
+                    notes_activated,
+                    connection_changes,
+                    display_mode,
+                    xr_session,
+                    places_aligned,
+                    boards_shown,
+                ),
             );
         }
         Err(e) => error!("cannot write the report {}: {e}", path.display()),
@@ -37,6 +46,63 @@ fn notes_shown(mut report: ResMut<Report>, shown: Query<(&Note, &NoteAt), Added<
         line(
             &mut report.0,
             serde_json::json!({"event": "note_shown", "id": n.id.to_hex(), "position": at.0.to_array(), "t_ms": cairn_proto::now_ms()}),
+        );
+    }
+}
+
+/// Notes that stand relative to an anchor or a place, when they move or stop (or start)
+/// being approximate: an anchor found, a place aligned.
+fn notes_moved(
+    mut report: ResMut<Report>,
+    moved: Query<(&Note, &NoteAt), (With<crate::notes::anchors::Anchored>, Changed<NoteAt>)>,
+    mut last: Local<std::collections::HashMap<cairn_proto::NoteId, (Vec3, bool)>>,
+) {
+    for (n, at) in &moved {
+        let now = (at.0, n.approximate);
+        if last.insert(n.id, now) == Some(now) {
+            continue;
+        }
+        line(
+            &mut report.0,
+            serde_json::json!({"event": "note_moved", "id": n.id.to_hex(), "position": at.0.to_array(), "approximate": n.approximate, "t_ms": cairn_proto::now_ms()}),
+        );
+    }
+}
+
+/// Each alignment with a place as it changes: the transform and its residual.
+fn places_aligned(
+    mut report: ResMut<Report>,
+    frames: Res<crate::places::PlaceFrames>,
+    view: Res<crate::places::PlaceView>,
+) {
+    if !frames.is_changed() || *view != crate::places::PlaceView::Room {
+        return;
+    }
+    for (id, a) in &frames.0 {
+        line(
+            &mut report.0,
+            serde_json::json!({"event": "place_aligned", "place": id.to_hex(), "yaw": a.yaw, "translation": a.translation, "residual": a.residual, "t_ms": cairn_proto::now_ms()}),
+        );
+    }
+}
+
+/// Boards of keys (the XR keyboard, a note's action bar) as they appear: each key's name and
+/// its centre in the world, so a test can point a controller at one.
+fn boards_shown(
+    mut report: ResMut<Report>,
+    boards: Query<(&crate::xr::boards::Board, &Transform), Added<crate::xr::boards::Board>>,
+) {
+    for (board, at) in &boards {
+        let keys: Vec<_> = board
+            .caps
+            .iter()
+            .map(|c| {
+                serde_json::json!({"key": format!("{:?}", c.key), "position": at.transform_point(board.centre(c)).to_array()})
+            })
+            .collect();
+        line(
+            &mut report.0,
+            serde_json::json!({"event": "board_shown", "keys": keys, "t_ms": cairn_proto::now_ms()}),
         );
     }
 }

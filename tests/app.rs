@@ -1166,3 +1166,342 @@ fn the_panel_prompts_invite_someone_and_make_a_space() {
     let problem = cairn::net::NetNotice::problem("only an owner of this space may invite");
     assert_ne!(cairn::ui::notice_color(&notice), cairn::ui::notice_color(&problem));
 }
+
+// Places: two headsets in one room, each measuring from its own stage.
+
+mod places {
+    use super::*;
+    use cairn::notes::NoteAt;
+    use cairn::places::{AlignmentStore, PlaceAction, PlaceFrames, PlaceView, Places, area_origin};
+    use cairn_client::place::frame_from_marks;
+    use cairn_crypto::{PlaceMark, PlaceRecord};
+    use cairn_proto::NoteKind;
+
+    /// Bob's stage against Alice's: turned 0.7 rad about the vertical and 2.4 m away. Alice's
+    /// stage stands for the room (physical points are given in it).
+    fn in_bobs_stage(p: Vec3) -> Vec3 {
+        Quat::from_rotation_y(0.7) * p + Vec3::new(1.3, 0.0, -2.1)
+    }
+
+    /// The counter's two ends and the door's corner, in the room.
+    const MARKS: [Vec3; 3] =
+        [Vec3::new(0.5, 0.9, -1.5), Vec3::new(2.3, 0.9, -1.2), Vec3::new(1.0, 2.0, -3.0)];
+    const PLACE: u8 = 40;
+
+    /// The kitchen as Alice's client makes it: the marks she touched, in the place's frame.
+    fn kitchen() -> LocalNote {
+        let (in_place, _) = frame_from_marks(&MARKS.map(|m| m.to_array())).unwrap();
+        let names = ["counter left", "counter right", "door top"];
+        let record = PlaceRecord {
+            name: "Kitchen".into(),
+            description: "the counter's two ends, then the door's top left corner".into(),
+            marks: names
+                .iter()
+                .zip(in_place)
+                .map(|(n, position)| PlaceMark { name: (*n).into(), position })
+                .collect(),
+        };
+        let mut body = NoteBody::text("alice", "Kitchen", Pose::default());
+        body.kind = NoteKind::Place;
+        body.place_record = Some(record);
+        common::local_note(PLACE, body, true)
+    }
+
+    fn bare_device(view: PlaceView, store: Option<std::path::PathBuf>) -> App {
+        let mut app = super::app();
+        app.insert_resource(view);
+        if let Some(path) = store {
+            app.insert_resource(AlignmentStore::load(path));
+        }
+        app.update();
+        app
+    }
+
+    fn device(view: PlaceView, store: Option<std::path::PathBuf>) -> App {
+        let mut app = bare_device(view, store);
+        receive(&mut app, kitchen());
+        app
+    }
+
+    fn align(app: &mut App, points: impl IntoIterator<Item = Vec3>) {
+        align_with(app, NoteId([PLACE; 16]), points);
+    }
+
+    fn align_with(app: &mut App, place: NoteId, points: impl IntoIterator<Item = Vec3>) {
+        app.world_mut().write_message(PlaceAction::Align(place));
+        app.update();
+        for p in points {
+            app.world_mut().write_message(PlaceAction::Mark(p));
+            app.update();
+        }
+        app.update();
+    }
+
+    /// Writes a note with the composer where the pointer meets the floor at `floor`, and
+    /// returns the draft that goes to the client.
+    fn write_at(app: &mut App, floor: Vec3) -> cairn_client::Draft {
+        compose(app, floor, "the salt is here", ComposeInput::Submit);
+        sent(app)
+    }
+
+    fn compose(app: &mut App, floor: Vec3, text: &str, end: ComposeInput) {
+        app.world_mut().write_message(ComposeInput::StartPlacing);
+        app.update();
+        point(app, floor + Vec3::new(0.0, 1.6, 2.0), floor);
+        press(app);
+        app.update();
+        for input in [ComposeInput::Type(text.into()), end] {
+            app.world_mut().write_message(input);
+        }
+        app.update();
+    }
+
+    /// The one post the app sent.
+    fn sent(app: &mut App) -> cairn_client::Draft {
+        let mut posts: Vec<_> = net_commands(app)
+            .into_iter()
+            .filter_map(|c| match c {
+                ClientCommand::Post { draft, .. } => Some(draft),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(posts.len(), 1, "{posts:?}");
+        posts.remove(0)
+    }
+
+    /// The note as another device receives it: the body Alice's client seals from the draft.
+    fn received(id: u8, draft: &cairn_client::Draft) -> LocalNote {
+        let mut body = NoteBody::text("alice", &draft.text, draft.pose);
+        body.place = draft.place;
+        common::local_note(id, body, false)
+    }
+
+    fn shown(app: &mut App, id: u8) -> (Vec3, bool) {
+        let e = entity_of(app, id).expect("the note is in the scene");
+        let at = app.world().get::<NoteAt>(e).unwrap().0;
+        (at, app.world().get::<Note>(e).unwrap().approximate)
+    }
+
+    #[test]
+    fn a_note_left_in_a_place_stands_at_the_same_physical_spot_for_a_headset_that_aligned() {
+        let dir = tempfile::tempdir().unwrap();
+        // Alice makes the kitchen in her headset: she starts a note, writes the place's name
+        // and how to find its marks, presses Place, and touches the three points.
+        let mut alice = bare_device(PlaceView::Room, Some(dir.path().join("alice.json")));
+        compose(
+            &mut alice,
+            Vec3::new(1.0, 0.0, -2.0),
+            "Kitchen: the counter's two ends, then the door's top left corner",
+            ComposeInput::MakePlace,
+        );
+        assert_eq!(*alice.world().resource::<Compose>(), Compose::Idle);
+        for m in MARKS {
+            alice.world_mut().write_message(PlaceAction::Mark(m));
+            alice.update();
+        }
+        let made = sent(&mut alice);
+        let record = made.place_record.clone().expect("a place's record");
+        assert_eq!(record.name, "Kitchen");
+        assert_eq!(record.description, "the counter's two ends, then the door's top left corner");
+        assert_eq!(record.marks.len(), 3);
+        let place_id = made.note_id.expect("the place's id is chosen by the app");
+        // The place as the client hands it back, to her and to Bob.
+        let mut body = NoteBody::text("alice", "", Pose::default());
+        body.kind = NoteKind::Place;
+        body.place_record = Some(record);
+        let mut place_note = common::local_note(PLACE, body, true);
+        place_note.note_id = place_id;
+        receive(&mut alice, place_note.clone());
+        assert_eq!(alice.world().resource::<Places>().0.len(), 1);
+        assert!(entity_of(&alice, PLACE).is_none(), "a place's record is not a note in the scene");
+        let maker = alice.world().resource::<PlaceFrames>().0[&place_id];
+        assert_eq!(maker.residual, 0.0, "the maker is aligned with her own marks at once");
+        // She leaves a note by the counter: it goes out in the place's frame.
+        let draft = write_at(&mut alice, Vec3::new(1.4, 0.0, -1.0));
+        let spot = Vec3::new(1.4, cairn::compose::NOTE_HEIGHT, -1.0);
+        let stage_pose = Vec3::from_array(draft.pose.position);
+        assert!(
+            stage_pose.distance(spot) < 1e-4,
+            "the stage pose stays, as a fallback: {stage_pose}"
+        );
+        let in_place = draft.place.expect("a note left in the room goes into its place");
+        assert_eq!(in_place.place, place_id);
+
+        // Bob's headset, in the same kitchen, measures from its own stage. Before he aligns,
+        // the note stands at Alice's stage numbers in his stage, marked approximate.
+        let mut bob = bare_device(PlaceView::Room, Some(dir.path().join("bob.json")));
+        receive(&mut bob, place_note.clone());
+        receive(&mut bob, received(1, &draft));
+        let (before, approximate) = shown(&mut bob, 1);
+        assert!(approximate);
+        assert!(before.distance(spot) < 1e-4, "{before}");
+        assert!(before.distance(in_bobs_stage(spot)) > 1.0);
+
+        // He marks the same three points, in his stage, each up to 5 mm off.
+        let noise = [
+            Vec3::new(0.004, -0.002, 0.003),
+            Vec3::new(-0.003, 0.004, -0.002),
+            Vec3::new(0.002, 0.001, -0.004),
+        ];
+        align_with(&mut bob, place_id, MARKS.iter().zip(noise).map(|(m, n)| in_bobs_stage(*m) + n));
+        let (after, approximate) = shown(&mut bob, 1);
+        assert!(!approximate, "aligned: the note stands where it was left");
+        let off = after.distance(in_bobs_stage(spot));
+        assert!(off < 0.01, "the note is {off} m from where Alice left it");
+
+        // The alignment is kept with Bob's profile: the next session finds the place again
+        // without marking anything.
+        let mut again = bare_device(PlaceView::Room, Some(dir.path().join("bob.json")));
+        receive(&mut again, place_note);
+        receive(&mut again, received(1, &draft));
+        let (restarted, approximate) = shown(&mut again, 1);
+        assert!(!approximate);
+        assert!(restarted.distance(after) < 1e-4, "{restarted} against {after}");
+    }
+
+    #[test]
+    fn an_alignment_held_by_a_local_anchor_finds_the_place_after_the_stage_moved() {
+        use cairn::notes::anchors::{AnchorKey, KnownAnchors, WantedAnchors};
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("bob.json");
+        let mut bob = device(PlaceView::Room, Some(store.clone()));
+        let mut body = NoteBody::text("alice", "by the counter", Pose::default());
+        body.place = Some(cairn_crypto::PlacePose {
+            place: NoteId([PLACE; 16]),
+            pose: Pose { position: [1.0, 1.3, -0.5], ..Pose::default() },
+        });
+        let note = common::local_note(1, body, false);
+        receive(&mut bob, note.clone());
+        // No anchor is known near the place's origin: one is asked for there.
+        align(&mut bob, MARKS.map(in_bobs_stage));
+        let (aligned, _) = shown(&mut bob, 1);
+        let wanted = bob.world().resource::<WantedAnchors>().0.clone();
+        assert_eq!(wanted.len(), 1, "{wanted:?}");
+        let origin = Vec3::from_array(
+            bob.world().resource::<PlaceFrames>().0[&NoteId([PLACE; 16])].translation,
+        );
+        assert!(wanted[0].distance(origin) < 1e-4);
+        // The runtime makes it (turned a little, as runtimes do): the alignment is held by it.
+        let key = AnchorKey { kind: "msft".into(), id: b"cairn-1".to_vec() };
+        let anchor_at =
+            Transform::from_translation(origin).with_rotation(Quat::from_rotation_y(0.3));
+        bob.world_mut().resource_mut::<KnownAnchors>().0.insert(key.clone(), anchor_at);
+        bob.update();
+        let kept = AlignmentStore::load(store.clone());
+        let saved = kept.get(common::SPACE, NoteId([PLACE; 16])).expect("kept").clone();
+        assert!(saved.anchor.is_some(), "held by the anchor");
+
+        // The next session's stage was recentred (turned 0.4 rad, moved 0.9 m): the runtime
+        // finds the anchor where the room has it in the new stage, and the place with it.
+        let moved = |p: Vec3| Quat::from_rotation_y(0.4) * p + Vec3::new(0.5, 0.0, 0.7);
+        let mut again = bare_device(PlaceView::Room, Some(store.clone()));
+        let anchor_now = Transform::from_translation(moved(anchor_at.translation))
+            .with_rotation(Quat::from_rotation_y(0.4) * anchor_at.rotation);
+        again.world_mut().resource_mut::<KnownAnchors>().0.insert(key, anchor_now);
+        receive(&mut again, kitchen());
+        receive(&mut again, note.clone());
+        let (found, approximate) = shown(&mut again, 1);
+        assert!(!approximate);
+        let off = found.distance(moved(aligned));
+        assert!(off < 1e-3, "the note is {off} m from its spot in the moved stage");
+
+        // Without the anchor (not found yet), the alignment stands as it was made.
+        let mut unanchored = bare_device(PlaceView::Room, Some(store));
+        receive(&mut unanchored, kitchen());
+        receive(&mut unanchored, note);
+        assert!(shown(&mut unanchored, 1).0.distance(aligned) < 1e-4);
+    }
+
+    #[test]
+    fn bad_marks_are_refused_with_the_reason_and_the_alignment_before_stays() {
+        use cairn::net::NetNotice;
+        let dir = tempfile::tempdir().unwrap();
+        let mut bob = device(PlaceView::Room, Some(dir.path().join("bob.json")));
+        let notices = |app: &mut App| -> Vec<String> {
+            app.world_mut().resource_mut::<Messages<NetNotice>>().drain().map(|n| n.text).collect()
+        };
+        align(&mut bob, MARKS.map(in_bobs_stage));
+        let kept = bob.world().resource::<PlaceFrames>().clone();
+        assert!(notices(&mut bob).iter().any(|n| n.contains("aligned to within")));
+        // The same point twice is said at once.
+        align(&mut bob, [in_bobs_stage(MARKS[0]), in_bobs_stage(MARKS[0]) + Vec3::X * 0.01]);
+        assert!(notices(&mut bob).iter().any(|n| n.contains("that is point 1 again")), "twice");
+        // Points in the wrong order do not fit the place.
+        bob.world_mut().write_message(PlaceAction::Cancel);
+        align(&mut bob, [MARKS[1], MARKS[0], MARKS[2]].map(in_bobs_stage));
+        let said = notices(&mut bob);
+        assert!(said.iter().any(|n| n.contains("check the order")), "{said:?}");
+        // Points all within a hand's width.
+        bob.world_mut().write_message(PlaceAction::Cancel);
+        align(&mut bob, [Vec3::ZERO, Vec3::X * 0.1, Vec3::Z * 0.1]);
+        let said = notices(&mut bob);
+        assert!(said.iter().any(|n| n.contains("too close together")), "{said:?}");
+        assert_eq!(*bob.world().resource::<PlaceFrames>(), kept, "the alignment before stays");
+    }
+
+    #[test]
+    fn a_note_written_before_aligning_is_re_expressed_in_the_place_once_aligned() {
+        let mut bob = device(PlaceView::Room, None);
+        let first = write_at(&mut bob, in_bobs_stage(Vec3::new(1.4, 0.0, -1.0)));
+        assert!(first.place.is_none(), "not aligned: the note goes out at its stage pose");
+        let first_id = first.note_id.expect("its id is chosen here, to be replaced later");
+        align(&mut bob, MARKS.map(in_bobs_stage));
+        let commands = net_commands(&mut bob);
+        let again = commands.iter().find_map(|c| match c {
+            ClientCommand::Post { draft, .. } => Some(draft.clone()),
+            _ => None,
+        });
+        let again = again.expect("posted again in the place's frame");
+        assert!(
+            commands.iter().any(
+                |c| matches!(c, ClientCommand::Delete { note_id, .. } if *note_id == first_id)
+            )
+        );
+        assert_ne!(again.note_id, Some(first_id));
+        assert_eq!(again.text, first.text);
+        let in_place = again.place.unwrap();
+        // In the place's frame the note is where Alice's frame puts that physical spot.
+        let alignment = cairn_client::place::align(
+            &match &kitchen().body.unwrap().place_record {
+                Some(r) => r.marks.clone(),
+                None => unreachable!(),
+            },
+            &MARKS.map(|m| m.to_array()),
+        )
+        .unwrap();
+        let physical = Vec3::from_array(alignment.pose_to_stage(&in_place.pose).position);
+        assert!(physical.distance(Vec3::new(1.4, cairn::compose::NOTE_HEIGHT, -1.0)) < 0.01);
+    }
+
+    #[test]
+    fn on_the_desktop_each_place_is_an_area_of_its_own() {
+        let mut desk = device(PlaceView::Areas, None);
+        let mut body = NoteBody::text("alice", "by the counter", Pose::default());
+        body.place = Some(cairn_crypto::PlacePose {
+            place: NoteId([PLACE; 16]),
+            pose: Pose { position: [1.0, 1.3, -0.5], ..Pose::default() },
+        });
+        receive(&mut desk, common::local_note(1, body, false));
+        let (at, approximate) = shown(&mut desk, 1);
+        assert!(!approximate);
+        assert!(at.distance(area_origin(0) + Vec3::new(1.0, 1.3, -0.5)) < 1e-4, "{at}");
+        // Going to the place brings it on; a note written in its area goes into it.
+        desk.world_mut().write_message(PlaceAction::GoTo(Some(NoteId([PLACE; 16]))));
+        desk.update();
+        assert_eq!(
+            desk.world().resource::<cairn::places::CurrentPlace>().0,
+            Some(NoteId([PLACE; 16]))
+        );
+        let draft = write_at(&mut desk, area_origin(0) + Vec3::new(-2.0, 0.0, 1.0));
+        let in_place = draft.place.expect("written in the kitchen's area");
+        assert!(
+            Vec3::from_array(in_place.pose.position).distance(Vec3::new(
+                -2.0,
+                cairn::compose::NOTE_HEIGHT,
+                1.0
+            )) < 1e-4
+        );
+        // A note written away from every area has no place.
+        assert!(write_at(&mut desk, Vec3::new(0.0, 0.0, -3.0)).place.is_none());
+    }
+}

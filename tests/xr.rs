@@ -342,7 +342,7 @@ fn the_hand_panel_lists_unread_notes_first_and_says_what_is_being_composed() {
         [note(1, "old and read", true), note(2, "new", false), note(3, "newest read", true)];
     let refs: Vec<&cairn::notes::Note> = notes.iter().collect();
     let status = cairn::net::NetStatus::default();
-    let (header, body) = hand_panel_text(&refs, &Compose::Placing, &status);
+    let (header, body) = hand_panel_text(&refs, &Compose::Placing, &status, &[]);
     assert_eq!(header, cairn::ui::status_text(&status));
     let lines: Vec<&str> = body.lines().collect();
     assert!(lines[0].starts_with("Placing"), "{body}");
@@ -350,7 +350,7 @@ fn the_hand_panel_lists_unread_notes_first_and_says_what_is_being_composed() {
     assert!(lines[2].contains("newest read") && lines[3].contains("old and read"), "{body}");
     let many: Vec<cairn::notes::Note> = (0..20).map(|i| note(i, "n", true)).collect();
     let refs: Vec<&cairn::notes::Note> = many.iter().collect();
-    let (_, body) = hand_panel_text(&refs, &Compose::Idle, &status);
+    let (_, body) = hand_panel_text(&refs, &Compose::Idle, &status, &[]);
     assert_eq!(body.lines().count(), HAND_ROWS + 1, "{body}");
     assert!(body.ends_with("and 12 more"), "{body}");
 }
@@ -620,23 +620,32 @@ fn posted_drafts(app: &mut App) -> Vec<cairn_client::Draft> {
         .collect()
 }
 
+/// A note two metres ahead of the head, which the right controller points at and selects;
+/// `before` looks at the app once the note is there, before it is selected.
+fn focus_a_note_ahead(app: &mut App, before: impl FnOnce(&mut App)) -> Entity {
+    let ahead = Vec3::new(0.0, 1.5, -2.0);
+    input(app).head = Some(aim(HEAD, ahead));
+    let note = receive(app, 1, ahead.to_array());
+    before(app);
+    input(app).hand_mut(Hand::Right).aim = Some(aim(Vec3::new(0.15, 1.2, -0.15), ahead));
+    app.update();
+    input(app).hand_mut(Hand::Right).trigger = 1.0;
+    app.update();
+    input(app).hand_mut(Hand::Right).trigger = 0.0;
+    app.update();
+    assert_eq!(app.world().resource::<Focused>().0, Some(note));
+    note
+}
+
 #[test]
 fn the_action_bar_under_a_focused_note_reacts_replies_and_deletes_in_the_headset() {
     use cairn::xr::boards::Key;
     use cairn_client::ClientCommand;
     let mut app = app();
     app.world_mut().resource_mut::<cairn::net::NetStatus>().handle = "alice".into();
-    input(&mut app).head = Some(aim(HEAD, Vec3::new(0.0, 1.5, -2.0)));
-    let note = receive(&mut app, 1, [0.0, 1.5, -2.0]);
-    assert!(action_bar(&mut app).is_none(), "no bar before a note is focused");
-    let hand = Vec3::new(0.15, 1.2, -0.15);
-    input(&mut app).hand_mut(Hand::Right).aim = Some(aim(hand, Vec3::new(0.0, 1.5, -2.0)));
-    app.update();
-    input(&mut app).hand_mut(Hand::Right).trigger = 1.0;
-    app.update();
-    input(&mut app).hand_mut(Hand::Right).trigger = 0.0;
-    app.update();
-    assert_eq!(app.world().resource::<Focused>().0, Some(note));
+    let note = focus_a_note_ahead(&mut app, |app| {
+        assert!(action_bar(app).is_none(), "no bar before a note is focused");
+    });
     let (for_note, at, board) = action_bar(&mut app).expect("the bar comes up under the note");
     assert_eq!(for_note, note);
     let note_at = app.world().get::<Transform>(note).unwrap().translation;
@@ -707,4 +716,57 @@ fn a_panic_that_says_the_runtime_is_gone_is_told_apart_from_any_other() {
     assert_eq!(runtime_lost("called `Option::unwrap()` on a `None` value"), None);
     let notice = runtime_lost_notice("ERROR_INSTANCE_LOST");
     assert!(notice.contains("ERROR_INSTANCE_LOST") && notice.contains("--flat"), "{notice}");
+}
+
+/// A place's record as the client hands it over: two marks a metre and a half apart.
+fn place_note(id: u8, name: &str) -> cairn_client::LocalNote {
+    use cairn_crypto::{PlaceMark, PlaceRecord};
+    let (in_place, _) =
+        cairn_client::place::frame_from_marks(&[[0.0, 0.9, -1.0], [1.5, 0.9, -1.0]]).unwrap();
+    let record = PlaceRecord {
+        name: name.into(),
+        description: "the bench's two ends".into(),
+        marks: ["left end", "right end"]
+            .iter()
+            .zip(in_place)
+            .map(|(n, position)| PlaceMark { name: (*n).into(), position })
+            .collect(),
+    };
+    let mut body = NoteBody::text("alice", name, Pose::default());
+    body.kind = cairn_proto::NoteKind::Place;
+    body.place_record = Some(record);
+    local_note(id, body, true)
+}
+
+#[test]
+fn in_vr_next_place_on_the_action_bar_takes_the_wearer_to_each_places_area_then_back() {
+    use cairn::places::{CurrentPlace, area_origin};
+    use cairn::xr::boards::Key;
+    let mut app = app();
+    for (id, name) in [(40, "Kitchen"), (41, "Lab")] {
+        app.world_mut().write_message(NoteUpdated(place_note(id, name)));
+    }
+    focus_a_note_ahead(&mut app, |_| {});
+    let (_, _, board) = action_bar(&mut app).expect("the bar is up");
+    assert!(board.cap(Key::Align).is_none(), "in VR nothing is aligned");
+
+    // Each press goes on to the next place: the head lands three metres in front of its
+    // area (its height kept); after the last, back to the start.
+    let expected = [
+        (Some(NoteId([40; 16])), area_origin(0)),
+        (Some(NoteId([41; 16])), area_origin(1)),
+        (None, Vec3::ZERO),
+    ];
+    // (The head's pose here stays where the test put it in the world, as if the wearer
+    // stepped back each time: each move is from there.)
+    for (place, origin) in expected {
+        let before = app.world().resource::<StageOrigin>().0.translation;
+        press_action(&mut app, Key::NextPlace);
+        app.update();
+        assert_eq!(app.world().resource::<CurrentPlace>().0, place);
+        let moved = app.world().resource::<StageOrigin>().0.translation - before;
+        let there = origin + Vec3::Z * 3.0;
+        let expected = Vec3::new(there.x - HEAD.x, 0.0, there.z - HEAD.z);
+        assert!(moved.distance(expected) < 1e-4, "moved {moved} for {place:?}");
+    }
 }

@@ -103,6 +103,13 @@ struct Session {
 impl Session {
     /// Starts `monado-service` (with `monado_env` added to its environment) and the app in XR.
     fn start(monado_env: &[&str]) -> Session {
+        Session::start_with(monado_env, &[], |_| {})
+    }
+
+    /// As [`Session::start`], with `app_args` added to the app's and `prepare` run on the
+    /// session's directory (the root's `/tmp/cairn-xr`) before the app starts: the app's
+    /// profile is its `home`.
+    fn start_with(monado_env: &[&str], app_args: &[&str], prepare: impl FnOnce(&Path)) -> Session {
         let root = xr_root();
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_cairn"));
         let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -122,6 +129,7 @@ impl Session {
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).unwrap();
         let _ = std::fs::remove_file(root.join("tmp/monado_comp_ipc"));
+        prepare(&work);
 
         // monado-service watches its standard input: give it a pipe we hold open.
         let monado = Killed(
@@ -165,6 +173,7 @@ impl Session {
                     "--report",
                     "/tmp/cairn-xr/report.jsonl",
                 ])
+                .args(app_args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -322,6 +331,23 @@ mod remote {
         pub right: Controller,
     }
 
+    /// Where the tests stand the head: 1.6 m over the tracking space's origin.
+    pub const HEAD: Vec3 = Vec3::new(0.0, 1.6, 0.0);
+
+    impl Poses {
+        /// The head looking ahead; the controllers held low, pointing at the floor just
+        /// ahead (at no note).
+        pub fn at_rest() -> Poses {
+            let down = Quat::from_rotation_x(-1.2);
+            let resting = |x: f32| Controller {
+                position: Vec3::new(x, 1.0, -0.2),
+                rotation: down,
+                trigger: 0.0,
+            };
+            Poses { head: (HEAD, Quat::IDENTITY), left: resting(-0.25), right: resting(0.25) }
+        }
+    }
+
     fn put(buf: &mut [u8], at: usize, values: &[f32]) {
         for (i, v) in values.iter().enumerate() {
             buf[at + 4 * i..at + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
@@ -405,6 +431,17 @@ mod remote {
     }
 }
 
+/// Where the runtime's tracking space puts the app's world: the head's position in the
+/// world, as the app last reported it, less where the remote driver holds it.
+fn tracking_offset(lines: &[serde_json::Value]) -> bevy::math::Vec3 {
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l["event"] == "xr_frames" && vec3(&l["head"]).is_some())
+        .expect("a frame with the head tracked");
+    bevy::math::Vec3::from(vec3(&last["head"]).unwrap()) - remote::HEAD
+}
+
 #[test]
 fn in_monado_with_its_remote_driver_the_controller_aim_selects_the_note_it_points_at() {
     use bevy::math::{Quat, Vec3};
@@ -412,16 +449,7 @@ fn in_monado_with_its_remote_driver_the_controller_aim_selects_the_note_it_point
 
     let _turn = ONE_SESSION_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut session = Session::start(&["P_OVERRIDE_ACTIVE_CONFIG=remote"]);
-    let head = Vec3::new(0.0, 1.6, 0.0);
-    // Controllers held low, pointing at the floor just ahead: at no note.
-    let down = Quat::from_rotation_x(-1.2);
-    let resting =
-        |x: f32| Controller { position: Vec3::new(x, 1.0, -0.2), rotation: down, trigger: 0.0 };
-    let feeder = Feeder::connect(Poses {
-        head: (head, Quat::IDENTITY),
-        left: resting(-0.25),
-        right: resting(0.25),
-    });
+    let feeder = Feeder::connect(Poses::at_rest());
 
     // Focused, with the notes drawn and the head and the right aim tracked.
     let lines = session.wait_for(
@@ -437,13 +465,7 @@ fn in_monado_with_its_remote_driver_the_controller_aim_selects_the_note_it_point
                 })
         },
     );
-    let last = lines
-        .iter()
-        .rev()
-        .find(|l| l["event"] == "xr_frames" && vec3(&l["head"]).is_some())
-        .unwrap();
-    // Where the runtime's tracking space puts our head in the app's world.
-    let offset = Vec3::from(vec3(&last["head"]).unwrap()) - head;
+    let offset = tracking_offset(&lines);
     let notes: Vec<(String, Vec3)> = lines
         .iter()
         .filter(|l| l["event"] == "note_shown")
@@ -508,4 +530,201 @@ fn when_the_runtime_dies_mid_session_the_app_says_so_and_exits_with_its_own_stat
     let lost: Vec<_> =
         session.report().into_iter().filter(|l| l["event"] == "runtime_lost").collect();
     assert_eq!(lost.len(), 1, "{lost:?}");
+}
+
+/// A place, end to end in a real session: Alice made the kitchen (its marks, in her stage,
+/// which stands for the room) and left a note by the counter. Bob's headset, run by Monado's
+/// remote driver, has a stage turned and moved against hers. Before he aligns the note is
+/// approximate, at Alice's numbers in his stage; he focuses it, presses Align on its action
+/// bar, and touches the three marks with the controller (the test drives it there and pulls
+/// the trigger); the app then reports the note where it was left in the room, in his stage.
+#[test]
+fn in_monado_a_headset_touches_a_places_marks_and_its_note_stands_where_it_was_left() {
+    use bevy::math::{Quat, Vec3};
+    use cairn_client::{Client, Draft};
+    use cairn_crypto::{PlaceMark, PlacePose, PlaceRecord, Pose};
+    use cairn_proto::{Policy, Role};
+    use remote::{Controller, Feeder, Poses};
+
+    let _turn = ONE_SESSION_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = cairn_server::Config::for_data_dir(dir.path().join("server"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let server = rt.block_on(cairn_server::start(config)).unwrap();
+    let url = server.ws_url();
+
+    // The room, in Alice's stage: the counter's ends and the door's top corner; the note.
+    let marks = [Vec3::new(0.4, 0.9, -1.3), Vec3::new(1.6, 0.9, -1.1), Vec3::new(0.9, 1.7, -1.8)];
+    let spot = Vec3::new(0.2, 1.35, -1.5);
+    // Bob's stage against the room: turned 0.5 rad, 0.6 m away.
+    let bobs = |p: Vec3| Quat::from_rotation_y(0.5) * p + Vec3::new(0.3, 0.0, 0.5);
+    let mut note_id = String::new();
+    let mut session = Session::start_with(
+        &["P_OVERRIDE_ACTIVE_CONFIG=remote"],
+        &["--room", "--server", &url, "--space", "Kitchen"],
+        |work| {
+            rt.block_on(async {
+                let mut bob =
+                    Client::init(&work.join("home"), &url, "bob", None, None).await.unwrap();
+                let mut alice = Client::init(&dir.path().join("alice"), &url, "alice", None, None)
+                    .await
+                    .unwrap();
+                let space = alice.create_space("Kitchen", Policy::default()).await.unwrap();
+                alice.invite(&space, "bob", Role::Member).await.unwrap();
+                let stage: Vec<[f32; 3]> = marks.iter().map(|m| m.to_array()).collect();
+                let (in_place, maker) = cairn_client::place::frame_from_marks(&stage).unwrap();
+                let names = ["counter left", "counter right", "door top"];
+                let record = PlaceRecord {
+                    name: "Kitchen".into(),
+                    description: "the counter's ends, then the door's top left corner".into(),
+                    marks: names
+                        .iter()
+                        .zip(in_place)
+                        .map(|(n, position)| PlaceMark { name: (*n).into(), position })
+                        .collect(),
+                };
+                let place = alice
+                    .post(&space, Draft { place_record: Some(record), ..Draft::default() })
+                    .await
+                    .unwrap();
+                let pose = Pose { position: spot.to_array(), ..Pose::default() };
+                let note = alice
+                    .post(
+                        &space,
+                        Draft {
+                            text: "the salt is here".into(),
+                            pose,
+                            place: Some(PlacePose {
+                                place: place.note_id,
+                                pose: maker.pose_to_place(&pose),
+                            }),
+                            ..Draft::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                note_id = note.note_id.to_hex();
+                bob.sync().await.unwrap();
+            })
+        },
+    );
+    let feeder = Feeder::connect(Poses::at_rest());
+    let shown = |lines: &[serde_json::Value]| {
+        lines.iter().find(|l| l["event"] == "note_shown" && l["id"] == note_id.as_str()).cloned()
+    };
+    let lines = session.wait_for(
+        "a focused session showing the note, with the right aim tracked",
+        Duration::from_secs(240),
+        |lines| {
+            states(lines).iter().any(|s| s == "FOCUSED")
+                && shown(lines).is_some()
+                && lines.iter().any(|l| {
+                    l["event"] == "xr_frames"
+                        && vec3(&l["head"]).is_some()
+                        && vec3(&l["aims"][1][0]).is_some()
+                })
+        },
+    );
+    // Not aligned: the note stands at Alice's stage numbers in Bob's stage.
+    let before = Vec3::from(vec3(&shown(&lines).unwrap()["position"]).unwrap());
+    assert!(before.distance(spot) < 1e-3, "{before} against {spot}");
+    let offset = tracking_offset(&lines);
+
+    // Points the right controller from `hand` (tracking space) at `target` (the world) and
+    // waits until the app's aim follows.
+    let aim_at = |session: &mut Session, hand: Vec3, target: Vec3| {
+        let dir = (target - offset - hand).normalize();
+        let rotation = Quat::from_rotation_arc(Vec3::NEG_Z, dir);
+        feeder.set(|p| p.right = Controller { position: hand, rotation, trigger: 0.0 });
+        session.wait_for("the right aim turned", Duration::from_secs(30), |lines| {
+            lines.iter().rev().find(|l| l["event"] == "xr_frames").is_some_and(|l| {
+                vec3(&l["aims"][1][1]).is_some_and(|f| Vec3::from(f).dot(dir) > 0.999)
+            })
+        });
+    };
+    let pull = || {
+        feeder.set(|p| p.right.trigger = 1.0);
+        std::thread::sleep(Duration::from_millis(400));
+        feeder.set(|p| p.right.trigger = 0.0);
+        std::thread::sleep(Duration::from_millis(400));
+    };
+    // Focus the note; its action bar offers Align.
+    let hand = Vec3::new(0.25, 1.3, -0.2);
+    aim_at(&mut session, hand, before);
+    pull();
+    let lines = session.wait_for("an action bar with Align", Duration::from_secs(30), |lines| {
+        lines.iter().any(|l| {
+            l["event"] == "board_shown"
+                && l["keys"].as_array().is_some_and(|k| k.iter().any(|k| k["key"] == "Align"))
+        })
+    });
+    let align_key = lines
+        .iter()
+        .filter(|l| l["event"] == "board_shown")
+        .flat_map(|l| l["keys"].as_array().cloned().unwrap_or_default())
+        .find(|k| k["key"] == "Align")
+        .and_then(|k| vec3(&k["position"]))
+        .map(Vec3::from)
+        .unwrap();
+    aim_at(&mut session, hand, align_key);
+    pull();
+
+    // Touch the marks: the mark is where the app's aim ray starts, which the runtime puts a
+    // little off the controller's own pose; measure that with the orientation used to touch.
+    let touch = Quat::from_rotation_x(-0.6);
+    feeder.set(|p| p.right = Controller { position: hand, rotation: touch, trigger: 0.0 });
+    let aim_origin = |lines: &[serde_json::Value]| {
+        lines
+            .iter()
+            .rev()
+            .find(|l| l["event"] == "xr_frames")
+            .and_then(|l| Some((vec3(&l["aims"][1][0])?, vec3(&l["aims"][1][1])?)))
+    };
+    let lines = session.wait_for("the touching orientation", Duration::from_secs(30), |lines| {
+        aim_origin(lines).is_some_and(|(_, f)| Vec3::from(f).dot(touch * Vec3::NEG_Z) > 0.999)
+    });
+    let tip = Vec3::from(aim_origin(&lines).unwrap().0) - offset - hand;
+    for m in marks {
+        let at = bobs(m) - offset - tip;
+        feeder.set(|p| p.right.position = at);
+        session.wait_for("the controller at the mark", Duration::from_secs(30), |lines| {
+            aim_origin(lines).is_some_and(|(o, _)| Vec3::from(o).distance(bobs(m)) < 0.002)
+        });
+        pull();
+    }
+    let lines = session.wait_for(
+        "the note moved to where it was left, no longer approximate",
+        Duration::from_secs(30),
+        |lines| {
+            lines.iter().any(|l| {
+                l["event"] == "note_moved"
+                    && l["id"] == note_id.as_str()
+                    && l["approximate"] == false
+            })
+        },
+    );
+    let aligned: Vec<_> = lines.iter().filter(|l| l["event"] == "place_aligned").collect();
+    assert_eq!(aligned.len(), 1, "{aligned:?}");
+    assert!(aligned[0]["residual"].as_f64().unwrap() < 0.005, "{aligned:?}");
+    let moved = lines
+        .iter()
+        .rev()
+        .find(|l| l["event"] == "note_moved" && l["id"] == note_id.as_str())
+        .unwrap();
+    let after = Vec3::from(vec3(&moved["position"]).unwrap());
+    let off = after.distance(bobs(spot));
+    eprintln!(
+        "aligned in Monado: residual {} m; the note stands {off} m from where it was left",
+        aligned[0]["residual"]
+    );
+    assert!(
+        off < 0.01,
+        "the note stands {off} m from where it was left: {after} against {}",
+        bobs(spot)
+    );
+    drop(feeder);
+    session.stop();
+    let _ = rt.block_on(server.shutdown());
 }

@@ -33,6 +33,9 @@ pub enum ComposeInput {
     Type(String),
     Backspace,
     Submit,
+    /// Make a place of what was written (its name, then after a colon how to find its
+    /// marks) rather than post it as a note: the place's points are marked next.
+    MakePlace,
     Cancel,
     /// An image file was dropped on the window.
     ImageFile(PathBuf),
@@ -101,6 +104,7 @@ fn handle_input(
     status: Res<NetStatus>,
     notes: Query<(&Note, &NoteAt)>,
     mut net: MessageWriter<NetCommand>,
+    mut places: MessageWriter<crate::places::PlaceAction>,
 ) {
     let focused_note = focused.0.and_then(|e| notes.get(e).ok());
     for input in inputs.read() {
@@ -163,6 +167,15 @@ fn handle_input(
                     *compose = Compose::Idle;
                 }
             }
+            ComposeInput::MakePlace => {
+                if let Compose::Writing { text, .. } = compose.as_ref() {
+                    let (name, description) = place_name_and_description(text);
+                    if !name.is_empty() {
+                        places.write(crate::places::PlaceAction::Make { name, description });
+                        *compose = Compose::Idle;
+                    }
+                }
+            }
             ComposeInput::Cancel => *compose = Compose::Idle,
             ComposeInput::ImageFile(path) => {
                 let Some(space) = current.0 else { continue };
@@ -186,6 +199,13 @@ fn handle_input(
             }
         }
     }
+}
+
+/// A place's name and description from what was written: "Kitchen: the counter's two ends,
+/// then the door's corner" (the name alone is enough).
+pub fn place_name_and_description(text: &str) -> (String, String) {
+    let (name, description) = text.split_once([':', '\n']).unwrap_or((text, ""));
+    (name.trim().to_owned(), description.trim().to_owned())
 }
 
 /// In place mode, a press drops the note where the ghost stands.

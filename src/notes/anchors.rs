@@ -36,12 +36,30 @@ impl AnchorKey {
 #[derive(Resource, Debug, Default, Clone)]
 pub struct KnownAnchors(pub HashMap<AnchorKey, Transform>);
 
+/// Spots where the app wants a local anchor made (a place's origin, aligned with no anchor
+/// near it): the XR glue makes one at each where the runtime keeps anchors, and takes them;
+/// elsewhere the last few simply stay.
+#[derive(Resource, Debug, Default)]
+pub struct WantedAnchors(pub Vec<Vec3>);
+
+impl WantedAnchors {
+    const MOST: usize = 8;
+
+    pub fn want(&mut self, at: Vec3) {
+        if self.0.len() >= Self::MOST {
+            self.0.remove(0);
+        }
+        self.0.push(at);
+    }
+}
+
 /// A new note is attached to a known anchor at most this far away (metres). Farther, a small
 /// error in the anchor's rotation would move the note noticeably (a lever arm), and a
 /// runtime keeps an anchor accurate only near it.
 pub const ANCHOR_REACH: f32 = 3.0;
 
-/// On notes attached to an anchor, so that following anchors visits only those.
+/// On notes attached to an anchor or standing in a place, so that following anchors and
+/// places visits only those.
 #[derive(Component, Debug, Default)]
 #[component(storage = "SparseSet")]
 pub struct Anchored;
@@ -66,22 +84,36 @@ fn transform_to_pose(t: &Transform) -> Pose {
     Pose { position: t.translation.to_array(), rotation: t.rotation.to_array() }
 }
 
+/// Whether a note stands relative to something that may be found, lost or moved on this
+/// device (a spatial anchor, a place), rather than at its stage pose alone.
+pub fn stands_relative(body: &NoteBody) -> bool {
+    body.anchor.is_some() || body.place.is_some()
+}
+
 /// Where a note stands here, and whether that place is approximate: at its anchor when this
-/// device locates it; otherwise at its stage pose, approximate when it has an anchor (it was
-/// left against a room this device does not know). An unopened note stands at the origin.
-pub fn place(body: Option<&NoteBody>, known: &KnownAnchors) -> (Transform, bool) {
+/// device locates it; else in its place when this device knows where the place's frame is
+/// (aligned with it in the room, or its area in a virtual scene); otherwise at its stage
+/// pose, approximate when it has an anchor or a place (it was left against a room this
+/// device does not know). An unopened note stands at the origin.
+pub fn place(
+    body: Option<&NoteBody>,
+    known: &KnownAnchors,
+    frames: &crate::places::PlaceFrames,
+) -> (Transform, bool) {
     let Some(body) = body else { return (Transform::from_xyz(0.0, 1.2, 0.0), false) };
-    let stage = pose_to_transform(&body.pose);
-    let Some(anchor) = &body.anchor else { return (stage, false) };
-    match known.0.get(&AnchorKey::of(anchor)) {
-        Some(at) => {
-            let offset = pose_to_transform(&anchor.offset);
-            let world =
-                Transform::from_matrix((at.compute_affine() * offset.compute_affine()).into());
-            (Transform { scale: Vec3::ONE, ..world }, false)
-        }
-        None => (stage, true),
+    if let Some(anchor) = &body.anchor
+        && let Some(at) = known.0.get(&AnchorKey::of(anchor))
+    {
+        let offset = pose_to_transform(&anchor.offset);
+        let world = Transform::from_matrix((at.compute_affine() * offset.compute_affine()).into());
+        return (Transform { scale: Vec3::ONE, ..world }, false);
     }
+    if let Some(p) = &body.place
+        && let Some(frame) = frames.0.get(&p.place)
+    {
+        return (pose_to_transform(&frame.pose_to_stage(&p.pose)), false);
+    }
+    (pose_to_transform(&body.pose), stands_relative(body))
 }
 
 /// The anchor a note placed at `at` is attached to: the nearest known one within
@@ -103,7 +135,7 @@ pub fn attach(at: &Transform, known: &KnownAnchors) -> Option<SpatialAnchor> {
 }
 
 pub fn plugin(app: &mut App) {
-    app.init_resource::<KnownAnchors>().add_systems(
+    app.init_resource::<KnownAnchors>().init_resource::<WantedAnchors>().add_systems(
         Update,
         (
             follow_anchors.in_set(crate::CairnSet::Apply).after(super::NoteSystems),
@@ -112,23 +144,24 @@ pub fn plugin(app: &mut App) {
     );
 }
 
-/// Attached notes follow their anchors: the runtime refines an anchor as it learns the room,
-/// and an anchor located only now moves its notes from the approximate stage place to the
-/// exact one (and one lost sends them back, marked again). Runs only when the anchors
-/// changed, over the attached notes only.
+/// Attached notes follow their anchors and places: the runtime refines an anchor as it learns
+/// the room, and an anchor located or a place aligned only now moves its notes from the
+/// approximate stage place to the exact one (and one lost sends them back, marked again).
+/// Runs only when the anchors or the places' frames changed, over the attached notes only.
 #[allow(clippy::type_complexity)]
 fn follow_anchors(
     mut commands: Commands,
     known: Res<KnownAnchors>,
+    frames: Res<crate::places::PlaceFrames>,
     mut grid: ResMut<NoteGrid>,
     mut recount: ResMut<RecountNear>,
     mut notes: Query<(Entity, &mut Note, &mut NoteAt, Option<&mut Transform>), With<Anchored>>,
 ) {
-    if !known.is_changed() {
+    if !known.is_changed() && !frames.is_changed() {
         return;
     }
     for (e, mut note, mut at, t) in &mut notes {
-        let (to, approximate) = place(note.body.as_ref(), &known);
+        let (to, approximate) = place(note.body.as_ref(), &known, &frames);
         if at.0.distance(to.translation) > 1e-3 {
             move_note(&mut grid, &mut recount, e, &mut at, t, to.translation);
         }
@@ -170,17 +203,18 @@ mod tests {
         let a = attach(&note, &known(1, anchor)).expect("within reach");
         let mut body = NoteBody::text("al", "here", transform_to_pose(&note));
         body.anchor = Some(a);
-        let (back, approximate) = place(Some(&body), &known(1, anchor));
+        let (back, approximate) = place(Some(&body), &known(1, anchor), &Default::default());
         assert!(!approximate);
         assert!(back.translation.distance(note.translation) < 1e-4, "{back:?}");
         assert!(back.rotation.abs_diff_eq(note.rotation, 1e-4), "{back:?}");
         // The runtime refines the anchor 5 cm along x: the note comes along, the stage pose
         // does not matter.
         let refined = Transform { translation: anchor.translation + Vec3::X * 0.05, ..anchor };
-        let (moved, _) = place(Some(&body), &known(1, refined));
+        let (moved, _) = place(Some(&body), &known(1, refined), &Default::default());
         assert!(moved.translation.distance(note.translation + Vec3::X * 0.05) < 1e-4);
         // A device that does not know it shows the stage pose, approximate.
-        let (stage, approximate) = place(Some(&body), &KnownAnchors::default());
+        let (stage, approximate) =
+            place(Some(&body), &KnownAnchors::default(), &Default::default());
         assert!(approximate && stage.translation.distance(note.translation) < 1e-4);
     }
 

@@ -31,8 +31,9 @@ pub struct Note {
     /// Why it could not be opened (shown as a marked placeholder).
     pub error: Option<String>,
     pub unread: bool,
-    /// It was left against a spatial anchor this device does not locate, so it stands at
-    /// its stage pose, which may be off (see [`anchors`]).
+    /// It was left against a spatial anchor this device does not locate, or in a place this
+    /// device has not aligned with, so it stands at its stage pose, which may be off (see
+    /// [`anchors`]).
     pub approximate: bool,
 }
 
@@ -57,7 +58,7 @@ impl Note {
             body: n.body.clone(),
             error: n.error.clone(),
             unread: !n.read,
-            approximate: n.body.as_ref().is_some_and(|b| b.anchor.is_some()),
+            approximate: n.body.as_ref().is_some_and(anchors::stands_relative),
         }
     }
 }
@@ -239,6 +240,7 @@ fn apply_updates(
     mut recount: ResMut<RecountNear>,
     current: Res<CurrentSpace>,
     known: Res<KnownAnchors>,
+    frames: Res<crate::places::PlaceFrames>,
     mut notes: Query<(&mut Note, &mut NoteAt, Option<&mut Transform>, Has<anchors::Anchored>)>,
     time: Option<Res<Time>>,
 ) {
@@ -247,10 +249,14 @@ fn apply_updates(
         if current.0 != Some(local.space) || local.deleted {
             continue;
         }
+        // A place's record is not a note in the scene: `places` keeps it.
+        if local.body.as_ref().is_some_and(|b| b.kind == NoteKind::Place) {
+            continue;
+        }
         let mut note = Note::from_local(local);
-        let (transform, approximate) = anchors::place(note.body.as_ref(), &known);
+        let (transform, approximate) = anchors::place(note.body.as_ref(), &known, &frames);
         note.approximate = approximate;
-        let anchored = note.body.as_ref().is_some_and(|b| b.anchor.is_some());
+        let anchored = note.body.as_ref().is_some_and(anchors::stands_relative);
         match index.0.get(&local.note_id).copied() {
             Some(entity) => {
                 if let Ok((mut existing, mut at, t, was_anchored)) = notes.get_mut(entity) {

@@ -324,7 +324,8 @@ pub(crate) fn card_shape(kind: Option<NoteKind>) -> CardShape {
         Some(NoteKind::Voice) => (Vec2::splat(0.4), None),
         Some(NoteKind::Reaction) => (Vec2::new(0.14, 0.14), None),
         Some(NoteKind::Image) => (Vec2::new(PANEL_WIDTH, PANEL_WIDTH * 0.75), Some(Card::Plain)),
-        Some(NoteKind::Text) => (Vec2::new(PANEL_WIDTH, 0.3), Some(Card::Plain)),
+        // (A place's record is not shown as a note; were one drawn, it would read as text.)
+        Some(NoteKind::Text | NoteKind::Place) => (Vec2::new(PANEL_WIDTH, 0.3), Some(Card::Plain)),
         None => (Vec2::new(PANEL_WIDTH, 0.25), Some(Card::Placeholder)),
     };
     CardShape { size, card, round_plate: kind == Some(NoteKind::Voice) }
@@ -924,7 +925,7 @@ fn build_details(
                     ),
                     None => (unopened_text(note), PanelStyle::PLACEHOLDER),
                 };
-                debug_assert!(kind.is_none() || kind == Some(NoteKind::Text));
+                debug_assert!(matches!(kind, None | Some(NoteKind::Text | NoteKind::Place)));
                 let fit = PanelFit::Note { note: e, card: visual.card, plate: visual.plate };
                 let (part, mat) = spawn_panel(
                     &mut commands,

@@ -112,6 +112,11 @@ struct MembersText;
 struct SpacesRoot;
 #[derive(Component)]
 struct SpaceRow(SpaceId);
+#[derive(Component)]
+struct PlacesRoot;
+/// A row of the places list: a place, or (None) the open area around the start.
+#[derive(Component)]
+struct PlaceRow(Option<cairn_proto::NoteId>);
 
 /// Rows shown in the list.
 const LIST_ROWS: usize = 16;
@@ -124,7 +129,16 @@ pub fn plugin(app: &mut App) {
             Update,
             (
                 panel_keys.in_set(CairnSet::Input),
-                (update_texts, rebuild_list, click_rows, rebuild_spaces, click_spaces)
+                (
+                    update_texts,
+                    rebuild_list,
+                    click_rows,
+                    rebuild_spaces,
+                    click_spaces,
+                    rebuild_places,
+                    click_places,
+                    fly_to_place,
+                )
                     .in_set(CairnSet::Layout),
             ),
         );
@@ -186,6 +200,9 @@ fn spawn_panel(mut commands: Commands, assets: Res<AssetServer>) {
             p.spawn((wrapping_label("", 14.0, Color::srgb(0.75, 0.8, 0.85), font), MembersText));
             // The other spaces, when there are any: click one to go there.
             p.spawn((Node { flex_direction: FlexDirection::Column, row_gap: Val::Px(2.0), ..default() }, SpacesRoot));
+            // The space's places, when it has any: click one to go there (in the room, to
+            // align with it).
+            p.spawn((Node { flex_direction: FlexDirection::Column, row_gap: Val::Px(2.0), ..default() }, PlacesRoot));
             p.spawn((label("/ to search", 15.0, Color::srgb(0.6, 0.62, 0.66), font), SearchText));
             p.spawn((Node { flex_direction: FlexDirection::Column, row_gap: Val::Px(3.0), flex_grow: 1.0, overflow: Overflow::clip(), ..default() }, ListRoot));
             p.spawn((label("", 16.0, Color::srgb(1.0, 0.95, 0.7), font), ComposeText));
@@ -359,6 +376,10 @@ pub(crate) fn row_text(n: &Note) -> String {
                 NoteKind::Image => format!("picture {}", b.text),
                 NoteKind::Reaction => format!("reacted {}", b.reaction.clone().unwrap_or_default()),
                 NoteKind::Text => b.text.clone(),
+                NoteKind::Place => format!(
+                    "made place {}",
+                    b.place_record.as_ref().map(|r| r.name.as_str()).unwrap_or_default()
+                ),
             };
             let line = format!("{mark} {}: {what}", b.author);
             if line.chars().count() > 40 {
@@ -447,6 +468,109 @@ fn click_rows(
             let at = target.0;
             let eye = at + Vec3::new(0.0, 0.15, 1.4);
             let dir = (at - eye).normalize();
+            t.translation = eye;
+            fly.yaw = f32::atan2(-dir.x, -dir.z);
+            fly.pitch = dir.y.asin();
+        }
+    }
+}
+
+/// The places list, rebuilt when the places, the alignments or the current place change: a
+/// header, a row per place, the area around the start (in a virtual scene), and what to do
+/// next (while aligning, or when the place here is not aligned).
+fn rebuild_places(
+    mut commands: Commands,
+    roots: Query<Entity, With<PlacesRoot>>,
+    places: Res<crate::places::Places>,
+    frames: Res<crate::places::PlaceFrames>,
+    now: Res<crate::places::CurrentPlace>,
+    view: Res<crate::places::PlaceView>,
+    aligning: Res<crate::places::Aligning>,
+    font: Option<Res<UiFont>>,
+) {
+    let Some(font) = font else { return };
+    let Ok(root) = roots.single() else { return };
+    let changed = places.is_changed()
+        || frames.is_changed()
+        || now.is_changed()
+        || view.is_changed()
+        || aligning.is_changed();
+    if !changed && !font.is_added() {
+        return;
+    }
+    commands.entity(root).despawn_related::<Children>();
+    if places.0.is_empty() {
+        return;
+    }
+    let dim = Color::srgb(0.6, 0.62, 0.66);
+    let header = match *view {
+        crate::places::PlaceView::Areas => "Places (click to go there):",
+        crate::places::PlaceView::Room => "Places (click to align with one):",
+    };
+    commands.spawn((label(header, 14.0, dim, &font), ChildOf(root)));
+    for p in &places.0 {
+        let row = crate::places::place_row(p, *view, &frames, &now);
+        commands.spawn((
+            Button,
+            PlaceRow(Some(p.id)),
+            label(row, 14.0, Color::srgb(0.85, 0.92, 0.8), &font),
+            ChildOf(root),
+        ));
+    }
+    if *view == crate::places::PlaceView::Areas {
+        let row = if now.0.is_none() { "▸ Around the start" } else { "  Around the start" };
+        commands.spawn((
+            Button,
+            PlaceRow(None),
+            label(row, 14.0, Color::srgb(0.85, 0.92, 0.8), &font),
+            ChildOf(root),
+        ));
+    }
+    if let Some(hint) = crate::places::places_hint(&places, *view, &frames, &now, &aligning) {
+        commands.spawn((wrapping_label(hint, 13.0, INFO_COLOR, &font), ChildOf(root)));
+    }
+}
+
+/// Clicking a place goes there in a virtual scene; in the room it starts aligning with it.
+fn click_places(
+    rows: Query<(&Interaction, &PlaceRow), Changed<Interaction>>,
+    view: Res<crate::places::PlaceView>,
+    mut actions: MessageWriter<crate::places::PlaceAction>,
+) {
+    use crate::places::{PlaceAction, PlaceView};
+    for (interaction, row) in &rows {
+        if *interaction != Interaction::Pressed {
+            continue;
+        }
+        match (*view, row.0) {
+            (PlaceView::Room, Some(id)) => {
+                actions.write(PlaceAction::Align(id));
+            }
+            (PlaceView::Room, None) => {}
+            (PlaceView::Areas, target) => {
+                actions.write(PlaceAction::GoTo(target));
+            }
+        }
+    }
+}
+
+/// Going to a place in a virtual scene, the desktop's camera flies to its area: a few steps
+/// back from the area's origin, looking at it.
+fn fly_to_place(
+    mut actions: MessageReader<crate::places::PlaceAction>,
+    view: Res<crate::places::PlaceView>,
+    places: Res<crate::places::Places>,
+    mut cams: Query<(&mut Transform, &mut FlyCamera)>,
+) {
+    for action in actions.read() {
+        let crate::places::PlaceAction::GoTo(target) = action else { continue };
+        if *view != crate::places::PlaceView::Areas {
+            continue;
+        }
+        let Some(origin) = crate::places::area_of(&places, *target) else { continue };
+        if let Ok((mut t, mut fly)) = cams.single_mut() {
+            let eye = origin + Vec3::new(0.0, 1.6, 4.0);
+            let dir = (origin + Vec3::Y * 1.2 - eye).normalize();
             t.translation = eye;
             fly.yaw = f32::atan2(-dir.x, -dir.z);
             fly.pitch = dir.y.asin();

@@ -4,7 +4,7 @@
 //!   Reply), a keyboard floats before the wearer: 45 cm ahead and 30 cm below the eyes, tilted
 //!   to face them, and it stays where it appeared. A strip above the keys shows the text.
 //! * **The action bar.** Under the focused note, while nothing is being written: Reply, the
-//!   reactions, and Delete on your own note.
+//!   reactions, Delete on your own note, and in the room Align with the note's place.
 //!
 //! The pointer (a controller's aim or a tracked hand) hovers a key, and a trigger pull or a
 //! pinch presses it: the same press that selects a note, so there is nothing new to learn.
@@ -19,6 +19,7 @@ use crate::compose::{Compose, ComposeInput, REACTIONS};
 use crate::interact::{Focused, Pointer, PointerPress};
 use crate::net::NetStatus;
 use crate::notes::{FarPanelScale, Note, NoteAt, NoteBounds, Viewer, pose_as_shown};
+use crate::places::{CurrentPlace, PlaceAction, PlaceView, Places};
 use crate::render::NoteAssets;
 use crate::render::text::{Button, PanelStyle, render_buttons, render_panel};
 use bevy::prelude::*;
@@ -53,6 +54,13 @@ pub enum Key {
     React(usize),
     /// Delete the focused note (your own).
     Delete,
+    /// Align with the focused note's place (in the room, where the space has places).
+    Align,
+    /// Make a place of what was written (in the room).
+    MakePlace,
+    /// Go to the next place's area (in VR, where the space has places; after the last, the
+    /// start).
+    NextPlace,
 }
 
 /// What a letter key types: `c`, or its capital.
@@ -81,6 +89,9 @@ impl KeyCap {
             Key::Reply => "Reply".into(),
             Key::React(i) => REACTIONS.get(i).copied().unwrap_or("?").into(),
             Key::Delete => "Delete".into(),
+            Key::Align => "Align".into(),
+            Key::MakePlace => "Place".into(),
+            Key::NextPlace => "Next place".into(),
         }
     }
 }
@@ -100,6 +111,12 @@ impl Board {
     /// The keyboard.
     pub fn keyboard() -> Self {
         Board { caps: &LAYOUT, columns: COLUMNS, rows: ROWS, strip: PREVIEW_HEIGHT }
+    }
+
+    /// The keyboard in the room: a shorter space bar and a key that makes a place of the
+    /// text.
+    pub fn room_keyboard() -> Self {
+        Board { caps: &ROOM_LAYOUT, ..Board::keyboard() }
     }
 
     /// A key's centre in the board's frame (metres).
@@ -168,6 +185,16 @@ pub static LAYOUT: LazyLock<Vec<KeyCap>> = LazyLock::new(|| {
     caps
 });
 
+/// The room's layout: as [`LAYOUT`], with Place between the space bar and Post.
+pub static ROOM_LAYOUT: LazyLock<Vec<KeyCap>> = LazyLock::new(|| {
+    let mut caps = LAYOUT.clone();
+    for c in caps.iter_mut().filter(|c| c.key == Key::Space) {
+        c.width = 3.5;
+    }
+    caps.push(KeyCap { key: Key::MakePlace, row: 4, left: 6.0, width: 2.0 });
+    caps
+});
+
 /// The keyboard standing before the wearer while a note is being written.
 #[derive(Component, Debug)]
 pub struct VirtualKeyboard;
@@ -198,16 +225,16 @@ pub(super) fn show_keyboard(
     input: Res<XrInput>,
     boards: Query<Entity, With<VirtualKeyboard>>,
     mut state: ResMut<BoardState>,
+    view: Res<PlaceView>,
 ) {
     match (compose.is_typing(), boards.single()) {
         (true, Err(_)) => {
             let Some(head) = input.head else { return };
-            commands.spawn((
-                VirtualKeyboard,
-                Board::keyboard(),
-                keyboard_pose(&head),
-                Visibility::default(),
-            ));
+            let board = match *view {
+                PlaceView::Room => Board::room_keyboard(),
+                PlaceView::Areas => Board::keyboard(),
+            };
+            commands.spawn((VirtualKeyboard, board, keyboard_pose(&head), Visibility::default()));
             // A note starts with a capital.
             let empty = matches!(&*compose, Compose::Writing { text, .. } if text.is_empty());
             *state = BoardState { hovered: None, upper: empty };
@@ -241,11 +268,17 @@ pub(super) fn board_pick(
 }
 
 /// A press on a key types it, or acts on the focused note.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn press_keys(
     mut presses: MessageReader<PointerPress>,
     pointer: Res<Pointer>,
     mut state: ResMut<BoardState>,
     mut typed: MessageWriter<ComposeInput>,
+    focused: Res<Focused>,
+    notes: Query<&Note>,
+    places: Res<Places>,
+    now: Res<CurrentPlace>,
+    mut place_actions: MessageWriter<PlaceAction>,
 ) {
     for _ in presses.read() {
         let (true, Some(key)) = (pointer.on_panel, state.hovered) else { continue };
@@ -265,19 +298,35 @@ pub(super) fn press_keys(
             Key::Reply => ComposeInput::Reply,
             Key::React(i) => ComposeInput::React(i),
             Key::Delete => ComposeInput::Delete,
+            Key::MakePlace => ComposeInput::MakePlace,
+            Key::Align => {
+                let of_note = focused
+                    .0
+                    .and_then(|e| notes.get(e).ok())
+                    .and_then(|n| n.body.as_ref().and_then(|b| b.place).map(|p| p.place));
+                if let Some(place) = crate::places::place_to_align(of_note, &places, &now) {
+                    place_actions.write(PlaceAction::Align(place));
+                }
+                continue;
+            }
+            Key::NextPlace => {
+                place_actions.write(PlaceAction::GoTo(crate::places::next_place(&places, &now)));
+                continue;
+            }
         };
         typed.write(input);
     }
 }
 
-/// The action bar under the focused note: reply, the reactions, and (on your own note)
-/// delete.
+/// The action bar under the focused note: reply, the reactions, (on your own note) delete,
+/// and where the space has places, the places' key.
 #[derive(Component, Debug)]
 pub struct ActionBar {
     pub note: Entity,
+    pub place_key: Option<Key>,
 }
 
-fn actions(own: bool) -> Vec<KeyCap> {
+fn actions(own: bool, place_key: Option<Key>) -> Vec<KeyCap> {
     let mut caps = vec![KeyCap { key: Key::Reply, row: 0, left: 0.0, width: 2.0 }];
     caps.extend((0..REACTIONS.len()).map(|i| KeyCap {
         key: Key::React(i),
@@ -285,24 +334,28 @@ fn actions(own: bool) -> Vec<KeyCap> {
         left: 2.0 + i as f32,
         width: 1.0,
     }));
-    if own {
-        caps.push(KeyCap {
-            key: Key::Delete,
-            row: 0,
-            left: 2.0 + REACTIONS.len() as f32,
-            width: 2.0,
-        });
+    let mut left = 2.0 + REACTIONS.len() as f32;
+    for key in own.then_some(Key::Delete).into_iter().chain(place_key) {
+        let width = if key == Key::NextPlace { 3.0 } else { 2.0 };
+        caps.push(KeyCap { key, row: 0, left, width });
+        left += width;
     }
     caps
 }
 
-static ACTIONS: LazyLock<Vec<KeyCap>> = LazyLock::new(|| actions(false));
-static OWN_ACTIONS: LazyLock<Vec<KeyCap>> = LazyLock::new(|| actions(true));
+/// The places' keys an action bar may carry.
+const PLACE_KEYS: [Option<Key>; 3] = [None, Some(Key::Align), Some(Key::NextPlace)];
+
+static ACTIONS: LazyLock<Vec<Vec<KeyCap>>> = LazyLock::new(|| {
+    PLACE_KEYS.iter().flat_map(|k| [actions(false, *k), actions(true, *k)]).collect()
+});
 
 impl Board {
-    /// The action bar for a note (`own`: the wearer wrote it, so it may be deleted).
-    pub fn actions(own: bool) -> Self {
-        let caps: &'static [KeyCap] = if own { &OWN_ACTIONS } else { &ACTIONS };
+    /// The action bar for a note (`own`: the wearer wrote it, so it may be deleted;
+    /// `place_key`: Align in the room, Next place in VR, where the space has places).
+    pub fn actions(own: bool, place_key: Option<Key>) -> Self {
+        let slot = PLACE_KEYS.iter().position(|k| *k == place_key).unwrap_or(0);
+        let caps: &'static [KeyCap] = &ACTIONS[2 * slot + usize::from(own)];
         let columns = caps.iter().map(|c| c.left + c.width).fold(0.0, f32::max);
         Board { caps, columns, rows: 1.0, strip: 0.0 }
     }
@@ -327,16 +380,23 @@ pub(super) fn show_action_bar(
     far: Res<FarPanelScale>,
     notes: Query<(&Note, &NoteAt, Option<&Transform>, &NoteBounds), Without<ActionBar>>,
     mut bars: Query<(Entity, &ActionBar, &mut Transform)>,
+    view: Res<PlaceView>,
+    places: Res<Places>,
 ) {
+    let place_key = match *view {
+        _ if places.0.is_empty() => None,
+        PlaceView::Room => Some(Key::Align),
+        PlaceView::Areas => Some(Key::NextPlace),
+    };
     // A far note's bar stands under it as the far field draws it.
     let wanted = focused.0.filter(|_| *compose == Compose::Idle).and_then(|e| {
         let (note, at, near, bounds) = notes.get(e).ok()?;
         Some((e, (note, pose_as_shown(at, near, &viewer, &far), bounds)))
     });
     let mut shown = false;
-    for (bar, ActionBar { note }, mut t) in &mut bars {
+    for (bar, ActionBar { note, place_key: has }, mut t) in &mut bars {
         match wanted {
-            Some((e, (_, note_at, bounds))) if e == *note && !shown => {
+            Some((e, (_, note_at, bounds))) if e == *note && *has == place_key && !shown => {
                 let pose = action_bar_pose(&note_at, bounds);
                 if *t != pose {
                     *t = pose;
@@ -349,8 +409,8 @@ pub(super) fn show_action_bar(
     if let (false, Some((e, (note, at, bounds)))) = (shown, wanted) {
         let own = note.body.as_ref().is_some_and(|b| b.author == status.handle);
         commands.spawn((
-            ActionBar { note: e },
-            Board::actions(own),
+            ActionBar { note: e, place_key },
+            Board::actions(own, place_key),
             action_bar_pose(&at, bounds),
             Visibility::default(),
         ));
@@ -500,17 +560,41 @@ mod tests {
 
     #[test]
     fn every_key_is_found_at_its_centre_and_the_rows_fill_the_width() {
-        let board = Board::keyboard();
-        for cap in LAYOUT.iter() {
-            let found = board.key_at(board.centre(cap).truncate()).expect("a key at its centre");
-            assert_eq!(found.key, cap.key);
+        for board in [Board::keyboard(), Board::room_keyboard()] {
+            for cap in board.caps {
+                let found =
+                    board.key_at(board.centre(cap).truncate()).expect("a key at its centre");
+                assert_eq!(found.key, cap.key);
+            }
+            for row in 0..5u8 {
+                let width: f32 = board.caps.iter().filter(|c| c.row == row).map(|c| c.width).sum();
+                assert_eq!(width, COLUMNS, "row {row}");
+            }
+            assert!(board.key_at(Vec2::new(0.0, ROWS * PITCH)).is_none(), "above the keys");
+            assert!(board.key_at(Vec2::new(COLUMNS * PITCH, 0.0)).is_none(), "right of the keys");
         }
-        for row in 0..5u8 {
-            let width: f32 = LAYOUT.iter().filter(|c| c.row == row).map(|c| c.width).sum();
-            assert_eq!(width, COLUMNS, "row {row}");
+        assert!(Board::room_keyboard().cap(Key::MakePlace).is_some());
+        assert!(Board::keyboard().cap(Key::MakePlace).is_none());
+    }
+
+    #[test]
+    fn each_action_bar_has_the_keys_asked_for_each_found_at_its_centre() {
+        for place_key in PLACE_KEYS {
+            for own in [false, true] {
+                let bar = Board::actions(own, place_key);
+                for cap in bar.caps {
+                    let found =
+                        bar.key_at(bar.centre(cap).truncate()).expect("a key at its centre");
+                    assert_eq!(found.key, cap.key);
+                }
+                assert_eq!(bar.cap(Key::Delete).is_some(), own);
+                for key in [Key::Align, Key::NextPlace] {
+                    assert_eq!(bar.cap(key).is_some(), place_key == Some(key), "{key:?}");
+                }
+                let width: f32 = bar.caps.iter().map(|c| c.width).sum();
+                assert_eq!(width, bar.columns, "no gaps, no overlaps");
+            }
         }
-        assert!(board.key_at(Vec2::new(0.0, ROWS * PITCH)).is_none(), "above the keys");
-        assert!(board.key_at(Vec2::new(COLUMNS * PITCH, 0.0)).is_none(), "right of the keys");
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use super::StageOrigin;
 use super::spatial_anchors::{AnchorSpace, JustMade, check, spawn_anchor_space, stage_pose};
 use crate::compose::Compose;
-use crate::notes::anchors::{ANCHOR_REACH, AnchorKey, KnownAnchors, attach};
+use crate::notes::anchors::{ANCHOR_REACH, AnchorKey, KnownAnchors, WantedAnchors, attach};
 use bevy::prelude::*;
 use bevy_mod_openxr::openxr_session_running;
 use bevy_mod_openxr::poll_events::{OxrEventHandlerExt, OxrEventIn};
@@ -491,8 +491,9 @@ fn query_results(
 }
 
 /// While the user writes a note at a spot no known anchor reaches, an anchor is made there,
-/// so that it exists (the runtime answers some frames later) when the note is sent.
-#[allow(unsafe_code, clippy::too_many_arguments)]
+/// so that it exists (the runtime answers some frames later) when the note is sent; so is
+/// one at a place's origin aligned with none near ([`WantedAnchors`]).
+#[allow(clippy::too_many_arguments)]
 fn anchor_where_writing(
     compose: Res<Compose>,
     ext: Res<FbAnchorExt>,
@@ -501,19 +502,42 @@ fn anchor_where_writing(
     frame: Option<Res<OxrFrameState>>,
     stage: Res<StageOrigin>,
     known: Res<KnownAnchors>,
+    mut wanted: ResMut<WantedAnchors>,
     mut flow: ResMut<FbFlow>,
 ) {
-    let Compose::Writing { at, .. } = &*compose else { return };
     let (Some(reference), Some(frame)) = (reference, frame) else { return };
-    let world = Transform::from_translation(*at);
-    if attach(&world, &known).is_some() || flow.covers(*at, ANCHOR_REACH) {
+    let writing = match &*compose {
+        Compose::Writing { at, .. } => Some(*at),
+        _ => None,
+    };
+    // Where a note is being written, and the places' origins aligned with no anchor near.
+    let spots: Vec<Vec3> = writing.into_iter().chain(wanted.0.drain(..)).collect();
+    for at in spots {
+        anchor_at(at, &ext, &session, &reference, &frame, &stage, &known, &mut flow);
+    }
+}
+
+/// Asks the runtime for an anchor at `at`, unless a known one or one being made reaches it.
+#[allow(unsafe_code, clippy::too_many_arguments)]
+fn anchor_at(
+    at: Vec3,
+    ext: &FbAnchorExt,
+    session: &OxrSession,
+    reference: &XrPrimaryReferenceSpace,
+    frame: &OxrFrameState,
+    stage: &StageOrigin,
+    known: &KnownAnchors,
+    flow: &mut FbFlow,
+) {
+    let world = Transform::from_translation(at);
+    if attach(&world, known).is_some() || flow.covers(at, ANCHOR_REACH) {
         return;
     }
     let info = sys::SpatialAnchorCreateInfoFB {
         ty: sys::SpatialAnchorCreateInfoFB::TYPE,
         next: std::ptr::null(),
         space: sys::Space::from_raw(reference.0.0.as_raw()),
-        pose_in_space: stage_pose(&stage, &world),
+        pose_in_space: stage_pose(stage, &world),
         time: frame.predicted_display_time,
     };
     let mut request = sys::AsyncRequestIdFB::default();
@@ -523,8 +547,8 @@ fn anchor_where_writing(
     }) {
         Ok(()) => flow.creating(request.into_raw(), world),
         Err(e) => {
-            warn!("cairn: no anchor for the new note ({e}); it stands relative to the stage");
-            flow.refused(*at);
+            warn!("cairn: no anchor made there ({e}); what stands there is relative to the stage");
+            flow.refused(at);
         }
     }
 }

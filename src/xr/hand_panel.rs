@@ -16,8 +16,14 @@ pub const HAND_ROWS: usize = 8;
 /// The panel's width in metres: about a phone's.
 const WIDTH: f32 = 0.16;
 
-/// The hand panel's two parts: a header (connection) and a body (composing, then notes).
-pub fn hand_panel_text(notes: &[&Note], compose: &Compose, status: &NetStatus) -> (String, String) {
+/// The hand panel's two parts: a header (connection) and a body (composing, the places'
+/// lines, then notes).
+pub fn hand_panel_text(
+    notes: &[&Note],
+    compose: &Compose,
+    status: &NetStatus,
+    places: &[String],
+) -> (String, String) {
     let header = crate::ui::status_text(status);
     let mut rows: Vec<&&Note> = notes.iter().collect();
     rows.sort_by_key(|n| crate::ui::list_order(n));
@@ -26,6 +32,10 @@ pub fn hand_panel_text(notes: &[&Note], compose: &Compose, status: &NetStatus) -
         Compose::Placing => "Placing: point at the floor, pull the trigger\n".into(),
         Compose::Writing { text, .. } => format!("Writing: {text}▏\n"),
     };
+    for line in places {
+        body.push_str(line);
+        body.push('\n');
+    }
     for n in rows.iter().take(HAND_ROWS) {
         body.push_str(&crate::ui::row_text(n));
         body.push('\n');
@@ -37,6 +47,37 @@ pub fn hand_panel_text(notes: &[&Note], compose: &Compose, status: &NetStatus) -
         body.push_str("No notes here yet: hold grip to record one");
     }
     (header, body.trim_end().to_owned())
+}
+
+/// What the hand panel needs to say about places.
+#[derive(bevy::ecs::system::SystemParam)]
+pub struct PlacesNow<'w> {
+    places: Res<'w, crate::places::Places>,
+    frames: Res<'w, crate::places::PlaceFrames>,
+    now: Res<'w, crate::places::CurrentPlace>,
+    view: Res<'w, crate::places::PlaceView>,
+    aligning: Res<'w, crate::places::Aligning>,
+}
+
+impl PlacesNow<'_> {
+    /// A line per place, then what to do next (the point to mark, or how to align).
+    fn lines(&self) -> Vec<String> {
+        use crate::places::{place_row, places_hint};
+        let mut lines: Vec<String> = self
+            .places
+            .0
+            .iter()
+            .map(|p| place_row(p, *self.view, &self.frames, &self.now))
+            .collect();
+        lines.extend(places_hint(
+            &self.places,
+            *self.view,
+            &self.frames,
+            &self.now,
+            &self.aligning,
+        ));
+        lines
+    }
 }
 
 #[derive(Component, Debug)]
@@ -57,6 +98,7 @@ pub(super) fn update_hand_panel(
     notes: Query<&Note>,
     compose: Res<Compose>,
     status: Res<NetStatus>,
+    places: PlacesNow,
     mut images: ResMut<Assets<Image>>,
     mut materials: ResMut<Assets<StandardMaterial>>,
     time: Res<Time>,
@@ -68,8 +110,8 @@ pub(super) fn update_hand_panel(
     }
     *next = time.elapsed_secs() + 0.25;
     let all: Vec<&Note> = notes.iter().collect();
-    let text = hand_panel_text(&all, &compose, &status);
-    let style = PanelStyle { max_lines: HAND_ROWS + 3, body_px: 24.0, ..PanelStyle::NOTE };
+    let text = hand_panel_text(&all, &compose, &status, &places.lines());
+    let style = PanelStyle { max_lines: HAND_ROWS + 8, body_px: 24.0, ..PanelStyle::NOTE };
     let raster = || render_panel(&assets.fonts, &text.0, &text.1, &style);
     match panels.single_mut() {
         Ok((mut panel, material, mut t)) => {

@@ -185,7 +185,14 @@ pub fn logic_plugin(app: &mut App) {
         .init_resource::<boards::BoardState>()
         .add_systems(
             Update,
-            (head_is_viewer, pointer_from_hands, locomotion, boards_ride_the_stage, grip_records)
+            (
+                head_is_viewer,
+                pointer_from_hands,
+                locomotion,
+                walk_to_place,
+                boards_ride_the_stage,
+                grip_records,
+            )
                 .chain()
                 .in_set(CairnSet::Input),
         )
@@ -200,6 +207,7 @@ pub fn logic_plugin(app: &mut App) {
         .add_systems(
             Update,
             press_on_the_floor_starts_a_note
+                .run_if(crate::places::not_aligning)
                 .in_set(CairnSet::Apply)
                 .after(crate::compose::ComposeSystems),
         )
@@ -309,6 +317,28 @@ fn locomotion(
         }
     }
     state.teleport_target = target;
+}
+
+/// Going to a place in VR moves the stage so that the head stands a few steps in front of
+/// the place's area, its height and heading kept (in the room nothing moves: the stage is
+/// the room).
+fn walk_to_place(
+    input: Res<XrInput>,
+    view: Res<crate::places::PlaceView>,
+    places: Res<crate::places::Places>,
+    mut actions: MessageReader<crate::places::PlaceAction>,
+    mut stage: ResMut<StageOrigin>,
+) {
+    for action in actions.read() {
+        let crate::places::PlaceAction::GoTo(target) = action else { continue };
+        if *view != crate::places::PlaceView::Areas {
+            continue;
+        }
+        let Some(origin) = crate::places::area_of(&places, *target) else { continue };
+        let head = input.head.map_or(stage.0.translation, |h| h.translation);
+        let to = origin + Vec3::Z * 3.0;
+        stage.0.translation += Vec3::new(to.x - head.x, 0.0, to.z - head.z);
+    }
 }
 
 /// A board stands where it appeared in the room (the stage), not in the world: when the

@@ -423,6 +423,7 @@ fn see_through(
     mut env: Query<&mut Visibility, With<VirtualEnvironment>>,
     mut clear: ResMut<ClearColor>,
     mut lights: Query<&mut DirectionalLight>,
+    mut view: ResMut<crate::places::PlaceView>,
     mut done: Local<Option<bool>>,
 ) {
     let Some(blend) = blend else { return };
@@ -441,6 +442,8 @@ fn see_through(
     }
     if ar {
         clear.0 = Color::NONE;
+        // The real room: each place must be aligned with this headset's stage.
+        view.set_if_neq(crate::places::PlaceView::Room);
     }
     // A 90 Hz budget: no shadow maps in XR.
     for mut l in &mut lights {

@@ -17,7 +17,9 @@
 use super::StageOrigin;
 use crate::CairnSet;
 use crate::net::NetCommand;
-use crate::notes::anchors::{AnchorKey, KnownAnchors, attach, attach_outgoing, pose_to_transform};
+use crate::notes::anchors::{
+    AnchorKey, KnownAnchors, WantedAnchors, attach, attach_outgoing, pose_to_transform,
+};
 use bevy::prelude::*;
 use bevy_mod_openxr::openxr_session_running;
 use bevy_mod_openxr::resources::{OxrFrameState, OxrInstance};
@@ -278,7 +280,8 @@ fn anchors_in_view(
 }
 
 /// A note about to go out with no known anchor within reach gets a new anchor at its spot,
-/// persisted, so that this device finds the spot again after the stage shifts.
+/// persisted, so that this device finds the spot again after the stage shifts; so does a
+/// place's origin aligned with none near ([`WantedAnchors`]).
 #[allow(unsafe_code)]
 fn anchor_new_notes(
     mut store: ResMut<AnchorStore>,
@@ -288,13 +291,21 @@ fn anchor_new_notes(
     frame: Option<Res<OxrFrameState>>,
     stage: Res<StageOrigin>,
     mut out: MessageReader<NetCommand>,
+    mut wanted: ResMut<WantedAnchors>,
     mut commands: Commands,
 ) {
     let (Some(reference), Some(frame)) = (reference, frame) else { return };
-    for NetCommand(command) in out.read() {
-        let ClientCommand::Post { draft, .. } = command else { continue };
-        let world = pose_to_transform(&draft.pose);
-        if draft.anchor.is_some() || attach(&world, &known).is_some() {
+    let notes = out.read().filter_map(|NetCommand(command)| match command {
+        ClientCommand::Post { draft, .. } if draft.anchor.is_none() => {
+            Some(pose_to_transform(&draft.pose))
+        }
+        _ => None,
+    });
+    // The notes about to go out, and the places' origins aligned with no anchor near.
+    let spots: Vec<Transform> =
+        notes.chain(wanted.0.drain(..).map(Transform::from_translation)).collect();
+    for world in spots {
+        if attach(&world, &known).is_some() {
             continue;
         }
         let info = sys::SpatialAnchorCreateInfoMSFT {

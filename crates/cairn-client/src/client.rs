@@ -51,6 +51,14 @@ pub struct Draft {
     pub voice: Option<VoiceClip>,
     /// A reaction (emoji) to `reply_to`.
     pub reaction: Option<String>,
+    /// The place the note stands in, with its pose there (`pose` stays the stage pose).
+    pub place: Option<PlacePose>,
+    /// Makes the note a place (`NoteKind::Place`) with this record; `image`, if any, is a
+    /// picture of its reference marks.
+    pub place_record: Option<PlaceRecord>,
+    /// The note's id, when the caller needs to know it before posting (a fresh random one
+    /// otherwise). It must be new: the server answers a second post of an id as a duplicate.
+    pub note_id: Option<NoteId>,
 }
 
 #[derive(Clone, Debug)]
@@ -893,7 +901,7 @@ impl Client {
             space: *space,
             epoch: state.epoch,
             sender: self.identity.id(),
-            note_id: NoteId(random_id()),
+            note_id: draft.note_id.unwrap_or_else(|| NoteId(random_id())),
             kind,
             expires_at: draft.expires_in.map(|d| now_ms() + d.as_millis() as u64),
             media: body.media.iter().map(|m| m.hash).collect(),
@@ -930,7 +938,22 @@ impl Client {
         let mut body = NoteBody::text(&self.handle, &draft.text, draft.pose);
         body.anchor = draft.anchor.clone();
         body.reply_to = draft.reply_to;
-        let kind = if let Some(emoji) = &draft.reaction {
+        body.place = draft.place;
+        let kind = if let Some(record) = &draft.place_record {
+            record.check().map_err(ClientError::Invalid)?;
+            if draft.reaction.is_some() || draft.voice.is_some() || draft.place.is_some() {
+                return Err(ClientError::Invalid(
+                    "a place is not a reaction, a voice note or in another place".into(),
+                ));
+            }
+            body.place_record = Some(record.clone());
+            if let Some(image) = &draft.image {
+                let prepared = crate::image::prepare(image)?;
+                body.thumbnail = prepared.thumbnail;
+                body.media.push(self.upload(&prepared.display, "image/jpeg").await?);
+            }
+            NoteKind::Place
+        } else if let Some(emoji) = &draft.reaction {
             if draft.reply_to.is_none() {
                 return Err(ClientError::Invalid("a reaction needs the note it reacts to".into()));
             }
@@ -1016,6 +1039,37 @@ impl Client {
 
     pub fn notes(&self, space: &SpaceId) -> Result<Vec<LocalNote>, ClientError> {
         self.store.notes(space)
+    }
+
+    /// The places of a space, in the order they were made.
+    pub fn places(&self, space: &SpaceId) -> Result<Vec<crate::Place>, ClientError> {
+        Ok(crate::Place::all_in(&self.store.notes(space)?))
+    }
+
+    /// A place of a space by its name (any case) or the start of its id.
+    pub fn find_place(&self, space: &SpaceId, name: &str) -> Result<crate::Place, ClientError> {
+        let places = self.places(space)?;
+        let wanted = name.trim().to_lowercase();
+        let mut found: Vec<&crate::Place> =
+            places.iter().filter(|p| p.record.name.trim().to_lowercase() == wanted).collect();
+        if found.is_empty() && wanted.len() >= 4 {
+            found = places.iter().filter(|p| p.id.to_hex().starts_with(&wanted)).collect();
+        }
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => {
+                let names: Vec<&str> = places.iter().map(|p| p.record.name.as_str()).collect();
+                Err(ClientError::Invalid(if names.is_empty() {
+                    format!("no place named {name:?}: this space has no places yet")
+                } else {
+                    format!("no place named {name:?} (this space has: {})", names.join(", "))
+                }))
+            }
+            _ => Err(ClientError::Invalid(format!(
+                "{} places are named {name:?}: give the start of one's id instead",
+                found.len()
+            ))),
+        }
     }
 
     pub fn search(&self, words: &str) -> Result<Vec<LocalNote>, ClientError> {

@@ -24,6 +24,9 @@ pub enum ConnectionState {
     },
 }
 
+// One command per thing a person does: boxing the draft would save nothing worth an
+// allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ClientCommand {
     Post {

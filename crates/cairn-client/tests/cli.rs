@@ -332,3 +332,137 @@ async fn a_second_device_joins_its_user_reads_its_spaces_and_can_be_revoked() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// Every byte under `dir` (the database, its write-ahead log, the media).
+fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else {
+            out.extend(std::fs::read(&path).unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// A place made from the terminal, a note posted into it, both read by another member with
+/// the place-relative pose; bad marks and unknown places are refused with the reason; and
+/// the server's data holds no place name, mark name or coordinate in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn places_are_made_listed_and_posted_into_and_the_server_learns_no_geometry() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start_server(server_dir.path(), port).await;
+    let url = format!("ws://127.0.0.1:{port}/v1/ws");
+    let h = setup(&url).await;
+
+    let made = json(
+        &h.alice,
+        &[
+            "place",
+            "create",
+            "kitchen",
+            "Larder Nook",
+            "--mark",
+            "quince hinge=1.25,2.125,-3.5",
+            "--mark",
+            "saffron latch=2.25,2.125,-3.5",
+            "--mark",
+            "marjoram tap=2.75,0.875,-1.5",
+            "--description",
+            "the larder door's two top corners, then the tap",
+        ],
+    )
+    .await;
+    let place_id = made["id"].as_str().unwrap().to_owned();
+    // The frame: origin on the floor below the first mark, x toward the second.
+    assert_eq!(made["marks"][0]["at"], serde_json::json!([0.0, 2.125, 0.0]));
+    assert_eq!(made["marks"][1]["at"], serde_json::json!([1.0, 2.125, 0.0]));
+    assert_eq!(made["marks"][2]["at"], serde_json::json!([1.5, 0.875, 2.0]));
+
+    let posted = json(
+        &h.alice,
+        &[
+            "note",
+            "post",
+            "kitchen",
+            "--text",
+            "figs inside",
+            "--place",
+            "larder nook",
+            "--at",
+            "0.625,1.375,0.4375",
+        ],
+    )
+    .await;
+    assert_eq!(posted["place"]["id"], place_id.as_str());
+
+    let places = json(&h.bob, &["place", "list", "kitchen"]).await;
+    assert_eq!(places.as_array().unwrap().len(), 1);
+    assert_eq!(places[0]["name"], "Larder Nook");
+    assert_eq!(places[0]["author"], "alice");
+    assert_eq!(places[0]["marks"][2]["name"], "marjoram tap");
+    let human = ok(&h.bob, &["place", "list", "kitchen"]).await;
+    assert!(human.contains("quince hinge, then saffron latch, then marjoram tap"), "{human}");
+    let notes = json(&h.bob, &["notes", "kitchen"]).await;
+    let note = notes.as_array().unwrap().iter().find(|n| n["text"] == "figs inside").unwrap();
+    assert_eq!(note["place"]["id"], place_id.as_str());
+    assert_eq!(note["place"]["name"], "Larder Nook");
+    assert_eq!(note["place"]["at"], serde_json::json!([0.625, 1.375, 0.4375]));
+    let human = ok(&h.bob, &["notes", "kitchen"]).await;
+    assert!(human.contains("in Larder Nook") && human.contains("[place Larder Nook"), "{human}");
+
+    for (args, says) in [
+        (
+            vec!["note", "post", "kitchen", "--text", "x", "--place", "attic"],
+            "no place named \"attic\" (this space has: Larder Nook)",
+        ),
+        (vec!["place", "create", "kitchen", "Shelf", "--mark", "a=0,1,0"], "at least two"),
+        (
+            vec![
+                "place",
+                "create",
+                "kitchen",
+                "Shelf",
+                "--mark",
+                "a=0,1,0",
+                "--mark",
+                "b=0.01,1,0",
+            ],
+            "marked twice",
+        ),
+        (
+            vec!["place", "create", "kitchen", "Shelf", "--mark", "a=0,1,0", "--mark", "b=0.1,1,0"],
+            "too close together",
+        ),
+        (vec!["place", "create", "kitchen", "Shelf", "--mark", "0,1,0"], "NAME=X,Y,Z"),
+    ] {
+        let o = run(&h.alice, &args).await;
+        assert!(!o.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(json(&h.bob, &["place", "list", "kitchen"]).await.as_array().unwrap().len(), 1);
+
+    server.shutdown().await.unwrap();
+    let stored = all_bytes(server_dir.path());
+    assert!(stored.len() > 10_000, "the server's data is there to search");
+    let contains = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
+    for word in ["Larder", "quince", "saffron", "marjoram", "figs inside", "larder door"] {
+        assert!(!contains(word.as_bytes()), "{word:?} is in the server's data in clear");
+    }
+    // The coordinates as CBOR writes them (each position whole, in the shortest float that
+    // holds it exactly, as ciborium does), and each value as a 4- or 8-byte float.
+    let positions: [[f32; 3]; 4] =
+        [[0.0, 2.125, 0.0], [1.0, 2.125, 0.0], [1.5, 0.875, 2.0], [0.625, 1.375, 0.4375]];
+    for p in positions {
+        let cbor = cairn_proto::encode(&p);
+        assert!(cbor.len() >= 7 && !contains(&cbor), "{p:?} is in the server's data");
+    }
+    for v in [2.125f32, 0.875, 0.625, 1.375, 0.4375] {
+        assert!(!contains(&v.to_be_bytes()), "{v} (f32) is in the server's data");
+        assert!(!contains(&f64::from(v).to_be_bytes()), "{v} (f64) is in the server's data");
+    }
+}

@@ -22,8 +22,8 @@ pub use media::{
 };
 pub use membership::{MembershipLog, sign_op};
 pub use note::{
-    MediaRef, NoteBody, Pose, SpatialAnchor, associated_data, note_key, open_note, seal_note,
-    seal_note_with_nonce,
+    MediaRef, NoteBody, PlaceMark, PlacePose, PlaceRecord, Pose, SpatialAnchor, associated_data,
+    note_key, open_note, seal_note, seal_note_with_nonce,
 };
 
 /// Fills `buf` from the operating system's random number generator.

@@ -263,7 +263,7 @@ fn seal_chunks<'o>(
         done(chunk);
         rest = tail;
     }
-    if plaintext.len() % CHUNK_SIZE == 0 {
+    if plaintext.len().is_multiple_of(CHUNK_SIZE) {
         seal_into(cipher, full as u32, true, &[], rest);
         done(rest);
     }

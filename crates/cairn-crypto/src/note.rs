@@ -47,6 +47,88 @@ pub struct SpatialAnchor {
     pub offset: Pose,
 }
 
+/// Where a note stands in a place: which place (the id of the note that carries the place's
+/// record) and the note's pose in that place's frame. A device aligned with the place shows
+/// the note there; any other falls back to the note's stage `pose`, marked approximate.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlacePose {
+    pub place: NoteId,
+    pub pose: Pose,
+}
+
+/// A reference mark of a place: a physical point people can find again (a door frame's
+/// corner, the end of a counter), named, with its position in the place's frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlaceMark {
+    pub name: String,
+    pub position: [f32; 3],
+}
+
+/// What a place is: carried, sealed like any note, by a note of kind [`NoteKind::Place`]
+/// (whose author is the place's maker, and whose optional image shows the marks).
+///
+/// The place's frame: its origin on the floor below the first mark, its x axis level and
+/// toward the second mark, y up (gravity and the floor come from each device's stage).
+/// Devices align with it by marking the same physical points in the same order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlaceRecord {
+    pub name: String,
+    /// How to find the marks, for people ("the two top corners of the kitchen door").
+    pub description: String,
+    pub marks: Vec<PlaceMark>,
+}
+
+/// Bounds on a place record, checked by its author's client and by every reader.
+pub const PLACE_MARKS_MIN: usize = 2;
+pub const PLACE_MARKS_MAX: usize = 8;
+pub const PLACE_NAME_MAX: usize = 80;
+pub const PLACE_DESCRIPTION_MAX: usize = 1000;
+/// Metres: marks closer than this are one point marked twice; farther than
+/// [`PLACE_REACH`] from the first is no room.
+pub const PLACE_MARK_SEPARATION: f32 = 0.03;
+pub const PLACE_REACH: f32 = 100.0;
+
+impl PlaceRecord {
+    /// Whether a reader can use it: a name, two to eight named marks at finite, distinct
+    /// positions within reach of each other.
+    pub fn check(&self) -> Result<(), String> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > PLACE_NAME_MAX {
+            return Err(format!("a place's name has 1 to {PLACE_NAME_MAX} characters"));
+        }
+        if self.description.chars().count() > PLACE_DESCRIPTION_MAX {
+            return Err(format!(
+                "a place's description has at most {PLACE_DESCRIPTION_MAX} characters"
+            ));
+        }
+        if !(PLACE_MARKS_MIN..=PLACE_MARKS_MAX).contains(&self.marks.len()) {
+            return Err(format!(
+                "a place has {PLACE_MARKS_MIN} to {PLACE_MARKS_MAX} reference marks, not {}",
+                self.marks.len()
+            ));
+        }
+        for (i, m) in self.marks.iter().enumerate() {
+            if m.name.trim().is_empty() || m.name.chars().count() > PLACE_NAME_MAX {
+                return Err(format!(
+                    "mark {} needs a name of 1 to {PLACE_NAME_MAX} characters",
+                    i + 1
+                ));
+            }
+            if !m.position.iter().all(|v| v.is_finite() && v.abs() <= PLACE_REACH) {
+                return Err(format!("mark {} ({}) is not a position in a room", i + 1, m.name));
+            }
+            for (j, other) in self.marks[..i].iter().enumerate() {
+                let d: f32 =
+                    (0..3).map(|k| (m.position[k] - other.position[k]).powi(2)).sum::<f32>().sqrt();
+                if d < PLACE_MARK_SEPARATION {
+                    return Err(format!("marks {} and {} are the same point", j + 1, i + 1));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A media blob a note carries: its address, its key, and what it is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaRef {
@@ -82,6 +164,13 @@ pub struct NoteBody {
     pub reaction: Option<String>,
     /// When the author wrote it, unix milliseconds (their clock).
     pub created_at: u64,
+    /// The place it was left in, and its pose there. Absent (not null) when it has none, so
+    /// that a body from before places encodes as it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<PlacePose>,
+    /// For `NoteKind::Place`: the place's record (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place_record: Option<PlaceRecord>,
 }
 
 impl NoteBody {
@@ -100,6 +189,8 @@ impl NoteBody {
             reply_to: None,
             reaction: None,
             created_at: cairn_proto::now_ms(),
+            place: None,
+            place_record: None,
         }
     }
 }
@@ -187,6 +278,18 @@ pub fn open_note(
         cairn_proto::decode(&plaintext).map_err(|e| CryptoError::malformed("note body", e))?;
     if body.kind != h.kind {
         return Err(CryptoError::malformed("note body", "kind differs from the header"));
+    }
+    match (&body.place_record, body.kind) {
+        (Some(record), NoteKind::Place) => {
+            record.check().map_err(|why| CryptoError::malformed("place record", why))?
+        }
+        (None, NoteKind::Place) => {
+            return Err(CryptoError::malformed("note body", "a place without its record"));
+        }
+        (Some(_), _) => {
+            return Err(CryptoError::malformed("note body", "a place record on a note"));
+        }
+        (None, _) => {}
     }
     let hashes: Vec<_> = body.media.iter().map(|m| m.hash).collect();
     if hashes != h.media {

@@ -437,7 +437,7 @@ fn whole_blob_encryption_matches_the_stream_on_both_sides_of_the_thread_threshol
     let (ct, _) = encrypt_blob_with(&key, &data);
     let cut = &ct[..2 * (CHUNK_SIZE + 16)];
     assert!(matches!(decrypt_blob(&key, cut, None), Err(CryptoError::Truncated)));
-    assert!(matches!(decrypt_blob(&key, &ct[..ct.len() - 30], None), Err(_)));
+    assert!(decrypt_blob(&key, &ct[..ct.len() - 30], None).is_err());
     assert!(matches!(decrypt_blob(&key, &ct[..10], None), Err(CryptoError::Truncated)));
 }
 
@@ -654,4 +654,64 @@ fn key_confirmations_are_required_exactly_on_epoch_ops() {
     // The key a reader is handed must match the confirmation.
     assert!(check_epoch_key(space.log.state(), 0, &space.keys[&0]).is_ok());
     assert!(check_epoch_key(space.log.state(), 0, &key).is_err());
+}
+
+fn kitchen() -> PlaceRecord {
+    PlaceRecord {
+        name: "Kitchen".into(),
+        description: "the two top corners of the door to the hall".into(),
+        marks: vec![
+            PlaceMark { name: "left corner".into(), position: [0.0, 2.0, 0.0] },
+            PlaceMark { name: "right corner".into(), position: [0.9, 2.0, 0.0] },
+        ],
+    }
+}
+
+/// A place record and a note's place pose travel sealed; a reader refuses a place without
+/// its record, a record on any other kind, and a record no device could align with.
+#[test]
+fn a_place_and_a_note_in_it_round_trip_and_a_broken_place_is_refused() {
+    let alice = DeviceIdentity::generate();
+    let space = create_space(&alice, Policy::default());
+    let key = EpochKey::generate();
+    let seal =
+        |kind, body: &NoteBody| seal_note(&alice, &key, header(space.id(), 0, &alice, kind), body);
+    let mut place = NoteBody::text("alice", "", Pose::default());
+    place.kind = NoteKind::Place;
+    place.place_record = Some(kitchen());
+    let opened = open_note(space.log.state(), &key, &seal(NoteKind::Place, &place)).unwrap();
+    assert_eq!(opened.place_record, Some(kitchen()));
+
+    let mut note = NoteBody::text("alice", "the basil", Pose::default());
+    let at = Pose { position: [0.4, 1.1, -0.3], rotation: [0.0, 0.38268343, 0.0, 0.9238795] };
+    note.place = Some(PlacePose { place: NoteId([9; 16]), pose: at });
+    let opened = open_note(space.log.state(), &key, &seal(NoteKind::Text, &note)).unwrap();
+    assert_eq!(opened.place, note.place);
+
+    // A body without a place encodes exactly as before places existed (no new keys).
+    let plain = NoteBody::text("alice", "x", Pose::default());
+    let cbor = cairn_proto::encode(&plain);
+    assert!(!cbor.windows(5).any(|w| w == b"place"), "no place keys in a plain body");
+
+    let refused = |kind, body: &NoteBody| {
+        let e = open_note(space.log.state(), &key, &seal(kind, body)).unwrap_err();
+        assert!(matches!(e, CryptoError::Malformed { .. }), "{e}");
+        e.to_string()
+    };
+    let mut bare = place.clone();
+    bare.place_record = None;
+    assert!(refused(NoteKind::Place, &bare).contains("without its record"));
+    let mut text_with_record = note.clone();
+    text_with_record.place_record = Some(kitchen());
+    assert!(refused(NoteKind::Text, &text_with_record).contains("place record on a note"));
+    let broken = |f: &dyn Fn(&mut PlaceRecord)| {
+        let mut b = place.clone();
+        f(b.place_record.as_mut().unwrap());
+        refused(NoteKind::Place, &b)
+    };
+    assert!(broken(&|r| r.marks.truncate(1)).contains("2 to 8 reference marks"));
+    assert!(broken(&|r| r.marks[1].position = r.marks[0].position).contains("same point"));
+    assert!(broken(&|r| r.marks[1].position[0] = f32::NAN).contains("not a position"));
+    assert!(broken(&|r| r.name = " ".into()).contains("name"));
+    assert!(broken(&|r| r.marks[0].name.clear()).contains("mark 1 needs a name"));
 }

@@ -329,6 +329,9 @@ pub enum NoteKind {
     Image,
     /// A reaction to another note (the emoji and target are inside the ciphertext).
     Reaction,
+    /// A place: a physical frame of reference that notes can stand in (its name, reference
+    /// marks and geometry are inside the ciphertext; the note's id is the place's id).
+    Place,
 }
 
 /// The clear part of a note: what the server needs to store, route and expire it.

@@ -2,11 +2,12 @@
 //! default, `--json` for scripts; errors go to stderr with a non-zero exit code.
 
 use anyhow::{Context, Result, bail};
-use cairn_client::{Change, Client, ClientError, Draft, LocalNote, VoiceClip};
-use cairn_crypto::Pose;
-use cairn_proto::{DeviceId, DeviceKeys, NoteKind, Policy, PostPolicy, Role, SpaceId};
+use cairn_client::{Change, Client, ClientError, Draft, LocalNote, Place, VoiceClip};
+use cairn_crypto::{PlaceMark, PlacePose, PlaceRecord, Pose};
+use cairn_proto::{DeviceId, DeviceKeys, NoteId, NoteKind, Policy, PostPolicy, Role, SpaceId};
 use clap::{Parser, Subcommand};
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,6 +53,9 @@ enum Cmd {
     /// Notes: post, get, delete.
     #[command(subcommand)]
     Note(NoteCmd),
+    /// Places: physical frames of reference that notes stand in (list, create).
+    #[command(subcommand)]
+    Place(PlaceCmd),
     /// List the notes of a space (from the cache when the server is unreachable).
     Notes { space: String },
     /// Search decrypted notes on this device.
@@ -100,9 +104,13 @@ enum NoteCmd {
         space: String,
         #[arg(long, default_value = "")]
         text: String,
-        /// Position in metres in the space: X,Y,Z (`--at -1.2,1.3,-2` works as written).
+        /// Position in metres in the space: X,Y,Z (`--at -1.2,1.3,-2` works as written); with
+        /// `--place`, in the place's frame.
         #[arg(long, value_parser = parse_xyz, default_value = "0,0,0", allow_hyphen_values = true)]
         at: [f32; 3],
+        /// The place the note stands in (its name, or the start of its id).
+        #[arg(long)]
+        place: Option<String>,
         #[arg(long)]
         image: Option<PathBuf>,
         /// An audio file (WAV, FLAC, MP3, Ogg/Vorbis, Ogg/Opus), encoded as Opus.
@@ -122,6 +130,28 @@ enum NoteCmd {
     },
     Delete {
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlaceCmd {
+    /// The places of a space, with their reference marks.
+    List { space: String },
+    /// Makes a place from two to eight reference marks, measured in one frame (metres): its
+    /// frame has its origin on the floor below the first mark and its x axis toward the
+    /// second. Others align with it by marking the same points in the same order.
+    Create {
+        space: String,
+        name: String,
+        /// A reference mark: NAME=X,Y,Z (for example `--mark "left door corner=0,2.1,0"`).
+        #[arg(long = "mark", value_parser = parse_mark, allow_hyphen_values = true, required = true)]
+        marks: Vec<(String, [f32; 3])>,
+        /// How to find the marks, for people.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A picture of the marks.
+        #[arg(long)]
+        image: Option<PathBuf>,
     },
 }
 
@@ -163,6 +193,14 @@ fn parse_xyz(s: &str) -> Result<[f32; 3], String> {
     }
 }
 
+fn parse_mark(s: &str) -> Result<(String, [f32; 3]), String> {
+    let (name, at) = s.rsplit_once('=').ok_or("a mark is NAME=X,Y,Z")?;
+    if name.trim().is_empty() {
+        return Err("a mark needs a name: NAME=X,Y,Z".into());
+    }
+    Ok((name.trim().to_owned(), parse_xyz(at)?))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| format!("not a duration: {s}"))?;
@@ -190,11 +228,39 @@ fn kind_name(k: NoteKind) -> &'static str {
         NoteKind::Voice => "voice",
         NoteKind::Image => "image",
         NoteKind::Reaction => "reaction",
+        NoteKind::Place => "place",
     }
 }
 
-fn note_json(n: &LocalNote) -> serde_json::Value {
+/// Each coordinate as the f32 it is (-1.2, not -1.2000000476837158).
+fn floats<const N: usize>(v: [f32; N]) -> [f64; N] {
+    v.map(|v| v.to_string().parse::<f64>().unwrap_or(0.0))
+}
+
+/// Place id -> name, for every place this device knows.
+type PlaceNames = HashMap<NoteId, String>;
+
+fn place_json(p: &Place) -> serde_json::Value {
+    json!({
+        "id": p.id.to_hex(),
+        "name": p.record.name,
+        "description": p.record.description,
+        "author": p.author,
+        "pending": p.seq.is_none(),
+        "marks": p.record.marks.iter().map(|m| json!({"name": m.name, "at": floats(m.position)})).collect::<Vec<_>>(),
+    })
+}
+
+fn note_json(n: &LocalNote, places: &PlaceNames) -> serde_json::Value {
     let body = n.body.as_ref();
+    let place = body.and_then(|b| b.place).map(|p| {
+        json!({
+            "id": p.place.to_hex(),
+            "name": places.get(&p.place),
+            "at": floats(p.pose.position),
+            "rotation": floats(p.pose.rotation),
+        })
+    });
     json!({
         "id": n.note_id.to_hex(),
         "space": n.space.to_hex(),
@@ -204,8 +270,13 @@ fn note_json(n: &LocalNote) -> serde_json::Value {
         "author": body.map(|b| b.author.clone()),
         "kind": body.map(|b| kind_name(b.kind)),
         "text": body.map(|b| b.text.clone()),
-        // Each coordinate as the f32 it is (-1.2, not -1.2000000476837158).
-        "at": body.map(|b| b.pose.position.map(|v| v.to_string().parse::<f64>().unwrap_or(0.0))),
+        "at": body.map(|b| floats(b.pose.position)),
+        "place": place,
+        "place_record": body.and_then(|b| b.place_record.as_ref()).map(|r| json!({
+            "name": r.name,
+            "description": r.description,
+            "marks": r.marks.iter().map(|m| json!({"name": m.name, "at": floats(m.position)})).collect::<Vec<_>>(),
+        })),
         "reply_to": body.and_then(|b| b.reply_to).map(|r| r.to_hex()),
         "reaction": body.and_then(|b| b.reaction.clone()),
         "media": body.map(|b| b.media.iter().map(|m| json!({"hash": m.hash.to_hex(), "mime": m.mime, "size": m.size})).collect::<Vec<_>>()),
@@ -214,7 +285,7 @@ fn note_json(n: &LocalNote) -> serde_json::Value {
     })
 }
 
-fn note_line(n: &LocalNote) -> String {
+fn note_line(n: &LocalNote, places: &PlaceNames) -> String {
     let id = &n.note_id.to_hex()[..8];
     let status = if n.pending() { " (pending)" } else { "" };
     match &n.body {
@@ -227,10 +298,26 @@ fn note_line(n: &LocalNote) -> String {
                     format!(" [reacts {}]", b.reaction.clone().unwrap_or_default())
                 }
                 NoteKind::Text => String::new(),
+                NoteKind::Place => match &b.place_record {
+                    Some(r) => format!(
+                        " [place {}: marks {}]",
+                        r.name,
+                        cairn_client::place::mark_names(&r.marks)
+                    ),
+                    None => " [place]".to_owned(),
+                },
             };
+            let [x, y, z] = b.place.map(|p| p.pose.position).unwrap_or([x, y, z]);
+            let place = b
+                .place
+                .map(|p| match places.get(&p.place) {
+                    Some(name) => format!(" in {name}"),
+                    None => format!(" in place {}", &p.place.to_hex()[..8]),
+                })
+                .unwrap_or_default();
             let reply = b.reply_to.map(|r| format!(" ↪{}", &r.to_hex()[..8])).unwrap_or_default();
             format!(
-                "{id}  {:<12} ({x:.1},{y:.1},{z:.1}){reply}{extra}  {}{status}",
+                "{id}  {:<12} ({x:.1},{y:.1},{z:.1}){place}{reply}{extra}  {}{status}",
                 b.author, b.text
             )
         }
@@ -246,16 +333,32 @@ struct App {
 }
 
 impl App {
-    fn print_notes(&self, notes: &[LocalNote]) {
+    fn print_notes(&self, notes: &[LocalNote]) -> Result<()> {
+        let places = self.place_names()?;
         if self.cli_json {
-            println!("{}", serde_json::Value::Array(notes.iter().map(note_json).collect()));
+            println!(
+                "{}",
+                serde_json::Value::Array(notes.iter().map(|n| note_json(n, &places)).collect())
+            );
         } else if notes.is_empty() {
             println!("(no notes)");
         } else {
             for n in notes {
-                println!("{}", note_line(n));
+                println!("{}", note_line(n, &places));
             }
         }
+        Ok(())
+    }
+
+    /// The name of every place this device knows.
+    fn place_names(&self) -> Result<PlaceNames> {
+        let mut names = PlaceNames::new();
+        for s in self.client.spaces()? {
+            for p in self.client.places(&s.id)? {
+                names.insert(p.id, p.record.name);
+            }
+        }
+        Ok(names)
     }
 
     /// Syncs, and says on stderr what was refused.
@@ -444,20 +547,25 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Note(NoteCmd::Post { space, text, at, image, voice, reply_to, expires }) => {
+        Cmd::Note(NoteCmd::Post { space, text, at, place, image, voice, reply_to, expires }) => {
             app.go_online().await?;
             let id = app.space(&space)?;
             let reply_to = match reply_to {
                 Some(r) => Some(app.client.find_note(&r)?.note_id),
                 None => None,
             };
-            let mut draft = Draft {
-                text,
-                pose: Pose { position: at, ..Pose::default() },
-                reply_to,
-                expires_in: expires,
-                ..Draft::default()
+            let pose = Pose { position: at, ..Pose::default() };
+            // In a place, `--at` is in the place's frame; the stage pose, which a device not
+            // aligned with the place falls back to, is the same numbers (the terminal has no
+            // stage of its own).
+            let place = match place {
+                Some(name) => {
+                    Some(PlacePose { place: app.client.find_place(&id, &name)?.id, pose })
+                }
+                None => None,
             };
+            let mut draft =
+                Draft { text, pose, place, reply_to, expires_in: expires, ..Draft::default() };
             if let Some(path) = image {
                 draft.image = Some(
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
@@ -468,7 +576,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let note = app.client.post(&id, draft).await?;
             if cli.json {
-                println!("{}", note_json(&note));
+                println!("{}", note_json(&note, &app.place_names()?));
             } else if note.pending() {
                 println!(
                     "saved {} to the outbox; it is sent when the server is reachable",
@@ -507,7 +615,10 @@ async fn run(cli: Cli) -> Result<()> {
                 written.push(p);
             }
             if cli.json {
-                println!("{}", json!({"note": note_json(&note), "files": written}));
+                println!(
+                    "{}",
+                    json!({"note": note_json(&note, &app.place_names()?), "files": written})
+                );
             } else {
                 for p in written {
                     println!("{}", p.display());
@@ -531,11 +642,65 @@ async fn run(cli: Cli) -> Result<()> {
             app.go_online().await?;
             let id = app.space(&space)?;
             let notes = app.client.notes(&id)?;
-            app.print_notes(&notes);
+            app.print_notes(&notes)?;
         }
         Cmd::Search { words } => {
             let notes = app.client.search(&words.join(" "))?;
-            app.print_notes(&notes);
+            app.print_notes(&notes)?;
+        }
+        Cmd::Place(PlaceCmd::List { space }) => {
+            app.go_online().await?;
+            let id = app.space(&space)?;
+            let places = app.client.places(&id)?;
+            if cli.json {
+                println!("{}", serde_json::Value::Array(places.iter().map(place_json).collect()));
+            } else if places.is_empty() {
+                println!("(no places)");
+            } else {
+                for p in places {
+                    println!(
+                        "{}  {:<20} by {:<12} marks: {}{}",
+                        &p.id.to_hex()[..8],
+                        p.record.name,
+                        p.author,
+                        cairn_client::place::mark_names(&p.record.marks),
+                        if p.seq.is_none() { " (pending)" } else { "" }
+                    );
+                }
+            }
+        }
+        Cmd::Place(PlaceCmd::Create { space, name, marks, description, image }) => {
+            app.go_online().await?;
+            let id = app.space(&space)?;
+            let points: Vec<[f32; 3]> = marks.iter().map(|(_, at)| *at).collect();
+            let (in_place, _) = cairn_client::place::frame_from_marks(&points)?;
+            let record = PlaceRecord {
+                name,
+                description,
+                marks: marks
+                    .into_iter()
+                    .zip(in_place)
+                    .map(|((name, _), position)| PlaceMark { name, position })
+                    .collect(),
+            };
+            let mut draft = Draft { place_record: Some(record), ..Draft::default() };
+            if let Some(path) = image {
+                draft.image = Some(
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                );
+            }
+            let note = app.client.post(&id, draft).await?;
+            let place = app
+                .client
+                .places(&id)?
+                .into_iter()
+                .find(|p| p.id == note.note_id)
+                .context("the new place is not in the cache")?;
+            if cli.json {
+                println!("{}", place_json(&place));
+            } else {
+                println!("made place {} ({})", place.record.name, place.id.to_hex());
+            }
         }
         Cmd::Watch { space } => {
             app.online().await?;
@@ -550,10 +715,11 @@ async fn run(cli: Cli) -> Result<()> {
                 for change in app.client.handle_event(event).await? {
                     match change {
                         Change::Note(n) if n.space == id => {
+                            let places = app.place_names()?;
                             if cli.json {
-                                println!("{}", note_json(&n));
+                                println!("{}", note_json(&n, &places));
                             } else {
-                                println!("{}", note_line(&n));
+                                println!("{}", note_line(&n, &places));
                             }
                         }
                         Change::Removed { space, note_id } if space == id => {

@@ -67,6 +67,8 @@ struct PostJob {
 
 /// What the writer did with a post: stored it at `seq` (`again`: earlier in the same
 /// batch, under the same note id), or found it stored already.
+// One per post in a batch, moved once: boxing the entry would add an allocation per post.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Written {
     At { seq: u64, stored_at: u64, again: bool },

@@ -233,14 +233,10 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 /// Copies committed WAL frames into the database file beside the writer (a passive
 /// checkpoint never waits for it), until the writer stops; then once more, in full.
 fn checkpoint_loop(conn: Connection, stopped: std::sync::mpsc::Receiver<()>) {
-    loop {
-        match stopped.recv_timeout(CHECKPOINT_EVERY) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-                    tracing::warn!(error = %e, "checkpoint");
-                }
-            }
-            _ => break,
+    use std::sync::mpsc::RecvTimeoutError::Timeout;
+    while let Err(Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+            tracing::warn!(error = %e, "checkpoint");
         }
     }
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
