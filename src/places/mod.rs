@@ -724,8 +724,9 @@ pub fn pose_in_world(a: &Alignment, pose: &Pose) -> Pose {
     a.pose_to_stage(pose)
 }
 
-/// One line per place for the side panel and the hand panel: its name, and in the room
-/// whether this device is aligned with it.
+/// One line per place for the side panel and the hand panel: its name and maker (any
+/// member may make a place, so two may share a name; the maker is the signed author), and
+/// in the room whether this device is aligned with it.
 pub fn place_row(
     place: &Place,
     view: PlaceView,
@@ -733,12 +734,11 @@ pub fn place_row(
     now: &CurrentPlace,
 ) -> String {
     let here = if now.0 == Some(place.id) { "▸ " } else { "  " };
+    let named = format!("{here}{} (by {})", place.record.name, place.author);
     match (view, frames.0.get(&place.id)) {
-        (PlaceView::Areas, _) => format!("{here}{} (by {})", place.record.name, place.author),
-        (PlaceView::Room, Some(a)) => {
-            format!("{here}{}: {}", place.record.name, describe_residual(a.residual))
-        }
-        (PlaceView::Room, None) => format!("{here}{}: not aligned", place.record.name),
+        (PlaceView::Areas, _) => named,
+        (PlaceView::Room, Some(a)) => format!("{named}: {}", describe_residual(a.residual)),
+        (PlaceView::Room, None) => format!("{named}: not aligned"),
     }
 }
 
