@@ -593,9 +593,8 @@ pub fn members_line(space: &SpaceView) -> String {
         .members
         .iter()
         .map(|(handle, role)| match role {
-            Role::Owner => format!("{handle} (owner)"),
             Role::Member => handle.clone(),
-            Role::Reader => format!("{handle} (reader)"),
+            Role::Owner | Role::Reader => format!("{handle} ({role})"),
         })
         .collect();
     format!("Members: {}", people.join(" · "))

@@ -132,8 +132,8 @@ impl Spaces {
             if let Some((first, rest)) = ops.split_first() {
                 let decode = |body: &[u8]| -> Result<MembershipOp> {
                     cairn_proto::decode(body).map_err(|_| {
-                        ServerError::Store(crate::storage::StoreError::Backend(
-                            "stored membership op does not decode".into(),
+                        ServerError::Store(crate::storage::StoreError::backend(
+                            "stored membership op does not decode",
                         ))
                     })
                 };

@@ -267,6 +267,39 @@ async fn sqlite_store_reopens_with_its_data() {
     assert_eq!(store.devices("alice").await.unwrap().len(), 1);
 }
 
+#[tokio::test]
+async fn a_stored_role_the_server_does_not_know_is_an_error_not_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    drop(SqliteStore::open(&path).unwrap());
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute("INSERT INTO spaces (id) VALUES (?1)", [&id16(5)[..]]).unwrap();
+        c.execute(
+            "INSERT INTO members (space, handle, role) VALUES (?1, 'alice', 'admin')",
+            [&id16(5)[..]],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    match store.spaces_of("alice").await {
+        Err(StoreError::Backend(why)) => {
+            assert!(why.to_string().contains("no role is called \"admin\""), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_role_has_one_text_form_both_ways() {
+    for role in [Role::Reader, Role::Member, Role::Owner] {
+        assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        assert_eq!(role.to_string(), role.as_str());
+    }
+    assert!("Owner".parse::<Role>().is_err(), "exactly the stored form");
+    assert!("".parse::<Role>().is_err());
+}
+
 /// A fresh database on the local PostgreSQL; panics (never skips) when there is none.
 async fn temp_database() -> TempDatabase {
     TempDatabase::create().await.unwrap_or_else(|e| panic!("{e}"))

@@ -85,7 +85,7 @@ enum SpaceCmd {
     Invite {
         space: String,
         handle: String,
-        #[arg(long, default_value = "member", value_parser = parse_role)]
+        #[arg(long, default_value = "member", value_parser = str::parse::<Role>)]
         role: Role,
     },
     Remove {
@@ -172,15 +172,6 @@ enum DeviceCmd {
     Keys,
 }
 
-fn parse_role(s: &str) -> Result<Role, String> {
-    match s {
-        "owner" => Ok(Role::Owner),
-        "member" => Ok(Role::Member),
-        "reader" => Ok(Role::Reader),
-        _ => Err("owner, member or reader".into()),
-    }
-}
-
 fn parse_xyz(s: &str) -> Result<[f32; 3], String> {
     let parts: Vec<f32> = s
         .split(',')
@@ -212,14 +203,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
     };
     Ok(Duration::from_secs(secs))
-}
-
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Owner => "owner",
-        Role::Member => "member",
-        Role::Reader => "reader",
-    }
 }
 
 fn kind_name(k: NoteKind) -> &'static str {
@@ -479,10 +462,10 @@ async fn run(cli: Cli) -> Result<()> {
             if cli.json {
                 println!(
                     "{}",
-                    json!({"space": id.to_hex(), "invited": handle, "role": role_name(role)})
+                    json!({"space": id.to_hex(), "invited": handle, "role": role.as_str()})
                 );
             } else {
-                println!("{handle} is now a {} of {space}", role_name(role));
+                println!("{handle} is now a {} of {space}", role.as_str());
             }
         }
         Cmd::Space(SpaceCmd::Remove { space, handle }) => {
@@ -500,7 +483,7 @@ async fn run(cli: Cli) -> Result<()> {
             let spaces = app.client.spaces()?;
             if cli.json {
                 println!("{}", serde_json::Value::Array(spaces.iter().map(|s| json!({
-                    "id": s.id.to_hex(), "name": s.name, "role": s.role.map(role_name), "members": s.members.len(), "epoch": s.epoch,
+                    "id": s.id.to_hex(), "name": s.name, "role": s.role.map(Role::as_str), "members": s.members.len(), "epoch": s.epoch,
                 })).collect()));
             } else if spaces.is_empty() {
                 println!("(no spaces)");
@@ -510,7 +493,7 @@ async fn run(cli: Cli) -> Result<()> {
                         "{}  {:<20} {:<7} {} members",
                         &s.id.to_hex()[..8],
                         s.name,
-                        s.role.map(role_name).unwrap_or("left"),
+                        s.role.map(Role::as_str).unwrap_or("left"),
                         s.members.len()
                     );
                 }
@@ -532,7 +515,7 @@ async fn run(cli: Cli) -> Result<()> {
                     serde_json::Value::Array(
                         members
                             .iter()
-                            .map(|(h, r, d)| json!({"handle": h, "role": role_name(*r), "devices": d.iter().map(|d| d.to_hex()).collect::<Vec<_>>()}))
+                            .map(|(h, r, d)| json!({"handle": h, "role": r.as_str(), "devices": d.iter().map(|d| d.to_hex()).collect::<Vec<_>>()}))
                             .collect()
                     )
                 );
@@ -541,7 +524,7 @@ async fn run(cli: Cli) -> Result<()> {
                     let n = d.len();
                     println!(
                         "{h:<20} {:<7} {n} device{}",
-                        role_name(r),
+                        r.as_str(),
                         if n == 1 { "" } else { "s" }
                     );
                 }

@@ -11,9 +11,13 @@ use cairn_proto::{
     SpaceEntry, SpaceId, SpaceSummary,
 };
 
+/// What a backend failure was: the backend's own error (or a sentence), kept as the source
+/// for the log. Shared, so that every caller in a failed batch gets the one reason.
+pub type BackendError = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
 /// Storage failures. `Backend` carries details for the log only; clients see a generic
 /// internal error.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
     NotFound,
@@ -24,12 +28,19 @@ pub enum StoreError {
     #[error("conflict: {0}")]
     Conflict(&'static str),
     #[error("storage backend: {0}")]
-    Backend(String),
+    Backend(#[source] BackendError),
+}
+
+impl StoreError {
+    /// A backend failure: an error of the backend's, or a sentence saying what went wrong.
+    pub fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+        StoreError::Backend(BackendError::from(e.into()))
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        StoreError::backend(e)
     }
 }
 
@@ -195,25 +206,14 @@ impl Page {
     }
 }
 
-pub(crate) fn role_str(r: Role) -> &'static str {
-    match r {
-        Role::Owner => "owner",
-        Role::Member => "member",
-        Role::Reader => "reader",
-    }
-}
-
-pub(crate) fn role_from(s: &str) -> Role {
-    match s {
-        "owner" => Role::Owner,
-        "member" => Role::Member,
-        _ => Role::Reader,
-    }
+/// A stored role: an unknown one is a broken row, not a reader.
+pub(crate) fn role_from(s: &str) -> Result<Role, StoreError> {
+    s.parse().map_err(StoreError::backend)
 }
 
 /// A stored id of a fixed length.
 pub(crate) fn id_bytes<const N: usize>(v: &[u8]) -> Result<[u8; N], StoreError> {
-    v.try_into().map_err(|_| StoreError::Backend("stored id has the wrong length".into()))
+    v.try_into().map_err(|_| StoreError::backend("stored id has the wrong length"))
 }
 
 /// An entry row as the server hands it out; an expired note reads as a tombstone.
@@ -232,7 +232,7 @@ pub(crate) fn row_entry(
         }
     } else {
         cairn_proto::decode_limited(item, usize::MAX)
-            .map_err(|e| StoreError::Backend(format!("stored entry: {e}")))?
+            .map_err(|e| StoreError::backend(format!("stored entry: {e}")))?
     };
     Ok(SpaceEntry { seq: seq as u64, stored_at: stored_at as u64, item })
 }

@@ -39,13 +39,13 @@ const WRITERS: usize = 2;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        StoreError::backend(e)
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Backend(format!("database pool: {e}"))
+        StoreError::backend(format!("database pool: {e}"))
     }
 }
 
@@ -83,7 +83,7 @@ pub struct PgStore {
 /// Builds a pool for `url` (a `postgres://` URL or key=value string).
 pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
     let config: tokio_postgres::Config =
-        url.parse().map_err(|e| StoreError::Backend(format!("database URL: {e}")))?;
+        url.parse().map_err(|e| StoreError::backend(format!("database URL: {e}")))?;
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -92,7 +92,7 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
     Pool::builder(manager)
         .max_size(size)
         .build()
-        .map_err(|e| StoreError::Backend(format!("database pool: {e}")))
+        .map_err(|e| StoreError::backend(format!("database pool: {e}")))
 }
 
 /// Applies the migrations this database has not seen yet.
@@ -113,7 +113,7 @@ pub async fn migrate(pool: &Pool) -> Result<(), StoreError> {
         let version = i as i32 + 1;
         tx.batch_execute(sql)
             .await
-            .map_err(|e| StoreError::Backend(format!("migration {version}: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("migration {version}: {e}")))?;
         tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version]).await?;
         tracing::info!(version, "applied database migration");
     }
@@ -166,8 +166,13 @@ async fn post_writer(
             }
             Err(e) => {
                 tracing::error!(error = %e, posts = batch.len(), "post batch failed");
+                // Every post of the batch failed for the batch's reason.
+                let e = match e {
+                    StoreError::Backend(_) => e,
+                    other => StoreError::backend(other.to_string()),
+                };
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::Backend(e.to_string())));
+                    let _ = job.reply.send(Err(e.clone()));
                 }
             }
         }
@@ -388,7 +393,7 @@ impl Store for PgStore {
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
         let key = format!("secret:{name}");
         let mut fresh = [0u8; 32];
-        getrandom::fill(&mut fresh).map_err(|e| StoreError::Backend(e.to_string()))?;
+        getrandom::fill(&mut fresh).map_err(StoreError::backend)?;
         let client = self.pool.get().await?;
         // The first node to ask creates it; every other node reads the same value.
         client
@@ -582,7 +587,7 @@ impl Store for PgStore {
         )
         .await?;
         let (handles, roles): (Vec<&str>, Vec<&str>) =
-            after.members.iter().map(|(h, r)| (h.as_str(), role_str(*r))).unzip();
+            after.members.iter().map(|(h, r)| (h.as_str(), r.as_str())).unzip();
         tx.execute(
             "INSERT INTO members (space, handle, role)
              SELECT $1, h, r FROM unnest($2::text[], $3::text[]) AS m(h, r)
@@ -625,7 +630,7 @@ impl Store for PgStore {
             .map(|r| {
                 Ok(SpaceSummary {
                     space: SpaceId(id_bytes(r.get(0))?),
-                    role: role_from(r.get(1)),
+                    role: role_from(r.get(1))?,
                     epoch: r.get::<_, i64>(2) as u64,
                     head: r.get::<_, i64>(3) as u64,
                     ops: r.get::<_, i64>(4) as u64,
@@ -658,9 +663,8 @@ impl Store for PgStore {
         let item = EntryItem::encode_note(note);
         self.posts
             .send(PostJob { header: note.header.clone(), item, now, reply })
-            .map_err(|_| StoreError::Backend("post writer stopped".into()))?;
-        let written =
-            rx.await.map_err(|_| StoreError::Backend("post writer dropped a post".into()))??;
+            .map_err(|_| StoreError::backend("post writer stopped"))?;
+        let written = rx.await.map_err(|_| StoreError::backend("post writer dropped a post"))??;
         Ok(match written {
             Written::At { seq, stored_at, again } => Posted {
                 entry: SpaceEntry { seq, stored_at, item: EntryItem::Note(note.clone()) },
@@ -813,7 +817,7 @@ impl Store for PgStore {
         rows.iter()
             .map(|r| {
                 cairn_proto::decode_limited(r.get::<_, &[u8]>(0), usize::MAX)
-                    .map_err(|e| StoreError::Backend(e.to_string()))
+                    .map_err(StoreError::backend)
             })
             .collect()
     }
@@ -900,7 +904,7 @@ impl TempDatabase {
         let admin_url = Self::admin_url();
         let name = format!("cairn_test_{}", hex::encode(&crate::auth::random32()[..6]));
         let (client, conn) = tokio_postgres::connect(&admin_url, NoTls).await.map_err(|e| {
-            StoreError::Backend(format!(
+            StoreError::backend(format!(
                 "PostgreSQL is not reachable at {admin_url} ({e}); `./dev test` installs and starts it"
             ))
         })?;

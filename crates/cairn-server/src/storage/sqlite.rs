@@ -88,11 +88,11 @@ impl SqliteStore {
                 writer_loop(conn, rx);
                 drop(alive);
             })
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(StoreError::backend)?;
         std::thread::Builder::new()
             .name("cairn-sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoints, stopped))
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(StoreError::backend)?;
         Ok(SqliteStore { path, writer: tx, readers: Arc::new(Mutex::new(Vec::new())) })
     }
 
@@ -132,8 +132,8 @@ impl SqliteStore {
         });
         self.writer
             .send(Job { run, savepoint })
-            .map_err(|_| StoreError::Backend("writer stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Backend("writer dropped a write".into()))?
+            .map_err(|_| StoreError::backend("writer stopped"))?;
+        rx.await.map_err(|_| StoreError::backend("writer dropped a write"))?
     }
 
     /// Runs `f` on a read-only connection from the pool, off the async threads.
@@ -158,7 +158,7 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map_err(StoreError::backend)?
     }
 }
 
@@ -210,7 +210,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         let commit = if torn {
             tracing::error!("a write failed part-way; rolling back its whole batch");
-            Err(StoreError::Backend("a write failed part-way; nothing was stored: retry".into()))
+            Err(StoreError::backend("a write failed part-way; nothing was stored: retry"))
         } else {
             conn.execute_batch("COMMIT").map_err(StoreError::from)
         };
@@ -220,8 +220,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         for reply in replies {
             reply(match &commit {
                 Ok(()) => Ok(()),
-                Err(StoreError::Backend(why)) => Err(StoreError::Backend(why.clone())),
-                Err(e) => Err(StoreError::Backend(e.to_string())),
+                Err(e) => Err(e.clone()),
             });
         }
     }
@@ -323,7 +322,7 @@ impl Store for SqliteStore {
                 return blob(v);
             }
             let mut s = [0u8; 32];
-            getrandom::fill(&mut s).map_err(|e| StoreError::Backend(e.to_string()))?;
+            getrandom::fill(&mut s).map_err(StoreError::backend)?;
             c.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![key, &s[..]])?;
             Ok(s)
         })
@@ -494,7 +493,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (space, handle) DO UPDATE SET role = excluded.role",
             )?;
             for (handle, role) in &after.members {
-                set.execute(params![&space.0[..], handle, role_str(*role)])?;
+                set.execute(params![&space.0[..], handle, role.as_str()])?;
             }
             let mut remove =
                 c.prepare_cached("DELETE FROM members WHERE space = ?1 AND handle = ?2")?;
@@ -536,7 +535,7 @@ impl Store for SqliteStore {
             })?;
             rows.map(|row| {
                 let (id, role, epoch, head, ops) = row?;
-                Ok(SpaceSummary { space: SpaceId(blob(id)?), role: role_from(&role), epoch: epoch as u64, head: head as u64, ops: ops as u64 })
+                Ok(SpaceSummary { space: SpaceId(blob(id)?), role: role_from(&role)?, epoch: epoch as u64, head: head as u64, ops: ops as u64 })
             })
             .collect()
         })
@@ -734,8 +733,7 @@ impl Store for SqliteStore {
             let rows = stmt
                 .query_map(params![&space.0[..], &recipient.0[..]], |r| r.get::<_, Vec<u8>>(0))?;
             rows.map(|row| {
-                cairn_proto::decode_limited(&row?, usize::MAX)
-                    .map_err(|e| StoreError::Backend(e.to_string()))
+                cairn_proto::decode_limited(&row?, usize::MAX).map_err(StoreError::backend)
             })
             .collect()
         })
@@ -815,7 +813,7 @@ mod tests {
         let torn = store
             .write_unguarded(move |c| {
                 insert(c, 1)?;
-                Err::<(), _>(StoreError::Backend("failed after a write".into()))
+                Err::<(), _>(StoreError::backend("failed after a write"))
             })
             .await
             .unwrap_err();
