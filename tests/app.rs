@@ -1506,3 +1506,21 @@ mod places {
         assert!(write_at(&mut desk, Vec3::new(0.0, 0.0, -3.0)).place.is_none());
     }
 }
+
+/// The app links the server as one embedded node: built without PostgreSQL and NATS, and it
+/// says so rather than starting half a server when asked for either.
+#[test]
+fn the_embedded_server_is_built_without_postgresql_and_nats_and_says_so() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = cairn_server::Config::for_data_dir(dir.path().join("server"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let mut pg = config.clone();
+    pg.database = Some("postgres://postgres@127.0.0.1:5432/postgres".into());
+    let err = rt.block_on(cairn_server::start(pg)).err().expect("refused").to_string();
+    assert!(err.contains("built without PostgreSQL"), "{err}");
+    let mut nats = config;
+    nats.nats = Some("nats://127.0.0.1:4222".into());
+    let err = rt.block_on(cairn_server::start(nats)).err().expect("refused").to_string();
+    assert!(err.contains("built without NATS"), "{err}");
+}

@@ -34,13 +34,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use blobs::MediaStore;
 use blobs::fs::FsMediaStore;
-use blobs::postgres::PgMediaStore;
 use cairn_proto::EntryItem;
 use state::AppState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use storage::Store;
-use storage::postgres::PgStore;
 use storage::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -119,13 +117,19 @@ pub(crate) fn private_file(path: &std::path::Path) -> std::io::Result<()> {
 /// `--database`, otherwise SQLite and files in `--data`.
 pub async fn open_stores(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn MediaStore>)> {
     match &config.database {
+        #[cfg(feature = "postgres")]
         Some(url) => {
-            let store = PgStore::connect(url, config.db_pool)
+            let store = storage::postgres::PgStore::connect(url, config.db_pool)
                 .await
                 .map_err(|e| anyhow::anyhow!("PostgreSQL at {}: {e}", redact_url(url)))?;
-            let media = PgMediaStore::new(store.pool().clone());
+            let media = blobs::postgres::PgMediaStore::new(store.pool().clone());
             Ok((Arc::new(store), Arc::new(media)))
         }
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => anyhow::bail!(
+            "this server was built without PostgreSQL (cargo feature `postgres`): --database \
+             cannot be used"
+        ),
         None => {
             let store = open_sqlite(config)?;
             Ok((store, Arc::new(FsMediaStore::open(config.data.join("media"))?)))
@@ -157,8 +161,13 @@ pub async fn build_state(
 ) -> anyhow::Result<Arc<AppState>> {
     let tokens = auth::TokenKey::new(store.secret("session-tokens").await?);
     let relay = match &config.nats {
+        #[cfg(feature = "nats")]
         Some(url) => Some(
             relay::Relay::connect(url).await.map_err(|e| anyhow::anyhow!("NATS at {url}: {e}"))?,
+        ),
+        #[cfg(not(feature = "nats"))]
+        Some(_) => anyhow::bail!(
+            "this server was built without NATS (cargo feature `nats`): --nats cannot be used"
         ),
         None => None,
     };
@@ -281,10 +290,13 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Resul
             }
         })
     };
+    #[cfg(feature = "nats")]
     let relay = state.relay.clone().map(|relay| {
         let interval = std::time::Duration::from_millis(state.config.catch_up_ms.max(50));
         tokio::spawn(relay::run(state.clone(), relay, interval))
     });
+    #[cfg(not(feature = "nats"))]
+    let relay: Option<tokio::task::JoinHandle<()>> = None;
     if let Some(tls) = &state.tls {
         tokio::spawn(tls::reload_on_hangup(tls.clone(), state.shutdown.clone()));
     }

@@ -3,6 +3,7 @@
 //! does authorization, limits and `Range` the same way for both.
 
 pub mod fs;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 
 use async_trait::async_trait;

@@ -2,6 +2,7 @@
 //! conformance suite (`tests/conformance.rs`). A write is acknowledged only after its
 //! transaction is durable.
 
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
 

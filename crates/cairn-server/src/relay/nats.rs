@@ -1,15 +1,6 @@
-//! Fan-out across nodes. The database is the log; NATS only carries the hint that the log
-//! grew. After a commit a node publishes a small wake-up on `cairn.wake.<space>` (core NATS,
-//! no persistence); every node that has members of that space connected reads what is new
-//! from the database and delivers it, exactly as it delivers its own posts.
-//!
-//! Nothing depends on a wake-up arriving. Each node remembers, per space it serves, up to
-//! which sequence number it has delivered; every few seconds, and at once when its NATS
-//! connection comes back, it compares that with the heads in the database and catches up.
-//! Clients fill any remaining gap themselves from their cursor (they sync on a sequence gap
-//! and on every reconnect), so a lost message, a NATS restart or a killed node delays a
-//! note but never loses one.
+//! The relay over NATS (the `nats` feature).
 
+use super::WakeKind;
 use crate::handlers::deliver;
 use crate::state::AppState;
 use cairn_proto::{Event, SpaceId};
@@ -33,16 +24,6 @@ pub struct Wake {
     pub node: u64,
     pub space: SpaceId,
     pub what: WakeKind,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum WakeKind {
-    /// Entries up to `last` are committed.
-    Entries { last: u64 },
-    /// Membership op `index` is committed.
-    Membership { index: u64 },
-    /// Key envelopes for `epoch` were stored for devices of these users.
-    Envelopes { epoch: u64, handles: Vec<String> },
 }
 
 /// What this node has delivered in one space.
