@@ -3,10 +3,6 @@
 //! and ranges are done here, the same for every [`MediaStore`](crate::blobs::MediaStore):
 //! files for one node, PostgreSQL for several.
 
-// Handlers answer with an HTTP response on every path, errors included; boxing them would
-// only add an allocation.
-#![allow(clippy::result_large_err)]
-
 use crate::blobs::MediaError;
 use crate::state::AppState;
 use axum::body::Body;
@@ -18,40 +14,84 @@ use futures_util::StreamExt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+/// Why a media request is refused: each is one HTTP answer, with a line of text saying why.
+#[derive(Debug)]
+pub enum MediaHttpError {
+    /// The address is not 64 hex digits.
+    BadAddress,
+    /// No valid session token, or its device is revoked.
+    Unauthorized,
+    /// Declared or found larger than the limit.
+    TooLarge(String),
+    /// The upload's bytes do not hash to its address, or it broke off (or crawled).
+    BadUpload(String),
+    /// Absent, or not the caller's to read: the two look the same, so the answer reveals
+    /// nothing about others' media.
+    NotFound,
+    /// A range past the blob's end (`size`: the blob's length).
+    RangeNotSatisfiable { size: u64 },
+    /// Our failure: logged with what was being done; the caller sees only that it failed.
+    Internal { doing: &'static str, error: String },
+}
+
+impl MediaHttpError {
+    fn internal(doing: &'static str, error: impl std::fmt::Display) -> Self {
+        MediaHttpError::Internal { doing, error: error.to_string() }
+    }
+}
+
 fn problem(status: StatusCode, msg: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{msg}\n"))
         .into_response()
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "{what}");
-    problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-}
-
-/// The caller's handle, from `Authorization: Bearer <session token>`.
-async fn caller(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
-    let unauthorized = || problem(StatusCode::UNAUTHORIZED, "a valid session token is required");
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(unauthorized)?;
-    let claims =
-        state.tokens.check(token.trim(), cairn_proto::now_ms()).ok_or_else(unauthorized)?;
-    match state.store.device_owner(&claims.device).await {
-        Ok(Some(o)) if !o.revoked && o.handle == claims.handle => Ok(claims.handle),
-        Ok(_) => Err(unauthorized()),
-        Err(e) => {
-            tracing::error!(error = %e, "device lookup");
-            Err(problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+impl IntoResponse for MediaHttpError {
+    fn into_response(self) -> Response {
+        match self {
+            MediaHttpError::BadAddress => {
+                problem(StatusCode::BAD_REQUEST, "the address must be 64 hex digits of SHA-256")
+            }
+            MediaHttpError::Unauthorized => {
+                problem(StatusCode::UNAUTHORIZED, "a valid session token is required")
+            }
+            MediaHttpError::TooLarge(why) => problem(StatusCode::PAYLOAD_TOO_LARGE, &why),
+            MediaHttpError::BadUpload(why) => problem(StatusCode::BAD_REQUEST, &why),
+            MediaHttpError::NotFound => problem(StatusCode::NOT_FOUND, "no such blob"),
+            MediaHttpError::RangeNotSatisfiable { size } => {
+                let mut resp = problem(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                resp
+            }
+            MediaHttpError::Internal { doing, error } => {
+                tracing::error!(%error, "{doing}");
+                problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
         }
     }
 }
 
-fn parse_hash(hex: &str) -> Result<MediaHash, Response> {
-    MediaHash::from_hex(hex).filter(|_| hex.len() == 64).ok_or_else(|| {
-        problem(StatusCode::BAD_REQUEST, "the address must be 64 hex digits of SHA-256")
-    })
+/// The caller's handle, from `Authorization: Bearer <session token>`.
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<String, MediaHttpError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(MediaHttpError::Unauthorized)?;
+    let claims = state
+        .tokens
+        .check(token.trim(), cairn_proto::now_ms())
+        .ok_or(MediaHttpError::Unauthorized)?;
+    match state.store.device_owner(&claims.device).await {
+        Ok(Some(o)) if !o.revoked && o.handle == claims.handle => Ok(claims.handle),
+        Ok(_) => Err(MediaHttpError::Unauthorized),
+        Err(e) => Err(MediaHttpError::internal("device lookup", e)),
+    }
+}
+
+fn parse_hash(hex: &str) -> Result<MediaHash, MediaHttpError> {
+    MediaHash::from_hex(hex).filter(|_| hex.len() == 64).ok_or(MediaHttpError::BadAddress)
 }
 
 /// An upload must keep moving: no gap of more than [`UPLOAD_IDLE`] between chunks, and at
@@ -103,66 +143,55 @@ pub async fn put(
     Path(hex): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let hash = match parse_hash(&hex) {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    let handle = match caller(&state, &headers).await {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+) -> Result<StatusCode, MediaHttpError> {
+    let hash = parse_hash(&hex)?;
+    let handle = caller(&state, &headers).await?;
     let max = state.config.max_media_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("the limit is {max} bytes"));
+        return Err(MediaHttpError::TooLarge(format!("the limit is {max} bytes")));
     }
     let body = keep_pace(&state, body.into_data_stream().map(|r| r.map_err(std::io::Error::other)))
         .boxed();
-    let size = match state.media.put(&hash, body, max).await {
-        Ok(size) => size,
-        Err(e @ MediaError::TooLarge(_)) => {
-            return problem(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
+    let size = state.media.put(&hash, body, max).await.map_err(|e| match e {
+        MediaError::TooLarge(_) => MediaHttpError::TooLarge(e.to_string()),
+        MediaError::HashMismatch | MediaError::Interrupted => {
+            MediaHttpError::BadUpload(e.to_string())
         }
-        Err(e @ (MediaError::HashMismatch | MediaError::Interrupted)) => {
-            return problem(StatusCode::BAD_REQUEST, &e.to_string());
-        }
-        Err(e) => return internal("media write", e),
-    };
-    match state.store.record_media(&hash, &handle, size, cairn_proto::now_ms()).await {
-        Ok(()) => StatusCode::CREATED.into_response(),
-        Err(e) => internal("record media", e),
-    }
+        e => MediaHttpError::internal("media write", e),
+    })?;
+    state
+        .store
+        .record_media(&hash, &handle, size, cairn_proto::now_ms())
+        .await
+        .map_err(|e| MediaHttpError::internal("record media", e))?;
+    Ok(StatusCode::CREATED)
 }
 
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(hex): Path<String>,
     req: Request,
-) -> Response {
-    let hash = match parse_hash(&hex) {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    let handle = match caller(&state, req.headers()).await {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    // Absent and not allowed look the same, so the answer reveals nothing about others' media.
-    let not_found = || problem(StatusCode::NOT_FOUND, "no such blob");
-    match state.store.media_readable_by(&hash, &handle).await {
-        Ok(true) => {}
-        Ok(false) => return not_found(),
-        Err(e) => return internal("media lookup", e),
+) -> Result<Response, MediaHttpError> {
+    let hash = parse_hash(&hex)?;
+    let handle = caller(&state, req.headers()).await?;
+    let readable = state
+        .store
+        .media_readable_by(&hash, &handle)
+        .await
+        .map_err(|e| MediaHttpError::internal("media lookup", e))?;
+    if !readable {
+        return Err(MediaHttpError::NotFound);
     }
-    let size = match state.media.size(&hash).await {
-        Ok(Some(size)) => size,
-        Ok(None) => return not_found(),
-        Err(e) => return internal("media size", e),
-    };
+    let size = state
+        .media
+        .size(&hash)
+        .await
+        .map_err(|e| MediaHttpError::internal("media size", e))?
+        .ok_or(MediaHttpError::NotFound)?;
     // One range at most; a header we cannot use is ignored (RFC 9110 allows it) and the
     // whole blob is sent.
     let one = NonZeroUsize::new(1).expect("1 is not zero");
@@ -176,18 +205,13 @@ pub async fn get(
         None => (StatusCode::OK, 0, size),
         Some(Ok(r)) if r.len() == 1 => (StatusCode::PARTIAL_CONTENT, *r[0].start(), r[0].end() + 1),
         Some(Ok(_)) => (StatusCode::OK, 0, size),
-        Some(Err(_)) => {
-            let mut resp = problem(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                resp.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            return resp;
-        }
+        Some(Err(_)) => return Err(MediaHttpError::RangeNotSatisfiable { size }),
     };
-    let stream = match state.media.read(&hash, start, end).await {
-        Ok(s) => s,
-        Err(e) => return internal("media read", e),
-    };
+    let stream = state
+        .media
+        .read(&hash, start, end)
+        .await
+        .map_err(|e| MediaHttpError::internal("media read", e))?;
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -207,5 +231,5 @@ pub async fn get(
     {
         h.insert(header::CONTENT_RANGE, v);
     }
-    resp
+    Ok(resp)
 }
