@@ -76,6 +76,9 @@ impl PlacesNow<'_> {
             &self.now,
             &self.aligning,
         ));
+        if *self.view == crate::places::PlaceView::Areas && !self.places.0.is_empty() {
+            lines.push("Next place, under any note, goes to each place in turn".into());
+        }
         lines
     }
 }
@@ -168,5 +171,47 @@ pub(super) fn ears_at_the_head(
             }
             commands.spawn((HeadListener, SpatialListener::new(0.2), head));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::places::{Aligning, CurrentPlace, PlaceFrames, PlaceView, Places};
+    use bevy::ecs::system::SystemState;
+    use cairn_crypto::{PlaceMark, PlaceRecord};
+    use cairn_proto::NoteId;
+
+    fn lines(view: PlaceView) -> Vec<String> {
+        let mut world = World::new();
+        let mark = |name: &str, x: f32| PlaceMark { name: name.into(), position: [x, 0.9, 0.0] };
+        let record = PlaceRecord {
+            name: "Kitchen".into(),
+            description: "the counter's ends".into(),
+            marks: vec![mark("left end", 0.0), mark("right end", 1.5)],
+        };
+        let place = cairn_client::Place {
+            id: NoteId([4; 16]),
+            author: "alice".into(),
+            record,
+            seq: Some(1),
+        };
+        world.insert_resource(Places(vec![place]));
+        world.insert_resource(view);
+        world.init_resource::<PlaceFrames>();
+        world.init_resource::<CurrentPlace>();
+        world.init_resource::<Aligning>();
+        let mut state: SystemState<PlacesNow> = SystemState::new(&mut world);
+        state.get(&world).expect("the resources are there").lines()
+    }
+
+    #[test]
+    fn the_hand_panel_lists_the_places_and_says_how_to_go_to_one_or_align() {
+        let vr = lines(PlaceView::Areas);
+        assert_eq!(vr[0], "  Kitchen (by alice)");
+        assert!(vr[1].starts_with("Next place"), "{vr:?}");
+        let room = lines(PlaceView::Room);
+        assert_eq!(room[0], "  Kitchen (by alice): not aligned");
+        assert!(room[1].contains("To align") && room[1].contains("left end"), "{room:?}");
     }
 }
