@@ -118,7 +118,7 @@ impl LocalStore {
     pub fn upsert_space(&self, id: &SpaceId, name: &str) -> Result<(), ClientError> {
         self.conn.execute(
             "INSERT INTO spaces (id, name) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET name = ?2",
-            params![&id.0[..], name],
+            params![&id, name],
         )?;
         Ok(())
     }
@@ -140,9 +140,7 @@ impl LocalStore {
     pub fn cursor(&self, space: &SpaceId) -> Result<Option<u64>, ClientError> {
         Ok(self
             .conn
-            .query_row("SELECT cursor FROM spaces WHERE id = ?1", [&space.0[..]], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row("SELECT cursor FROM spaces WHERE id = ?1", [&space], |r| r.get::<_, i64>(0))
             .optional()?
             .map(|c| c as u64))
     }
@@ -150,7 +148,7 @@ impl LocalStore {
     pub fn set_cursor(&self, space: &SpaceId, cursor: u64) -> Result<(), ClientError> {
         self.conn.execute(
             "UPDATE spaces SET cursor = MAX(cursor, ?2) WHERE id = ?1",
-            params![&space.0[..], cursor as i64],
+            params![&space, cursor as i64],
         )?;
         Ok(())
     }
@@ -158,7 +156,7 @@ impl LocalStore {
     pub fn put_op(&self, space: &SpaceId, index: u64, op: &SignedOp) -> Result<(), ClientError> {
         self.conn.execute(
             "INSERT OR REPLACE INTO ops (space, idx, body, signature) VALUES (?1, ?2, ?3, ?4)",
-            params![&space.0[..], index as i64, &op.body, &op.signature.0[..]],
+            params![&space, index as i64, &op.body, &op.signature],
         )?;
         Ok(())
     }
@@ -167,7 +165,7 @@ impl LocalStore {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT body, signature FROM ops WHERE space = ?1 ORDER BY idx")?;
-        let rows = stmt.query_map([&space.0[..]], |r| {
+        let rows = stmt.query_map([&space], |r| {
             Ok(SignedOp { body: r.get(0)?, signature: Signature(blob(r.get(1)?)?) })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -192,10 +190,10 @@ impl LocalStore {
                error = excluded.error,
                stored_at = excluded.stored_at",
             params![
-                &note.space.0[..],
-                &note.note_id.0[..],
+                &note.space,
+                &note.note_id,
                 note.seq.map(|s| s as i64),
-                &note.sender.0[..],
+                &note.sender,
                 sealed.map(cairn_proto::encode),
                 body,
                 note.error,
@@ -207,12 +205,12 @@ impl LocalStore {
         if let (Some(b), false) = (&note.body, note.deleted) {
             self.conn.execute(
                 "DELETE FROM notes_fts WHERE space = ?1 AND note_id = ?2",
-                params![&note.space.0[..], &note.note_id.0[..]],
+                params![&note.space, &note.note_id],
             )?;
             if !b.text.is_empty() {
                 self.conn.execute(
                     "INSERT INTO notes_fts (space, note_id, author, text) VALUES (?1, ?2, ?3, ?4)",
-                    params![&note.space.0[..], &note.note_id.0[..], b.author, b.text],
+                    params![&note.space, &note.note_id, b.author, b.text],
                 )?;
             }
         }
@@ -223,11 +221,11 @@ impl LocalStore {
     pub fn delete_note(&self, space: &SpaceId, note_id: &NoteId) -> Result<bool, ClientError> {
         let n = self.conn.execute(
             "UPDATE notes SET deleted = 1, sealed = NULL, body = NULL, error = NULL WHERE space = ?1 AND note_id = ?2 AND deleted = 0",
-            params![&space.0[..], &note_id.0[..]],
+            params![&space, &note_id],
         )?;
         self.conn.execute(
             "DELETE FROM notes_fts WHERE space = ?1 AND note_id = ?2",
-            params![&space.0[..], &note_id.0[..]],
+            params![&space, &note_id],
         )?;
         Ok(n > 0)
     }
@@ -241,7 +239,7 @@ impl LocalStore {
             .conn
             .query_row(
                 &format!("SELECT {NOTE_COLUMNS} FROM notes WHERE space = ?1 AND note_id = ?2"),
-                params![&space.0[..], &note_id.0[..]],
+                params![&space, &note_id],
                 row_note,
             )
             .optional()?)
@@ -272,7 +270,7 @@ impl LocalStore {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {NOTE_COLUMNS} FROM notes WHERE space = ?1 AND deleted = 0 ORDER BY seq IS NULL, seq, stored_at"
         ))?;
-        Ok(stmt.query_map([&space.0[..]], row_note)?.collect::<Result<_, _>>()?)
+        Ok(stmt.query_map([&space], row_note)?.collect::<Result<_, _>>()?)
     }
 
     /// Notes that could not be opened yet (for example, their key had not arrived).
@@ -280,7 +278,7 @@ impl LocalStore {
         let mut stmt = self.conn.prepare_cached(
             "SELECT sealed FROM notes WHERE space = ?1 AND body IS NULL AND sealed IS NOT NULL AND deleted = 0",
         )?;
-        let rows = stmt.query_map([&space.0[..]], |r| r.get::<_, Vec<u8>>(0))?;
+        let rows = stmt.query_map([&space], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = Vec::new();
         for r in rows {
             if let Ok(n) = cairn_proto::decode_limited(&r?, usize::MAX) {
@@ -293,7 +291,7 @@ impl LocalStore {
     pub fn mark_read(&self, space: &SpaceId, note_id: &NoteId) -> Result<(), ClientError> {
         self.conn.execute(
             "UPDATE notes SET read = 1 WHERE space = ?1 AND note_id = ?2",
-            params![&space.0[..], &note_id.0[..]],
+            params![&space, &note_id],
         )?;
         Ok(())
     }
@@ -324,7 +322,7 @@ impl LocalStore {
     ) -> Result<(), ClientError> {
         self.conn.execute(
             "INSERT OR REPLACE INTO outbox (space, note_id, request, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![&space.0[..], &note_id.0[..], cairn_proto::encode(request), now_ms() as i64],
+            params![&space, &note_id, cairn_proto::encode(request), now_ms() as i64],
         )?;
         Ok(())
     }
@@ -356,7 +354,7 @@ impl LocalStore {
     pub fn outbox_done(&self, space: &SpaceId, note_id: &NoteId) -> Result<(), ClientError> {
         self.conn.execute(
             "DELETE FROM outbox WHERE space = ?1 AND note_id = ?2",
-            params![&space.0[..], &note_id.0[..]],
+            params![&space, &note_id],
         )?;
         Ok(())
     }
@@ -367,7 +365,7 @@ impl LocalStore {
         self.conn.execute(
             "INSERT INTO media (hash, size, last_used) VALUES (?1, ?2, ?3)
              ON CONFLICT(hash) DO UPDATE SET last_used = ?3",
-            params![&hash.0[..], size as i64, now_ms() as i64],
+            params![&hash, size as i64, now_ms() as i64],
         )?;
         Ok(())
     }
@@ -425,7 +423,7 @@ impl KeyStore for LocalStore {
     ) -> Result<(), Self::Error> {
         self.conn.execute(
             "INSERT OR REPLACE INTO epoch_keys (space, epoch, key) VALUES (?1, ?2, ?3)",
-            params![&space.0[..], epoch as i64, &key.as_bytes()[..]],
+            params![&space, epoch as i64, &key.as_bytes()[..]],
         )?;
         Ok(())
     }
@@ -434,7 +432,7 @@ impl KeyStore for LocalStore {
             .conn
             .query_row(
                 "SELECT key FROM epoch_keys WHERE space = ?1 AND epoch = ?2",
-                params![&space.0[..], epoch as i64],
+                params![&space, epoch as i64],
                 |r| r.get(0),
             )
             .optional()?;
@@ -443,7 +441,7 @@ impl KeyStore for LocalStore {
     fn latest_epoch(&self, space: SpaceId) -> Result<Option<u64>, Self::Error> {
         Ok(self
             .conn
-            .query_row("SELECT MAX(epoch) FROM epoch_keys WHERE space = ?1", [&space.0[..]], |r| {
+            .query_row("SELECT MAX(epoch) FROM epoch_keys WHERE space = ?1", [&space], |r| {
                 r.get::<_, Option<i64>>(0)
             })?
             .map(|e| e as u64))

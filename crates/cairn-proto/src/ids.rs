@@ -72,6 +72,61 @@ macro_rules! byte_id {
                 d.deserialize_bytes(V).map_err(D::Error::custom)
             }
         }
+
+        /// A blob of exactly `LEN` bytes.
+        #[cfg(feature = "rusqlite")]
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Blob(&self.0)))
+            }
+        }
+
+        /// A stored blob of another length is an error, not a truncated or padded id.
+        #[cfg(feature = "rusqlite")]
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let b = v.as_blob()?;
+                $name::from_slice(b).ok_or(rusqlite::types::FromSqlError::InvalidBlobSize {
+                    expected_size: $len,
+                    blob_size: b.len(),
+                })
+            }
+        }
+
+        /// A `bytea` of exactly `LEN` bytes.
+        #[cfg(feature = "postgres")]
+        impl postgres_types::ToSql for $name {
+            fn to_sql(
+                &self,
+                ty: &postgres_types::Type,
+                out: &mut bytes::BytesMut,
+            ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                <&[u8] as postgres_types::ToSql>::to_sql(&&self.0[..], ty, out)
+            }
+
+            fn accepts(ty: &postgres_types::Type) -> bool {
+                <&[u8] as postgres_types::ToSql>::accepts(ty)
+            }
+
+            postgres_types::to_sql_checked!();
+        }
+
+        #[cfg(feature = "postgres")]
+        impl<'a> postgres_types::FromSql<'a> for $name {
+            fn from_sql(
+                ty: &postgres_types::Type,
+                raw: &'a [u8],
+            ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                let b = <&[u8] as postgres_types::FromSql>::from_sql(ty, raw)?;
+                $name::from_slice(b).ok_or_else(|| {
+                    format!("a stored {} of {} bytes, not {}", stringify!($name), b.len(), $len).into()
+                })
+            }
+
+            fn accepts(ty: &postgres_types::Type) -> bool {
+                <&[u8] as postgres_types::FromSql>::accepts(ty)
+            }
+        }
     };
 }
 
@@ -139,4 +194,38 @@ pub fn valid_handle(h: &str) -> bool {
     (1..=32).contains(&h.len())
         && h.as_bytes()[0].is_ascii_alphanumeric()
         && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b))
+}
+
+#[cfg(all(test, feature = "rusqlite"))]
+mod sqlite_values {
+    use super::*;
+
+    #[test]
+    fn an_id_is_stored_as_its_bytes_and_a_blob_of_another_length_is_refused() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        let id = SpaceId([7; 16]);
+        let back: SpaceId = c.query_row("SELECT ?1", [id], |r| r.get(0)).unwrap();
+        assert_eq!(back, id);
+        let raw: Vec<u8> = c.query_row("SELECT ?1", [id], |r| r.get(0)).unwrap();
+        assert_eq!(raw, [7; 16], "the same bytes as the slice it replaces");
+        let short = c.query_row("SELECT x'0102'", [], |r| r.get::<_, SpaceId>(0));
+        assert!(short.is_err(), "{short:?}");
+    }
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod postgres_values {
+    use super::*;
+    use postgres_types::{FromSql, ToSql, Type};
+
+    #[test]
+    fn an_id_is_a_bytea_of_its_bytes_and_one_of_another_length_is_refused() {
+        let id = NoteId([3; 16]);
+        let mut out = bytes::BytesMut::new();
+        id.to_sql(&Type::BYTEA, &mut out).unwrap();
+        assert_eq!(&out[..], &[3; 16]);
+        assert_eq!(NoteId::from_sql(&Type::BYTEA, &out).unwrap(), id);
+        assert!(NoteId::from_sql(&Type::BYTEA, &[1, 2, 3]).is_err());
+        assert!(!<NoteId as ToSql>::accepts(&Type::TEXT));
+    }
 }

@@ -41,7 +41,7 @@ impl MediaStore for PgMediaStore {
     async fn put(&self, hash: &MediaHash, body: ByteStream, max: u64) -> Result<u64, MediaError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let key = &hash.0[..];
+        let key = &hash;
         // Already stored: check the body all the same (the uploader gains read access by it),
         // but write nothing.
         let exists =
@@ -87,16 +87,15 @@ impl MediaStore for PgMediaStore {
 
     async fn size(&self, hash: &MediaHash) -> Result<Option<u64>, MediaError> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_opt("SELECT size FROM media_blobs WHERE hash = $1", &[&&hash.0[..]])
-            .await?;
+        let row =
+            client.query_opt("SELECT size FROM media_blobs WHERE hash = $1", &[&hash]).await?;
         Ok(row.map(|r| r.get::<_, i64>(0) as u64))
     }
 
     async fn read(&self, hash: &MediaHash, start: u64, end: u64) -> Result<ByteStream, MediaError> {
         let client = self.pool.get().await?;
         let chunk: i32 = client
-            .query_opt("SELECT chunk FROM media_blobs WHERE hash = $1", &[&&hash.0[..]])
+            .query_opt("SELECT chunk FROM media_blobs WHERE hash = $1", &[&hash])
             .await?
             .ok_or_else(|| MediaError::Backend("blob vanished".into()))?
             .get(0);

@@ -209,7 +209,7 @@ async fn post_batch(
         .await?;
     let mut heads: HashMap<SpaceId, i64> = HashMap::new();
     for row in tx.query(&lock, &[&space_ids]).await? {
-        heads.insert(SpaceId(id_bytes(row.get(0))?), row.get(1));
+        heads.insert(row.try_get::<_, SpaceId>(0)?, row.get(1));
     }
     // Referenced blobs, share-locked so that the media sweep cannot take them away under
     // this batch; a blob it took already fails only the posts that reference it.
@@ -223,7 +223,7 @@ async fn post_batch(
             )
             .await?;
         for row in tx.query(&share, &[&hashes]).await? {
-            present.insert(MediaHash(id_bytes(row.get(0))?));
+            present.insert(row.try_get::<_, MediaHash>(0)?);
         }
     }
     // Already stored (a retry, perhaps through another node): answer with the original.
@@ -238,7 +238,7 @@ async fn post_batch(
         .await?;
     let mut stored: HashMap<(SpaceId, NoteId), Written> = HashMap::new();
     for row in tx.query(&dup, &[&keys_space, &keys_note]).await? {
-        let key = (SpaceId(id_bytes(row.get(0))?), NoteId(id_bytes(row.get(1))?));
+        let key = (row.try_get::<_, SpaceId>(0)?, row.try_get::<_, NoteId>(1)?);
         let entry = row_entry(row.get(2), row.get(3), row.get(4), false, row.get(1))?;
         stored.insert(key, Written::Stored(entry));
     }
@@ -336,10 +336,7 @@ async fn append_tombstone(
     now: u64,
 ) -> Result<SpaceEntry, StoreError> {
     let seq: i64 = tx
-        .query_opt(
-            "UPDATE spaces SET head = head + 1 WHERE id = $1 RETURNING head",
-            &[&&space.0[..]],
-        )
+        .query_opt("UPDATE spaces SET head = head + 1 WHERE id = $1 RETURNING head", &[&space])
         .await?
         .ok_or(StoreError::NotFound)?
         .get(0);
@@ -347,9 +344,9 @@ async fn append_tombstone(
         "INSERT INTO entries (space, seq, note_id, stored_at, is_note, sender, expires_at, item)
          VALUES ($1, $2, $3, $4, FALSE, $5, NULL, $6)",
         &[
-            &&space.0[..],
+            &space,
             &seq,
-            &&note_id.0[..],
+            &note_id,
             &(now as i64),
             &by.map(|d| d.0.to_vec()),
             &cairn_proto::encode(item),
@@ -375,15 +372,14 @@ async fn tombstone(
         .query_opt(
             "UPDATE entries SET deleted = TRUE, item = $3
              WHERE space = $1 AND note_id = $2 AND is_note AND NOT deleted RETURNING seq",
-            &[&&space.0[..], &&note_id.0[..], &cairn_proto::encode(&item)],
+            &[&space, &note_id, &cairn_proto::encode(&item)],
         )
         .await?
     else {
         return Ok(None);
     };
     let seq: i64 = row.get(0);
-    tx.execute("DELETE FROM note_media WHERE space = $1 AND seq = $2", &[&&space.0[..], &seq])
-        .await?;
+    tx.execute("DELETE FROM note_media WHERE space = $1 AND seq = $2", &[&space, &seq]).await?;
     let entry = append_tombstone(tx, space, note_id, &item, by, now).await?;
     Ok(Some(Tombstoned { space: *space, entry }))
 }
@@ -419,10 +415,7 @@ impl Store for PgStore {
         if tx.query_opt("SELECT 1 FROM users WHERE handle = $1", &[&handle]).await?.is_some() {
             return Err(StoreError::HandleTaken);
         }
-        if tx
-            .query_opt("SELECT 1 FROM devices WHERE id = $1", &[&&first.keys.sign.0[..]])
-            .await?
-            .is_some()
+        if tx.query_opt("SELECT 1 FROM devices WHERE id = $1", &[&first.keys.sign]).await?.is_some()
         {
             return Err(StoreError::Conflict("device is already registered"));
         }
@@ -446,12 +439,7 @@ impl Store for PgStore {
             tx.execute(
                 "INSERT INTO devices (id, handle, agree, added_by, signature, position)
                  VALUES ($1, $2, $3, NULL, $4, 0)",
-                &[
-                    &&first.keys.sign.0[..],
-                    &handle,
-                    &&first.keys.agree.0[..],
-                    &&first.signature.0[..],
-                ],
+                &[&first.keys.sign, &handle, &first.keys.agree, &first.signature],
             )
             .await?;
             tx.commit().await
@@ -478,7 +466,7 @@ impl Store for PgStore {
         let stmt =
             client.prepare_cached("SELECT handle, revoked FROM devices WHERE id = $1").await?;
         Ok(client
-            .query_opt(&stmt, &[&&device.0[..]])
+            .query_opt(&stmt, &[&device])
             .await?
             .map(|r| DeviceOwner { handle: r.get(0), revoked: r.get(1) }))
     }
@@ -496,11 +484,11 @@ impl Store for PgStore {
             .map(|r| {
                 Ok(DeviceRecord {
                     keys: cairn_proto::DeviceKeys {
-                        sign: DeviceId(id_bytes(r.get(0))?),
-                        agree: cairn_proto::AgreeKey(id_bytes(r.get(1))?),
+                        sign: r.try_get::<_, DeviceId>(0)?,
+                        agree: r.try_get::<_, cairn_proto::AgreeKey>(1)?,
                     },
-                    added_by: r.get::<_, Option<&[u8]>>(2).map(id_bytes).transpose()?.map(DeviceId),
-                    signature: Signature(id_bytes(r.get(3))?),
+                    added_by: r.try_get::<_, Option<DeviceId>>(2)?,
+                    signature: r.try_get::<_, Signature>(3)?,
                     revoked: r.get(4),
                 })
             })
@@ -520,11 +508,11 @@ impl Store for PgStore {
                  VALUES ($1, $2, $3, $4, $5,
                          (SELECT COALESCE(MAX(position), -1) + 1 FROM devices WHERE handle = $2))",
                 &[
-                    &&record.keys.sign.0[..],
+                    &record.keys.sign,
                     &handle,
-                    &&record.keys.agree.0[..],
+                    &record.keys.agree,
                     &record.added_by.map(|d| d.0.to_vec()),
-                    &&record.signature.0[..],
+                    &record.signature,
                 ],
             )
             .await?;
@@ -544,7 +532,7 @@ impl Store for PgStore {
         let n = client
             .execute(
                 "UPDATE devices SET revoked = TRUE WHERE id = $1 AND handle = $2",
-                &[&&device.0[..], &handle],
+                &[&device, &handle],
             )
             .await?;
         if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
@@ -559,7 +547,7 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let id = &space.0[..];
+        let id = &space;
         if index == 0 {
             let n = tx
                 .execute("INSERT INTO spaces (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&id])
@@ -578,7 +566,7 @@ impl Store for PgStore {
         }
         tx.execute(
             "INSERT INTO ops (space, idx, body, signature) VALUES ($1, $2, $3, $4)",
-            &[&id, &(index as i64), &op.body, &&op.signature.0[..]],
+            &[&id, &(index as i64), &op.body, &op.signature],
         )
         .await?;
         tx.execute(
@@ -609,11 +597,11 @@ impl Store for PgStore {
         let rows = client
             .query(
                 "SELECT body, signature FROM ops WHERE space = $1 AND idx >= $2 ORDER BY idx",
-                &[&&space.0[..], &(from as i64)],
+                &[&space, &(from as i64)],
             )
             .await?;
         rows.iter()
-            .map(|r| Ok(SignedOp { body: r.get(0), signature: Signature(id_bytes(r.get(1))?) }))
+            .map(|r| Ok(SignedOp { body: r.get(0), signature: r.try_get::<_, Signature>(1)? }))
             .collect()
     }
 
@@ -629,7 +617,7 @@ impl Store for PgStore {
         rows.iter()
             .map(|r| {
                 Ok(SpaceSummary {
-                    space: SpaceId(id_bytes(r.get(0))?),
+                    space: r.try_get::<_, SpaceId>(0)?,
                     role: role_from(r.get(1))?,
                     epoch: r.get::<_, i64>(2) as u64,
                     head: r.get::<_, i64>(3) as u64,
@@ -650,7 +638,7 @@ impl Store for PgStore {
             .iter()
             .map(|r| {
                 Ok(SpaceHeads {
-                    space: SpaceId(id_bytes(r.get(0))?),
+                    space: r.try_get::<_, SpaceId>(0)?,
                     head: r.get::<_, i64>(1) as u64,
                     ops: r.get::<_, i64>(2) as u64,
                 })
@@ -683,11 +671,11 @@ impl Store for PgStore {
         let row = client
             .query_opt(
                 "SELECT sender FROM entries WHERE space = $1 AND note_id = $2 AND is_note AND NOT deleted",
-                &[&&space.0[..], &&note_id.0[..]],
+                &[&space, &note_id],
             )
             .await?;
         match row {
-            Some(r) => Ok(r.get::<_, Option<&[u8]>>(0).map(id_bytes).transpose()?.map(DeviceId)),
+            Some(r) => Ok(r.try_get::<_, Option<DeviceId>>(0)?),
             None => Ok(None),
         }
     }
@@ -722,7 +710,7 @@ impl Store for PgStore {
             .query(
                 "SELECT octet_length(item) FROM entries WHERE space = $1 AND seq > $2
                  ORDER BY seq LIMIT $3",
-                &[&&space.0[..], &(after as i64), &(i64::from(limit) + 1)],
+                &[&space, &(after as i64), &(i64::from(limit) + 1)],
             )
             .await?;
         let mut page = super::Page::new(limit);
@@ -735,9 +723,8 @@ impl Store for PgStore {
                  FROM entries WHERE space = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             )
             .await?;
-        let rows = client
-            .query(&stmt, &[&&space.0[..], &(after as i64), &(fit as i64), &(now as i64)])
-            .await?;
+        let rows =
+            client.query(&stmt, &[&space, &(after as i64), &(fit as i64), &(now as i64)]).await?;
         let out = rows
             .iter()
             .map(|r| row_entry(r.get(0), r.get(1), r.get(2), r.get(4), r.get(3)))
@@ -759,7 +746,7 @@ impl Store for PgStore {
             .await?;
         let mut out = Vec::new();
         for r in &rows {
-            let (space, note_id) = (SpaceId(id_bytes(r.get(0))?), NoteId(id_bytes(r.get(1))?));
+            let (space, note_id) = (r.try_get::<_, SpaceId>(0)?, r.try_get::<_, NoteId>(1)?);
             out.extend(tombstone(&tx, &space, &note_id, None, None, now).await?);
         }
         tx.commit().await?;
@@ -811,7 +798,7 @@ impl Store for PgStore {
         let rows = client
             .query(
                 "SELECT envelope FROM envelopes WHERE space = $1 AND recipient = $2 ORDER BY epoch",
-                &[&&space.0[..], &&recipient.0[..]],
+                &[&space, &recipient],
             )
             .await?;
         rows.iter()
@@ -833,12 +820,12 @@ impl Store for PgStore {
         let tx = client.transaction().await?;
         tx.execute(
             "INSERT INTO media (hash, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&&hash.0[..], &(size as i64), &(now as i64)],
+            &[&hash, &(size as i64), &(now as i64)],
         )
         .await?;
         tx.execute(
             "INSERT INTO media_uploaders (hash, handle) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&&hash.0[..], &handle],
+            &[&hash, &handle],
         )
         .await?;
         tx.commit().await?;
@@ -854,7 +841,7 @@ impl Store for PgStore {
                                WHERE n.hash = $1 AND m.handle = $2)",
             )
             .await?;
-        Ok(client.query_one(&stmt, &[&&hash.0[..], &handle]).await?.get(0))
+        Ok(client.query_one(&stmt, &[&hash, &handle]).await?.get(0))
     }
 
     async fn collect_media(&self, before: u64) -> Result<Vec<MediaHash>, StoreError> {

@@ -265,7 +265,7 @@ fn append_row(
 ) -> Result<u64, StoreError> {
     let seq: i64 = conn
         .prepare_cached("UPDATE spaces SET head = head + 1 WHERE id = ?1 RETURNING head")?
-        .query_row(params![&space.0[..]], |r| r.get(0))
+        .query_row(params![&space], |r| r.get(0))
         .optional()?
         .ok_or(StoreError::NotFound)?;
     conn.prepare_cached(
@@ -273,12 +273,12 @@ fn append_row(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        &space.0[..],
+        &space,
         seq,
-        &note_id.0[..],
+        &note_id,
         now as i64,
         is_note as i64,
-        sender.map(|s| &s.0[..]),
+        sender,
         expires_at.map(|e| e as i64),
         item,
     ])?;
@@ -300,12 +300,9 @@ fn tombstone(
     let encoded = cairn_proto::encode(&item);
     conn.execute(
         "UPDATE entries SET deleted = 1, item = ?3 WHERE space = ?1 AND seq = ?2",
-        params![&space.0[..], seq, &encoded],
+        params![&space, seq, &encoded],
     )?;
-    conn.execute(
-        "DELETE FROM note_media WHERE space = ?1 AND seq = ?2",
-        params![&space.0[..], seq],
-    )?;
+    conn.execute("DELETE FROM note_media WHERE space = ?1 AND seq = ?2", params![&space, seq])?;
     let seq = append_row(conn, space, note_id, false, by, None, &encoded, now)?;
     Ok(Tombstoned { space: *space, entry: SpaceEntry { seq, stored_at: now, item } })
 }
@@ -349,7 +346,7 @@ impl Store for SqliteStore {
             }
             let known: bool = c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1)",
-                [&first.keys.sign.0[..]],
+                [&first.keys.sign],
                 |r| r.get(0),
             )?;
             if known {
@@ -367,7 +364,7 @@ impl Store for SqliteStore {
             c.execute("INSERT INTO users (handle, created_at) VALUES (?1, ?2)", params![&handle, now as i64])?;
             c.execute(
                 "INSERT INTO devices (id, handle, agree, added_by, signature, position) VALUES (?1, ?2, ?3, NULL, ?4, 0)",
-                params![&first.keys.sign.0[..], &handle, &first.keys.agree.0[..], &first.signature.0[..]],
+                params![&first.keys.sign, &handle, &first.keys.agree, &first.signature],
             )?;
             Ok(())
         })
@@ -386,7 +383,7 @@ impl Store for SqliteStore {
     async fn device_owner(&self, device: &DeviceId) -> Result<Option<DeviceOwner>, StoreError> {
         let id = *device;
         self.read(move |c| {
-            Ok(c.query_row("SELECT handle, revoked FROM devices WHERE id = ?1", [&id.0[..]], |r| {
+            Ok(c.query_row("SELECT handle, revoked FROM devices WHERE id = ?1", [&id], |r| {
                 Ok(DeviceOwner { handle: r.get(0)?, revoked: r.get::<_, i64>(1)? != 0 })
             })
             .optional()?)
@@ -423,7 +420,7 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let known: bool = c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1)",
-                [&record.keys.sign.0[..]],
+                [&record.keys.sign],
                 |r| r.get(0),
             )?;
             if known {
@@ -433,11 +430,11 @@ impl Store for SqliteStore {
                 "INSERT INTO devices (id, handle, agree, added_by, signature, position)
                  VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(position), -1) + 1 FROM devices WHERE handle = ?2))",
                 params![
-                    &record.keys.sign.0[..],
+                    &record.keys.sign,
                     &handle,
-                    &record.keys.agree.0[..],
+                    &record.keys.agree,
                     record.added_by.map(|d| d.0.to_vec()),
-                    &record.signature.0[..]
+                    &record.signature
                 ],
             )?;
             Ok(())
@@ -450,7 +447,7 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let n = c.execute(
                 "UPDATE devices SET revoked = 1 WHERE id = ?1 AND handle = ?2",
-                params![&device.0[..], &handle],
+                params![&device, &handle],
             )?;
             if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
         })
@@ -467,14 +464,13 @@ impl Store for SqliteStore {
         let (space, op, after) = (*space, op.clone(), after.clone());
         self.write(move |c| {
             if index == 0 {
-                let n =
-                    c.execute("INSERT OR IGNORE INTO spaces (id) VALUES (?1)", [&space.0[..]])?;
+                let n = c.execute("INSERT OR IGNORE INTO spaces (id) VALUES (?1)", [&space])?;
                 if n == 0 {
                     return Err(StoreError::Conflict("space exists"));
                 }
             }
             let ops: i64 = c
-                .query_row("SELECT ops FROM spaces WHERE id = ?1", [&space.0[..]], |r| r.get(0))
+                .query_row("SELECT ops FROM spaces WHERE id = ?1", [&space], |r| r.get(0))
                 .optional()?
                 .ok_or(StoreError::NotFound)?;
             if ops as u64 != index {
@@ -482,23 +478,23 @@ impl Store for SqliteStore {
             }
             c.execute(
                 "INSERT INTO ops (space, idx, body, signature) VALUES (?1, ?2, ?3, ?4)",
-                params![&space.0[..], index as i64, &op.body, &op.signature.0[..]],
+                params![&space, index as i64, &op.body, &op.signature],
             )?;
             c.execute(
                 "UPDATE spaces SET ops = ops + 1, epoch = ?2 WHERE id = ?1",
-                params![&space.0[..], after.epoch as i64],
+                params![&space, after.epoch as i64],
             )?;
             let mut set = c.prepare_cached(
                 "INSERT INTO members (space, handle, role) VALUES (?1, ?2, ?3)
                  ON CONFLICT (space, handle) DO UPDATE SET role = excluded.role",
             )?;
             for (handle, role) in &after.members {
-                set.execute(params![&space.0[..], handle, role.as_str()])?;
+                set.execute(params![&space, handle, role.as_str()])?;
             }
             let mut remove =
                 c.prepare_cached("DELETE FROM members WHERE space = ?1 AND handle = ?2")?;
             for handle in &after.removed {
-                remove.execute(params![&space.0[..], handle])?;
+                remove.execute(params![&space, handle])?;
             }
             Ok(())
         })
@@ -511,7 +507,7 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare_cached(
                 "SELECT body, signature FROM ops WHERE space = ?1 AND idx >= ?2 ORDER BY idx",
             )?;
-            let rows = stmt.query_map(params![&space.0[..], from as i64], |r| {
+            let rows = stmt.query_map(params![&space, from as i64], |r| {
                 Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
             })?;
             rows.map(|row| {
@@ -549,7 +545,7 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             for space in spaces {
                 let row = stmt
-                    .query_row([&space.0[..]], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                    .query_row([&space], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
                     .optional()?;
                 if let Some((head, ops)) = row {
                     out.push(SpaceHeads { space, head: head as u64, ops: ops as u64 });
@@ -574,7 +570,7 @@ impl Store for SqliteStore {
                     .prepare_cached(
                         "SELECT seq, stored_at, item FROM entries WHERE space = ?1 AND note_id = ?2 AND is_note = 1",
                     )?
-                    .query_row(params![&h.space.0[..], &h.note_id.0[..]], |r| {
+                    .query_row(params![&h.space, &h.note_id], |r| {
                         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
                     })
                     .optional()?;
@@ -584,7 +580,7 @@ impl Store for SqliteStore {
                 let seq = append_row(c, &h.space, &h.note_id, true, Some(&h.sender), h.expires_at, &item, now)?;
                 let mut ins = c.prepare_cached("INSERT OR IGNORE INTO note_media (space, seq, hash) VALUES (?1, ?2, ?3)")?;
                 for m in &h.media {
-                    ins.execute(params![&h.space.0[..], seq as i64, &m.0[..]])?;
+                    ins.execute(params![&h.space, seq as i64, &m])?;
                 }
                 // The encoded item goes back to be freed off the writer too.
                 Ok(Ok((seq, item)))
@@ -612,7 +608,7 @@ impl Store for SqliteStore {
             let sender: Option<Option<Vec<u8>>> = c
                 .query_row(
                     "SELECT sender FROM entries WHERE space = ?1 AND note_id = ?2 AND is_note = 1 AND deleted = 0",
-                    params![&space.0[..], &note_id.0[..]],
+                    params![&space, &note_id],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -634,7 +630,7 @@ impl Store for SqliteStore {
             let seq: i64 = c
                 .query_row(
                     "SELECT seq FROM entries WHERE space = ?1 AND note_id = ?2 AND is_note = 1 AND deleted = 0",
-                    params![&space.0[..], &note_id.0[..]],
+                    params![&space, &note_id],
                     |r| r.get(0),
                 )
                 .optional()?
@@ -658,7 +654,7 @@ impl Store for SqliteStore {
                  FROM entries WHERE space = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
             let rows = stmt.query_map(
-                params![&space.0[..], after as i64, i64::from(limit) + 1, now as i64],
+                params![&space, after as i64, i64::from(limit) + 1, now as i64],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Vec<u8>>(3)?, r.get::<_, bool>(4)?)),
             )?;
             // Rows are read one at a time, and reading stops once a page is full in bytes.
@@ -707,7 +703,7 @@ impl Store for SqliteStore {
             )?;
             let mut kept = 0;
             for e in &envelopes {
-                let key = (&e.space.0[..], e.epoch as i64, &e.recipient.0[..]);
+                let key = (&e.space, e.epoch as i64, &e.recipient);
                 let body = cairn_proto::encode(e);
                 if ins.execute(params![key.0, key.1, key.2, &body])? == 0 {
                     let stored: Vec<u8> =
@@ -730,8 +726,7 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare_cached(
                 "SELECT envelope FROM envelopes WHERE space = ?1 AND recipient = ?2 ORDER BY epoch",
             )?;
-            let rows = stmt
-                .query_map(params![&space.0[..], &recipient.0[..]], |r| r.get::<_, Vec<u8>>(0))?;
+            let rows = stmt.query_map(params![&space, &recipient], |r| r.get::<_, Vec<u8>>(0))?;
             rows.map(|row| {
                 cairn_proto::decode_limited(&row?, usize::MAX).map_err(StoreError::backend)
             })
@@ -751,11 +746,11 @@ impl Store for SqliteStore {
         self.write(move |c| {
             c.execute(
                 "INSERT OR IGNORE INTO media (hash, size, created_at) VALUES (?1, ?2, ?3)",
-                params![&hash.0[..], size as i64, now as i64],
+                params![&hash, size as i64, now as i64],
             )?;
             c.execute(
                 "INSERT OR IGNORE INTO media_uploaders (hash, handle) VALUES (?1, ?2)",
-                params![&hash.0[..], &handle],
+                params![&hash, &handle],
             )?;
             Ok(())
         })
@@ -769,7 +764,7 @@ impl Store for SqliteStore {
                 "SELECT EXISTS(SELECT 1 FROM media_uploaders WHERE hash = ?1 AND handle = ?2)
                      OR EXISTS(SELECT 1 FROM note_media n JOIN members m ON m.space = n.space
                                WHERE n.hash = ?1 AND m.handle = ?2)",
-                params![&hash.0[..], &handle],
+                params![&hash, &handle],
                 |r| r.get::<_, bool>(0),
             )?)
         })
