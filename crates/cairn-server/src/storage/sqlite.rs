@@ -398,17 +398,16 @@ impl Store for SqliteStore {
                 "SELECT id, agree, added_by, signature, revoked FROM devices WHERE handle = ?1 ORDER BY position",
             )?;
             let rows = stmt.query_map([&handle], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Option<Vec<u8>>>(2)?, r.get::<_, Vec<u8>>(3)?, r.get::<_, i64>(4)?))
+                Ok(DeviceRecord {
+                    keys: cairn_proto::DeviceKeys { sign: r.get(0)?, agree: r.get(1)? },
+                    added_by: r.get(2)?,
+                    signature: r.get(3)?,
+                    revoked: r.get::<_, i64>(4)? != 0,
+                })
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, agree, added_by, sig, revoked) = row?;
-                out.push(DeviceRecord {
-                    keys: cairn_proto::DeviceKeys { sign: DeviceId(blob(id)?), agree: cairn_proto::AgreeKey(blob(agree)?) },
-                    added_by: added_by.map(blob).transpose()?.map(DeviceId),
-                    signature: Signature(blob(sig)?),
-                    revoked: revoked != 0,
-                });
+                out.push(row?);
             }
             Ok(out)
         })
@@ -508,13 +507,9 @@ impl Store for SqliteStore {
                 "SELECT body, signature FROM ops WHERE space = ?1 AND idx >= ?2 ORDER BY idx",
             )?;
             let rows = stmt.query_map(params![&space, from as i64], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+                Ok(SignedOp { body: r.get(0)?, signature: r.get(1)? })
             })?;
-            rows.map(|row| {
-                let (body, sig) = row?;
-                Ok(SignedOp { body, signature: Signature(blob(sig)?) })
-            })
-            .collect()
+            rows.map(|row| Ok(row?)).collect()
         })
         .await
     }
@@ -527,11 +522,11 @@ impl Store for SqliteStore {
                  WHERE m.handle = ?1 ORDER BY s.id",
             )?;
             let rows = stmt.query_map([&handle], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+                Ok((r.get::<_, SpaceId>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
             })?;
             rows.map(|row| {
                 let (id, role, epoch, head, ops) = row?;
-                Ok(SpaceSummary { space: SpaceId(blob(id)?), role: role_from(&role)?, epoch: epoch as u64, head: head as u64, ops: ops as u64 })
+                Ok(SpaceSummary { space: id, role: role_from(&role)?, epoch: epoch as u64, head: head as u64, ops: ops as u64 })
             })
             .collect()
         })
@@ -674,7 +669,7 @@ impl Store for SqliteStore {
 
     async fn purge_expired(&self, now: u64) -> Result<Vec<Tombstoned>, StoreError> {
         self.write(move |c| {
-            let expired: Vec<(Vec<u8>, i64, Vec<u8>)> = {
+            let expired: Vec<(SpaceId, i64, NoteId)> = {
                 let mut stmt = c.prepare_cached(
                     "SELECT space, seq, note_id FROM entries
                      WHERE expires_at IS NOT NULL AND expires_at <= ?1 AND deleted = 0 LIMIT 1000",
@@ -684,8 +679,7 @@ impl Store for SqliteStore {
             };
             let mut out = Vec::new();
             for (space, seq, note_id) in expired {
-                let space = SpaceId(blob(space)?);
-                out.push(tombstone(c, &space, seq, &NoteId(blob(note_id)?), None, None, now)?);
+                out.push(tombstone(c, &space, seq, &note_id, None, None, now)?);
             }
             Ok(out)
         })
@@ -773,7 +767,7 @@ impl Store for SqliteStore {
 
     async fn collect_media(&self, before: u64) -> Result<Vec<MediaHash>, StoreError> {
         self.write(move |c| {
-            let hashes: Vec<Vec<u8>> = {
+            let hashes: Vec<MediaHash> = {
                 let mut stmt = c.prepare_cached(
                     "SELECT hash FROM media WHERE created_at < ?1
                      AND NOT EXISTS (SELECT 1 FROM note_media n WHERE n.hash = media.hash) LIMIT 1000",
@@ -784,7 +778,7 @@ impl Store for SqliteStore {
             for h in hashes {
                 c.execute("DELETE FROM media WHERE hash = ?1", [&h])?;
                 c.execute("DELETE FROM media_uploaders WHERE hash = ?1", [&h])?;
-                out.push(MediaHash(blob(h)?));
+                out.push(h);
             }
             Ok(out)
         })
