@@ -444,11 +444,7 @@ fn act(
                     Marking::Make { .. } => None,
                 };
                 let needed = prompt.map_or(MAKE_MARKS, |p| p.record.marks.len());
-                let say_next = |n: usize| match (prompt, &*marking) {
-                    (Some(place), _) => next_mark_prompt(place, n),
-                    (None, Marking::Make { name, .. }) => next_make_prompt(name, n),
-                    (None, Marking::Align(_)) => String::new(),
-                };
+                let say_next = |n: usize| marking_prompt(marking, &places, n).unwrap_or_default();
                 // One point marked twice is said at once, not after the last point.
                 let separation = cairn_crypto::note::PLACE_MARK_SEPARATION;
                 if let Some(i) = marked.iter().position(|p| p.distance(*at) < separation) {
@@ -532,7 +528,7 @@ fn make(
             .collect(),
     };
     record.check()?;
-    let id = NoteId(rand_id());
+    let id = cairn_client::client::new_note_id();
     let draft = Draft { place_record: Some(record), note_id: Some(id), ..Draft::default() };
     net.write(NetCommand(ClientCommand::Post { space, draft }));
     Ok((id, maker))
@@ -608,16 +604,10 @@ fn reexpress(
     unplaced.0 = rest;
     for (_, _, old, mut draft) in due {
         draft.place = Some(PlacePose { place, pose: alignment.pose_to_place(&draft.pose) });
-        draft.note_id = Some(NoteId(rand_id()));
+        draft.note_id = Some(cairn_client::client::new_note_id());
         net.write(NetCommand(ClientCommand::Post { space, draft }));
         net.write(NetCommand(ClientCommand::Delete { space, note_id: old }));
     }
-}
-
-fn rand_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id).expect("the operating system's RNG");
-    id
 }
 
 /// Works out [`PlaceFrames`] again when the places, the view or an alignment changed.
@@ -706,7 +696,7 @@ fn place_outgoing(
                 }
             }
             None => {
-                let id = *draft.note_id.get_or_insert_with(|| NoteId(rand_id()));
+                let id = *draft.note_id.get_or_insert_with(cairn_client::client::new_note_id);
                 unplaced.0.push((*space, place, id, draft.clone()));
             }
         }

@@ -111,6 +111,12 @@ fn random_id<const N: usize>() -> [u8; N] {
     b
 }
 
+/// A fresh note id, for a caller that must know a note's id before posting it
+/// ([`Draft::note_id`]).
+pub fn new_note_id() -> NoteId {
+    NoteId(random_id())
+}
+
 /// A new profile needs a valid handle and a directory without one already.
 fn check_new_profile(home: &Path, handle: &str) -> Result<(), ClientError> {
     if store_path(home).exists()
