@@ -17,6 +17,7 @@ pub mod report;
 pub mod screenshot;
 pub mod startup;
 pub mod ui;
+pub mod video;
 pub mod xr;
 
 use bevy::prelude::*;
@@ -47,6 +48,9 @@ pub struct Args {
     /// Render, save a picture of the window to FILE once every note is drawn, and exit.
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
+    /// With --screenshot: this many pictures, a second apart (FILE, FILE-2.png, …).
+    #[arg(long, default_value_t = 1, requires = "screenshot")]
+    pub screenshots: u32,
     /// Force the desktop window even when an OpenXR runtime is present.
     #[arg(long, conflicts_with = "xr")]
     pub flat: bool,
@@ -107,7 +111,13 @@ pub struct CairnPresentationPlugin;
 
 impl Plugin for CairnPresentationPlugin {
     fn build(&self, app: &mut App) {
-        app.add_plugins((render::plugin, desktop::plugin, ui::plugin, audio::plugin));
+        app.add_plugins((
+            render::plugin,
+            desktop::plugin,
+            ui::plugin,
+            audio::plugin,
+            video::plugin,
+        ));
     }
 }
 
@@ -221,7 +231,7 @@ pub fn run(args: Args) -> AppExit {
         app.add_plugins(report::plugin(path));
     }
     if let Some(path) = args.screenshot.clone() {
-        app.add_plugins(screenshot::plugin(path));
+        app.add_plugins(screenshot::plugin(path, args.screenshots));
     }
     app.run()
 }

@@ -29,6 +29,7 @@ pub fn plugin(path: PathBuf) -> impl Plugin {
                     xr_session,
                     places_aligned,
                     boards_shown,
+                    videos,
                 ),
             );
         }
@@ -65,6 +66,27 @@ fn notes_moved(
         line(
             &mut report.0,
             serde_json::json!({"event": "note_moved", "id": n.id.to_hex(), "position": at.0.to_array(), "approximate": n.approximate, "t_ms": cairn_proto::now_ms()}),
+        );
+    }
+}
+
+/// Video notes starting, ending and failing.
+fn videos(
+    mut report: ResMut<Report>,
+    mut events: MessageReader<crate::video::VideoEvent>,
+    notes: Query<&Note>,
+) {
+    use crate::video::VideoEventKind as K;
+    for ev in events.read() {
+        let id = notes.get(ev.note).map(|n| n.id.to_hex()).unwrap_or_default();
+        let (event, reason) = match &ev.what {
+            K::Started => ("video_started", None),
+            K::Ended => ("video_ended", None),
+            K::Failed(r) => ("video_failed", Some(r.clone())),
+        };
+        line(
+            &mut report.0,
+            serde_json::json!({"event": event, "id": id, "reason": reason, "t_ms": cairn_proto::now_ms()}),
         );
     }
 }

@@ -1,5 +1,7 @@
 //! `--screenshot FILE`: render until every note is drawn and the pipelines had time to
-//! compile, save a picture of the window, and exit.
+//! compile, save a picture of the window, and exit. With `--screenshots N`, N pictures a
+//! second apart (FILE, then FILE-2.png, …), and before exiting the app waits (up to 30 s)
+//! for a video that plays to end, so a test sees a clip move on and stop.
 
 use crate::render::RenderProgress;
 use bevy::prelude::*;
@@ -11,7 +13,28 @@ struct Plan {
     path: PathBuf,
     stable_since: Option<f32>,
     taken_at: Option<f32>,
+    /// Pictures to take, and taken so far.
+    count: u32,
+    taken: u32,
+    /// When the last picture asked for was found saved.
+    saved_at: Option<f32>,
 }
+
+impl Plan {
+    /// The file of picture `i` (0 is the one asked for).
+    fn file(&self, i: u32) -> PathBuf {
+        if i == 0 {
+            return self.path.clone();
+        }
+        let stem = self.path.file_stem().unwrap_or_default().to_string_lossy();
+        self.path.with_file_name(format!("{stem}-{}.png", i + 1))
+    }
+}
+
+/// Seconds between the pictures of a series.
+const SERIES_INTERVAL_SECS: f32 = 1.0;
+/// The longest the app waits for a playing video to end before exiting.
+const VIDEO_WAIT_SECS: f32 = 30.0;
 
 /// Seconds the scene must stay fully drawn before the capture (software Vulkan compiles
 /// pipelines slowly).
@@ -19,12 +42,19 @@ const SETTLE_SECS: f32 = 4.0;
 /// Give up waiting for notes after this and capture what there is.
 const MAX_WAIT_SECS: f32 = 60.0;
 
-pub fn plugin(path: PathBuf) -> impl Plugin {
+pub fn plugin(path: PathBuf, count: u32) -> impl Plugin {
     move |app: &mut App| {
-        app.insert_resource(Plan { path: path.clone(), stable_since: None, taken_at: None })
-            // Count notes drawn and waiting, so the capture waits for exactly that.
-            .init_resource::<crate::render::TrackProgress>()
-            .add_systems(Update, capture);
+        app.insert_resource(Plan {
+            path: path.clone(),
+            stable_since: None,
+            taken_at: None,
+            count: count.max(1),
+            taken: 0,
+            saved_at: None,
+        })
+        // Count notes drawn and waiting, so the capture waits for exactly that.
+        .init_resource::<crate::render::TrackProgress>()
+        .add_systems(Update, capture);
     }
 }
 
@@ -34,18 +64,40 @@ fn capture(
     progress: Res<RenderProgress>,
     status: Res<crate::net::NetStatus>,
     mut plan: ResMut<Plan>,
+    videos: Option<Res<crate::video::Videos>>,
     mut exit: MessageWriter<AppExit>,
 ) {
     let now = time.elapsed_secs();
     if let Some(at) = plan.taken_at {
-        if plan.path.exists() || now - at > 10.0 {
-            if plan.path.exists() {
-                info!("screenshot saved to {}", plan.path.display());
-            } else {
-                error!("the screenshot was not written");
-            }
-            exit.write(if plan.path.exists() { AppExit::Success } else { AppExit::error() });
+        let file = plan.file(plan.taken);
+        if !file.exists() && now - at <= 10.0 {
+            return;
         }
+        if !file.exists() {
+            error!("the screenshot {} was not written", file.display());
+            exit.write(AppExit::error());
+            return;
+        }
+        // The next picture a second after this one was saved (saving takes a while with
+        // software rendering: counting from the request would bunch them up).
+        let saved_at = *plan.saved_at.get_or_insert(now);
+        if plan.taken + 1 < plan.count {
+            if now - saved_at >= SERIES_INTERVAL_SECS {
+                plan.saved_at = None;
+                plan.taken += 1;
+                let next = plan.file(plan.taken);
+                let _ = std::fs::remove_file(&next);
+                commands.spawn(Screenshot::primary_window()).observe(save_to_disk(next));
+                plan.taken_at = Some(now);
+            }
+            return;
+        }
+        let playing = videos.is_some_and(|v| v.any_playing());
+        if playing && now - at < VIDEO_WAIT_SECS {
+            return;
+        }
+        info!("screenshot saved to {}", file.display());
+        exit.write(AppExit::Success);
         return;
     }
     let synced = matches!(

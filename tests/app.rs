@@ -344,6 +344,41 @@ mod process {
         Seeded { rt, server: Some(server), dir, url, alice, viewer_home }
     }
 
+    /// A server with an empty space "Gallery" of alice's, and the viewer a member.
+    pub fn seed_empty() -> Seeded {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = cairn_server::Config::for_data_dir(dir.path().join("server"));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let server = rt.block_on(cairn_server::start(config)).unwrap();
+        let url = server.ws_url();
+        let viewer_home = dir.path().join("viewer");
+        let alice = rt.block_on(async {
+            Client::init(&viewer_home, &url, "viewer", None, None).await.unwrap();
+            let mut alice =
+                Client::init(&dir.path().join("alice"), &url, "alice", None, None).await.unwrap();
+            let space = alice.create_space("Gallery", Policy::default()).await.unwrap();
+            alice.invite(&space, "viewer", Role::Member).await.unwrap();
+            alice
+        });
+        Seeded { rt, server: Some(server), dir, url, alice, viewer_home }
+    }
+
+    impl Seeded {
+        /// Alice posts into the Gallery.
+        pub fn post(&mut self, draft: Draft) {
+            let alice = &mut self.alice;
+            self.rt.block_on(async {
+                let space = alice.spaces().unwrap().first().expect("the Gallery").id;
+                alice.post(&space, draft).await.unwrap();
+            });
+        }
+    }
+
     pub fn run_app(x: &Xvfb, seeded: &Seeded, extra: &[&str]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_cairn"))
             .args([
@@ -1523,4 +1558,282 @@ fn the_embedded_server_is_built_without_postgresql_and_nats_and_says_so() {
     nats.nats = Some("nats://127.0.0.1:4222".into());
     let err = rt.block_on(cairn_server::start(nats)).err().expect("refused").to_string();
     assert!(err.contains("built without NATS"), "{err}");
+}
+
+/// Video notes: a clip made by FFmpeg now, re-encoded as a sender's device does, played by
+/// the app's systems headless (the texture's pixels are the frame shown).
+mod video {
+    use super::*;
+    use cairn::net::{MediaReady, NetNotice};
+    use cairn::render::NoteVisual;
+    use cairn::video::Videos;
+    use cairn_proto::{MediaHash, NoteKind};
+    use cairn_video::synthetic::{self, Spec, bar_colour};
+
+    /// A canonical clip of `seconds` at 320×240 with a tone, and its poster.
+    pub fn clip(seconds: f32) -> cairn_client::VideoClip {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.mp4");
+        let spec = Spec { width: 320, height: 240, seconds, ..Spec::default() };
+        synthetic::make(&src, &spec).unwrap();
+        cairn_client::VideoClip::from_file(&src).unwrap()
+    }
+
+    fn video_note(id: u8, position: [f32; 3], clip: &cairn_client::VideoClip) -> LocalNote {
+        let mut body = NoteBody::text("alice", "", Pose { position, ..Pose::default() });
+        body.kind = NoteKind::Video;
+        body.thumbnail = clip.poster.clone();
+        body.duration_ms = clip.duration_ms;
+        body.media = vec![cairn_crypto::MediaRef {
+            hash: MediaHash([id; 32]),
+            key: cairn_crypto::MediaKey::generate(),
+            size: clip.webm.len() as u64,
+            mime: "video/webm".into(),
+        }];
+        common::local_note(id, body, false)
+    }
+
+    fn video_app() -> App {
+        let mut app = app_with_visuals();
+        app.init_asset::<bevy::audio::AudioSource>();
+        app.init_resource::<cairn::audio::Voice>();
+        app.add_plugins(cairn::video::plugin);
+        app.update();
+        app
+    }
+
+    /// The pixels the note's picture shows now: (width, height, rgba).
+    fn shown(app: &App, e: Entity) -> Option<(u32, u32, Vec<u8>)> {
+        let v = app.world().get::<NoteVisual>(e)?;
+        let materials = app.world().resource::<Assets<StandardMaterial>>();
+        let m = materials.get(v.detail_material.as_ref()?)?;
+        let img = app.world().resource::<Assets<Image>>().get(m.base_color_texture.as_ref()?)?;
+        Some((img.width(), img.height(), img.data.clone()?))
+    }
+
+    /// Which second of the clip the picture shows, from its bars.
+    fn second_shown(app: &App, e: Entity) -> Option<u32> {
+        let (w, h, rgba) = shown(app, e)?;
+        if w != 320 {
+            return None;
+        }
+        let bars: Vec<[u8; 3]> = (0..synthetic::BARS)
+            .map(|b| {
+                let i = (((h / 2) * w + (2 * b + 1) * w / 8) * 4) as usize;
+                [rgba[i], rgba[i + 1], rgba[i + 2]]
+            })
+            .collect();
+        (0..6).find(|&s| {
+            bars.iter().enumerate().all(|(b, got)| {
+                let want = bar_colour(b as u32, s);
+                (0..3).all(|c| got[c].abs_diff(want[c]) <= 40)
+            })
+        })
+    }
+
+    fn run_for(app: &mut App, ms: u64) {
+        let end = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        while std::time::Instant::now() < end {
+            app.update();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    fn position(app: &App, e: Entity) -> f64 {
+        app.world().resource::<Videos>().position_ms(e).unwrap()
+    }
+
+    #[test]
+    fn a_selected_video_plays_off_the_frame_seeks_pauses_and_stops_at_its_end() {
+        let clip = clip(3.0);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clip.webm");
+        std::fs::write(&file, &clip.webm).unwrap();
+        let mut app = video_app();
+        // Five metres off: too far to play by itself.
+        receive(&mut app, video_note(1, [0.0, 1.5, -5.0], &clip));
+        settle_details(&mut app);
+        let e = entity_of(&app, 1).unwrap();
+        let poster = shown(&app, e).expect("the poster shows");
+        assert!(
+            poster.0 <= 256 && poster.0 * 3 == poster.1 * 4,
+            "a 4:3 poster: {:?}",
+            (poster.0, poster.1)
+        );
+        run_for(&mut app, 300);
+        assert!(fetched(&mut app).is_empty(), "nothing plays unasked at 5 m");
+
+        // Selected: the clip is asked for, then plays frame after frame.
+        point(&mut app, Vec3::new(0.0, 1.5, 0.0), Vec3::new(0.0, 1.5, -5.0));
+        press(&mut app);
+        app.update();
+        assert_eq!(app.world().resource::<Focused>().0, Some(e), "the press hit it");
+        assert_eq!(fetched(&mut app), vec![1]);
+        app.world_mut().write_message(MediaReady { hash: MediaHash([1; 32]), path: file });
+        let mut seen = Vec::new();
+        for _ in 0..400 {
+            app.update();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            if let Some(s) = second_shown(&app, e)
+                && seen.last() != Some(&s)
+            {
+                seen.push(s);
+            }
+            if seen.len() >= 2 {
+                break;
+            }
+        }
+        assert_eq!(seen, vec![0, 1], "the bars move on a second in");
+
+        // A press on the progress bar at 80 % seeks there.
+        let (w, h) = (cairn::render::PANEL_WIDTH, cairn::render::PANEL_WIDTH * 0.75);
+        let target = Vec3::new(w * 0.3, 1.5 - h / 2.0 + 0.03, -5.0);
+        point(&mut app, Vec3::new(0.0, 1.5, 0.0), target);
+        press(&mut app);
+        let at = position(&app, e);
+        assert!((at - 2400.0).abs() < 150.0, "sought to {at} ms");
+        run_for(&mut app, 200);
+        assert_eq!(second_shown(&app, e), Some(2), "the frame there");
+
+        // A press on the picture pauses; another resumes.
+        point(&mut app, Vec3::new(0.0, 1.5, 0.0), Vec3::new(0.0, 1.55, -5.0));
+        press(&mut app);
+        assert!(app.world().resource::<Videos>().is_paused(e));
+        let paused_at = position(&app, e);
+        run_for(&mut app, 300);
+        assert_eq!(position(&app, e), paused_at, "the clock stands while paused");
+        press(&mut app);
+        assert!(!app.world().resource::<Videos>().is_paused(e));
+
+        // It runs to its end and stops there, on its last frame.
+        for _ in 0..300 {
+            run_for(&mut app, 20);
+            if app.world().resource::<Videos>().has_ended(e) {
+                break;
+            }
+        }
+        assert!(app.world().resource::<Videos>().has_ended(e), "it ended");
+        assert_eq!(second_shown(&app, e), Some(2), "on its last frame");
+        let last = shown(&app, e).unwrap();
+        run_for(&mut app, 200);
+        assert_eq!(shown(&app, e).unwrap().2, last.2, "and stays there");
+        assert!(!app.world().resource::<Videos>().any_playing());
+    }
+
+    #[test]
+    fn the_nearest_video_plays_by_itself_and_a_broken_clip_shows_grey_with_the_reason() {
+        let clip = clip(1.0);
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.webm");
+        std::fs::write(&junk, b"\x1a\x45\xdf\xa3 this is not a clip").unwrap();
+        let mut app = video_app();
+        app.world_mut().resource_mut::<cairn::notes::Viewer>().0 = Vec3::new(0.0, 1.6, 0.0);
+        // Both arrive in one frame.
+        app.world_mut().write_message(NoteUpdated(video_note(1, [0.0, 1.5, -2.5], &clip)));
+        app.world_mut().write_message(NoteUpdated(video_note(2, [0.5, 1.5, -1.5], &clip)));
+        settle_details(&mut app);
+        app.update();
+        assert_eq!(fetched(&mut app), vec![2], "only the nearest, unasked");
+        run_for(&mut app, 100);
+        assert!(fetched(&mut app).is_empty(), "asked once");
+        let e = entity_of(&app, 2).unwrap();
+        app.world_mut().write_message(MediaReady { hash: MediaHash([2; 32]), path: junk });
+        let mut notices = Vec::new();
+        let mut asked = Vec::new();
+        for _ in 0..200 {
+            app.update();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            asked.extend(fetched(&mut app));
+            notices.extend(
+                app.world_mut().resource_mut::<Messages<NetNotice>>().drain().map(|n| n.text),
+            );
+            if !notices.is_empty() {
+                break;
+            }
+        }
+        assert!(notices.iter().any(|n| n.contains("this video cannot be played")), "{notices:?}");
+        let v = app.world().get::<NoteVisual>(e).unwrap();
+        let m = app.world().resource::<Assets<StandardMaterial>>();
+        let m = m.get(v.detail_material.as_ref().unwrap()).unwrap();
+        assert!(m.base_color_texture.is_none(), "a grey frame in place of the clip");
+        // The app carries on: the other video is next to play by itself (its request may
+        // have gone out while the failure was being looked for).
+        for _ in 0..20 {
+            app.update();
+            asked.extend(fetched(&mut app));
+        }
+        assert_eq!(asked, vec![1]);
+    }
+}
+
+/// The real app under Xvfb: a video note a couple of metres in front of the camera plays by
+/// itself; pictures a second apart show the bars moved on, and it stops at its end.
+#[test]
+fn a_video_note_plays_in_the_real_window_and_stops_at_its_end() {
+    use cairn_client::Draft;
+    use cairn_video::synthetic::{PALETTE, Spec};
+    let x = process::Xvfb::start();
+    let mut seeded = process::seed_empty();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bars.mp4");
+    let spec = Spec { width: 640, height: 360, seconds: 14.0, ..Spec::default() };
+    cairn_video::synthetic::make(&src, &spec).unwrap();
+    let clip = cairn_client::VideoClip::from_file(&src).unwrap();
+    seeded.post(Draft {
+        video: Some(clip),
+        pose: cairn_crypto::Pose { position: [0.0, 1.5, 1.6], ..Default::default() },
+        ..Draft::default()
+    });
+    let out = seeded.dir.path().join("video.png");
+    let report = seeded.dir.path().join("report.jsonl");
+    let mut child = process::run_app(
+        &x,
+        &seeded,
+        &[
+            "--screenshot",
+            out.to_str().unwrap(),
+            "--screenshots",
+            "3",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the app did not finish in time");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(status.success(), "the app exited with {status}");
+    let events: Vec<String> = process::report_lines(&report)
+        .iter()
+        .filter_map(|l| l["event"].as_str().filter(|e| e.starts_with("video_")).map(String::from))
+        .collect();
+    assert_eq!(events, vec!["video_started", "video_ended"], "{events:?}");
+    // How many pixels of each of the bars' colours each picture holds.
+    let shots: Vec<Vec<usize>> = ["video.png", "video-2.png", "video-3.png"]
+        .iter()
+        .map(|name| {
+            let path = seeded.dir.path().join(name);
+            let _ = std::fs::create_dir_all(concat!(env!("CARGO_TARGET_TMPDIR"), "/screens"));
+            let _ = std::fs::copy(&path, format!("{}/screens/{name}", env!("CARGO_TARGET_TMPDIR")));
+            let img = image::open(&path).expect("a picture was saved").to_rgb8();
+            PALETTE
+                .iter()
+                .map(|c| {
+                    img.pixels().filter(|p| (0..3).all(|i| p.0[i].abs_diff(c[i]) <= 30)).count()
+                })
+                .collect()
+        })
+        .collect();
+    // Four of the six colours show at a time; a second later one has gone and another come.
+    for (a, b) in [(0, 1), (1, 2)] {
+        let moved = (0..PALETTE.len()).any(|c| {
+            (shots[a][c] > 400 && shots[b][c] < shots[a][c] / 10)
+                || (shots[b][c] > 400 && shots[a][c] < shots[b][c] / 10)
+        });
+        assert!(moved, "pictures {a} and {b} show the same frame: {:?} / {:?}", shots[a], shots[b]);
+    }
 }

@@ -85,7 +85,7 @@ pub fn face_fraction(hit: Vec3, center: Vec3, right: Vec3) -> f32 {
 }
 
 /// 16-bit mono WAV bytes, for Bevy's audio decoder.
-fn wav_bytes(pcm: &[f32]) -> Vec<u8> {
+pub(crate) fn wav_bytes(pcm: &[f32]) -> Vec<u8> {
     let data = (pcm.len() * 2) as u32;
     let mut w = Vec::with_capacity(44 + pcm.len() * 2);
     w.extend_from_slice(b"RIFF");
@@ -146,7 +146,7 @@ fn activate(
     }
 }
 
-fn spawn_emitter(
+pub(crate) fn spawn_emitter(
     commands: &mut Commands,
     note: Entity,
     handle: Handle<AudioSource>,

@@ -5,7 +5,7 @@
 
 use crate::CairnSet;
 use crate::interact::{EmptyPress, Focused, NoteActivated, Pointer};
-use crate::net::{CurrentSpace, NetCommand, NetStatus};
+use crate::net::{CurrentSpace, NetCommand, NetNotice, NetStatus};
 use crate::notes::{Note, NoteAt};
 use bevy::prelude::*;
 use cairn_client::{ClientCommand, Draft};
@@ -37,8 +37,9 @@ pub enum ComposeInput {
     /// marks) rather than post it as a note: the place's points are marked next.
     MakePlace,
     Cancel,
-    /// An image file was dropped on the window.
-    ImageFile(PathBuf),
+    /// A file was dropped on the window: a video (by its name's extension) becomes a video
+    /// note, anything else an image note.
+    DroppedFile(PathBuf),
 }
 
 /// What the composer is doing.
@@ -70,10 +71,11 @@ pub struct Ghost;
 pub fn plugin(app: &mut App) {
     app.add_message::<ComposeInput>()
         .init_resource::<Compose>()
+        .init_resource::<PreparingVideos>()
         .add_systems(Startup, spawn_ghost)
         .add_systems(
             Update,
-            (handle_input, drop_on_press, move_ghost)
+            (handle_input, drop_on_press, move_ghost, post_prepared_videos)
                 .chain()
                 .in_set(ComposeSystems)
                 .in_set(CairnSet::Apply)
@@ -105,6 +107,8 @@ fn handle_input(
     notes: Query<(&Note, &NoteAt)>,
     mut net: MessageWriter<NetCommand>,
     mut places: MessageWriter<crate::places::PlaceAction>,
+    mut preparing: ResMut<PreparingVideos>,
+    mut notices: MessageWriter<NetNotice>,
 ) {
     let focused_note = focused.0.and_then(|e| notes.get(e).ok());
     for input in inputs.read() {
@@ -177,21 +181,32 @@ fn handle_input(
                 }
             }
             ComposeInput::Cancel => *compose = Compose::Idle,
-            ComposeInput::ImageFile(path) => {
+            ComposeInput::DroppedFile(path) => {
                 let Some(space) = current.0 else { continue };
                 let at = pointer.floor.map(|f| f + Vec3::Y * NOTE_HEIGHT).unwrap_or(Vec3::new(
                     0.0,
                     NOTE_HEIGHT,
                     -1.5,
                 ));
+                let mut draft = draft_at(at);
+                draft.text =
+                    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                if is_video_file(&path) {
+                    // Re-encoding takes seconds: on a worker, posted when done.
+                    let file = path.clone();
+                    let job = move || cairn_client::VideoClip::from_file(&file);
+                    let task = bevy::tasks::AsyncComputeTaskPool::get_or_init(Default::default)
+                        .spawn(async move { job() });
+                    preparing.0.push((space, draft, task));
+                    notices.write(NetNotice::info(format!(
+                        "preparing the video {} …",
+                        path.file_name().unwrap_or_default().to_string_lossy()
+                    )));
+                    continue;
+                }
                 match std::fs::read(&path) {
                     Ok(bytes) => {
-                        let mut draft = draft_at(at);
                         draft.image = Some(bytes);
-                        draft.text = path
-                            .file_stem()
-                            .map(|s| s.to_string_lossy().into_owned())
-                            .unwrap_or_default();
                         net.write(NetCommand(ClientCommand::Post { space, draft }));
                     }
                     Err(e) => warn!("could not read {}: {e}", path.display()),
@@ -199,6 +214,45 @@ fn handle_input(
             }
         }
     }
+}
+
+/// Whether a dropped file is a video, by its name (a wrong guess is still refused with the
+/// reason when it is read).
+pub fn is_video_file(path: &std::path::Path) -> bool {
+    let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+    matches!(ext.as_str(), "mp4" | "m4v" | "mov" | "webm" | "mkv" | "avi" | "3gp" | "ogv")
+}
+
+/// Videos being re-encoded on a worker, with the drafts they go into.
+#[derive(Resource, Default)]
+pub struct PreparingVideos(
+    Vec<(
+        cairn_proto::SpaceId,
+        Draft,
+        bevy::tasks::Task<Result<cairn_client::VideoClip, cairn_client::ClientError>>,
+    )>,
+);
+
+/// A video that is ready is posted; one that cannot be a video note says why.
+fn post_prepared_videos(
+    mut preparing: ResMut<PreparingVideos>,
+    mut net: MessageWriter<NetCommand>,
+    mut notices: MessageWriter<NetNotice>,
+) {
+    preparing.0.retain_mut(|(space, draft, task)| {
+        let Some(result) = bevy::tasks::futures::check_ready(task) else { return true };
+        match result {
+            Ok(clip) => {
+                let mut draft = draft.clone();
+                draft.video = Some(clip);
+                net.write(NetCommand(ClientCommand::Post { space: *space, draft }));
+            }
+            Err(e) => {
+                notices.write(NetNotice::problem(format!("the video was not posted: {e}")));
+            }
+        }
+        false
+    });
 }
 
 /// A place's name and description from what was written: "Kitchen: the counter's two ends,

@@ -202,7 +202,7 @@ fn keys_to_compose(
 fn dropped_files(mut drops: MessageReader<FileDragAndDrop>, mut out: MessageWriter<ComposeInput>) {
     for d in drops.read() {
         if let FileDragAndDrop::DroppedFile { path_buf, .. } = d {
-            out.write(ComposeInput::ImageFile(path_buf.clone()));
+            out.write(ComposeInput::DroppedFile(path_buf.clone()));
         }
     }
 }

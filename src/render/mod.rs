@@ -155,7 +155,7 @@ struct PanelJob {
 }
 
 /// A picture that cannot be shown: a grey card in its place.
-const BROKEN_PICTURE: Color = Color::srgb(0.4, 0.4, 0.45);
+pub(crate) const BROKEN_PICTURE: Color = Color::srgb(0.4, 0.4, 0.45);
 
 /// Puts a decoded picture where its material looks for it, or, when it could not be
 /// decoded, shows the material as a grey card.
@@ -323,7 +323,9 @@ pub(crate) fn card_shape(kind: Option<NoteKind>) -> CardShape {
     let (size, card) = match kind {
         Some(NoteKind::Voice) => (Vec2::splat(0.4), None),
         Some(NoteKind::Reaction) => (Vec2::new(0.14, 0.14), None),
-        Some(NoteKind::Image) => (Vec2::new(PANEL_WIDTH, PANEL_WIDTH * 0.75), Some(Card::Plain)),
+        Some(NoteKind::Image | NoteKind::Video) => {
+            (Vec2::new(PANEL_WIDTH, PANEL_WIDTH * 0.75), Some(Card::Plain))
+        }
         // (A place's record is not shown as a note; were one drawn, it would read as text.)
         Some(NoteKind::Text | NoteKind::Place) => (Vec2::new(PANEL_WIDTH, 0.3), Some(Card::Plain)),
         None => (Vec2::new(PANEL_WIDTH, 0.25), Some(Card::Placeholder)),
@@ -819,9 +821,14 @@ fn build_details(
                 );
                 orb
             }
-            Some(NoteKind::Image) => {
+            Some(kind @ (NoteKind::Image | NoteKind::Video)) => {
                 let body = note.body.as_ref().expect("kind came from the body");
-                commands.entity(e).insert(HasPicture);
+                // A video shows its poster the same way; playing it is `video`'s.
+                if kind == NoteKind::Video {
+                    commands.entity(e).insert(crate::video::HasVideo);
+                } else {
+                    commands.entity(e).insert(HasPicture);
+                }
                 // The header gives the picture's shape now; its pixels are decoded on a
                 // worker (a broken picture shows as a grey card).
                 let shape = cairn_client::image::dimensions(&body.thumbnail).ok();
@@ -871,7 +878,19 @@ fn build_details(
                         None => show_decoded(decode(), &texture, &mat, &mut images, &mut materials),
                     }
                 }
-                if !body.text.is_empty() {
+                let caption = if kind == NoteKind::Video {
+                    let seconds = f64::from(body.duration_ms) / 1000.0;
+                    let length =
+                        format!("video, {:.0}:{:02.0}", (seconds / 60.0).floor(), seconds % 60.0);
+                    if body.text.is_empty() {
+                        length
+                    } else {
+                        format!("{length} — {}", body.text)
+                    }
+                } else {
+                    body.text.clone()
+                };
+                if !caption.is_empty() {
                     let below = size.y / 2.0 + 0.04;
                     spawn_caption(
                         &mut commands,
@@ -882,7 +901,7 @@ fn build_details(
                         picture_entity,
                         size,
                         &header,
-                        &body.text,
+                        &caption,
                         below,
                     );
                 }

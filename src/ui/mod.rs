@@ -374,6 +374,9 @@ pub(crate) fn row_text(n: &Note) -> String {
             let what = match b.kind {
                 NoteKind::Voice => format!("voice {:.0}s", f64::from(b.duration_ms) / 1000.0),
                 NoteKind::Image => format!("picture {}", b.text),
+                NoteKind::Video => {
+                    format!("video {:.0}s {}", f64::from(b.duration_ms) / 1000.0, b.text)
+                }
                 NoteKind::Reaction => format!("reacted {}", b.reaction.clone().unwrap_or_default()),
                 NoteKind::Text => b.text.clone(),
                 NoteKind::Place => format!(

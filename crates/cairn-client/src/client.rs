@@ -49,6 +49,8 @@ pub struct Draft {
     pub image: Option<Vec<u8>>,
     /// A voice clip, already encoded as Ogg/Opus.
     pub voice: Option<VoiceClip>,
+    /// A video clip, already made canonical ([`VideoClip::from_file`]).
+    pub video: Option<VideoClip>,
     /// A reaction (emoji) to `reply_to`.
     pub reaction: Option<String>,
     /// The place the note stands in, with its pose there (`pose` stays the stage pose).
@@ -66,6 +68,27 @@ pub struct VoiceClip {
     pub ogg_opus: Vec<u8>,
     pub waveform: Vec<u8>,
     pub duration_ms: u32,
+}
+
+/// A video note's clip: VP9 + Opus in WebM within `cairn_video`'s limits, its poster (a
+/// thumbnail JPEG carried inside the note) and its length.
+#[derive(Clone, Debug)]
+pub struct VideoClip {
+    pub webm: Vec<u8>,
+    pub poster: Vec<u8>,
+    pub duration_ms: u32,
+}
+
+impl VideoClip {
+    /// Re-encodes any common video file (MP4/H.264, MOV, WebM, Matroska, …) to the canonical
+    /// clip on this device (the server only ever sees its ciphertext). Slow: seconds for a
+    /// minute of 720p; run it off any frame loop.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ClientError> {
+        let clip = cairn_video::transcode(path).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let poster =
+            crate::image::thumbnail_of_rgb(clip.poster.width, clip.poster.height, clip.poster.rgb)?;
+        Ok(VideoClip { webm: clip.webm, poster, duration_ms: clip.duration_ms })
+    }
 }
 
 impl Draft {
@@ -970,6 +993,11 @@ impl Client {
             body.thumbnail = prepared.thumbnail;
             body.media.push(self.upload(&prepared.display, "image/jpeg").await?);
             NoteKind::Image
+        } else if let Some(video) = &draft.video {
+            body.thumbnail = video.poster.clone();
+            body.duration_ms = video.duration_ms;
+            body.media.push(self.upload(&video.webm, cairn_video::MIME).await?);
+            NoteKind::Video
         } else if let Some(voice) = &draft.voice {
             body.waveform = voice.waveform.clone();
             body.duration_ms = voice.duration_ms;

@@ -52,19 +52,34 @@ pub fn prepare(bytes: &[u8]) -> Result<PreparedImage, ClientError> {
     };
     let display = fit(DISPLAY_MAX);
     let thumb = fit(THUMB_MAX);
-    let jpeg = |im: &image::RgbImage, quality: u8| -> Result<Vec<u8>, ClientError> {
-        let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-            .encode_image(im)
-            .map_err(|e| ClientError::Invalid(format!("encoding the image: {e}")))?;
-        Ok(out)
-    };
     Ok(PreparedImage {
         display: jpeg(&display, 85)?,
         thumbnail: jpeg(&thumb, 70)?,
         width: display.width(),
         height: display.height(),
     })
+}
+
+fn jpeg(im: &image::RgbImage, quality: u8) -> Result<Vec<u8>, ClientError> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .encode_image(im)
+        .map_err(|e| ClientError::Invalid(format!("encoding the image: {e}")))?;
+    Ok(out)
+}
+
+/// A thumbnail JPEG (within [`THUMB_MAX`]) of a picture given as 8-bit RGB rows: a video's
+/// poster.
+pub fn thumbnail_of_rgb(width: u32, height: u32, rgb: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+    let img = image::RgbImage::from_raw(width, height, rgb)
+        .ok_or_else(|| ClientError::Invalid("a picture of the wrong size".into()))?;
+    let img = image::DynamicImage::ImageRgb8(img);
+    let thumb = if width > THUMB_MAX || height > THUMB_MAX {
+        img.thumbnail(THUMB_MAX, THUMB_MAX).into_rgb8()
+    } else {
+        img.into_rgb8()
+    };
+    jpeg(&thumb, 70)
 }
 
 /// The width and height an image's header gives, read without decoding it (cheap enough

@@ -261,6 +261,85 @@ async fn a_voice_note_from_a_wav_file_arrives_as_ogg_opus() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_note_from_a_phone_clip_arrives_as_a_bounded_webm_that_plays_the_same() {
+    use cairn_video::synthetic::{self, Spec, bar_colour};
+    let server_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start_server(server_dir.path(), port).await;
+    let url = format!("ws://127.0.0.1:{port}/v1/ws");
+    let h = setup(&url).await;
+    // A 1080p H.264 + AAC MP4 with a phone's tags, made by FFmpeg now.
+    let file = h.alice.join("clip.mp4");
+    let tags = [("location", "+48.8584+002.2945/"), ("make", "TestPhone")];
+    let spec = Spec { width: 1920, height: 1080, metadata: &tags, ..Spec::default() };
+    synthetic::make(&file, &spec).unwrap();
+    let posted = json(
+        &h.alice,
+        &["note", "post", "kitchen", "--video", file.to_str().unwrap(), "--at", "1,1.5,-2"],
+    )
+    .await;
+    assert_eq!(posted["kind"], "video");
+    assert_eq!(posted["media"][0]["mime"], "video/webm");
+    let id = posted["id"].as_str().unwrap();
+    let listed = ok(&h.bob, &["note", "list", "kitchen"]).await;
+    assert!(listed.contains("[video 3.0s]"), "{listed}");
+
+    let out = tempfile::tempdir().unwrap();
+    ok(&h.bob, &["note", "get", id, "--out", out.path().to_str().unwrap()]).await;
+    let webm = std::fs::read(out.path().join(format!("{}.webm", &id[..8]))).unwrap();
+    let mut d = cairn_video::Decoder::new(&webm).unwrap();
+    assert_eq!(d.size(), (1280, 720));
+    assert!((d.duration_ms() as i64 - 3000).abs() <= 34, "{} ms", d.duration_ms());
+    let mut frames = Vec::new();
+    while let Some(f) = d.next_frame().unwrap() {
+        frames.push(f);
+    }
+    assert!((89..=91).contains(&frames.len()), "{} frames", frames.len());
+    for at in [300u32, 1300, 2700] {
+        let f = frames.iter().find(|f| f.ms >= at).unwrap();
+        for bar in 0..synthetic::BARS {
+            let x = (2 * bar + 1) * f.width / (2 * synthetic::BARS);
+            let i = ((f.height / 2 * f.width + x) * 4) as usize;
+            let want = bar_colour(bar, at / 1000);
+            for (c, w) in want.iter().enumerate() {
+                assert!(f.rgba[i + c].abs_diff(*w) <= 40, "bar {bar} at {at} ms");
+            }
+        }
+    }
+    let pcm = cairn_video::decode_audio(&webm).unwrap().unwrap();
+    let s = &pcm.samples[24_000..120_000];
+    let ups: Vec<f64> = (1..s.len())
+        .filter(|&i| s[i - 1] < 0.0 && s[i] >= 0.0)
+        .map(|i| i as f64 - 1.0 + f64::from(-s[i - 1] / (s[i] - s[i - 1])))
+        .collect();
+    let hz = (ups.len() - 1) as f64 * 48_000.0 / (ups[ups.len() - 1] - ups[0]);
+    assert!((hz - 440.0).abs() < 2.0, "{hz} Hz");
+    for (_, v) in tags {
+        assert!(!webm.windows(v.len()).any(|w| w == v.as_bytes()), "{v} survived");
+    }
+    // The server holds ciphertext: neither the clip's tags nor its WebM header in the clear.
+    let stored = all_bytes(server_dir.path());
+    assert!(!stored.windows(9).any(|w| w == b"TestPhone"));
+    assert!(!stored.windows(7).any(|w| w == b"\x42\x82\x84webm"), "a WebM header in the clear");
+
+    // A file that is not a video is refused before anything is sent.
+    let mut junk = std::fs::read(&file).unwrap();
+    junk.truncate(junk.len() * 2 / 3);
+    std::fs::write(h.alice.join("junk.mp4"), &junk).unwrap();
+    let before = json(&h.alice, &["note", "list", "kitchen"]).await;
+    let o = run(
+        &h.alice,
+        &["note", "post", "kitchen", "--video", h.alice.join("junk.mp4").to_str().unwrap()],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("video note"), "{err}");
+    let after = json(&h.alice, &["note", "list", "kitchen"]).await;
+    assert_eq!(before, after, "nothing was posted");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_device_joins_its_user_reads_its_spaces_and_can_be_revoked() {
     let server_dir = tempfile::tempdir().unwrap();
     let port = free_port();

@@ -362,6 +362,9 @@ pub enum NoteKind {
     Image,
     /// A reaction to another note (the emoji and target are inside the ciphertext).
     Reaction,
+    /// A short video clip (its poster and duration are inside the ciphertext; the clip is a
+    /// media blob, VP9 + Opus in WebM).
+    Video,
     /// A place: a physical frame of reference that notes can stand in (its name, reference
     /// marks and geometry are inside the ciphertext; the note's id is the place's id).
     Place,

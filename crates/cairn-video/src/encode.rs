@@ -21,6 +21,8 @@ pub struct Settings<'a> {
     /// Codec name, channels, sample rate; none for a silent clip.
     pub audio: Option<(&'static str, u16, u32)>,
     pub audio_bits_per_second: usize,
+    /// Container tags (only the synthetic clips have any: a canonical clip carries none).
+    pub metadata: &'a [(&'a str, &'a str)],
 }
 
 /// The milliseconds time base the video encoder works in (frames carry their time in ms).
@@ -55,6 +57,13 @@ impl Muxer {
         options.set("fflags", "+bitexact");
         let mut out = format::output_as_with(path, s.container, options)
             .map_err(|e| VideoError::Unsupported(format!("container {}: {e}", s.container)))?;
+        if !s.metadata.is_empty() {
+            let mut tags = Dictionary::new();
+            for (k, v) in s.metadata {
+                tags.set(k, v);
+            }
+            out.set_metadata(tags);
+        }
         let global_header = out.format().flags().contains(format::Flags::GLOBAL_HEADER);
 
         let codec = encoder::find_by_name(s.video_codec)

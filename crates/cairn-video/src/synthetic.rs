@@ -36,6 +36,8 @@ pub struct Spec<'a> {
     /// Encoder name and tone; none for a silent clip.
     pub audio: Option<(&'static str, f32)>,
     pub audio_rate: u32,
+    /// Container tags, as a phone writes them (`location`, `make`, `model`, …).
+    pub metadata: &'a [(&'a str, &'a str)],
 }
 
 impl Default for Spec<'_> {
@@ -51,6 +53,7 @@ impl Default for Spec<'_> {
             seconds: 3.0,
             audio: Some(("aac", 440.0)),
             audio_rate: 44_100,
+            metadata: &[],
         }
     }
 }
@@ -69,6 +72,7 @@ pub fn make(path: &Path, spec: &Spec) -> Result<(), VideoError> {
             video_bits_per_second: 4_000_000,
             audio: spec.audio.map(|(codec, _)| (codec, 2, spec.audio_rate)),
             audio_bits_per_second: 128_000,
+            metadata: spec.metadata,
         },
     )?;
     let frames = (spec.seconds * spec.fps as f32).round() as u32;

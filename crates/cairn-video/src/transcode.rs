@@ -104,6 +104,7 @@ pub fn transcode(input: &Path) -> Result<Clip, VideoError> {
             video_bits_per_second: VIDEO_BITS_PER_SECOND,
             audio: audio.as_ref().map(|a| ("libopus", a.channels, AUDIO_RATE)),
             audio_bits_per_second: AUDIO_BITS_PER_SECOND,
+            metadata: &[],
         },
     )?;
 

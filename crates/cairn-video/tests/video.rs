@@ -54,8 +54,19 @@ fn tone_hz(samples: &[f32], rate: u32) -> f64 {
 #[test]
 fn an_mp4_from_a_phone_becomes_a_canonical_clip_that_shows_and_sounds_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let src = make(&dir, "phone.mp4", &Spec::default());
+    let tags = [("location", "+48.8584+002.2945/"), ("make", "TestPhone"), ("title", "Secret")];
+    let src = make(&dir, "phone.mp4", &Spec { metadata: &tags, ..Spec::default() });
+    let source = std::fs::read(&src).unwrap();
+    assert!(source.windows(9).any(|w| w == b"TestPhone"), "the source carries its tags");
     let clip = transcode(&src).unwrap();
+    for (_, v) in tags {
+        let v = v.as_bytes();
+        assert!(
+            !clip.webm.windows(v.len()).any(|w| w == v),
+            "{:?} survived",
+            String::from_utf8_lossy(v)
+        );
+    }
     assert_eq!((clip.width, clip.height), (1280, 720));
     assert!(clip.has_audio);
     assert!((clip.duration_ms as i64 - 3000).abs() <= 34, "duration {}", clip.duration_ms);

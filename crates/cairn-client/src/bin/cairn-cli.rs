@@ -2,7 +2,7 @@
 //! default, `--json` for scripts; errors go to stderr with a non-zero exit code.
 
 use anyhow::{Context, Result, bail};
-use cairn_client::{Change, Client, ClientError, Draft, LocalNote, Place, VoiceClip};
+use cairn_client::{Change, Client, ClientError, Draft, LocalNote, Place, VideoClip, VoiceClip};
 use cairn_crypto::{PlaceMark, PlacePose, PlaceRecord, Pose};
 use cairn_proto::{DeviceId, DeviceKeys, NoteId, NoteKind, Policy, PostPolicy, Role, SpaceId};
 use clap::{Parser, Subcommand};
@@ -116,6 +116,10 @@ enum NoteCmd {
         /// An audio file (WAV, FLAC, MP3, Ogg/Vorbis, Ogg/Opus), encoded as Opus.
         #[arg(long)]
         voice: Option<PathBuf>,
+        /// A video file (MP4/H.264, MOV, WebM/VP9 or AV1, Matroska), re-encoded here to VP9 +
+        /// Opus in WebM: at most 60 s, fitted into 1280×720, no metadata from the source.
+        #[arg(long)]
+        video: Option<PathBuf>,
         #[arg(long)]
         reply_to: Option<String>,
         /// For example 30s, 10m, 2h, 7d.
@@ -210,6 +214,7 @@ fn kind_name(k: NoteKind) -> &'static str {
         NoteKind::Text => "text",
         NoteKind::Voice => "voice",
         NoteKind::Image => "image",
+        NoteKind::Video => "video",
         NoteKind::Reaction => "reaction",
         NoteKind::Place => "place",
     }
@@ -277,6 +282,7 @@ fn note_line(n: &LocalNote, places: &PlaceNames) -> String {
             let extra = match b.kind {
                 NoteKind::Voice => format!(" [voice {:.1}s]", f64::from(b.duration_ms) / 1000.0),
                 NoteKind::Image => " [image]".to_owned(),
+                NoteKind::Video => format!(" [video {:.1}s]", f64::from(b.duration_ms) / 1000.0),
                 NoteKind::Reaction => {
                     format!(" [reacts {}]", b.reaction.clone().unwrap_or_default())
                 }
@@ -530,7 +536,30 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Note(NoteCmd::Post { space, text, at, place, image, voice, reply_to, expires }) => {
+        Cmd::Note(NoteCmd::Post {
+            space,
+            text,
+            at,
+            place,
+            image,
+            voice,
+            video,
+            reply_to,
+            expires,
+        }) => {
+            if [image.is_some(), voice.is_some(), video.is_some()].iter().filter(|x| **x).count()
+                > 1
+            {
+                bail!("a note carries one of --image, --voice and --video");
+            }
+            // Made before going online: a file that cannot be a video note sends nothing.
+            let video = match video {
+                Some(path) => Some(
+                    VideoClip::from_file(&path)
+                        .with_context(|| format!("{} as a video note", path.display()))?,
+                ),
+                None => None,
+            };
             app.go_online().await?;
             let id = app.space(&space)?;
             let reply_to = match reply_to {
@@ -557,6 +586,7 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(path) = voice {
                 draft.voice = Some(read_voice(&path)?);
             }
+            draft.video = video;
             let note = app.client.post(&id, draft).await?;
             if cli.json {
                 println!("{}", note_json(&note, &app.place_names()?));
@@ -585,6 +615,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let cached = app.client.media(m).await?;
                 let ext = match m.mime.as_str() {
                     "audio/ogg" => "ogg",
+                    "video/webm" => "webm",
                     "image/jpeg" => "jpg",
                     "image/png" => "png",
                     _ => "bin",

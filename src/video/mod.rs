@@ -1,0 +1,576 @@
+//! Video notes in the app. The poster stands in a frame (drawn by `render` like a picture);
+//! selecting the note, or coming within [`AUTOPLAY_DISTANCE`] of it, plays the clip on the
+//! frame with its sound from the note. While it plays a press on the bottom band of the
+//! picture (the progress bar) seeks there, and a press elsewhere pauses or resumes; X cycles
+//! 1x / 1.5x / 2x as for voice notes. At the end it stops on its last frame.
+//!
+//! Decoding runs on a worker thread per playing clip ([`cairn_video::Decoder`]), a few frames
+//! ahead through a bounded channel; the frame only takes the frame due and uploads it. A clip
+//! that is not playing has no worker and costs nothing per frame.
+
+use crate::CairnSet;
+use crate::audio::{Voice, spawn_emitter, wav_bytes};
+use crate::interact::{NoteActivated, Pointer};
+use crate::net::{MediaReady, NetCommand, NetNotice};
+use crate::notes::{Near, Note, NoteAt, Viewer};
+use crate::render::{BROKEN_PICTURE, FULL_PICTURE_DISTANCE, NoteAssets, NoteVisual, PANEL_WIDTH};
+use bevy::asset::RenderAssetUsages;
+use bevy::audio::{AudioSink, AudioSinkPlayback, AudioSource};
+use bevy::prelude::*;
+use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
+use cairn_client::ClientCommand;
+use cairn_proto::{MediaHash, NoteKind};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A video plays by itself when the viewer comes this near (metres), as a picture shows its
+/// full image; only the nearest plays, and it stops when the viewer goes [`LEAVE_MARGIN`]
+/// farther.
+pub const AUTOPLAY_DISTANCE: f32 = FULL_PICTURE_DISTANCE;
+const LEAVE_MARGIN: f32 = 1.0;
+/// The bottom of the picture, as a fraction of its height, where a press seeks.
+pub const SEEK_BAND: f32 = 0.2;
+/// Frames decoded ahead of the one shown (each at most 1280×720 RGBA, 3.7 MB).
+const FRAMES_AHEAD: usize = 3;
+
+/// Marks notes that show a video's poster (so only they are looked at for autoplay).
+#[derive(Component, Debug)]
+pub struct HasVideo;
+
+/// Something a test (or the report) may want to know.
+#[derive(Message, Debug, Clone)]
+pub struct VideoEvent {
+    pub note: Entity,
+    pub what: VideoEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum VideoEventKind {
+    Started,
+    Ended,
+    Failed(String),
+}
+
+/// The videos playing and those waiting for their clip.
+#[derive(Resource, Default)]
+pub struct Videos {
+    playing: HashMap<Entity, Playback>,
+    waiting: HashMap<MediaHash, Vec<(Entity, bool)>>,
+    /// Autoplayed to the end, or failed: not started again by nearness until the viewer has
+    /// gone away.
+    settled: HashSet<Entity>,
+    /// Each note's poster texture, put back when a clip is stopped before its end.
+    posters: HashMap<Entity, Option<Handle<Image>>>,
+}
+
+impl Videos {
+    pub fn is_playing(&self, note: Entity) -> bool {
+        self.playing.get(&note).is_some_and(|p| !p.paused && !p.ended)
+    }
+    /// Whether any clip is playing or about to (its clip asked for).
+    pub fn any_playing(&self) -> bool {
+        !self.waiting.is_empty() || self.playing.values().any(|p| !p.paused && !p.ended)
+    }
+    /// Whether a clip played to its end (it stands on its last frame).
+    pub fn has_ended(&self, note: Entity) -> bool {
+        self.playing.get(&note).is_some_and(|p| p.ended)
+    }
+    pub fn is_paused(&self, note: Entity) -> bool {
+        self.playing.get(&note).is_some_and(|p| p.paused)
+    }
+    /// Where a playing clip is, in milliseconds.
+    pub fn position_ms(&self, note: Entity) -> Option<f64> {
+        self.playing.get(&note).map(|p| p.position_ms)
+    }
+}
+
+struct Playback {
+    to_worker: mpsc::Sender<u32>,
+    /// (In a mutex only because a resource must be `Sync`; the frame has it `&mut`.)
+    from_worker: std::sync::Mutex<mpsc::Receiver<FromWorker>>,
+    /// Seeks so far: frames of an older generation are dropped.
+    generation: u32,
+    /// Until the sound (or its absence) is known the clock stands still.
+    started: bool,
+    position_ms: f64,
+    duration_ms: u32,
+    paused: bool,
+    ended: bool,
+    autoplay: bool,
+    decoded_all: bool,
+    speed: f32,
+    next: Option<cairn_video::Frame>,
+    texture: Option<Handle<Image>>,
+    /// The poster, put back when the clip is stopped before its end.
+    poster: Option<Handle<Image>>,
+    emitter: Option<Entity>,
+    bar: Option<Entity>,
+    /// The picture's size in metres (for where a press lands).
+    size: Vec2,
+}
+
+enum FromWorker {
+    Sound(Option<cairn_video::Pcm>),
+    Frame(cairn_video::Frame, u32),
+    End(u32),
+    Failed(String),
+}
+
+pub fn plugin(app: &mut App) {
+    app.init_resource::<Videos>().add_message::<VideoEvent>().add_systems(
+        Update,
+        (activate, autoplay, receive_media, play)
+            .chain()
+            .in_set(CairnSet::Apply)
+            .after(crate::interact::press_set()),
+    );
+}
+
+/// The picture's size for a video note (its poster's shape, [`PANEL_WIDTH`] wide).
+pub fn picture_size(poster: &[u8]) -> Vec2 {
+    let (w, h) =
+        cairn_client::image::dimensions(poster).map_or((16.0, 9.0), |(w, h)| (w as f32, h as f32));
+    Vec2::new(PANEL_WIDTH, PANEL_WIDTH * h / w.max(1.0))
+}
+
+fn video_of(note: &Note) -> Option<(&cairn_crypto::MediaRef, &[u8])> {
+    let body = note.body.as_ref()?;
+    (body.kind == NoteKind::Video)
+        .then(|| body.media.first().map(|m| (m, body.thumbnail.as_slice())))
+        .flatten()
+}
+
+fn request(
+    videos: &mut Videos,
+    net: &mut MessageWriter<NetCommand>,
+    note: Entity,
+    media: &cairn_crypto::MediaRef,
+    autoplay: bool,
+) {
+    let waiting = videos.waiting.entry(media.hash).or_default();
+    if waiting.iter().all(|(e, _)| *e != note) {
+        waiting.push((note, autoplay));
+        net.write(NetCommand(ClientCommand::FetchMedia { media: media.clone() }));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn activate(
+    mut commands: Commands,
+    mut activated: MessageReader<NoteActivated>,
+    mut videos: ResMut<Videos>,
+    pointer: Res<Pointer>,
+    notes: Query<(&Note, &GlobalTransform)>,
+    sinks: Query<&AudioSink>,
+    mut net: MessageWriter<NetCommand>,
+) {
+    for a in activated.read() {
+        let Ok((note, transform)) = notes.get(a.entity) else { continue };
+        let Some((media, _)) = video_of(note) else { continue };
+        let ended = match videos.playing.get(&a.entity) {
+            None => {
+                videos.settled.remove(&a.entity);
+                request(&mut videos, &mut net, a.entity, media, false);
+                continue;
+            }
+            Some(p) => p.ended,
+        };
+        if ended {
+            // Again from the start, with its sound: a fresh playback.
+            if let Some(p) = videos.playing.remove(&a.entity) {
+                despawn_parts(&mut commands, &p);
+            }
+            request(&mut videos, &mut net, a.entity, media, false);
+            continue;
+        }
+        let p = videos.playing.get_mut(&a.entity).expect("looked up above");
+        p.autoplay = false;
+        let local = pointer.note_hit.map(|hit| transform.affine().inverse().transform_point3(hit));
+        match local {
+            Some(l) if l.y < -p.size.y / 2.0 + SEEK_BAND * p.size.y => {
+                let fraction = (l.x / p.size.x + 0.5).clamp(0.0, 1.0);
+                seek(p, (fraction * p.duration_ms as f32) as u32, &sinks);
+            }
+            _ => {
+                p.paused = !p.paused;
+                if let Some(sink) = p.emitter.and_then(|e| sinks.get(e).ok()) {
+                    if p.paused { sink.pause() } else { sink.play() }
+                }
+            }
+        }
+    }
+}
+
+fn seek(p: &mut Playback, ms: u32, sinks: &Query<&AudioSink>) {
+    let ms = ms.min(p.duration_ms.saturating_sub(1));
+    p.generation += 1;
+    let _ = p.to_worker.send(ms);
+    p.next = None;
+    p.decoded_all = false;
+    p.position_ms = f64::from(ms);
+    if let Some(sink) = p.emitter.and_then(|e| sinks.get(e).ok()) {
+        let _ = sink.try_seek(Duration::from_millis(u64::from(ms)));
+        if !p.paused {
+            sink.play();
+        }
+    }
+}
+
+/// The nearest video within reach plays by itself (one at a time); an autoplayed one stops
+/// when the viewer walks away.
+fn autoplay(
+    mut commands: Commands,
+    viewer: Res<Viewer>,
+    mut videos: ResMut<Videos>,
+    near: Query<(Entity, &Note, &NoteAt), (With<HasVideo>, With<Near>)>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+    visuals: Query<&NoteVisual>,
+    mut net: MessageWriter<NetCommand>,
+) {
+    let mut nearest: Option<(f32, Entity)> = None;
+    for (e, note, at) in &near {
+        let d = at.0.distance(viewer.0);
+        if d > AUTOPLAY_DISTANCE + LEAVE_MARGIN {
+            videos.settled.remove(&e);
+            if videos.playing.get(&e).is_some_and(|p| p.autoplay) {
+                stop(&mut commands, &mut videos, e, &visuals, &mut materials);
+            }
+            continue;
+        }
+        if d <= AUTOPLAY_DISTANCE
+            && video_of(note).is_some()
+            && !videos.settled.contains(&e)
+            && nearest.is_none_or(|(best, _)| d < best)
+        {
+            nearest = Some((d, e));
+        }
+    }
+    let busy = !videos.playing.is_empty() || !videos.waiting.is_empty();
+    if let Some((_, e)) = nearest
+        && !busy
+        && let Ok((_, note, _)) = near.get(e)
+        && let Some((media, _)) = video_of(note)
+    {
+        request(&mut videos, &mut net, e, media, true);
+    }
+}
+
+/// Stops a clip before its end: its worker and sound go, the poster comes back.
+fn stop(
+    commands: &mut Commands,
+    videos: &mut Videos,
+    note: Entity,
+    visuals: &Query<&NoteVisual>,
+    materials: &mut Assets<StandardMaterial>,
+) {
+    let Some(p) = videos.playing.remove(&note) else { return };
+    despawn_parts(commands, &p);
+    if let Some(mut m) = visuals
+        .get(note)
+        .ok()
+        .and_then(|v| v.detail_material.as_ref())
+        .and_then(|h| materials.get_mut(h))
+    {
+        m.base_color_texture = p.poster;
+    }
+}
+
+/// A clip arrived: its worker starts decoding.
+fn receive_media(
+    mut ready: MessageReader<MediaReady>,
+    mut videos: ResMut<Videos>,
+    notes: Query<&Note>,
+    visuals: Query<&NoteVisual>,
+    materials: Res<Assets<StandardMaterial>>,
+    mut events: MessageWriter<VideoEvent>,
+) {
+    for r in ready.read() {
+        let Some(waiting) = videos.waiting.remove(&r.hash) else { continue };
+        for (note, autoplay) in waiting {
+            let Ok(n) = notes.get(note) else { continue };
+            let Some((_, poster)) = video_of(n) else { continue };
+            let size = picture_size(poster);
+            let duration_ms = n.body.as_ref().map_or(0, |b| b.duration_ms);
+            let current = visuals
+                .get(note)
+                .ok()
+                .and_then(|v| v.detail_material.as_ref())
+                .and_then(|h| materials.get(h))
+                .and_then(|m| m.base_color_texture.clone());
+            let poster = videos.posters.entry(note).or_insert(current).clone();
+            let (to_worker, from_worker) = spawn_worker(r.path.clone());
+            videos.playing.insert(
+                note,
+                Playback {
+                    to_worker,
+                    from_worker: std::sync::Mutex::new(from_worker),
+                    generation: 0,
+                    started: false,
+                    position_ms: 0.0,
+                    duration_ms,
+                    paused: false,
+                    ended: false,
+                    autoplay,
+                    decoded_all: false,
+                    speed: 1.0,
+                    next: None,
+                    texture: None,
+                    poster,
+                    emitter: None,
+                    bar: None,
+                    size,
+                },
+            );
+            events.write(VideoEvent { note, what: VideoEventKind::Started });
+        }
+    }
+}
+
+/// The worker: reads and opens the clip, sends its sound, then frames as far ahead as the
+/// channel holds; a number sent to it is a seek. It ends when the playback is dropped.
+fn spawn_worker(path: PathBuf) -> (mpsc::Sender<u32>, mpsc::Receiver<FromWorker>) {
+    let (to_worker, commands) = mpsc::channel::<u32>();
+    let (out, from_worker) = mpsc::sync_channel::<FromWorker>(FRAMES_AHEAD);
+    let spawned = std::thread::Builder::new().name("cairn-video".into()).spawn(move || {
+        if let Err(reason) = worker(&path, &commands, &out) {
+            warn!("a video cannot be played: {reason}");
+            let _ = out.send(FromWorker::Failed(reason));
+        }
+    });
+    if let Err(e) = spawned {
+        warn!("no thread for a video: {e}");
+    }
+    (to_worker, from_worker)
+}
+
+fn worker(
+    path: &std::path::Path,
+    commands: &mpsc::Receiver<u32>,
+    out: &mpsc::SyncSender<FromWorker>,
+) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading the clip: {e}"))?;
+    let mut decoder = cairn_video::Decoder::new(&bytes).map_err(|e| e.to_string())?;
+    let sound = cairn_video::decode_audio(&bytes).map_err(|e| e.to_string())?;
+    drop(bytes);
+    if out.send(FromWorker::Sound(sound)).is_err() {
+        return Ok(());
+    }
+    let mut generation = 0u32;
+    loop {
+        // Seeks asked for since the last frame (only the last one matters).
+        let mut wanted = None;
+        while let Ok(ms) = commands.try_recv() {
+            wanted = Some(ms);
+        }
+        if let Some(ms) = wanted {
+            decoder.seek(ms).map_err(|e| e.to_string())?;
+            generation += 1;
+        }
+        let sent = match decoder.next_frame().map_err(|e| e.to_string())? {
+            Some(f) => out.send(FromWorker::Frame(f, generation)),
+            None => {
+                if out.send(FromWorker::End(generation)).is_err() {
+                    return Ok(());
+                }
+                // Wait for a seek (or the end of the playback).
+                let Ok(ms) = commands.recv() else { return Ok(()) };
+                decoder.seek(ms).map_err(|e| e.to_string())?;
+                generation += 1;
+                Ok(())
+            }
+        };
+        if sent.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Each frame, for the clips playing only: the clock moves on, the frame due is shown, the
+/// progress bar follows, and a clip that ended or failed says so.
+#[allow(clippy::too_many_arguments)]
+fn play(
+    mut commands: Commands,
+    time: Res<Time>,
+    voice: Res<Voice>,
+    mut videos: ResMut<Videos>,
+    mut images: ResMut<Assets<Image>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+    mut sources: ResMut<Assets<AudioSource>>,
+    assets: Option<Res<NoteAssets>>,
+    visuals: Query<&NoteVisual>,
+    alive: Query<(), (With<Note>, With<Near>)>,
+    sinks: Query<&AudioSink>,
+    mut events: MessageWriter<VideoEvent>,
+    mut notices: MessageWriter<NetNotice>,
+) {
+    if videos.playing.is_empty() {
+        return;
+    }
+    // Notes gone from near (or deleted) stop.
+    let gone: Vec<Entity> =
+        videos.playing.keys().copied().filter(|e| alive.get(*e).is_err()).collect();
+    for e in gone {
+        if let Some(p) = videos.playing.remove(&e) {
+            despawn_parts(&mut commands, &p);
+        }
+    }
+    let speed = voice.speed();
+    let dt = time.delta_secs_f64() * 1000.0;
+    let mut failed = Vec::new();
+    let mut ended = Vec::new();
+    for (&note, p) in videos.playing.iter_mut() {
+        if p.speed != speed {
+            p.speed = speed;
+            if let Some(sink) = p.emitter.and_then(|e| sinks.get(e).ok()) {
+                sink.set_speed(speed);
+            }
+        }
+        if p.started && !p.paused && !p.ended {
+            p.position_ms += dt * f64::from(speed);
+        }
+        // Take what the worker has, up to the frame due now.
+        let mut due: Option<cairn_video::Frame> = None;
+        let mut failure = None;
+        loop {
+            if let Some(f) = &p.next {
+                if f64::from(f.ms) > p.position_ms {
+                    break;
+                }
+                due = p.next.take();
+                continue;
+            }
+            if p.decoded_all {
+                break;
+            }
+            let from_worker = p.from_worker.get_mut().unwrap_or_else(|e| e.into_inner());
+            match from_worker.try_recv() {
+                Ok(FromWorker::Sound(sound)) => {
+                    p.started = true;
+                    if let Some(pcm) = sound {
+                        let bytes = wav_bytes(&pcm.samples);
+                        let handle = sources.add(AudioSource { bytes: bytes.into() });
+                        p.emitter = Some(spawn_emitter(&mut commands, note, handle, speed));
+                    }
+                }
+                Ok(FromWorker::Frame(f, g)) => {
+                    if g == p.generation {
+                        p.next = Some(f);
+                    }
+                }
+                Ok(FromWorker::End(g)) => {
+                    if g == p.generation {
+                        p.decoded_all = true;
+                    }
+                }
+                Ok(FromWorker::Failed(reason)) => {
+                    failure = Some(reason);
+                    break;
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    failure = Some("the decoder stopped".to_owned());
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = failure {
+            failed.push((note, reason));
+            continue;
+        }
+        let material = visuals.get(note).ok().and_then(|v| v.detail_material.clone());
+        if let Some(f) = due {
+            let image = Image::new(
+                Extent3d { width: f.width, height: f.height, depth_or_array_layers: 1 },
+                TextureDimension::D2,
+                f.rgba,
+                TextureFormat::Rgba8UnormSrgb,
+                RenderAssetUsages::RENDER_WORLD,
+            );
+            match &p.texture {
+                Some(t) => {
+                    let _ = images.insert(t.id(), image);
+                }
+                None => {
+                    let t = images.add(image);
+                    if let Some(mut m) = material.as_ref().and_then(|h| materials.get_mut(h)) {
+                        m.base_color_texture = Some(t.clone());
+                    }
+                    p.texture = Some(t);
+                }
+            }
+        }
+        // The progress bar: a thin strip along the bottom of the picture.
+        if p.bar.is_none()
+            && let Some(assets) = &assets
+        {
+            let bar_material = materials.add(StandardMaterial {
+                base_color: Color::srgb(0.95, 0.55, 0.15),
+                unlit: true,
+                ..default()
+            });
+            p.bar = Some(
+                commands
+                    .spawn((
+                        Mesh3d(assets.quad.clone()),
+                        MeshMaterial3d(bar_material),
+                        Transform::from_scale(Vec3::ZERO),
+                        ChildOf(note),
+                    ))
+                    .id(),
+            );
+        }
+        let fraction = (p.position_ms / f64::from(p.duration_ms.max(1))).clamp(0.0, 1.0) as f32;
+        if let Some(bar) = p.bar {
+            let (w, h) = (p.size.x * fraction, 0.012);
+            commands.entity(bar).try_insert(
+                Transform::from_xyz(-p.size.x / 2.0 + w / 2.0, -p.size.y / 2.0 + h / 2.0, 0.004)
+                    .with_scale(Vec3::new(w.max(0.0001), h, 1.0)),
+            );
+        }
+        if !p.ended && p.decoded_all && p.next.is_none() && p.started {
+            p.ended = true;
+            p.position_ms = f64::from(p.duration_ms);
+            ended.push(note);
+        }
+    }
+    for (note, reason) in failed {
+        if let Some(p) = videos.playing.remove(&note) {
+            despawn_parts(&mut commands, &p);
+        }
+        videos.settled.insert(note);
+        // A grey frame in place of the clip; the reason is said.
+        if let Some(mut m) = visuals
+            .get(note)
+            .ok()
+            .and_then(|v| v.detail_material.as_ref())
+            .and_then(|h| materials.get_mut(h))
+        {
+            m.base_color_texture = None;
+            m.base_color = BROKEN_PICTURE;
+        }
+        notices.write(NetNotice::problem(format!("this video cannot be played: {reason}")));
+        events.write(VideoEvent { note, what: VideoEventKind::Failed(reason) });
+    }
+    for note in ended {
+        if let Some(p) = videos.playing.get_mut(&note)
+            && let Some(emitter) = p.emitter.take()
+            && let Ok(mut e) = commands.get_entity(emitter)
+        {
+            e.despawn();
+        }
+        if videos.playing.get(&note).is_some_and(|p| p.autoplay) {
+            videos.settled.insert(note);
+        }
+        events.write(VideoEvent { note, what: VideoEventKind::Ended });
+    }
+}
+
+fn despawn_parts(commands: &mut Commands, p: &Playback) {
+    for part in [p.emitter, p.bar].into_iter().flatten() {
+        if let Ok(mut c) = commands.get_entity(part) {
+            c.despawn();
+        }
+    }
+}
