@@ -281,7 +281,7 @@ async fn a_video_note_from_a_phone_clip_arrives_as_a_bounded_webm_that_plays_the
     assert_eq!(posted["kind"], "video");
     assert_eq!(posted["media"][0]["mime"], "video/webm");
     let id = posted["id"].as_str().unwrap();
-    let listed = ok(&h.bob, &["note", "list", "kitchen"]).await;
+    let listed = ok(&h.bob, &["notes", "kitchen"]).await;
     assert!(listed.contains("[video 3.0s]"), "{listed}");
 
     let out = tempfile::tempdir().unwrap();
@@ -326,7 +326,7 @@ async fn a_video_note_from_a_phone_clip_arrives_as_a_bounded_webm_that_plays_the
     let mut junk = std::fs::read(&file).unwrap();
     junk.truncate(junk.len() * 2 / 3);
     std::fs::write(h.alice.join("junk.mp4"), &junk).unwrap();
-    let before = json(&h.alice, &["note", "list", "kitchen"]).await;
+    let before = json(&h.alice, &["notes", "kitchen"]).await;
     let o = run(
         &h.alice,
         &["note", "post", "kitchen", "--video", h.alice.join("junk.mp4").to_str().unwrap()],
@@ -334,7 +334,7 @@ async fn a_video_note_from_a_phone_clip_arrives_as_a_bounded_webm_that_plays_the
     .await;
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("video note"), "{err}");
-    let after = json(&h.alice, &["note", "list", "kitchen"]).await;
+    let after = json(&h.alice, &["notes", "kitchen"]).await;
     assert_eq!(before, after, "nothing was posted");
     server.shutdown().await.unwrap();
 }
