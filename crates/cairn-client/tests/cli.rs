@@ -269,10 +269,13 @@ async fn a_video_note_from_a_phone_clip_arrives_as_a_bounded_webm_that_plays_the
     let url = format!("ws://127.0.0.1:{port}/v1/ws");
     let h = setup(&url).await;
     // A 1080p H.264 + AAC MP4 with a phone's tags, made by FFmpeg now.
-    let file = h.alice.join("clip.mp4");
-    let tags = [("location", "+48.8584+002.2945/"), ("make", "TestPhone")];
-    let spec = Spec { width: 1920, height: 1080, metadata: &tags, ..Spec::default() };
+    let file = h.alice.join("clip.mov");
+    let tags = [("location", "+48.8584+002.2945/"), ("title", "TestPhone")];
+    let spec =
+        Spec { container: "mov", width: 1920, height: 1080, metadata: &tags, ..Spec::default() };
     synthetic::make(&file, &spec).unwrap();
+    let source = std::fs::read(&file).unwrap();
+    assert!(source.windows(9).any(|w| w == b"TestPhone"), "the source carries its tags");
     let posted = json(
         &h.alice,
         &["note", "post", "kitchen", "--video", file.to_str().unwrap(), "--at", "1,1.5,-2"],
@@ -325,7 +328,7 @@ async fn a_video_note_from_a_phone_clip_arrives_as_a_bounded_webm_that_plays_the
     // A file that is not a video is refused before anything is sent.
     let mut junk = std::fs::read(&file).unwrap();
     junk.truncate(junk.len() * 2 / 3);
-    std::fs::write(h.alice.join("junk.mp4"), &junk).unwrap();
+    std::fs::write(h.alice.join("junk.mp4"), &junk).unwrap(); // a MOV cut short
     let before = json(&h.alice, &["notes", "kitchen"]).await;
     let o = run(
         &h.alice,
