@@ -281,67 +281,26 @@ mod process {
     /// A server with a space holding a text, a voice and an image note, and a profile for the
     /// app that is a member.
     pub fn seed() -> Seeded {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = cairn_server::Config::for_data_dir(dir.path().join("server"));
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        let server = rt.block_on(cairn_server::start(config)).unwrap();
-        let url = server.ws_url();
-        let viewer_home = dir.path().join("viewer");
-        let alice = rt.block_on(async {
-            let mut viewer = Client::init(&viewer_home, &url, "viewer", None, None).await.unwrap();
-            let mut alice =
-                Client::init(&dir.path().join("alice"), &url, "alice", None, None).await.unwrap();
-            let space = alice.create_space("Gallery", Policy::default()).await.unwrap();
-            alice.invite(&space, "viewer", Role::Member).await.unwrap();
-            alice
-                .post(
-                    &space,
-                    Draft::text("A text note, left for whoever comes next.", [-1.1, 1.5, -0.4]),
-                )
-                .await
-                .unwrap();
-            let voice = VoiceClip {
-                ogg_opus: super::ogg_opus(2000),
-                waveform: (0..64).map(|i| (40 + (i * 37) % 200) as u8).collect(),
-                duration_ms: 2000,
-            };
-            alice
-                .post(
-                    &space,
-                    Draft {
-                        voice: Some(voice),
-                        pose: cairn_crypto::Pose {
-                            position: [0.0, 1.3, -0.4],
-                            ..Default::default()
-                        },
-                        ..Draft::default()
-                    },
-                )
-                .await
-                .unwrap();
-            alice
-                .post(
-                    &space,
-                    Draft {
-                        image: Some(png(400, 300, [220, 40, 200])),
-                        pose: cairn_crypto::Pose {
-                            position: [1.1, 1.5, -0.4],
-                            ..Default::default()
-                        },
-                        ..Draft::default()
-                    },
-                )
-                .await
-                .unwrap();
-            viewer.sync().await.unwrap();
-            alice
+        let mut seeded = seed_empty();
+        seeded.post(Draft::text("A text note, left for whoever comes next.", [-1.1, 1.5, -0.4]));
+        let voice = VoiceClip {
+            ogg_opus: super::ogg_opus(2000),
+            waveform: (0..64).map(|i| (40 + (i * 37) % 200) as u8).collect(),
+            duration_ms: 2000,
+        };
+        let at = |position| cairn_crypto::Pose { position, ..Default::default() };
+        seeded.post(Draft { voice: Some(voice), pose: at([0.0, 1.3, -0.4]), ..Draft::default() });
+        seeded.post(Draft {
+            image: Some(png(400, 300, [220, 40, 200])),
+            pose: at([1.1, 1.5, -0.4]),
+            ..Draft::default()
         });
-        Seeded { rt, server: Some(server), dir, url, alice, viewer_home }
+        let mut viewer = Client::open(&seeded.viewer_home, None).unwrap();
+        seeded.rt.block_on(async {
+            viewer.connect().await.unwrap();
+            viewer.sync().await.unwrap();
+        });
+        seeded
     }
 
     /// A server with an empty space "Gallery" of alice's, and the viewer a member.

@@ -127,6 +127,13 @@ pub struct HasOrb;
 #[derive(Component, Debug)]
 pub struct HasPicture;
 
+/// A picture's (or a video's) size in the scene: [`PANEL_WIDTH`] wide, the shape of its
+/// thumbnail's `w`×`h` (4:3 when the thumbnail cannot be read).
+pub fn picture_size(shape: Option<(u32, u32)>) -> Vec2 {
+    let (w, h) = shape.map_or((4.0, 3.0), |(w, h)| (w as f32, h as f32));
+    Vec2::new(PANEL_WIDTH, PANEL_WIDTH * h / w.max(1.0))
+}
+
 /// A picture this near the viewer (metres) shows its full image, not its thumbnail.
 pub const FULL_PICTURE_DISTANCE: f32 = 3.0;
 
@@ -832,8 +839,7 @@ fn build_details(
                 // The header gives the picture's shape now; its pixels are decoded on a
                 // worker (a broken picture shows as a grey card).
                 let shape = cairn_client::image::dimensions(&body.thumbnail).ok();
-                let (w, h) = shape.map_or((4.0, 3.0), |(w, h)| (w as f32, h as f32));
-                let size = Vec2::new(PANEL_WIDTH, PANEL_WIDTH * h / w);
+                let size = picture_size(shape);
                 let texture = shape.map(|_| images.reserve_handle());
                 let mat = materials.add(StandardMaterial {
                     base_color: if shape.is_some() { Color::WHITE } else { BROKEN_PICTURE },

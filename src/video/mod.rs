@@ -13,7 +13,7 @@ use crate::audio::{Voice, spawn_emitter, wav_bytes};
 use crate::interact::{NoteActivated, Pointer};
 use crate::net::{MediaReady, NetCommand, NetNotice};
 use crate::notes::{Near, Note, NoteAt, Viewer};
-use crate::render::{BROKEN_PICTURE, FULL_PICTURE_DISTANCE, NoteAssets, NoteVisual, PANEL_WIDTH};
+use crate::render::{BROKEN_PICTURE, FULL_PICTURE_DISTANCE, NoteAssets, NoteVisual, picture_size};
 use bevy::asset::RenderAssetUsages;
 use bevy::audio::{AudioSink, AudioSinkPlayback, AudioSource};
 use bevy::prelude::*;
@@ -103,6 +103,8 @@ struct Playback {
     speed: f32,
     next: Option<cairn_video::Frame>,
     texture: Option<Handle<Image>>,
+    /// The picture's material, which shows the poster, then the frames.
+    material: Option<Handle<StandardMaterial>>,
     /// The poster, put back when the clip is stopped before its end.
     poster: Option<Handle<Image>>,
     emitter: Option<Entity>,
@@ -126,13 +128,6 @@ pub fn plugin(app: &mut App) {
             .in_set(CairnSet::Apply)
             .after(crate::interact::press_set()),
     );
-}
-
-/// The picture's size for a video note (its poster's shape, [`PANEL_WIDTH`] wide).
-pub fn picture_size(poster: &[u8]) -> Vec2 {
-    let (w, h) =
-        cairn_client::image::dimensions(poster).map_or((16.0, 9.0), |(w, h)| (w as f32, h as f32));
-    Vec2::new(PANEL_WIDTH, PANEL_WIDTH * h / w.max(1.0))
 }
 
 fn video_of(note: &Note) -> Option<(&cairn_crypto::MediaRef, &[u8])> {
@@ -226,7 +221,6 @@ fn autoplay(
     mut videos: ResMut<Videos>,
     near: Query<(Entity, &Note, &NoteAt), (With<HasVideo>, With<Near>)>,
     mut materials: ResMut<Assets<StandardMaterial>>,
-    visuals: Query<&NoteVisual>,
     mut net: MessageWriter<NetCommand>,
 ) {
     let mut nearest: Option<(f32, Entity)> = None;
@@ -235,7 +229,7 @@ fn autoplay(
         if d > AUTOPLAY_DISTANCE + LEAVE_MARGIN {
             videos.settled.remove(&e);
             if videos.playing.get(&e).is_some_and(|p| p.autoplay) {
-                stop(&mut commands, &mut videos, e, &visuals, &mut materials);
+                stop(&mut commands, &mut videos, e, &mut materials);
             }
             continue;
         }
@@ -262,17 +256,11 @@ fn stop(
     commands: &mut Commands,
     videos: &mut Videos,
     note: Entity,
-    visuals: &Query<&NoteVisual>,
     materials: &mut Assets<StandardMaterial>,
 ) {
     let Some(p) = videos.playing.remove(&note) else { return };
     despawn_parts(commands, &p);
-    if let Some(mut m) = visuals
-        .get(note)
-        .ok()
-        .and_then(|v| v.detail_material.as_ref())
-        .and_then(|h| materials.get_mut(h))
-    {
+    if let Some(mut m) = p.material.as_ref().and_then(|h| materials.get_mut(h)) {
         m.base_color_texture = p.poster;
     }
 }
@@ -291,12 +279,11 @@ fn receive_media(
         for (note, autoplay) in waiting {
             let Ok(n) = notes.get(note) else { continue };
             let Some((_, poster)) = video_of(n) else { continue };
-            let size = picture_size(poster);
+            let size = picture_size(cairn_client::image::dimensions(poster).ok());
             let duration_ms = n.body.as_ref().map_or(0, |b| b.duration_ms);
-            let current = visuals
-                .get(note)
-                .ok()
-                .and_then(|v| v.detail_material.as_ref())
+            let material = visuals.get(note).ok().and_then(|v| v.detail_material.clone());
+            let current = material
+                .as_ref()
                 .and_then(|h| materials.get(h))
                 .and_then(|m| m.base_color_texture.clone());
             let poster = videos.posters.entry(note).or_insert(current).clone();
@@ -317,6 +304,7 @@ fn receive_media(
                     speed: 1.0,
                     next: None,
                     texture: None,
+                    material,
                     poster,
                     emitter: None,
                     bar: None,
@@ -350,10 +338,9 @@ fn worker(
     commands: &mpsc::Receiver<u32>,
     out: &mpsc::SyncSender<FromWorker>,
 ) -> Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("reading the clip: {e}"))?;
-    let mut decoder = cairn_video::Decoder::new(&bytes).map_err(|e| e.to_string())?;
-    let sound = cairn_video::decode_audio(&bytes).map_err(|e| e.to_string())?;
-    drop(bytes);
+    // Read from the client's media cache, where the clip already lies decrypted.
+    let mut decoder = cairn_video::Decoder::open(path).map_err(|e| e.to_string())?;
+    let sound = cairn_video::decode_audio_file(path).map_err(|e| e.to_string())?;
     if out.send(FromWorker::Sound(sound)).is_err() {
         return Ok(());
     }
@@ -399,7 +386,6 @@ fn play(
     mut materials: ResMut<Assets<StandardMaterial>>,
     mut sources: ResMut<Assets<AudioSource>>,
     assets: Option<Res<NoteAssets>>,
-    visuals: Query<&NoteVisual>,
     alive: Query<(), (With<Note>, With<Near>)>,
     sinks: Query<&AudioSink>,
     mut events: MessageWriter<VideoEvent>,
@@ -479,7 +465,6 @@ fn play(
             failed.push((note, reason));
             continue;
         }
-        let material = visuals.get(note).ok().and_then(|v| v.detail_material.clone());
         if let Some(f) = due {
             let image = Image::new(
                 Extent3d { width: f.width, height: f.height, depth_or_array_layers: 1 },
@@ -494,7 +479,7 @@ fn play(
                 }
                 None => {
                     let t = images.add(image);
-                    if let Some(mut m) = material.as_ref().and_then(|h| materials.get_mut(h)) {
+                    if let Some(mut m) = p.material.as_ref().and_then(|h| materials.get_mut(h)) {
                         m.base_color_texture = Some(t.clone());
                     }
                     p.texture = Some(t);
@@ -536,17 +521,11 @@ fn play(
         }
     }
     for (note, reason) in failed {
-        if let Some(p) = videos.playing.remove(&note) {
-            despawn_parts(&mut commands, &p);
-        }
+        let Some(p) = videos.playing.remove(&note) else { continue };
+        despawn_parts(&mut commands, &p);
         videos.settled.insert(note);
         // A grey frame in place of the clip; the reason is said.
-        if let Some(mut m) = visuals
-            .get(note)
-            .ok()
-            .and_then(|v| v.detail_material.as_ref())
-            .and_then(|h| materials.get_mut(h))
-        {
+        if let Some(mut m) = p.material.as_ref().and_then(|h| materials.get_mut(h)) {
             m.base_color_texture = None;
             m.base_color = BROKEN_PICTURE;
         }

@@ -1,17 +1,20 @@
 //! Playing a canonical clip: frames as RGBA with their times, seeking, and its sound.
 //!
-//! The clip is decrypted in memory; FFmpeg reads it through a `memfd` (an anonymous file that
-//! lives in memory and goes with its last descriptor), so no plaintext reaches a disk.
+//! A clip is opened from a file (the app plays from the client's media cache) or from bytes
+//! in memory, which FFmpeg reads through a `memfd` (an anonymous file that lives in memory and
+//! goes with its last descriptor), so those bytes reach no disk.
 
+use crate::scale::{Scaler, packed_rows};
 use crate::transcode::{is_again, open_decoder, to_ms};
 use crate::{AUDIO_RATE, MAX_DURATION_MS, MAX_LONG_SIDE, MAX_SHORT_SIDE, VideoError, ffmpeg};
 use ffmpeg::format::{Pixel, Sample, sample};
-use ffmpeg::software::{resampling, scaling};
+use ffmpeg::software::resampling;
 use ffmpeg::util::channel_layout::ChannelLayout;
 use ffmpeg::{Packet, Rational, codec, decoder, format, frame, media};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 
 /// One picture, RGBA8 rows without padding, shown from `ms`.
 pub struct Frame {
@@ -28,26 +31,35 @@ pub struct Pcm {
     pub samples: Vec<f32>,
 }
 
-/// An open clip in memory.
+/// An open clip.
 struct Source {
-    /// Keeps the memfd (and so the bytes) alive while FFmpeg reads it.
-    _file: File,
+    /// For a clip from memory: keeps the memfd (and so the bytes) alive while FFmpeg reads it.
+    _memory: Option<File>,
     input: format::context::Input,
 }
 
-fn open(bytes: &[u8]) -> Result<Source, VideoError> {
-    crate::init();
-    let fd = rustix::fs::memfd_create("cairn-clip", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(std::io::Error::from)?;
-    let mut file = File::from(fd);
-    file.write_all(bytes)?;
-    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
-    let input = format::input(&path).map_err(|e| VideoError::Unreadable(e.to_string()))?;
-    let name = input.format().name().to_owned();
-    if !name.split(',').any(|n| n == "matroska" || n == "webm") {
-        return Err(VideoError::NotCanonical(format!("a {name} file, not WebM")));
+impl Source {
+    /// A clip in a file; anything but WebM is refused.
+    fn file(path: &Path) -> Result<Source, VideoError> {
+        crate::init();
+        let input = format::input(path).map_err(|e| VideoError::Unreadable(e.to_string()))?;
+        let name = input.format().name().to_owned();
+        if !name.split(',').any(|n| n == "matroska" || n == "webm") {
+            return Err(VideoError::NotCanonical(format!("a {name} file, not WebM")));
+        }
+        Ok(Source { _memory: None, input })
     }
-    Ok(Source { _file: file, input })
+
+    /// A clip in memory, read by FFmpeg through a memfd.
+    fn bytes(bytes: &[u8]) -> Result<Source, VideoError> {
+        let fd = rustix::fs::memfd_create("cairn-clip", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(std::io::Error::from)?;
+        let mut file = File::from(fd);
+        file.write_all(bytes)?;
+        let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let source = Source::file(Path::new(&path))?;
+        Ok(Source { _memory: Some(file), ..source })
+    }
 }
 
 /// Decodes a canonical clip's pictures in order, each converted to RGBA.
@@ -56,7 +68,7 @@ pub struct Decoder {
     index: usize,
     tb: Rational,
     dec: decoder::Video,
-    scaler: Option<(Pixel, u32, u32, scaling::Context)>,
+    scaler: Scaler,
     /// The stream's first timestamp (a clip's time 0).
     first_ts: i64,
     /// Frames before this time are decoded and dropped (after a seek).
@@ -71,7 +83,15 @@ impl Decoder {
     /// Opens a clip, refusing anything that is not VP9 in WebM within the limits (a clip from
     /// the network is hostile until it decodes).
     pub fn new(bytes: &[u8]) -> Result<Self, VideoError> {
-        let src = open(bytes)?;
+        Self::from_source(Source::bytes(bytes)?)
+    }
+
+    /// Opens a clip in a file, as [`Decoder::new`].
+    pub fn open(path: &Path) -> Result<Self, VideoError> {
+        Self::from_source(Source::file(path)?)
+    }
+
+    fn from_source(src: Source) -> Result<Self, VideoError> {
         let st = src.input.streams().best(media::Type::Video).ok_or(VideoError::NoVideo)?;
         let id = st.parameters().id();
         if id != codec::Id::VP9 {
@@ -96,7 +116,7 @@ impl Decoder {
             index,
             tb,
             dec,
-            scaler: None,
+            scaler: Scaler::new(Pixel::RGBA),
             first_ts,
             skip_until_ms: 0,
             eof_sent: false,
@@ -158,35 +178,13 @@ impl Decoder {
         if ms < self.skip_until_ms {
             return Ok(None);
         }
-        let key = (f.format(), f.width(), f.height());
-        if self.scaler.as_ref().map(|s| (s.0, s.1, s.2)) != Some(key) {
-            let ctx = scaling::Context::get(
-                key.0,
-                key.1,
-                key.2,
-                Pixel::RGBA,
-                key.1,
-                key.2,
-                scaling::Flags::BILINEAR,
-            )
-            .map_err(VideoError::ffmpeg("scaling"))?;
-            self.scaler = Some((key.0, key.1, key.2, ctx));
-        }
-        let mut out = frame::Video::new(Pixel::RGBA, key.1, key.2);
-        self.scaler
-            .as_mut()
-            .expect("set above")
-            .3
-            .run(f, &mut out)
-            .map_err(VideoError::ffmpeg("scaling"))?;
-        let (w, h) = (key.1 as usize, key.2 as usize);
-        let stride = out.stride(0);
-        let data = out.data(0);
-        let mut rgba = Vec::with_capacity(w * h * 4);
-        for row in 0..h {
-            rgba.extend_from_slice(&data[row * stride..row * stride + w * 4]);
-        }
-        Ok(Some(Frame { ms: ms.max(0) as u32, width: key.1, height: key.2, rgba }))
+        let rgba = self.scaler.run(f, f.width(), f.height())?;
+        Ok(Some(Frame {
+            ms: ms.max(0) as u32,
+            width: f.width(),
+            height: f.height(),
+            rgba: packed_rows(&rgba, 4),
+        }))
     }
 
     /// Goes to `ms`: the next frame is the first at or after it.
@@ -211,7 +209,15 @@ fn check_size(w: u32, h: u32) -> Result<(), VideoError> {
 /// A canonical clip's sound, down-mixed to mono at 48 kHz (a note is one point of sound), or
 /// `None` for a silent clip.
 pub fn decode_audio(bytes: &[u8]) -> Result<Option<Pcm>, VideoError> {
-    let mut src = open(bytes)?;
+    sound(Source::bytes(bytes)?)
+}
+
+/// [`decode_audio`] of a clip in a file.
+pub fn decode_audio_file(path: &Path) -> Result<Option<Pcm>, VideoError> {
+    sound(Source::file(path)?)
+}
+
+fn sound(mut src: Source) -> Result<Option<Pcm>, VideoError> {
     let Some(st) = src.input.streams().best(media::Type::Audio) else { return Ok(None) };
     let id = st.parameters().id();
     if id != codec::Id::OPUS {

@@ -2,9 +2,9 @@
 //! file. Used by the transcoder (VP9 + Opus in WebM) and by the synthetic test clips (any
 //! codec and container FFmpeg writes).
 
+use crate::scale::Scaler;
 use crate::{VideoError, ffmpeg};
 use ffmpeg::format::{Pixel, Sample, sample};
-use ffmpeg::software::scaling;
 use ffmpeg::util::channel_layout::ChannelLayout;
 use ffmpeg::{Dictionary, Packet, Rational, codec, encoder, format, frame};
 use std::path::Path;
@@ -32,7 +32,7 @@ pub struct Muxer {
     out: format::context::Output,
     video: encoder::Video,
     video_index: usize,
-    scaler: Option<(Pixel, u32, u32, scaling::Context)>,
+    scaler: Scaler,
     audio: Option<AudioOut>,
     header_written: bool,
 }
@@ -148,7 +148,14 @@ impl Muxer {
                 })
             }
         };
-        Ok(Muxer { out, video, video_index, scaler: None, audio, header_written: false })
+        Ok(Muxer {
+            out,
+            video,
+            video_index,
+            scaler: Scaler::new(Pixel::YUV420P),
+            audio,
+            header_written: false,
+        })
     }
 
     fn header(&mut self) -> Result<(), VideoError> {
@@ -163,27 +170,7 @@ impl Muxer {
     pub fn push_video(&mut self, picture: &frame::Video, ms: i64) -> Result<(), VideoError> {
         self.header()?;
         let (w, h) = (self.video.width(), self.video.height());
-        let key = (picture.format(), picture.width(), picture.height());
-        if self.scaler.as_ref().map(|s| (s.0, s.1, s.2)) != Some(key) {
-            let ctx = scaling::Context::get(
-                key.0,
-                key.1,
-                key.2,
-                Pixel::YUV420P,
-                w,
-                h,
-                scaling::Flags::BILINEAR,
-            )
-            .map_err(VideoError::ffmpeg("scaling"))?;
-            self.scaler = Some((key.0, key.1, key.2, ctx));
-        }
-        let mut scaled = frame::Video::new(Pixel::YUV420P, w, h);
-        self.scaler
-            .as_mut()
-            .expect("set above")
-            .3
-            .run(picture, &mut scaled)
-            .map_err(VideoError::ffmpeg("scaling"))?;
+        let mut scaled = self.scaler.run(picture, w, h)?;
         scaled.set_pts(Some(ms));
         self.video.send_frame(&scaled).map_err(VideoError::ffmpeg("encoding video"))?;
         self.drain_video()

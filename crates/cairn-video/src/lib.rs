@@ -16,10 +16,11 @@
 
 mod decode;
 mod encode;
+mod scale;
 pub mod synthetic;
 mod transcode;
 
-pub use decode::{Decoder, Frame, Pcm, decode_audio};
+pub use decode::{Decoder, Frame, Pcm, decode_audio, decode_audio_file};
 pub use transcode::{Clip, Poster, transcode};
 
 use ffmpeg_next as ffmpeg;

@@ -1,12 +1,13 @@
 //! Any common clip to the canonical one (VP9 + Opus in WebM), under the limits, with a poster.
 
 use crate::encode::{Muxer, Settings};
+use crate::scale::{Scaler, packed_rows};
 use crate::{
     AUDIO_BITS_PER_SECOND, AUDIO_RATE, MAX_CLIP_BYTES, MAX_DURATION_MS, MAX_FPS, MAX_INPUT_BYTES,
     MAX_INPUT_SIDE, VIDEO_BITS_PER_SECOND, VideoError, ffmpeg, fit,
 };
 use ffmpeg::format::{Pixel, Sample, sample};
-use ffmpeg::software::{resampling, scaling};
+use ffmpeg::software::resampling;
 use ffmpeg::util::channel_layout::ChannelLayout;
 use ffmpeg::{Packet, Rational, codec, decoder, format, frame, media};
 use std::path::Path;
@@ -292,25 +293,8 @@ impl VideoState {
 
 /// A frame as RGB at `size`.
 pub(crate) fn to_rgb(f: &frame::Video, (w, h): (u32, u32)) -> Result<Poster, VideoError> {
-    let mut ctx = scaling::Context::get(
-        f.format(),
-        f.width(),
-        f.height(),
-        Pixel::RGB24,
-        w,
-        h,
-        scaling::Flags::BILINEAR,
-    )
-    .map_err(VideoError::ffmpeg("scaling"))?;
-    let mut out = frame::Video::new(Pixel::RGB24, w, h);
-    ctx.run(f, &mut out).map_err(VideoError::ffmpeg("scaling"))?;
-    let stride = out.stride(0);
-    let data = out.data(0);
-    let mut rgb = Vec::with_capacity((w * h * 3) as usize);
-    for row in 0..h as usize {
-        rgb.extend_from_slice(&data[row * stride..row * stride + w as usize * 3]);
-    }
-    Ok(Poster { width: w, height: h, rgb })
+    let rgb = Scaler::new(Pixel::RGB24).run(f, w, h)?;
+    Ok(Poster { width: w, height: h, rgb: packed_rows(&rgb, 3) })
 }
 
 struct AudioIn {
