@@ -1523,7 +1523,7 @@ fn the_embedded_server_is_built_without_postgresql_and_nats_and_says_so() {
 /// the app's systems headless (the texture's pixels are the frame shown).
 mod video {
     use super::*;
-    use cairn::net::{MediaReady, NetNotice};
+    use cairn::net::{MediaArriving, MediaFailed, MediaReady, NetNotice};
     use cairn::render::NoteVisual;
     use cairn::video::Videos;
     use cairn_proto::{MediaHash, NoteKind};
@@ -1722,6 +1722,74 @@ mod video {
             asked.extend(fetched(&mut app));
         }
         assert_eq!(asked, vec![1]);
+    }
+
+    /// The clip arrives a piece at a time, as the client opens its chunks: it plays from the
+    /// part there, before the rest has come, and runs on to its end once all has; another
+    /// whose download fails part-way shows grey and says so.
+    #[test]
+    fn a_video_plays_while_it_arrives_and_one_whose_download_fails_shows_grey() {
+        use std::io::Write;
+        let clip = clip(3.0);
+        let dir = tempfile::tempdir().unwrap();
+        let growing = dir.path().join("growing.webm");
+        let third = clip.webm.len() / 3;
+        std::fs::write(&growing, &clip.webm[..third]).unwrap();
+        let mut app = video_app();
+        receive(&mut app, video_note(1, [0.0, 1.5, -5.0], &clip));
+        receive(&mut app, video_note(2, [3.0, 1.5, -5.0], &clip));
+        settle_details(&mut app);
+        let (e1, e2) = (entity_of(&app, 1).unwrap(), entity_of(&app, 2).unwrap());
+        app.world_mut().write_message(NoteActivated { entity: e1, source: PointerSource::Mouse });
+        app.update();
+        assert_eq!(fetched(&mut app), vec![1]);
+        app.world_mut()
+            .write_message(MediaArriving { hash: MediaHash([1; 32]), path: growing.clone() });
+        let mut shown_early = false;
+        for _ in 0..300 {
+            run_for(&mut app, 10);
+            if second_shown(&app, e1) == Some(0) {
+                shown_early = true;
+                break;
+            }
+        }
+        assert!(shown_early, "its first second shows from the third that has arrived");
+        assert!(std::fs::metadata(&growing).unwrap().len() < clip.webm.len() as u64);
+        // The rest comes; the clip moves into the cache (the player keeps reading it).
+        let mut f = std::fs::OpenOptions::new().append(true).open(&growing).unwrap();
+        f.write_all(&clip.webm[third..]).unwrap();
+        let cached = dir.path().join("cached.webm");
+        std::fs::rename(&growing, &cached).unwrap();
+        app.world_mut().write_message(MediaReady { hash: MediaHash([1; 32]), path: cached });
+        for _ in 0..400 {
+            run_for(&mut app, 20);
+            if app.world().resource::<Videos>().has_ended(e1) {
+                break;
+            }
+        }
+        assert!(app.world().resource::<Videos>().has_ended(e1), "it played to its end");
+        assert_eq!(second_shown(&app, e1), Some(2), "on its last frame");
+
+        // The other starts from its first chunks, then its download fails.
+        let partial = dir.path().join("partial.webm");
+        std::fs::write(&partial, &clip.webm[..third]).unwrap();
+        app.world_mut().write_message(NoteActivated { entity: e2, source: PointerSource::Mouse });
+        app.update();
+        assert_eq!(fetched(&mut app), vec![2]);
+        app.world_mut().write_message(MediaArriving { hash: MediaHash([2; 32]), path: partial });
+        run_for(&mut app, 200);
+        assert!(app.world().resource::<Videos>().position_ms(e2).is_some(), "it is playing");
+        app.world_mut().write_message(MediaFailed {
+            hash: MediaHash([2; 32]),
+            reason: "the downloaded blob does not match its address; discarded".into(),
+        });
+        app.update();
+        let videos = app.world().resource::<Videos>();
+        assert!(videos.position_ms(e2).is_none() && !videos.any_playing(), "it stopped");
+        let v = app.world().get::<NoteVisual>(e2).unwrap();
+        let m = app.world().resource::<Assets<StandardMaterial>>();
+        let m = m.get(v.detail_material.as_ref().unwrap()).unwrap();
+        assert!(m.base_color_texture.is_none(), "a grey frame in place of the clip");
     }
 }
 

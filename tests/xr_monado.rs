@@ -15,7 +15,7 @@ mod common;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 fn xr_root() -> PathBuf {
@@ -28,6 +28,42 @@ fn xr_root() -> PathBuf {
         root.display()
     );
     root
+}
+
+/// Where in the root the app finds the libraries of this machine that the root lacks.
+const HOST_LIBS: &str = "/opt/cairn-host-libs";
+
+/// The app is built against this machine's (Debian 12's) libraries and runs in the Debian 13
+/// root. The root has most of them under the same names, but not FFmpeg 5.1's: Debian 13
+/// carries FFmpeg 7, whose libraries have other names (`libavutil.so.59`, not `.57`). Every
+/// library the app loads that the root lacks is copied from this machine into the root's
+/// [`HOST_LIBS`], which the app is pointed at with `LD_LIBRARY_PATH`; the root's glibc is the
+/// newer, so they load. Once per test run; a library already there at its size is kept.
+fn provide_host_libraries(root: &Path, exe: &Path) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let out = Command::new("ldd").arg(exe).output().expect("ldd");
+        assert!(out.status.success(), "ldd {exe:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let dir = root.join(HOST_LIBS.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lib_dirs = ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib", "lib"];
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // "\tlibavutil.so.57 => /lib/x86_64-linux-gnu/libavutil.so.57 (0x...)"
+            let Some((name, rest)) = line.trim().split_once(" => ") else { continue };
+            let Some(path) = rest.split_whitespace().next().filter(|p| p.starts_with('/')) else {
+                panic!("the app needs {name}, which this machine lacks: {line}")
+            };
+            if lib_dirs.iter().any(|d| root.join(d).join(name).exists()) {
+                continue;
+            }
+            let from = std::fs::metadata(path).unwrap();
+            let to = dir.join(name);
+            if std::fs::metadata(&to).is_ok_and(|m| m.len() == from.len()) {
+                continue;
+            }
+            std::fs::copy(path, &to).unwrap_or_else(|e| panic!("copy {path} into the root: {e}"));
+        }
+    });
 }
 
 fn sh(cmd: &str, args: &[&str]) -> bool {
@@ -125,6 +161,7 @@ impl Session {
         if !exe_dir.starts_with(&manifest) {
             mounts.bind(exe_dir);
         }
+        provide_host_libraries(&root, &exe);
         let work = root.join("tmp/cairn-xr");
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).unwrap();
@@ -163,6 +200,7 @@ impl Session {
                     "XR_RUNTIME_JSON=/usr/share/openxr/1/openxr_monado.json",
                     &format!("DISPLAY={}", x.display),
                     "HOME=/tmp/cairn-xr",
+                    &format!("LD_LIBRARY_PATH={HOST_LIBS}"),
                     "RUST_LOG=warn,cairn=info,bevy_mod_openxr=info",
                 ])
                 .arg(&exe)

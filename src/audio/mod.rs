@@ -11,7 +11,8 @@ use crate::net::{CurrentSpace, MediaReady, NetCommand, NetNotice};
 use crate::notes::{Note, NoteAt};
 use crate::render::{NoteVisual, VoiceOrbMaterial};
 use bevy::audio::{
-    AudioPlayer, AudioSink, AudioSinkPlayback, AudioSource, PlaybackSettings, Volume,
+    AudioPlayer, AudioSinkPlayback, AudioSource, Decodable, PlaybackSettings, SpatialAudioSink,
+    Volume,
 };
 use bevy::prelude::*;
 use cairn_client::{ClientCommand, Draft, VoiceClip};
@@ -115,7 +116,7 @@ fn activate(
     pointer: Res<Pointer>,
     right: Res<ViewerRight>,
     notes: Query<(&Note, &NoteAt)>,
-    sinks: Query<&mut AudioSink>,
+    sinks: Query<&mut SpatialAudioSink>,
     mut net: MessageWriter<NetCommand>,
 ) {
     for a in activated.read() {
@@ -146,10 +147,11 @@ fn activate(
     }
 }
 
-pub(crate) fn spawn_emitter(
+/// A spatial emitter at `note` playing `handle` (a voice note's sound, or a clip's).
+pub(crate) fn spawn_emitter<S: Asset + Decodable>(
     commands: &mut Commands,
     note: Entity,
-    handle: Handle<AudioSource>,
+    handle: Handle<S>,
     speed: f32,
 ) -> Entity {
     commands
@@ -201,7 +203,7 @@ fn progress(
     mut commands: Commands,
     time: Res<Time>,
     mut voice: ResMut<Voice>,
-    sinks: Query<&AudioSink>,
+    sinks: Query<&SpatialAudioSink>,
     visuals: Query<&NoteVisual>,
     mut orbs: ResMut<Assets<VoiceOrbMaterial>>,
 ) {
@@ -241,7 +243,7 @@ fn progress(
 fn handle_voice_input(
     mut inputs: MessageReader<VoiceInput>,
     mut voice: ResMut<Voice>,
-    sinks: Query<&mut AudioSink>,
+    sinks: Query<&mut SpatialAudioSink>,
     mut recorder: ResMut<record::Recorder>,
     pointer: Res<Pointer>,
     current: Res<CurrentSpace>,

@@ -29,6 +29,21 @@ pub struct MediaReady {
     pub path: PathBuf,
 }
 
+/// A blob's first chunks are open and its plaintext grows at `path` (a video starts from it
+/// while the rest arrives); `MediaReady` follows when it is whole.
+#[derive(Message, Debug, Clone)]
+pub struct MediaArriving {
+    pub hash: MediaHash,
+    pub path: PathBuf,
+}
+
+/// A blob could not be had (the reason is also shown as a notice).
+#[derive(Message, Debug, Clone)]
+pub struct MediaFailed {
+    pub hash: MediaHash,
+    pub reason: String,
+}
+
 /// A line to show the user: a problem (shown in red), or news of what is being done.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct NetNotice {
@@ -85,6 +100,8 @@ pub fn messages(app: &mut App) {
     app.add_message::<NoteUpdated>()
         .add_message::<NoteRemoved>()
         .add_message::<MediaReady>()
+        .add_message::<MediaArriving>()
+        .add_message::<MediaFailed>()
         .add_message::<NetNotice>()
         .add_message::<NetCommand>()
         .init_resource::<NetStatus>()
@@ -111,13 +128,21 @@ pub fn plugin(handle: ClientHandle, space: Option<SpaceId>) -> impl Plugin {
 /// never stalls a frame.
 const EVENTS_PER_FRAME: usize = 2000;
 
+/// What the client says about media, passed on.
+#[derive(bevy::ecs::system::SystemParam)]
+struct MediaNews<'w> {
+    ready: MessageWriter<'w, MediaReady>,
+    arriving: MessageWriter<'w, MediaArriving>,
+    failed: MessageWriter<'w, MediaFailed>,
+}
+
 fn drain_client(
     client: Res<Client>,
     mut status: ResMut<NetStatus>,
     mut current: ResMut<CurrentSpace>,
     mut updated: MessageWriter<NoteUpdated>,
     mut removed: MessageWriter<NoteRemoved>,
-    mut media: MessageWriter<MediaReady>,
+    mut media: MediaNews,
     mut notices: MessageWriter<NetNotice>,
 ) {
     let handle = client.0.lock().expect("client lock");
@@ -153,8 +178,15 @@ fn drain_client(
                 notices.write(NetNotice::problem(message));
             }
             ClientEvent::Outbox(n) => status.outbox = n,
+            ClientEvent::MediaArriving { media: hash, path } => {
+                media.arriving.write(MediaArriving { hash, path });
+            }
             ClientEvent::MediaReady { media: hash, path } => {
-                media.write(MediaReady { hash, path });
+                media.ready.write(MediaReady { hash, path });
+            }
+            ClientEvent::MediaFailed { media: hash, reason } => {
+                notices.write(NetNotice::problem(format!("a download failed: {reason}")));
+                media.failed.write(MediaFailed { hash, reason });
             }
             ClientEvent::Error(e) => {
                 status.last_error = Some(e.clone());

@@ -4,26 +4,32 @@
 //! picture (the progress bar) seeks there, and a press elsewhere pauses or resumes; X cycles
 //! 1x / 1.5x / 2x as for voice notes. At the end it stops on its last frame.
 //!
-//! Decoding runs on a worker thread per playing clip ([`cairn_video::Decoder`]), a few frames
-//! ahead through a bounded channel; the frame only takes the frame due and uploads it. A clip
-//! that is not playing has no worker and costs nothing per frame.
+//! A clip plays as it downloads: the client opens each chunk as it arrives and says where the
+//! opened part grows (`MediaArriving`), and the worker reads it from there, waiting at its end
+//! for more. Decoding runs on a worker thread per playing clip ([`cairn_video::Decoder`]),
+//! pictures a few frames ahead through a bounded channel and the sound into the emitter's
+//! queue ([`sound::ClipSound`]), whose samples played are the clip's clock; the frame only
+//! takes the picture due and uploads it. A clip that is not playing has no worker and costs
+//! nothing per frame.
+
+pub mod sound;
 
 use crate::CairnSet;
-use crate::audio::{Voice, spawn_emitter, wav_bytes};
+use crate::audio::{Voice, spawn_emitter};
 use crate::interact::{NoteActivated, Pointer};
-use crate::net::{MediaReady, NetCommand, NetNotice};
+use crate::net::{MediaArriving, MediaFailed, MediaReady, NetCommand, NetNotice};
 use crate::notes::{Near, Note, NoteAt, Viewer};
 use crate::render::{BROKEN_PICTURE, FULL_PICTURE_DISTANCE, NoteAssets, NoteVisual, picture_size};
 use bevy::asset::RenderAssetUsages;
-use bevy::audio::{AudioSink, AudioSinkPlayback, AudioSource};
+use bevy::audio::{AddAudioSource, AudioSinkPlayback, SpatialAudioSink};
 use bevy::prelude::*;
 use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
 use cairn_client::ClientCommand;
 use cairn_proto::{MediaHash, NoteKind};
+use sound::ClipSound;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::fs::File;
 use std::sync::mpsc;
-use std::time::Duration;
 
 /// A video plays by itself when the viewer comes this near (metres), as a picture shows its
 /// full image; only the nearest plays, and it stops when the viewer goes [`LEAVE_MARGIN`]
@@ -33,7 +39,10 @@ const LEAVE_MARGIN: f32 = 1.0;
 /// The bottom of the picture, as a fraction of its height, where a press seeks.
 pub const SEEK_BAND: f32 = 0.2;
 /// Frames decoded ahead of the one shown (each at most 1280×720 RGBA, 3.7 MB).
-const FRAMES_AHEAD: usize = 3;
+const FRAMES_AHEAD: usize = 4;
+/// Frames a clip's clock waits for its sound to reach an audio output before it runs
+/// without (a machine with no audio device never gives the emitter a sink).
+const SINK_GRACE_FRAMES: u32 = 5;
 
 /// Marks notes that show a video's poster (so only they are looked at for autoplay).
 #[derive(Component, Debug)]
@@ -87,13 +96,19 @@ impl Videos {
 }
 
 struct Playback {
-    to_worker: mpsc::Sender<u32>,
+    hash: MediaHash,
+    /// Seeks, as (generation, milliseconds).
+    to_worker: mpsc::Sender<(u32, u32)>,
     /// (In a mutex only because a resource must be `Sync`; the frame has it `&mut`.)
     from_worker: std::sync::Mutex<mpsc::Receiver<FromWorker>>,
     /// Seeks so far: frames of an older generation are dropped.
     generation: u32,
     /// Until the sound (or its absence) is known the clock stands still.
     started: bool,
+    /// The clip's sound, which the worker fills; while the emitter plays it, it is the clock.
+    sound: ClipSound,
+    /// Frames the emitter has been without a sink.
+    sinkless_frames: u32,
     position_ms: f64,
     duration_ms: u32,
     paused: bool,
@@ -114,13 +129,22 @@ struct Playback {
 }
 
 enum FromWorker {
-    Sound(Option<cairn_video::Pcm>),
+    /// The clip is open: whether it has sound (which the worker puts in the playback's queue).
+    Opened {
+        sound: bool,
+    },
     Frame(cairn_video::Frame, u32),
     End(u32),
     Failed(String),
 }
 
 pub fn plugin(app: &mut App) {
+    // The emitters play only where there is audio (a run without it keeps the queue's type).
+    if app.is_plugin_added::<bevy::audio::AudioPlugin>() {
+        app.add_audio_source::<ClipSound>();
+    } else {
+        app.init_asset::<ClipSound>();
+    }
     app.init_resource::<Videos>().add_message::<VideoEvent>().add_systems(
         Update,
         (activate, autoplay, receive_media, play)
@@ -158,7 +182,7 @@ fn activate(
     mut videos: ResMut<Videos>,
     pointer: Res<Pointer>,
     notes: Query<(&Note, &GlobalTransform)>,
-    sinks: Query<&AudioSink>,
+    sinks: Query<&SpatialAudioSink>,
     mut net: MessageWriter<NetCommand>,
 ) {
     for a in activated.read() {
@@ -186,7 +210,7 @@ fn activate(
         match local {
             Some(l) if l.y < -p.size.y / 2.0 + SEEK_BAND * p.size.y => {
                 let fraction = (l.x / p.size.x + 0.5).clamp(0.0, 1.0);
-                seek(p, (fraction * p.duration_ms as f32) as u32, &sinks);
+                seek(p, (fraction * p.duration_ms as f32) as u32);
             }
             _ => {
                 p.paused = !p.paused;
@@ -198,19 +222,16 @@ fn activate(
     }
 }
 
-fn seek(p: &mut Playback, ms: u32, sinks: &Query<&AudioSink>) {
+/// Goes to `ms`: the worker seeks (frames and sound of the old generation are dropped) and
+/// the sound's queue starts again there.
+fn seek(p: &mut Playback, ms: u32) {
     let ms = ms.min(p.duration_ms.saturating_sub(1));
     p.generation += 1;
-    let _ = p.to_worker.send(ms);
+    p.sound.reset(p.generation, ms);
+    let _ = p.to_worker.send((p.generation, ms));
     p.next = None;
     p.decoded_all = false;
     p.position_ms = f64::from(ms);
-    if let Some(sink) = p.emitter.and_then(|e| sinks.get(e).ok()) {
-        let _ = sink.try_seek(Duration::from_millis(u64::from(ms)));
-        if !p.paused {
-            sink.play();
-        }
-    }
 }
 
 /// The nearest video within reach plays by itself (one at a time); an autoplayed one stops
@@ -265,20 +286,42 @@ fn stop(
     }
 }
 
-/// A clip arrived: its worker starts decoding.
+/// A clip is there to play: its first chunks have arrived (it plays as the rest comes), or
+/// it is whole in the cache; its worker starts. A clip that could not be had shows grey.
+#[allow(clippy::too_many_arguments)]
 fn receive_media(
+    mut commands: Commands,
+    mut arriving: MessageReader<MediaArriving>,
     mut ready: MessageReader<MediaReady>,
+    mut failed: MessageReader<MediaFailed>,
     mut videos: ResMut<Videos>,
     notes: Query<&Note>,
     visuals: Query<&NoteVisual>,
-    materials: Res<Assets<StandardMaterial>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
     mut events: MessageWriter<VideoEvent>,
 ) {
-    for r in ready.read() {
-        let Some(waiting) = videos.waiting.remove(&r.hash) else { continue };
+    let there = arriving
+        .read()
+        .map(|a| (a.hash, a.path.clone()))
+        .chain(ready.read().map(|r| (r.hash, r.path.clone())));
+    let mut opened = Vec::new();
+    for (hash, path) in there {
+        if !videos.waiting.contains_key(&hash) {
+            continue;
+        }
+        // The arriving file moves into the cache when whole, so it may be gone already: then
+        // `MediaReady` follows with its new place.
+        match File::open(&path) {
+            Ok(file) => opened.push((hash, file)),
+            Err(e) => debug!("a clip at {path:?} is not there to open ({e}); waiting"),
+        }
+    }
+    for (hash, file) in opened {
+        let Some(waiting) = videos.waiting.remove(&hash) else { continue };
         for (note, autoplay) in waiting {
             let Ok(n) = notes.get(note) else { continue };
-            let Some((_, poster)) = video_of(n) else { continue };
+            let Some((media, poster)) = video_of(n) else { continue };
+            let Ok(file) = file.try_clone() else { continue };
             let size = picture_size(cairn_client::image::dimensions(poster).ok());
             let duration_ms = n.body.as_ref().map_or(0, |b| b.duration_ms);
             let material = visuals.get(note).ok().and_then(|v| v.detail_material.clone());
@@ -287,14 +330,18 @@ fn receive_media(
                 .and_then(|h| materials.get(h))
                 .and_then(|m| m.base_color_texture.clone());
             let poster = videos.posters.entry(note).or_insert(current).clone();
-            let (to_worker, from_worker) = spawn_worker(r.path.clone());
+            let sound = ClipSound::new();
+            let (to_worker, from_worker) = spawn_worker(file, media.size, sound.clone());
             videos.playing.insert(
                 note,
                 Playback {
+                    hash,
                     to_worker,
                     from_worker: std::sync::Mutex::new(from_worker),
                     generation: 0,
                     started: false,
+                    sound,
+                    sinkless_frames: 0,
                     position_ms: 0.0,
                     duration_ms,
                     paused: false,
@@ -314,15 +361,49 @@ fn receive_media(
             events.write(VideoEvent { note, what: VideoEventKind::Started });
         }
     }
+    // A clip that could not be had: those waiting for it, and one playing as it arrived.
+    for f in failed.read() {
+        let mut notes: Vec<Entity> =
+            videos.waiting.remove(&f.hash).into_iter().flatten().map(|(e, _)| e).collect();
+        notes.extend(videos.playing.iter().filter(|(_, p)| p.hash == f.hash).map(|(e, _)| *e));
+        for note in notes {
+            let material = match videos.playing.remove(&note) {
+                Some(p) => {
+                    despawn_parts(&mut commands, &p);
+                    p.material
+                }
+                None => visuals.get(note).ok().and_then(|v| v.detail_material.clone()),
+            };
+            show_broken(&mut materials, material.as_ref());
+            videos.settled.insert(note);
+            events.write(VideoEvent { note, what: VideoEventKind::Failed(f.reason.clone()) });
+        }
+    }
 }
 
-/// The worker: reads and opens the clip, sends its sound, then frames as far ahead as the
-/// channel holds; a number sent to it is a seek. It ends when the playback is dropped.
-fn spawn_worker(path: PathBuf) -> (mpsc::Sender<u32>, mpsc::Receiver<FromWorker>) {
-    let (to_worker, commands) = mpsc::channel::<u32>();
+/// A grey frame in place of a clip that cannot be played.
+fn show_broken(
+    materials: &mut Assets<StandardMaterial>,
+    material: Option<&Handle<StandardMaterial>>,
+) {
+    if let Some(mut m) = material.and_then(|h| materials.get_mut(h)) {
+        m.base_color_texture = None;
+        m.base_color = BROKEN_PICTURE;
+    }
+}
+
+/// The worker: opens the clip (as far as it has arrived), says whether it has sound, then
+/// decodes pictures as far ahead as the channel holds and the sound beside them into the
+/// queue; a (generation, ms) sent to it is a seek. It ends when the playback is dropped.
+fn spawn_worker(
+    file: File,
+    total: u64,
+    sound: ClipSound,
+) -> (mpsc::Sender<(u32, u32)>, mpsc::Receiver<FromWorker>) {
+    let (to_worker, commands) = mpsc::channel::<(u32, u32)>();
     let (out, from_worker) = mpsc::sync_channel::<FromWorker>(FRAMES_AHEAD);
     let spawned = std::thread::Builder::new().name("cairn-video".into()).spawn(move || {
-        if let Err(reason) = worker(&path, &commands, &out) {
+        if let Err(reason) = worker(file, total, &sound, &commands, &out) {
             warn!("a video cannot be played: {reason}");
             let _ = out.send(FromWorker::Failed(reason));
         }
@@ -334,42 +415,42 @@ fn spawn_worker(path: PathBuf) -> (mpsc::Sender<u32>, mpsc::Receiver<FromWorker>
 }
 
 fn worker(
-    path: &std::path::Path,
-    commands: &mpsc::Receiver<u32>,
+    file: File,
+    total: u64,
+    sound: &ClipSound,
+    commands: &mpsc::Receiver<(u32, u32)>,
     out: &mpsc::SyncSender<FromWorker>,
 ) -> Result<(), String> {
-    // Read from the client's media cache, where the clip already lies decrypted.
-    let mut decoder = cairn_video::Decoder::open(path).map_err(|e| e.to_string())?;
-    let sound = cairn_video::decode_audio_file(path).map_err(|e| e.to_string())?;
-    if out.send(FromWorker::Sound(sound)).is_err() {
+    // From the client's media cache, where the clip lies decrypted (or is still arriving).
+    let mut decoder =
+        cairn_video::Decoder::open_arriving(file, total).map_err(|e| e.to_string())?;
+    if out.send(FromWorker::Opened { sound: decoder.has_sound() }).is_err() {
         return Ok(());
     }
-    let mut generation = 0u32;
+    let (mut generation, mut wanted) = (0u32, None);
     loop {
         // Seeks asked for since the last frame (only the last one matters).
-        let mut wanted = None;
-        while let Ok(ms) = commands.try_recv() {
-            wanted = Some(ms);
-        }
-        if let Some(ms) = wanted {
+        if let Some((g, ms)) = wanted.take().or_else(|| commands.try_iter().last()) {
             decoder.seek(ms).map_err(|e| e.to_string())?;
-            generation += 1;
+            generation = g;
         }
-        let sent = match decoder.next_frame().map_err(|e| e.to_string())? {
-            Some(f) => out.send(FromWorker::Frame(f, generation)),
+        let next = decoder.next_frame().map_err(|e| e.to_string())?;
+        sound.push(generation, &decoder.take_sound());
+        match next {
+            Some(f) => {
+                if out.send(FromWorker::Frame(f, generation)).is_err() {
+                    return Ok(());
+                }
+            }
             None => {
+                sound.end(generation);
                 if out.send(FromWorker::End(generation)).is_err() {
                     return Ok(());
                 }
                 // Wait for a seek (or the end of the playback).
-                let Ok(ms) = commands.recv() else { return Ok(()) };
-                decoder.seek(ms).map_err(|e| e.to_string())?;
-                generation += 1;
-                Ok(())
+                let Ok(seek) = commands.recv() else { return Ok(()) };
+                wanted = Some(seek);
             }
-        };
-        if sent.is_err() {
-            return Ok(());
         }
     }
 }
@@ -384,10 +465,10 @@ fn play(
     mut videos: ResMut<Videos>,
     mut images: ResMut<Assets<Image>>,
     mut materials: ResMut<Assets<StandardMaterial>>,
-    mut sources: ResMut<Assets<AudioSource>>,
+    mut sounds: ResMut<Assets<ClipSound>>,
     assets: Option<Res<NoteAssets>>,
     alive: Query<(), (With<Note>, With<Near>)>,
-    sinks: Query<&AudioSink>,
+    sinks: Query<&SpatialAudioSink>,
     mut events: MessageWriter<VideoEvent>,
     mut notices: MessageWriter<NetNotice>,
 ) {
@@ -414,7 +495,23 @@ fn play(
             }
         }
         if p.started && !p.paused && !p.ended {
-            p.position_ms += dt * f64::from(speed);
+            // The clock: the sound played while the emitter plays it, else the frame's time.
+            let sink = p.emitter.and_then(|e| sinks.get(e).ok());
+            match (p.emitter, sink) {
+                (Some(_), None) if p.sinkless_frames < SINK_GRACE_FRAMES => p.sinkless_frames += 1,
+                (Some(_), Some(_)) if !p.sound.played_out() => {
+                    p.position_ms = p.sound.position_ms()
+                }
+                (emitter, sink) => {
+                    if let (Some(emitter), None) = (emitter, sink) {
+                        // No audio output here: the clip plays without its sound.
+                        p.sound.mute();
+                        commands.entity(emitter).try_despawn();
+                        p.emitter = None;
+                    }
+                    p.position_ms += dt * f64::from(speed);
+                }
+            }
         }
         // Take what the worker has, up to the frame due now.
         let mut due: Option<cairn_video::Frame> = None;
@@ -432,12 +529,13 @@ fn play(
             }
             let from_worker = p.from_worker.get_mut().unwrap_or_else(|e| e.into_inner());
             match from_worker.try_recv() {
-                Ok(FromWorker::Sound(sound)) => {
+                Ok(FromWorker::Opened { sound }) => {
                     p.started = true;
-                    if let Some(pcm) = sound {
-                        let bytes = wav_bytes(&pcm.samples);
-                        let handle = sources.add(AudioSource { bytes: bytes.into() });
+                    if sound {
+                        let handle = sounds.add(p.sound.clone());
                         p.emitter = Some(spawn_emitter(&mut commands, note, handle, speed));
+                    } else {
+                        p.sound.mute();
                     }
                 }
                 Ok(FromWorker::Frame(f, g)) => {
@@ -525,10 +623,7 @@ fn play(
         despawn_parts(&mut commands, &p);
         videos.settled.insert(note);
         // A grey frame in place of the clip; the reason is said.
-        if let Some(mut m) = p.material.as_ref().and_then(|h| materials.get_mut(h)) {
-            m.base_color_texture = None;
-            m.base_color = BROKEN_PICTURE;
-        }
+        show_broken(&mut materials, p.material.as_ref());
         notices.write(NetNotice::problem(format!("this video cannot be played: {reason}")));
         events.write(VideoEvent { note, what: VideoEventKind::Failed(reason) });
     }

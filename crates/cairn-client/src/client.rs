@@ -1141,10 +1141,21 @@ impl Client {
     /// The decrypted bytes of a blob: from the cache, or downloaded (resuming a partial
     /// download), checked against its address, decrypted and cached.
     pub async fn media(&mut self, media_ref: &MediaRef) -> Result<PathBuf, ClientError> {
+        self.media_arriving(media_ref, &mut |_| {}).await
+    }
+
+    /// [`Client::media`], telling `arriving` where the opened part of the blob grows while
+    /// it downloads (not called when the blob is in the cache already).
+    pub async fn media_arriving(
+        &mut self,
+        media_ref: &MediaRef,
+        arriving: &mut (dyn FnMut(&Path) + Send),
+    ) -> Result<PathBuf, ClientError> {
         let path = media::cache_path(&self.home, &media_ref.hash);
         if !path.exists() {
             let token = self.token()?;
-            media::download(&self.http, &self.http_base()?, &token, &self.home, media_ref).await?;
+            let base = self.http_base()?;
+            media::download(&self.http, &base, &token, &self.home, media_ref, arriving).await?;
         }
         self.store.media_touch(&media_ref.hash, media_ref.size)?;
         for evicted in self.store.media_evict(self.media_cache_bytes)? {

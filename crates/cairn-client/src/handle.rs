@@ -7,7 +7,7 @@ use crate::client::{Change, Client, Draft, SpaceView};
 use crate::error::ClientError;
 use cairn_crypto::MediaRef;
 use cairn_proto::{NoteId, Policy, Role, SpaceId};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -76,9 +76,21 @@ pub enum ClientEvent {
     State(ConnectionState),
     Changed(Change),
     Outbox(usize),
+    /// A blob's first chunks are open: its plaintext grows at `path` (then moves into the
+    /// cache, where `MediaReady` finds it; a reader that opened `path` keeps reading it).
+    MediaArriving {
+        media: cairn_proto::MediaHash,
+        path: PathBuf,
+    },
     MediaReady {
         media: cairn_proto::MediaHash,
         path: PathBuf,
+    },
+    /// A blob could not be had: the download failed, or it did not open or match its
+    /// address (nothing of it is kept).
+    MediaFailed {
+        media: cairn_proto::MediaHash,
+        reason: String,
     },
     /// Something the user should see (a refused note, a failed download).
     Error(String),
@@ -264,8 +276,14 @@ async fn handle_command(
                 }
             }
             ClientCommand::FetchMedia { media } => {
-                let path = client.media(&media).await?;
-                emit(ClientEvent::MediaReady { media: media.hash, path });
+                let hash = media.hash;
+                let mut arriving = |path: &Path| {
+                    emit(ClientEvent::MediaArriving { media: hash, path: path.into() })
+                };
+                match client.media_arriving(&media, &mut arriving).await {
+                    Ok(path) => emit(ClientEvent::MediaReady { media: hash, path }),
+                    Err(e) => emit(ClientEvent::MediaFailed { media: hash, reason: e.to_string() }),
+                }
             }
             ClientCommand::MarkRead { space, note_id } => {
                 client.store().mark_read(&space, &note_id)?

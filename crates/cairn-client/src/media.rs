@@ -1,14 +1,17 @@
 //! Media over HTTP. Uploads seal the blob once (64 KiB STREAM chunks, hashed beside the
 //! cipher for the address) and stream the ciphertext out. Downloads resume with `Range`
-//! from what a partial file already holds, then check the SHA-256 of the whole ciphertext
-//! while they decrypt it, and keep nothing unless both check out.
+//! from what a partial file already holds, open each chunk as it arrives (a player may read
+//! the opened part while the rest comes), check the SHA-256 of the whole ciphertext at the
+//! end, and keep nothing in the cache unless every chunk and the address check out.
 
 use crate::error::ClientError;
-use cairn_crypto::{CHUNK_SIZE, CryptoError, MediaKey, MediaRef, decrypt_blob, encrypt_blob_with};
+use cairn_crypto::{
+    CHUNK_SIZE, CryptoError, MediaDecryptor, MediaKey, MediaRef, encrypt_blob_with,
+};
 use cairn_proto::MediaHash;
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// `ws://host/v1/ws` -> `http://host`, `wss://` -> `https://`.
 pub fn http_base(ws_url: &str) -> Result<String, ClientError> {
@@ -82,59 +85,154 @@ pub async fn upload(
     Ok(MediaRef { hash, key, size: plaintext.len() as u64, mime: mime.to_owned() })
 }
 
+/// Where a blob's opened chunks grow while it downloads (renamed into the cache when whole).
+pub fn arriving_path(home: &Path, hash: &MediaHash) -> PathBuf {
+    home.join("media").join("partial").join(format!("{}.open", hash.to_hex()))
+}
+
+/// How much ciphertext is read from a partial download at a time when resuming.
+const RESUME_PIECE: usize = 16 * CHUNK_SIZE;
+
 /// Downloads (resuming), verifies and decrypts a blob into the cache.
+///
+/// Each chunk is opened as it arrives (the STREAM construction authenticates every chunk
+/// and its place under the note's key) and its plaintext appended to the blob's
+/// [`arriving_path`]; once that file holds the first chunk, `arriving` is given its path, so
+/// a player can start before the end. At the end the whole ciphertext must hash to the
+/// blob's address; only then is the file renamed into the cache. Anything that fails to
+/// open or to match removes both partial files: nothing half-checked is kept.
 pub async fn download(
     http: &reqwest::Client,
     base: &str,
     token: &str,
     home: &Path,
     media: &MediaRef,
+    arriving: &mut (dyn FnMut(&Path) + Send),
 ) -> Result<PathBuf, ClientError> {
     let dir = home.join("media");
     tokio::fs::create_dir_all(dir.join("partial")).await?;
     let partial = dir.join("partial").join(media.hash.to_hex());
-    let have = tokio::fs::metadata(&partial).await.map(|m| m.len()).unwrap_or(0);
-    let mut req = http.get(format!("{base}/v1/media/{}", media.hash)).bearer_auth(token);
-    if have > 0 {
-        req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
-    }
-    let resp = req.send().await?;
-    let status = resp.status();
-    let append = status == reqwest::StatusCode::PARTIAL_CONTENT;
-    if !(status.is_success() || status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE) {
-        return Err(ClientError::Http(format!("download refused ({status})")));
-    }
-    if status != reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(append)
-            .write(true)
-            .truncate(!append)
-            .open(&partial)
-            .await?;
-        let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            file.write_all(&chunk?).await?;
-        }
-        file.sync_all().await?;
-    }
-    // Checked against its address (hashed beside the decryption) and decrypted in one pass.
-    let ciphertext = tokio::fs::read(&partial).await?;
-    let (key, hash) = (media.key.clone(), media.hash);
-    let opened = tokio::task::spawn_blocking(move || decrypt_blob(&key, &ciphertext, Some(&hash)))
-        .await
-        .map_err(|e| ClientError::Protocol(format!("opening a blob: {e}")))?;
-    let plain = match opened {
-        Ok(plain) => plain,
-        Err(CryptoError::WrongAddress) => {
-            tokio::fs::remove_file(&partial).await?;
-            return Err(ClientError::Http(
-                "the downloaded blob does not match its address; discarded".into(),
-            ));
-        }
-        Err(e) => return Err(e.into()),
+    let open_path = arriving_path(home, &media.hash);
+    let mut blob = Arriving {
+        decryptor: MediaDecryptor::addressed(&media.key, media.hash),
+        plain: Vec::with_capacity(RESUME_PIECE),
+        // Written again from the start on every try: what a reader already took from it is
+        // the same bytes (one key, one address), and nothing a broken try left stays.
+        file: tokio::fs::File::create(&open_path).await?,
+        announced: false,
     };
-    cache_put(home, &media.hash, &plain)?;
-    tokio::fs::remove_file(&partial).await?;
-    Ok(cache_path(home, &media.hash))
+    let result = async {
+        // What an earlier try brought goes through first.
+        let mut have = 0u64;
+        if let Ok(mut earlier) = tokio::fs::File::open(&partial).await {
+            let mut piece = vec![0u8; RESUME_PIECE];
+            loop {
+                let n = tokio::io::AsyncReadExt::read(&mut earlier, &mut piece).await?;
+                if n == 0 {
+                    break;
+                }
+                have += n as u64;
+                blob.take(&piece[..n], &open_path, arriving).await?;
+            }
+        }
+        let mut req = http.get(format!("{base}/v1/media/{}", media.hash)).bearer_auth(token);
+        if have > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let append = status == reqwest::StatusCode::PARTIAL_CONTENT;
+        if !(status.is_success() || status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE) {
+            return Err(ClientError::Http(format!("download refused ({status})")));
+        }
+        if status != reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+            if !append && have > 0 {
+                // The server sent the whole blob again: start over.
+                blob.restart(&media.key, media.hash).await?;
+            }
+            let mut file = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(append)
+                .write(true)
+                .truncate(!append)
+                .open(&partial)
+                .await?;
+            let mut body = resp.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                file.write_all(&chunk).await?;
+                blob.take(&chunk, &open_path, arriving).await?;
+            }
+            file.sync_all().await?;
+        }
+        blob.finish().await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            let path = cache_path(home, &media.hash);
+            tokio::fs::rename(&open_path, &path).await?;
+            tokio::fs::remove_file(&partial).await?;
+            Ok(path)
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&open_path).await;
+            if matches!(e, ClientError::Crypto(_)) {
+                // A ciphertext that does not open or match is not resumed.
+                let _ = tokio::fs::remove_file(&partial).await;
+            }
+            Err(match e {
+                ClientError::Crypto(CryptoError::WrongAddress) => ClientError::Http(
+                    "the downloaded blob does not match its address; discarded".into(),
+                ),
+                e => e,
+            })
+        }
+    }
+}
+
+/// A blob being opened as it arrives.
+struct Arriving {
+    decryptor: MediaDecryptor,
+    plain: Vec<u8>,
+    file: tokio::fs::File,
+    announced: bool,
+}
+
+impl Arriving {
+    /// Opens what `data` completes and appends it to the arriving file.
+    async fn take(
+        &mut self,
+        data: &[u8],
+        path: &Path,
+        arriving: &mut (dyn FnMut(&Path) + Send),
+    ) -> Result<(), ClientError> {
+        self.plain.clear();
+        self.decryptor.push(data, &mut self.plain)?;
+        if !self.plain.is_empty() {
+            self.file.write_all(&self.plain).await?;
+            self.file.flush().await?;
+            if !self.announced {
+                self.announced = true;
+                arriving(path);
+            }
+        }
+        Ok(())
+    }
+
+    async fn restart(&mut self, key: &MediaKey, hash: MediaHash) -> Result<(), ClientError> {
+        self.decryptor = MediaDecryptor::addressed(key, hash);
+        self.file.set_len(0).await?;
+        self.file.seek(std::io::SeekFrom::Start(0)).await?;
+        Ok(())
+    }
+
+    /// The last chunk, after the address is checked; the file is made durable.
+    async fn finish(mut self) -> Result<(), ClientError> {
+        self.plain.clear();
+        self.decryptor.finish(&mut self.plain)?;
+        self.file.write_all(&self.plain).await?;
+        self.file.sync_all().await?;
+        Ok(())
+    }
 }

@@ -319,7 +319,37 @@ async fn a_download_resumes_from_a_partial_file_and_a_corrupt_one_is_discarded()
     std::fs::write(partial.join(&hex), &wrong).unwrap();
     assert!(bob.media(&media).await.is_err());
     assert!(!partial.join(&hex).exists());
+    let arriving = cairn_client::media::arriving_path(&w.home("bob"), &media.hash);
+    assert!(!arriving.exists(), "nothing of it kept opened");
     assert_eq!(std::fs::read(bob.media(&media).await.unwrap()).unwrap(), big);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_shows_its_opened_part_while_the_rest_arrives() {
+    let w = World::new().await;
+    let mut alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let space = alice.create_space("films", Policy::default()).await.unwrap();
+    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    let big: Vec<u8> =
+        (0..500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let voice = VoiceClip { ogg_opus: big.clone(), waveform: vec![], duration_ms: 1000 };
+    alice.post(&space, Draft { voice: Some(voice), ..Draft::default() }).await.unwrap();
+    bob.sync().await.unwrap();
+    let media = bob.notes(&space).unwrap()[0].body.clone().unwrap().media[0].clone();
+    // What the file holds when the player is told of it.
+    let mut told: Option<(std::path::PathBuf, Vec<u8>)> = None;
+    let mut arriving = |p: &std::path::Path| told = Some((p.into(), std::fs::read(p).unwrap()));
+    let cached = bob.media_arriving(&media, &mut arriving).await.unwrap();
+    let (path, had) = told.expect("told where it arrives");
+    assert!(!had.is_empty() && had.len() < big.len(), "told before the end: {}", had.len());
+    assert_eq!(had, big[..had.len()], "only opened chunks, in order");
+    assert!(!path.exists(), "moved into the cache when whole");
+    assert_eq!(std::fs::read(&cached).unwrap(), big);
+    // From the cache it is not arriving: nobody is told.
+    let mut again = false;
+    bob.media_arriving(&media, &mut |_| again = true).await.unwrap();
+    assert!(!again);
 }
 
 #[test]

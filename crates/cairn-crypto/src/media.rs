@@ -103,11 +103,16 @@ impl MediaEncryptor {
     }
 }
 
-/// Decrypts a stream of ciphertext as it arrives, in any slicing.
+/// Decrypts a stream of ciphertext as it arrives, in any slicing. Every chunk it gives out
+/// has opened under the key (so it is what the key's holder sealed, in its place: the counter
+/// and the last-chunk flag are in the nonce); [`MediaDecryptor::addressed`] also checks the
+/// whole stream against its address at the end.
 pub struct MediaDecryptor {
     cipher: Aes256Gcm,
     counter: u32,
     pending: Vec<u8>,
+    /// The ciphertext's hash so far, and the address it must come to.
+    address: Option<(Sha256, MediaHash)>,
 }
 
 impl MediaDecryptor {
@@ -116,7 +121,14 @@ impl MediaDecryptor {
             cipher: Aes256Gcm::new_from_slice(&key.0).expect("32-byte key"),
             counter: 0,
             pending: Vec::with_capacity(SEALED_CHUNK_SIZE * 2),
+            address: None,
         }
+    }
+
+    /// A decryptor that also hashes what it takes, and whose [`finish`](Self::finish) refuses
+    /// a stream that is not `expected` ([`CryptoError::WrongAddress`]).
+    pub fn addressed(key: &MediaKey, expected: MediaHash) -> Self {
+        MediaDecryptor { address: Some((Sha256::new(), expected)), ..Self::new(key) }
     }
 
     /// Opens the chunk at `pending[start..start + len]`.
@@ -141,6 +153,9 @@ impl MediaDecryptor {
     /// Takes more ciphertext; appends whatever plaintext is certain to `out`. A full chunk
     /// is held back until more data shows it is not the last.
     pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if let Some((hasher, _)) = &mut self.address {
+            hasher.update(data);
+        }
         self.pending.extend_from_slice(data);
         let mut start = 0;
         while self.pending.len() - start > SEALED_CHUNK_SIZE {
@@ -152,8 +167,14 @@ impl MediaDecryptor {
         Ok(())
     }
 
-    /// The stream ended: the held-back bytes must be the last chunk.
+    /// The stream ended: the held-back bytes must be the last chunk, and an addressed
+    /// stream must be what its address says (checked first, as [`decrypt_blob`] does).
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if let Some((hasher, expected)) = self.address.take()
+            && <[u8; 32]>::from(hasher.finalize()) != expected.0
+        {
+            return Err(CryptoError::WrongAddress);
+        }
         if self.pending.len() < TAG_LEN {
             return Err(CryptoError::Truncated);
         }

@@ -457,6 +457,32 @@ fn streaming_decryption_accepts_any_slicing() {
 }
 
 #[test]
+fn an_addressed_stream_gives_out_only_opened_chunks_and_refuses_another_address() {
+    let data: Vec<u8> = (0..(3 * CHUNK_SIZE + 500) as u32).map(|i| (i % 251) as u8).collect();
+    let (key, ct, hash) = encrypt_blob(&data);
+    // The right address: the same plaintext, chunk by chunk as the chunks complete.
+    let mut dec = MediaDecryptor::addressed(&key, hash);
+    let mut out = Vec::new();
+    dec.push(&ct[..media::SEALED_CHUNK_SIZE + 1], &mut out).unwrap();
+    assert_eq!(out, data[..CHUNK_SIZE], "a whole chunk comes out once it is known not last");
+    dec.push(&ct[media::SEALED_CHUNK_SIZE + 1..], &mut out).unwrap();
+    dec.finish(&mut out).unwrap();
+    assert_eq!(out, data);
+    // Another address: refused as such at the end.
+    let mut dec = MediaDecryptor::addressed(&key, MediaHash([7; 32]));
+    let mut out = Vec::new();
+    dec.push(&ct, &mut out).unwrap();
+    assert!(matches!(dec.finish(&mut out), Err(CryptoError::WrongAddress)));
+    // A chunk changed in flight: nothing from it comes out.
+    let mut bad = ct.clone();
+    bad[media::SEALED_CHUNK_SIZE + 10] ^= 1;
+    let mut dec = MediaDecryptor::addressed(&key, hash);
+    let mut out = Vec::new();
+    assert!(dec.push(&bad, &mut out).is_err());
+    assert_eq!(out, data[..CHUNK_SIZE], "only the chunk before the damage");
+}
+
+#[test]
 fn secrets_never_appear_in_debug_output() {
     let id = DeviceIdentity::generate();
     let secret = id.to_bytes();

@@ -274,3 +274,100 @@ fn the_decoder_refuses_what_is_not_a_canonical_clip() {
     }
     assert!(n > 0 && n < 60, "{n} frames of a clip cut in half");
 }
+
+/// Runs `f` on a thread and waits for it at most `secs`: a decoder that blocks where it
+/// should not fails the test instead of hanging it.
+fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what} failed (see above) or took over {secs} s"))
+}
+
+#[test]
+fn a_clip_plays_while_it_arrives_with_its_sound_and_seeks_before_and_after_it_is_whole() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = transcode(&make(&dir, "a.mp4", &Spec { seconds: 3.0, ..Spec::default() })).unwrap();
+    let webm = clip.webm.clone();
+    let path = dir.path().join("arriving.webm");
+    // A quarter has arrived.
+    let quarter = webm.len() / 4;
+    std::fs::write(&path, &webm[..quarter]).unwrap();
+    let total = webm.len() as u64;
+    // (The decoder stays on one thread: FFmpeg's contexts are not `Send`.)
+    let (first, first_sound, had, sought, sought_sound, frames, sound) =
+        within(60, "playing a clip as it arrives", move || {
+            let file = std::fs::File::open(&path).unwrap();
+            let mut d = Decoder::open_arriving(file, total).unwrap();
+            assert!(d.has_sound());
+            let first = d.next_frame().unwrap().unwrap();
+            let first_sound = d.take_sound();
+            let had = std::fs::metadata(&path).unwrap().len();
+            // A seek before it is whole: it goes on from the start, to the place, as the
+            // rest comes.
+            d.seek(2000).unwrap();
+            let writer = std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+                for piece in webm[quarter..].chunks(16 * 1024) {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    f.write_all(piece).unwrap();
+                }
+            });
+            let sought = d.next_frame().unwrap().unwrap();
+            for _ in 0..10 {
+                d.next_frame().unwrap().unwrap();
+            }
+            let sought_sound = d.take_sound();
+            writer.join().unwrap();
+            // Whole now: a seek back goes straight there, and it plays to its end.
+            d.seek(500).unwrap();
+            let mut frames = Vec::new();
+            while let Some(f) = d.next_frame().unwrap() {
+                frames.push(f.ms);
+            }
+            (first, first_sound, had, sought, sought_sound, frames, d.take_sound())
+        });
+    assert_eq!(first.ms, 0);
+    assert_bars(&first, 0);
+    assert!(!first_sound.is_empty(), "its sound comes beside its pictures");
+    assert!(had < total, "the first frame came before the rest arrived");
+    assert!((2000..2040).contains(&sought.ms), "after a seek to 2000: {}", sought.ms);
+    assert_bars(&sought, 2);
+    let tone = tone_hz(&sought_sound, cairn_video::AUDIO_RATE);
+    assert!((tone - 440.0).abs() < 5.0, "the tone from the place sought: {tone} Hz");
+    assert!((500..540).contains(&frames[0]), "back to 500: {}", frames[0]);
+    assert!(*frames.last().unwrap() >= 2900, "to the end: {:?}", frames.last());
+    let secs = sound.len() as f64 / f64::from(cairn_video::AUDIO_RATE);
+    assert!((secs - 2.5).abs() < 0.1, "the sound from 0.5 s to the end: {secs} s");
+}
+
+#[test]
+fn a_clip_with_far_more_pictures_than_its_time_allows_is_refused() {
+    // 240 pictures a second (a canonical clip has at most 30): a player would decode without
+    // end to keep up.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        container: "webm",
+        video_codec: "libvpx-vp9",
+        video_options: &[("deadline", "realtime"), ("cpu-used", "8")],
+        width: 160,
+        height: 120,
+        fps: 240,
+        seconds: 2.0,
+        audio: None,
+        ..Spec::default()
+    };
+    let webm = std::fs::read(make(&dir, "fast.webm", &spec)).unwrap();
+    let mut d = Decoder::new(&webm).unwrap();
+    let err = loop {
+        match d.next_frame() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("all of it decoded"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, VideoError::Corrupt(ref m) if m.contains("pictures")), "{err}");
+}
