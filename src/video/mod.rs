@@ -300,23 +300,27 @@ fn receive_media(
     mut materials: ResMut<Assets<StandardMaterial>>,
     mut events: MessageWriter<VideoEvent>,
 ) {
+    // An arriving clip grows to the size its note gives; one in the cache is whole as it is.
     let there = arriving
         .read()
-        .map(|a| (a.hash, a.path.clone()))
-        .chain(ready.read().map(|r| (r.hash, r.path.clone())));
+        .map(|a| (a.hash, a.path.clone(), false))
+        .chain(ready.read().map(|r| (r.hash, r.path.clone(), true)));
     let mut opened = Vec::new();
-    for (hash, path) in there {
+    for (hash, path, whole) in there {
         if !videos.waiting.contains_key(&hash) {
             continue;
         }
         // The arriving file moves into the cache when whole, so it may be gone already: then
         // `MediaReady` follows with its new place.
         match File::open(&path) {
-            Ok(file) => opened.push((hash, file)),
+            Ok(file) => {
+                let len = if whole { file.metadata().ok().map(|m| m.len()) } else { None };
+                opened.push((hash, file, len));
+            }
             Err(e) => debug!("a clip at {path:?} is not there to open ({e}); waiting"),
         }
     }
-    for (hash, file) in opened {
+    for (hash, file, len) in opened {
         let Some(waiting) = videos.waiting.remove(&hash) else { continue };
         for (note, autoplay) in waiting {
             let Ok(n) = notes.get(note) else { continue };
@@ -330,8 +334,9 @@ fn receive_media(
                 .and_then(|h| materials.get(h))
                 .and_then(|m| m.base_color_texture.clone());
             let poster = videos.posters.entry(note).or_insert(current).clone();
-            let sound = ClipSound::new();
-            let (to_worker, from_worker) = spawn_worker(file, media.size, sound.clone());
+            let sound = ClipSound::default();
+            let (to_worker, from_worker) =
+                spawn_worker(file, len.unwrap_or(media.size), sound.clone());
             videos.playing.insert(
                 note,
                 Playback {

@@ -15,7 +15,7 @@ const RATE: u32 = cairn_video::AUDIO_RATE;
 const BLOCK: usize = RATE as usize / 100;
 
 /// The sound of one playback, shared by its worker, its emitter and the frame.
-#[derive(Asset, TypePath, Clone)]
+#[derive(Asset, TypePath, Clone, Default)]
 pub struct ClipSound(Arc<Mutex<Queue>>);
 
 #[derive(Default)]
@@ -33,10 +33,6 @@ struct Queue {
 }
 
 impl ClipSound {
-    pub fn new() -> Self {
-        ClipSound(Arc::default())
-    }
-
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -142,7 +138,7 @@ mod tests {
 
     #[test]
     fn the_clock_is_the_sound_played_and_waits_through_silence() {
-        let sound = ClipSound::new();
+        let sound = ClipSound::default();
         let mut source = sound.decoder();
         sound.push(0, &vec![0.5; RATE as usize / 10]); // 100 ms
         let got: Vec<f32> = source.by_ref().take(RATE as usize / 20).collect();
@@ -159,7 +155,7 @@ mod tests {
 
     #[test]
     fn a_seek_drops_sound_of_the_old_generation() {
-        let sound = ClipSound::new();
+        let sound = ClipSound::default();
         sound.push(0, &[0.5; 4800]);
         sound.reset(1, 2000);
         sound.push(0, &[0.5; 4800]); // decoded before the worker saw the seek
