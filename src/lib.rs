@@ -6,6 +6,7 @@
 //! added on top by [`run`].
 
 pub mod audio;
+pub mod common;
 pub mod compose;
 pub mod desktop;
 pub mod interact;
@@ -123,8 +124,8 @@ impl Plugin for CairnPresentationPlugin {
 
 /// The desktop window needs a display server; without one winit panics deep in Bevy's
 /// plugin setup, so say plainly what is missing first.
-fn desktop_display_reachable(mode: &xr::runtime::DisplayMode) -> Result<(), String> {
-    if !matches!(mode, xr::runtime::DisplayMode::Desktop { .. }) || !cfg!(target_os = "linux") {
+fn desktop_display_reachable(mode: &common::DisplayMode) -> Result<(), String> {
+    if !matches!(mode, common::DisplayMode::Desktop { .. }) || !cfg!(target_os = "linux") {
         return Ok(());
     }
     let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
@@ -141,11 +142,11 @@ fn desktop_display_reachable(mode: &xr::runtime::DisplayMode) -> Result<(), Stri
 /// notes), the embedded server unless `--server` is given, then the window.
 pub fn run(args: Args) -> AppExit {
     let (mode, runtime) = if args.flat {
-        (xr::runtime::DisplayMode::Desktop { reason: "asked for with --flat".into() }, None)
+        (common::DisplayMode::Desktop { reason: "asked for with --flat".into() }, None)
     } else {
         match xr::runtime::probe() {
             Ok(info) => (
-                xr::runtime::DisplayMode::Xr {
+                common::DisplayMode::Xr {
                     runtime: info.runtime.clone(),
                     system: info.system.clone(),
                 },
@@ -155,7 +156,7 @@ pub fn run(args: Args) -> AppExit {
                 eprintln!("cairn: --xr: {reason}");
                 return AppExit::error();
             }
-            Err(reason) => (xr::runtime::DisplayMode::Desktop { reason }, None),
+            Err(reason) => (common::DisplayMode::Desktop { reason }, None),
         }
     };
     eprintln!("cairn: {}", mode.notice());

@@ -2,12 +2,13 @@
 //! drawn, the connection state — with milliseconds since the Unix epoch. Tests of the real
 //! process (screenshots, end to end, XR sessions) assert on it.
 
+use crate::common::DisplayMode;
 use crate::interact::NoteActivated;
 use crate::net::NetStatus;
 use crate::notes::{Note, NoteAt};
 use crate::render::NoteVisual;
 use crate::xr::XrInput;
-use crate::xr::runtime::{DisplayMode, SessionState, XrFrames, notes_in_view};
+use crate::xr::runtime::{SessionState, XrFrames, notes_in_view};
 use bevy::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;

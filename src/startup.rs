@@ -4,7 +4,7 @@
 use crate::Args;
 use anyhow::{Context, Result};
 use bevy::prelude::Resource;
-use cairn_client::{Client, ClientHandle, Draft};
+use cairn_client::{Client, ClientHandle, Content, Draft};
 use cairn_proto::{Policy, SpaceId};
 use std::path::{Path, PathBuf};
 
@@ -179,7 +179,7 @@ async fn welcome(client: &mut Client) -> Result<()> {
             &space,
             Draft {
                 text: "A cairn: stones left to show the way.".into(),
-                image: Some(picture),
+                content: Content::Image(picture),
                 pose: cairn_crypto::Pose { position: [1.2, 1.6, -3.2], ..Default::default() },
                 ..Draft::default()
             },
@@ -192,7 +192,7 @@ async fn welcome(client: &mut Client) -> Result<()> {
                 &space,
                 Draft {
                     text: "A voice note: click the orb to hear it.".into(),
-                    voice: Some(voice),
+                    content: Content::Voice(voice),
                     pose,
                     ..Draft::default()
                 },

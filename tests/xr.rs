@@ -640,7 +640,7 @@ fn focus_a_note_ahead(app: &mut App, before: impl FnOnce(&mut App)) -> Entity {
 #[test]
 fn the_action_bar_under_a_focused_note_reacts_replies_and_deletes_in_the_headset() {
     use cairn::xr::boards::Key;
-    use cairn_client::ClientCommand;
+    use cairn_client::{ClientCommand, Content};
     let mut app = app();
     app.world_mut().resource_mut::<cairn::net::NetStatus>().handle = "alice".into();
     let note = focus_a_note_ahead(&mut app, |app| {
@@ -663,7 +663,7 @@ fn the_action_bar_under_a_focused_note_reacts_replies_and_deletes_in_the_headset
     let sent = net_commands(&mut app);
     assert!(
         matches!(&sent[..], [ClientCommand::Post { draft, .. }]
-            if draft.reaction.as_deref() == Some(cairn::compose::REACTIONS[0])
+            if matches!(&draft.content, Content::Reaction(r) if r == cairn::compose::REACTIONS[0])
                 && draft.reply_to == Some(NoteId([1; 16]))),
         "{sent:?}"
     );

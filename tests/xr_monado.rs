@@ -579,7 +579,7 @@ fn when_the_runtime_dies_mid_session_the_app_says_so_and_exits_with_its_own_stat
 #[test]
 fn in_monado_a_headset_touches_a_places_marks_and_its_note_stands_where_it_was_left() {
     use bevy::math::{Quat, Vec3};
-    use cairn_client::{Client, Draft};
+    use cairn_client::{Client, Content, Draft};
     use cairn_crypto::{PlaceMark, PlacePose, PlaceRecord, Pose};
     use cairn_proto::{Policy, Role};
     use remote::{Controller, Feeder, Poses};
@@ -624,7 +624,13 @@ fn in_monado_a_headset_touches_a_places_marks_and_its_note_stands_where_it_was_l
                         .collect(),
                 };
                 let place = alice
-                    .post(&space, Draft { place_record: Some(record), ..Draft::default() })
+                    .post(
+                        &space,
+                        Draft {
+                            content: Content::Place { record, picture: None },
+                            ..Draft::default()
+                        },
+                    )
                     .await
                     .unwrap();
                 let pose = Pose { position: spot.to_array(), ..Pose::default() };

@@ -5,9 +5,10 @@
 mod record;
 
 use crate::CairnSet;
+use crate::common::Notice;
 use crate::compose::placement;
 use crate::interact::{NoteActivated, Pointer};
-use crate::net::{CurrentSpace, MediaReady, NetCommand, NetNotice};
+use crate::net::{CurrentSpace, MediaReady, NetCommand, PostNote};
 use crate::notes::{Note, NoteAt};
 use crate::render::{NoteVisual, VoiceOrbMaterial};
 use bevy::audio::{
@@ -15,7 +16,7 @@ use bevy::audio::{
     Volume,
 };
 use bevy::prelude::*;
-use cairn_client::{ClientCommand, Draft, VoiceClip};
+use cairn_client::{ClientCommand, Content, Draft, VoiceClip};
 use cairn_proto::{MediaHash, NoteKind};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -173,7 +174,7 @@ fn receive_media(
     mut voice: ResMut<Voice>,
     mut decoded: ResMut<Decoded>,
     mut sources: ResMut<Assets<AudioSource>>,
-    mut notices: MessageWriter<NetNotice>,
+    mut notices: MessageWriter<Notice>,
 ) {
     for r in ready.read() {
         let Some(waiting) = voice.waiting.remove(&r.hash) else { continue };
@@ -183,7 +184,7 @@ fn receive_media(
         let pcm = match pcm {
             Ok(p) => p,
             Err(e) => {
-                notices.write(NetNotice::problem(format!("this voice note cannot be played: {e}")));
+                notices.write(Notice::problem(format!("this voice note cannot be played: {e}")));
                 continue;
             }
         };
@@ -247,8 +248,8 @@ fn handle_voice_input(
     mut recorder: ResMut<record::Recorder>,
     pointer: Res<Pointer>,
     current: Res<CurrentSpace>,
-    mut net: MessageWriter<NetCommand>,
-    mut notices: MessageWriter<NetNotice>,
+    mut posts: MessageWriter<PostNote>,
+    mut notices: MessageWriter<Notice>,
 ) {
     for input in inputs.read() {
         match input {
@@ -260,16 +261,16 @@ fn handle_voice_input(
                         sink.set_speed(speed);
                     }
                 }
-                notices.write(NetNotice::info(format!("voice notes play at {speed}×")));
+                notices.write(Notice::info(format!("voice notes play at {speed}×")));
             }
             VoiceInput::StartRecording => {
                 if let Err(e) = recorder.start() {
-                    notices.write(NetNotice::problem(format!("{e} — you can still post an audio file with cairn-cli note post --voice FILE")));
+                    notices.write(Notice::problem(format!("{e} — you can still post an audio file with cairn-cli note post --voice FILE")));
                 }
             }
             VoiceInput::CancelRecording => {
                 if recorder.stop().is_some() {
-                    notices.write(NetNotice::problem(
+                    notices.write(Notice::problem(
                         "the recording was discarded: the headset stopped tracking before the \
                          grip was let go",
                     ));
@@ -286,7 +287,7 @@ fn handle_voice_input(
                             -1.5,
                         ));
                         let draft = Draft {
-                            voice: Some(VoiceClip {
+                            content: Content::Voice(VoiceClip {
                                 ogg_opus: note.ogg_opus,
                                 waveform: note.waveform,
                                 duration_ms: note.duration_ms,
@@ -297,12 +298,11 @@ fn handle_voice_input(
                             },
                             ..Draft::default()
                         };
-                        net.write(NetCommand(ClientCommand::Post { space, draft }));
+                        posts.write(PostNote { space, draft });
                     }
                     Err(e) => {
-                        notices.write(NetNotice::problem(format!(
-                            "the recording was not posted: {e}"
-                        )));
+                        notices
+                            .write(Notice::problem(format!("the recording was not posted: {e}")));
                     }
                 }
             }

@@ -4,11 +4,12 @@
 //! [`ComposeInput`] messages and pointer presses, so all of this is testable headless.
 
 use crate::CairnSet;
+use crate::common::Notice;
 use crate::interact::{EmptyPress, Focused, NoteActivated, Pointer};
-use crate::net::{CurrentSpace, NetCommand, NetNotice, NetStatus};
+use crate::net::{CurrentSpace, NetCommand, NetStatus, PostNote};
 use crate::notes::{Note, NoteAt};
 use bevy::prelude::*;
-use cairn_client::{ClientCommand, Draft};
+use cairn_client::{ClientCommand, Content, Draft};
 use cairn_crypto::Pose;
 use cairn_proto::NoteId;
 use std::path::PathBuf;
@@ -105,10 +106,11 @@ fn handle_input(
     current: Res<CurrentSpace>,
     status: Res<NetStatus>,
     notes: Query<(&Note, &NoteAt)>,
+    mut posts: MessageWriter<PostNote>,
     mut net: MessageWriter<NetCommand>,
     mut places: MessageWriter<crate::places::PlaceAction>,
     mut preparing: ResMut<PreparingVideos>,
-    mut notices: MessageWriter<NetNotice>,
+    mut notices: MessageWriter<Notice>,
 ) {
     let focused_note = focused.0.and_then(|e| notes.get(e).ok());
     for input in inputs.read() {
@@ -129,8 +131,8 @@ fn handle_input(
                 {
                     let mut draft = draft_at(t.0 + Vec3::new(-0.3, -0.28, 0.05));
                     draft.reply_to = Some(n.id);
-                    draft.reaction = Some((*emoji).to_owned());
-                    net.write(NetCommand(ClientCommand::Post { space, draft }));
+                    draft.content = Content::Reaction((*emoji).to_owned());
+                    posts.write(PostNote { space, draft });
                 }
             }
             ComposeInput::Delete => {
@@ -166,7 +168,7 @@ fn handle_input(
                         let mut draft = draft_at(at);
                         draft.text = text.trim().to_owned();
                         draft.reply_to = reply_to;
-                        net.write(NetCommand(ClientCommand::Post { space, draft }));
+                        posts.write(PostNote { space, draft });
                     }
                     *compose = Compose::Idle;
                 }
@@ -198,7 +200,7 @@ fn handle_input(
                     let task = bevy::tasks::AsyncComputeTaskPool::get_or_init(Default::default)
                         .spawn(async move { job() });
                     preparing.0.push((space, draft, task));
-                    notices.write(NetNotice::info(format!(
+                    notices.write(Notice::info(format!(
                         "preparing the video {} …",
                         path.file_name().unwrap_or_default().to_string_lossy()
                     )));
@@ -206,8 +208,8 @@ fn handle_input(
                 }
                 match std::fs::read(&path) {
                     Ok(bytes) => {
-                        draft.image = Some(bytes);
-                        net.write(NetCommand(ClientCommand::Post { space, draft }));
+                        draft.content = Content::Image(bytes);
+                        posts.write(PostNote { space, draft });
                     }
                     Err(e) => warn!("could not read {}: {e}", path.display()),
                 }
@@ -236,19 +238,19 @@ pub struct PreparingVideos(
 /// A video that is ready is posted; one that cannot be a video note says why.
 fn post_prepared_videos(
     mut preparing: ResMut<PreparingVideos>,
-    mut net: MessageWriter<NetCommand>,
-    mut notices: MessageWriter<NetNotice>,
+    mut posts: MessageWriter<PostNote>,
+    mut notices: MessageWriter<Notice>,
 ) {
     preparing.0.retain_mut(|(space, draft, task)| {
         let Some(result) = bevy::tasks::futures::check_ready(task) else { return true };
         match result {
             Ok(clip) => {
                 let mut draft = draft.clone();
-                draft.video = Some(clip);
-                net.write(NetCommand(ClientCommand::Post { space: *space, draft }));
+                draft.content = Content::Video(clip);
+                posts.write(PostNote { space: *space, draft });
             }
             Err(e) => {
-                notices.write(NetNotice::problem(format!("the video was not posted: {e}")));
+                notices.write(Notice::problem(format!("the video was not posted: {e}")));
             }
         }
         false

@@ -36,14 +36,14 @@ pub fn plugin(app: &mut App) {
                 voice_keys,
             )
                 .in_set(CairnSet::Input)
-                .run_if(crate::xr::runtime::desktop_mode),
+                .run_if(crate::common::desktop_mode),
         )
         .add_systems(Update, cameras_follow_mode);
 }
 
 /// In a running XR session the headset is the view: the window's cameras rest.
 fn cameras_follow_mode(
-    mode: Option<Res<crate::xr::runtime::DisplayMode>>,
+    mode: Option<Res<crate::common::DisplayMode>>,
     mut cams: Query<&mut Camera, Or<(With<FlyCamera>, With<IsDefaultUiCamera>)>>,
 ) {
     let Some(mode) = mode else { return };

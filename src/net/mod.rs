@@ -1,11 +1,16 @@
 //! The bridge between cairn-client and Bevy: the client runs on its own tokio runtime
 //! (`ClientHandle`); each frame its events are drained into Bevy messages, and commands
 //! written as [`NetCommand`] messages go back to it.
+//!
+//! A note this device writes goes out one way, whatever wrote it: as a [`PostNote`] (from
+//! compose, audio, places), placed by `places::place_outgoing` (its anchor and its place's
+//! frame), then turned into the client's `Post` here, by [`post_notes`] and nothing else.
 
 use crate::CairnSet;
+use crate::common::Notice;
 use bevy::prelude::*;
 use cairn_client::{
-    Change, ClientCommand, ClientEvent, ClientHandle, ConnectionState, LocalNote, SpaceView,
+    Change, ClientCommand, ClientEvent, ClientHandle, ConnectionState, Draft, LocalNote, SpaceView,
 };
 use cairn_proto::{MediaHash, NoteId, SpaceId};
 use std::path::PathBuf;
@@ -44,28 +49,17 @@ pub struct MediaFailed {
     pub reason: String,
 }
 
-/// A line to show the user: a problem (shown in red), or news of what is being done.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct NetNotice {
-    pub text: String,
-    pub problem: bool,
-}
-
-impl NetNotice {
-    /// Something went wrong or cannot be done.
-    pub fn problem(text: impl Into<String>) -> Self {
-        NetNotice { text: text.into(), problem: true }
-    }
-
-    /// What is being done, or a setting that changed.
-    pub fn info(text: impl Into<String>) -> Self {
-        NetNotice { text: text.into(), problem: false }
-    }
-}
-
 /// A command for the client.
 #[derive(Message, Debug)]
 pub struct NetCommand(pub ClientCommand);
+
+/// A note this device writes, on its way out: written by whatever made it, placed in
+/// `CairnSet::Layout` (`places::place_outgoing`), posted in `CairnSet::NetSend`.
+#[derive(Message, Debug, Clone)]
+pub struct PostNote {
+    pub space: SpaceId,
+    pub draft: Draft,
+}
 
 /// What the status line shows.
 #[derive(Resource, Debug, Clone)]
@@ -102,10 +96,19 @@ pub fn messages(app: &mut App) {
         .add_message::<MediaReady>()
         .add_message::<MediaArriving>()
         .add_message::<MediaFailed>()
-        .add_message::<NetNotice>()
+        .add_message::<Notice>()
         .add_message::<NetCommand>()
+        .add_message::<PostNote>()
         .init_resource::<NetStatus>()
-        .init_resource::<CurrentSpace>();
+        .init_resource::<CurrentSpace>()
+        .add_systems(Update, post_notes.in_set(CairnSet::NetSend));
+}
+
+/// Placed notes become the client's posts: the one place where a note turns into a command.
+pub fn post_notes(mut notes: MessageReader<PostNote>, mut net: MessageWriter<NetCommand>) {
+    for PostNote { space, draft } in notes.read() {
+        net.write(NetCommand(ClientCommand::Post { space: *space, draft: draft.clone() }));
+    }
 }
 
 #[derive(Resource)]
@@ -120,7 +123,7 @@ pub fn plugin(handle: ClientHandle, space: Option<SpaceId>) -> impl Plugin {
         app.insert_resource(Client(Mutex::new(handle)))
             .insert_resource(CurrentSpace(space))
             .add_systems(Update, drain_client.in_set(CairnSet::NetReceive))
-            .add_systems(Update, send_commands.in_set(CairnSet::NetSend));
+            .add_systems(Update, send_commands.in_set(CairnSet::NetSend).after(post_notes));
     }
 }
 
@@ -143,7 +146,7 @@ fn drain_client(
     mut updated: MessageWriter<NoteUpdated>,
     mut removed: MessageWriter<NoteRemoved>,
     mut media: MediaNews,
-    mut notices: MessageWriter<NetNotice>,
+    mut notices: MessageWriter<Notice>,
 ) {
     let handle = client.0.lock().expect("client lock");
     for _ in 0..EVENTS_PER_FRAME {
@@ -175,7 +178,7 @@ fn drain_client(
                 }
             }
             ClientEvent::Changed(Change::Refused { message, .. }) => {
-                notices.write(NetNotice::problem(message));
+                notices.write(Notice::problem(message));
             }
             ClientEvent::Outbox(n) => status.outbox = n,
             ClientEvent::MediaArriving { media: hash, path } => {
@@ -185,12 +188,12 @@ fn drain_client(
                 media.ready.write(MediaReady { hash, path });
             }
             ClientEvent::MediaFailed { media: hash, reason } => {
-                notices.write(NetNotice::problem(format!("a download failed: {reason}")));
+                notices.write(Notice::problem(format!("a download failed: {reason}")));
                 media.failed.write(MediaFailed { hash, reason });
             }
             ClientEvent::Error(e) => {
                 status.last_error = Some(e.clone());
-                notices.write(NetNotice::problem(e));
+                notices.write(Notice::problem(e));
             }
         }
     }

@@ -12,9 +12,7 @@
 //! directly. Nothing here needs a runtime.
 
 use super::{NeedsVisual, Note, NoteAt, NoteGrid, RecountNear, move_note};
-use crate::net::NetCommand;
 use bevy::prelude::*;
-use cairn_client::ClientCommand;
 use cairn_crypto::{NoteBody, Pose, SpatialAnchor};
 use std::collections::HashMap;
 
@@ -137,10 +135,7 @@ pub fn attach(at: &Transform, known: &KnownAnchors) -> Option<SpatialAnchor> {
 pub fn plugin(app: &mut App) {
     app.init_resource::<KnownAnchors>().init_resource::<WantedAnchors>().add_systems(
         Update,
-        (
-            follow_anchors.in_set(crate::CairnSet::Apply).after(super::NoteSystems),
-            attach_outgoing.in_set(crate::CairnSet::Layout),
-        ),
+        follow_anchors.in_set(crate::CairnSet::Apply).after(super::NoteSystems),
     );
 }
 
@@ -169,21 +164,6 @@ fn follow_anchors(
             // Its header says whether the place is approximate: redraw it.
             note.approximate = approximate;
             commands.entity(e).insert(NeedsVisual);
-        }
-    }
-}
-
-/// Notes this device writes near a known anchor go out attached to it, whatever wrote them
-/// (the keyboard, a voice recording, a dropped picture, a reaction).
-pub(crate) fn attach_outgoing(known: Res<KnownAnchors>, mut out: MessageMutator<NetCommand>) {
-    if known.0.is_empty() {
-        return;
-    }
-    for NetCommand(command) in out.read() {
-        if let ClientCommand::Post { draft, .. } = command
-            && draft.anchor.is_none()
-        {
-            draft.anchor = attach(&pose_to_transform(&draft.pose), &known);
         }
     }
 }

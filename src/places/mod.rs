@@ -20,12 +20,13 @@
 //! puts notes by it, and notes written near a place go out in its frame.
 
 use crate::CairnSet;
+use crate::common::Notice;
 use crate::interact::{PointerPress, PointerRay, PointerSource};
-use crate::net::{CurrentSpace, NetCommand, NetNotice, NoteRemoved, NoteUpdated};
+use crate::net::{CurrentSpace, NetCommand, NoteRemoved, NoteUpdated, PostNote};
 use crate::notes::anchors::{AnchorKey, KnownAnchors, WantedAnchors, attach, pose_to_transform};
 use bevy::prelude::*;
 use cairn_client::place::{align, describe_residual, frame_from_marks, mark_names};
-use cairn_client::{Alignment, ClientCommand, Draft, Place};
+use cairn_client::{Alignment, ClientCommand, Content, Draft, Place};
 use cairn_crypto::{PlaceMark, PlacePose, PlaceRecord, Pose, SpatialAnchor};
 use cairn_proto::{NoteId, NoteKind, SpaceId};
 use serde::{Deserialize, Serialize};
@@ -262,9 +263,7 @@ pub fn plugin(app: &mut App) {
                     .chain()
                     .in_set(CairnSet::Apply)
                     .before(crate::notes::NoteSystems),
-                place_outgoing
-                    .in_set(CairnSet::Layout)
-                    .after(crate::notes::anchors::attach_outgoing),
+                place_outgoing.in_set(CairnSet::Layout),
             ),
         );
 }
@@ -386,7 +385,8 @@ fn act(
     view: Res<PlaceView>,
     known: Res<KnownAnchors>,
     mut anchoring: Anchoring,
-    mut notices: MessageWriter<NetNotice>,
+    mut notices: MessageWriter<Notice>,
+    mut posts: MessageWriter<PostNote>,
     mut net: MessageWriter<NetCommand>,
 ) {
     for action in actions.read() {
@@ -398,20 +398,20 @@ fn act(
             }
             PlaceAction::Make { name, description } => {
                 if *view != PlaceView::Room {
-                    notices.write(NetNotice::problem(
+                    notices.write(Notice::problem(
                         "places are made in the room, with a headset that shows it (or --room)",
                     ));
                     continue;
                 }
                 let marking =
                     Marking::Make { name: name.clone(), description: description.clone() };
-                notices.write(NetNotice::info(next_make_prompt(name, 0)));
+                notices.write(Notice::info(next_make_prompt(name, 0)));
                 aligning.0 = Some((marking, Vec::new()));
             }
             PlaceAction::Align(id) => {
                 let Some(place) = places.get(*id) else { continue };
                 if *view != PlaceView::Room {
-                    notices.write(NetNotice::info(format!(
+                    notices.write(Notice::info(format!(
                         "{} needs no aligning here: in a virtual scene every place is an area of it",
                         place.record.name
                     )));
@@ -419,12 +419,11 @@ fn act(
                 }
                 place_now.0 = Some(*id);
                 aligning.0 = Some((Marking::Align(*id), Vec::new()));
-                notices.write(NetNotice::info(next_mark_prompt(place, 0)));
+                notices.write(Notice::info(next_mark_prompt(place, 0)));
             }
             PlaceAction::Cancel => {
                 if aligning.0.take().is_some() {
-                    notices
-                        .write(NetNotice::info("marking cancelled; the places are as they were"));
+                    notices.write(Notice::info("marking cancelled; the places are as they were"));
                 }
             }
             PlaceAction::Mark(at) => {
@@ -448,7 +447,7 @@ fn act(
                 // One point marked twice is said at once, not after the last point.
                 let separation = cairn_crypto::note::PLACE_MARK_SEPARATION;
                 if let Some(i) = marked.iter().position(|p| p.distance(*at) < separation) {
-                    notices.write(NetNotice::problem(format!(
+                    notices.write(Notice::problem(format!(
                         "that is point {} again: {}",
                         i + 1,
                         say_next(marked.len())
@@ -457,7 +456,7 @@ fn act(
                 }
                 marked.push(*at);
                 if marked.len() < needed {
-                    notices.write(NetNotice::info(say_next(marked.len())));
+                    notices.write(Notice::info(say_next(marked.len())));
                     continue;
                 }
                 let points: Vec<[f32; 3]> = marked.iter().map(|p| p.to_array()).collect();
@@ -466,7 +465,7 @@ fn act(
                         .map(|alignment| {
                             let anchor = anchoring.hold(space, *id, &alignment, &known);
                             let kept = store.put(space, *id, alignment, anchor);
-                            reexpress(space, *id, &alignment, &mut unplaced, &mut net);
+                            reexpress(space, *id, &alignment, &mut unplaced, &mut posts, &mut net);
                             let said = format!(
                                 "{}: {}",
                                 place.record.name,
@@ -476,7 +475,7 @@ fn act(
                         })
                         .map_err(|e| e.to_string()),
                     (Marking::Make { name, description }, _) => {
-                        make(space, name, description, &points, &mut net).map(|(id, maker)| {
+                        make(space, name, description, &points, &mut posts).map(|(id, maker)| {
                             let anchor = anchoring.hold(space, id, &maker, &known);
                             let kept = store.put(space, id, maker, anchor);
                             place_now.0 = Some(id);
@@ -493,14 +492,14 @@ fn act(
                     Ok((kept, said)) => {
                         aligning.0 = None;
                         notices.write(match kept {
-                            Ok(()) => NetNotice::info(said),
-                            Err(e) => NetNotice::problem(e),
+                            Ok(()) => Notice::info(said),
+                            Err(e) => Notice::problem(e),
                         });
                     }
                     Err(e) => {
                         // Start the marks again; what was kept before stays.
                         marked.clear();
-                        notices.write(NetNotice::problem(format!("{e}. {}", say_next(0))));
+                        notices.write(Notice::problem(format!("{e}. {}", say_next(0))));
                     }
                 }
             }
@@ -515,7 +514,7 @@ fn make(
     name: &str,
     description: &str,
     points: &[[f32; 3]],
-    net: &mut MessageWriter<NetCommand>,
+    posts: &mut MessageWriter<PostNote>,
 ) -> Result<(NoteId, Alignment), String> {
     let (in_place, maker) = frame_from_marks(points).map_err(|e| e.to_string())?;
     let record = PlaceRecord {
@@ -529,8 +528,12 @@ fn make(
     };
     record.check()?;
     let id = cairn_client::client::new_note_id();
-    let draft = Draft { place_record: Some(record), note_id: Some(id), ..Draft::default() };
-    net.write(NetCommand(ClientCommand::Post { space, draft }));
+    let draft = Draft {
+        content: Content::Place { record, picture: None },
+        note_id: Some(id),
+        ..Draft::default()
+    };
+    posts.write(PostNote { space, draft });
     Ok((id, maker))
 }
 
@@ -572,7 +575,7 @@ fn hold_alignments(
     known: Res<KnownAnchors>,
     aligned: Res<AlignedNow>,
     mut store: ResMut<AlignmentStore>,
-    mut notices: MessageWriter<NetNotice>,
+    mut notices: MessageWriter<Notice>,
 ) {
     if !known.is_changed() || known.0.is_empty() {
         return;
@@ -584,7 +587,7 @@ fn hold_alignments(
         }
         let Some(anchor) = attach(&frame_transform(&saved.alignment), &known) else { continue };
         if let Err(e) = store.hold_by(space, place, anchor) {
-            notices.write(NetNotice::problem(e));
+            notices.write(Notice::problem(e));
         }
     }
 }
@@ -597,6 +600,7 @@ fn reexpress(
     place: NoteId,
     alignment: &Alignment,
     unplaced: &mut Unplaced,
+    posts: &mut MessageWriter<PostNote>,
     net: &mut MessageWriter<NetCommand>,
 ) {
     let (due, rest): (Vec<_>, Vec<_>) =
@@ -605,7 +609,7 @@ fn reexpress(
     for (_, _, old, mut draft) in due {
         draft.place = Some(PlacePose { place, pose: alignment.pose_to_place(&draft.pose) });
         draft.note_id = Some(cairn_client::client::new_note_id());
-        net.write(NetCommand(ClientCommand::Post { space, draft }));
+        posts.write(PostNote { space, draft });
         net.write(NetCommand(ClientCommand::Delete { space, note_id: old }));
     }
 }
@@ -667,22 +671,30 @@ fn place_for(
     }
 }
 
-/// Notes written in a place go out in its frame, whatever wrote them. In a virtual scene
-/// the stage pose they carry is the place-relative one too (a device in the room that has
-/// not aligned shows it relative to its own stage, approximate); in the room, a note
-/// written before this device aligned goes out with its stage pose and is remembered for
-/// [`reexpress`].
-fn place_outgoing(
+/// Where a note this device writes goes out, whatever wrote it (the keyboard, a voice
+/// recording, a dropped file, a reaction, a new place): the one system that places a
+/// [`PostNote`] before `net` posts it.
+///
+/// 1. Near a known anchor, it goes out attached to it (on a headset the XR glue has just
+///    made one at its spot if none was near).
+/// 2. Written in a place, it goes out in the place's frame. In a virtual scene the stage pose
+///    it carries is the place-relative one too (a device in the room that has not aligned
+///    shows it relative to its own stage, approximate); in the room, a note written before
+///    this device aligned goes out with its stage pose and is remembered for [`reexpress`].
+pub fn place_outgoing(
+    known: Res<KnownAnchors>,
     view: Res<PlaceView>,
     places: Res<Places>,
     frames: Res<PlaceFrames>,
     now: Res<CurrentPlace>,
     mut unplaced: ResMut<Unplaced>,
-    mut out: MessageMutator<NetCommand>,
+    mut out: MessageMutator<PostNote>,
 ) {
-    for NetCommand(command) in out.read() {
-        let ClientCommand::Post { space, draft } = command else { continue };
-        if draft.place.is_some() || draft.place_record.is_some() {
+    for PostNote { space, draft } in out.read() {
+        if draft.anchor.is_none() && !known.0.is_empty() {
+            draft.anchor = attach(&pose_to_transform(&draft.pose), &known);
+        }
+        if draft.place.is_some() || matches!(draft.content, Content::Place { .. }) {
             continue;
         }
         let at = Vec3::from_array(draft.pose.position);

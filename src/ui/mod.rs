@@ -3,10 +3,11 @@
 //! over decrypted notes, the note being written, and the keys.
 
 use crate::CairnSet;
+use crate::common::Notice;
 use crate::compose::Compose;
 use crate::desktop::{FlyCamera, PANEL_WIDTH_PX};
 use crate::interact::Focused;
-use crate::net::{CurrentSpace, NetNotice, NetStatus};
+use crate::net::{CurrentSpace, NetStatus};
 use crate::notes::{Note, NoteAt};
 use bevy::input::keyboard::{Key, KeyboardInput};
 use bevy::prelude::*;
@@ -46,7 +47,7 @@ pub fn prompt_key(
     prompt: &mut Prompt,
     key: &Key,
     space: Option<SpaceId>,
-) -> Option<(ClientCommand, NetNotice)> {
+) -> Option<(ClientCommand, Notice)> {
     let (kind, text) = prompt.0.as_mut()?;
     match key {
         Key::Enter => {
@@ -58,13 +59,12 @@ pub fn prompt_key(
             }
             match kind {
                 PromptKind::Invite => space.map(|space| {
-                    let notice = NetNotice::info(format!("inviting {text}…"));
+                    let notice = Notice::info(format!("inviting {text}…"));
                     (ClientCommand::Invite { space, handle: text, role: Role::Member }, notice)
                 }),
                 PromptKind::NewSpace => {
-                    let notice = NetNotice::info(format!(
-                        "making the space {text}… (it appears in the list)"
-                    ));
+                    let notice =
+                        Notice::info(format!("making the space {text}… (it appears in the list)"));
                     Some((
                         ClientCommand::CreateSpace { name: text, policy: Policy::default() },
                         notice,
@@ -222,7 +222,7 @@ fn panel_keys(
     current: Res<CurrentSpace>,
     status: Res<NetStatus>,
     mut net: MessageWriter<crate::net::NetCommand>,
-    mut notices: MessageWriter<NetNotice>,
+    mut notices: MessageWriter<Notice>,
 ) {
     for k in keys.read() {
         if !k.state.is_pressed() || compose.is_typing() {
@@ -244,7 +244,7 @@ fn panel_keys(
                 if mine.is_some_and(|s| s.role == Some(Role::Owner)) {
                     prompt.0 = Some((PromptKind::Invite, String::new()));
                 } else {
-                    notices.write(NetNotice::problem("only an owner of this space may invite"));
+                    notices.write(Notice::problem("only an owner of this space may invite"));
                 }
             } else if k.key_code == KeyCode::KeyC {
                 prompt.0 = Some((PromptKind::NewSpace, String::new()));
@@ -270,13 +270,13 @@ fn panel_keys(
 #[allow(clippy::too_many_arguments)]
 fn update_texts(
     status: Res<NetStatus>,
-    mode: Option<Res<crate::xr::runtime::DisplayMode>>,
+    mode: Option<Res<crate::common::DisplayMode>>,
     current: Res<CurrentSpace>,
     compose: Res<Compose>,
     search: Res<Search>,
     prompt: Res<Prompt>,
-    mut notices: MessageReader<NetNotice>,
-    mut last_notice: Local<Option<(NetNotice, f32)>>,
+    mut notices: MessageReader<Notice>,
+    mut last_notice: Local<Option<(Notice, f32)>>,
     time: Res<Time>,
     mut texts: ParamSet<(
         Query<&mut Text, With<StatusText>>,
@@ -586,7 +586,7 @@ const PROBLEM_COLOR: Color = Color::srgb(1.0, 0.55, 0.5);
 const INFO_COLOR: Color = Color::srgb(0.7, 0.84, 1.0);
 
 /// The colour a notice is shown in.
-pub fn notice_color(notice: &NetNotice) -> Color {
+pub fn notice_color(notice: &Notice) -> Color {
     if notice.problem { PROBLEM_COLOR } else { INFO_COLOR }
 }
 

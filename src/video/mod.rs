@@ -16,8 +16,9 @@ pub mod sound;
 
 use crate::CairnSet;
 use crate::audio::{Voice, spawn_emitter};
+use crate::common::Notice;
 use crate::interact::{NoteActivated, Pointer};
-use crate::net::{MediaArriving, MediaFailed, MediaReady, NetCommand, NetNotice};
+use crate::net::{MediaArriving, MediaFailed, MediaReady, NetCommand};
 use crate::notes::{Near, Note, NoteAt, Viewer};
 use crate::render::{BROKEN_PICTURE, FULL_PICTURE_DISTANCE, NoteAssets, NoteVisual, picture_size};
 use bevy::asset::RenderAssetUsages;
@@ -475,7 +476,7 @@ fn play(
     alive: Query<(), (With<Note>, With<Near>)>,
     sinks: Query<&SpatialAudioSink>,
     mut events: MessageWriter<VideoEvent>,
-    mut notices: MessageWriter<NetNotice>,
+    mut notices: MessageWriter<Notice>,
 ) {
     if videos.playing.is_empty() {
         return;
@@ -629,7 +630,7 @@ fn play(
         videos.settled.insert(note);
         // A grey frame in place of the clip; the reason is said.
         show_broken(&mut materials, p.material.as_ref());
-        notices.write(NetNotice::problem(format!("this video cannot be played: {reason}")));
+        notices.write(Notice::problem(format!("this video cannot be played: {reason}")));
         events.write(VideoEvent { note, what: VideoEventKind::Failed(reason) });
     }
     for note in ended {

@@ -22,30 +22,7 @@ use bevy_mod_xr::session::{XrSessionCreated, XrState, XrStateChanged, XrTracker,
 use bevy_mod_xr::spaces::XrSpaceLocationFlags;
 use openxr::EnvironmentBlendMode;
 
-/// How the app shows the space, and why; shown in the panel and the log.
-#[derive(Resource, Debug, Clone, PartialEq, Eq)]
-pub enum DisplayMode {
-    Xr { runtime: String, system: String },
-    Desktop { reason: String },
-}
-
-impl DisplayMode {
-    pub fn is_xr(&self) -> bool {
-        matches!(self, DisplayMode::Xr { .. })
-    }
-    /// One line for a person.
-    pub fn notice(&self) -> String {
-        match self {
-            DisplayMode::Xr { runtime, system } => format!("XR mode: {system} ({runtime})"),
-            DisplayMode::Desktop { reason } => format!("Desktop mode: {reason}"),
-        }
-    }
-}
-
-/// Run condition: the desktop window is the view.
-pub fn desktop_mode(mode: Option<Res<DisplayMode>>) -> bool {
-    mode.is_none_or(|m| !m.is_xr())
-}
+use crate::common::DisplayMode;
 
 /// What a look at the OpenXR runtime found.
 #[derive(Debug, Clone)]

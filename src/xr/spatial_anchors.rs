@@ -16,10 +16,8 @@
 
 use super::StageOrigin;
 use crate::CairnSet;
-use crate::net::NetCommand;
-use crate::notes::anchors::{
-    AnchorKey, KnownAnchors, WantedAnchors, attach, attach_outgoing, pose_to_transform,
-};
+use crate::net::PostNote;
+use crate::notes::anchors::{AnchorKey, KnownAnchors, WantedAnchors, attach, pose_to_transform};
 use bevy::prelude::*;
 use bevy_mod_openxr::openxr_session_running;
 use bevy_mod_openxr::resources::{OxrFrameState, OxrInstance};
@@ -27,7 +25,6 @@ use bevy_mod_openxr::session::OxrSession;
 use bevy_mod_openxr::spaces::OxrSpaceLocationFlags;
 use bevy_mod_xr::session::{XrPreDestroySession, XrSessionCreated, XrTracker};
 use bevy_mod_xr::spaces::{XrPrimaryReferenceSpace, XrSpace, XrSpaceLocationFlags};
-use cairn_client::ClientCommand;
 use openxr::sys;
 use openxr::sys::Handle as _;
 
@@ -45,7 +42,7 @@ pub(super) fn plugin(app: &mut App) {
                     .run_if(resource_exists::<AnchorStore>.or_else(super::fb_anchors::active)),
                 anchor_new_notes
                     .in_set(CairnSet::Layout)
-                    .before(attach_outgoing)
+                    .before(crate::places::place_outgoing)
                     .run_if(resource_exists::<AnchorStore>),
             )
                 .run_if(openxr_session_running),
@@ -290,17 +287,15 @@ fn anchor_new_notes(
     reference: Option<Res<XrPrimaryReferenceSpace>>,
     frame: Option<Res<OxrFrameState>>,
     stage: Res<StageOrigin>,
-    mut out: MessageReader<NetCommand>,
+    mut out: MessageReader<PostNote>,
     mut wanted: ResMut<WantedAnchors>,
     mut commands: Commands,
 ) {
     let (Some(reference), Some(frame)) = (reference, frame) else { return };
-    let notes = out.read().filter_map(|NetCommand(command)| match command {
-        ClientCommand::Post { draft, .. } if draft.anchor.is_none() => {
-            Some(pose_to_transform(&draft.pose))
-        }
-        _ => None,
-    });
+    let notes = out
+        .read()
+        .filter(|post| post.draft.anchor.is_none())
+        .map(|post| pose_to_transform(&post.draft.pose));
     // The notes about to go out, and the places' origins aligned with no anchor near.
     let spots: Vec<Transform> =
         notes.chain(wanted.0.drain(..).map(Transform::from_translation)).collect();

@@ -844,7 +844,13 @@ async fn voice_to_playable(url: &str, runs: usize) -> Result<Histogram<u64>> {
             duration_ms: note.duration_ms,
         };
         let posted = alice
-            .post(&space, cairn_client::Draft { voice: Some(clip), ..Default::default() })
+            .post(
+                &space,
+                cairn_client::Draft {
+                    content: cairn_client::Content::Voice(clip),
+                    ..Default::default()
+                },
+            )
             .await?;
         let media = loop {
             let event = tokio::time::timeout(Duration::from_secs(10), bob.next_event())

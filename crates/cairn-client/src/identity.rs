@@ -14,7 +14,7 @@ fn passphrase_key(passphrase: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>, 
     let mut key = Zeroizing::new([0u8; 32]);
     argon2::Argon2::default()
         .hash_password_into(passphrase.as_bytes(), salt, key.as_mut())
-        .map_err(|e| ClientError::Invalid(format!("passphrase: {e}")))?;
+        .map_err(|e| ClientError::Keys(format!("passphrase: {e}")))?;
     Ok(key)
 }
 
@@ -31,13 +31,13 @@ pub fn seal_identity(
     };
     let mut salt = [0u8; 16];
     let mut nonce = [0u8; 12];
-    getrandom::fill(&mut salt).map_err(|e| ClientError::Invalid(e.to_string()))?;
-    getrandom::fill(&mut nonce).map_err(|e| ClientError::Invalid(e.to_string()))?;
+    getrandom::fill(&mut salt).map_err(|e| ClientError::Keys(e.to_string()))?;
+    getrandom::fill(&mut nonce).map_err(|e| ClientError::Keys(e.to_string()))?;
     let key = passphrase_key(passphrase, &salt)?;
     let cipher = Aes256Gcm::new_from_slice(key.as_slice()).expect("32-byte key");
     let sealed = cipher
         .encrypt(&nonce.into(), keys.as_slice())
-        .map_err(|_| ClientError::Invalid("sealing keys".into()))?;
+        .map_err(|_| ClientError::Keys("sealing keys".into()))?;
     let mut out = vec![SEALED];
     out.extend_from_slice(&salt);
     out.extend_from_slice(&nonce);
@@ -53,23 +53,17 @@ pub fn open_identity(
     match stored.split_first() {
         Some((&PLAIN, keys)) => Ok(DeviceIdentity::from_bytes(keys)?),
         Some((&SEALED, rest)) if rest.len() > 28 => {
-            let passphrase = passphrase.ok_or_else(|| {
-                ClientError::Invalid(
-                    "this profile's keys are protected: set CAIRN_PASSPHRASE".into(),
-                )
-            })?;
+            let passphrase = passphrase.ok_or_else(|| ClientError::PassphraseNeeded)?;
             let (salt, rest) = rest.split_at(16);
             let (nonce, sealed) = rest.split_at(12);
             let nonce: [u8; 12] = nonce.try_into().expect("split at 12");
             let key = passphrase_key(passphrase, salt)?;
             let cipher = Aes256Gcm::new_from_slice(key.as_slice()).expect("32-byte key");
             let keys = Zeroizing::new(
-                cipher
-                    .decrypt(&nonce.into(), sealed)
-                    .map_err(|_| ClientError::Invalid("wrong passphrase".into()))?,
+                cipher.decrypt(&nonce.into(), sealed).map_err(|_| ClientError::WrongPassphrase)?,
             );
             Ok(DeviceIdentity::from_bytes(&keys)?)
         }
-        _ => Err(ClientError::Invalid("the stored device keys are damaged".into())),
+        _ => Err(ClientError::DamagedKeys),
     }
 }

@@ -31,17 +31,17 @@ fn limits() -> Limits {
 /// allocation), and returns display and thumbnail JPEGs.
 pub fn prepare(bytes: &[u8]) -> Result<PreparedImage, ClientError> {
     if bytes.len() > MAX_INPUT_BYTES {
-        return Err(ClientError::Invalid(format!(
+        return Err(ClientError::BadImage(format!(
             "the image is over {} MiB",
             MAX_INPUT_BYTES >> 20
         )));
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| ClientError::Invalid(format!("unreadable image: {e}")))?;
+        .map_err(|e| ClientError::BadImage(format!("unreadable image: {e}")))?;
     reader.limits(limits());
     let img =
-        reader.decode().map_err(|e| ClientError::Invalid(format!("unreadable image: {e}")))?;
+        reader.decode().map_err(|e| ClientError::BadImage(format!("unreadable image: {e}")))?;
     // Fit within a box, never enlarging.
     let fit = |max: u32| {
         if img.width() > max || img.height() > max {
@@ -64,7 +64,7 @@ fn jpeg(im: &image::RgbImage, quality: u8) -> Result<Vec<u8>, ClientError> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
         .encode_image(im)
-        .map_err(|e| ClientError::Invalid(format!("encoding the image: {e}")))?;
+        .map_err(|e| ClientError::BadImage(format!("encoding the image: {e}")))?;
     Ok(out)
 }
 
@@ -72,7 +72,7 @@ fn jpeg(im: &image::RgbImage, quality: u8) -> Result<Vec<u8>, ClientError> {
 /// poster.
 pub fn thumbnail_of_rgb(width: u32, height: u32, rgb: Vec<u8>) -> Result<Vec<u8>, ClientError> {
     let img = image::RgbImage::from_raw(width, height, rgb)
-        .ok_or_else(|| ClientError::Invalid("a picture of the wrong size".into()))?;
+        .ok_or_else(|| ClientError::BadImage("a picture of the wrong size".into()))?;
     let img = image::DynamicImage::ImageRgb8(img);
     let thumb = if width > THUMB_MAX || height > THUMB_MAX {
         img.thumbnail(THUMB_MAX, THUMB_MAX).into_rgb8()
@@ -85,7 +85,7 @@ pub fn thumbnail_of_rgb(width: u32, height: u32, rgb: Vec<u8>) -> Result<Vec<u8>
 /// The width and height an image's header gives, read without decoding it (cheap enough
 /// for a frame); larger than the decoding limits is an error.
 pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ClientError> {
-    let bad = |e: &dyn std::fmt::Display| ClientError::Invalid(format!("unreadable image: {e}"));
+    let bad = |e: &dyn std::fmt::Display| ClientError::BadImage(format!("unreadable image: {e}"));
     let (w, h) = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| bad(&e))?
@@ -97,7 +97,7 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ClientError> {
         || l.max_image_width.is_some_and(|m| w > m)
         || l.max_image_height.is_some_and(|m| h > m)
     {
-        return Err(ClientError::Invalid(format!("image of {w} × {h} pixels")));
+        return Err(ClientError::BadImage(format!("image of {w} × {h} pixels")));
     }
     Ok((w, h))
 }
@@ -107,11 +107,11 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ClientError> {
 pub fn decode_rgba(bytes: &[u8]) -> Result<image::RgbaImage, ClientError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| ClientError::Invalid(format!("unreadable image: {e}")))?;
+        .map_err(|e| ClientError::BadImage(format!("unreadable image: {e}")))?;
     reader.limits(limits());
     Ok(reader
         .decode()
-        .map_err(|e| ClientError::Invalid(format!("unreadable image: {e}")))?
+        .map_err(|e| ClientError::BadImage(format!("unreadable image: {e}")))?
         .into_rgba8())
 }
 

@@ -19,7 +19,7 @@ pub mod profile;
 pub mod store;
 pub mod tls;
 
-pub use client::{Change, Client, Draft, SpaceView, VideoClip, VoiceClip};
+pub use client::{Change, Client, Content, Draft, SpaceView, VideoClip, VoiceClip};
 pub use error::ClientError;
 pub use handle::{ClientCommand, ClientEvent, ClientHandle, ConnectionState};
 pub use place::{AlignError, Alignment, Place};

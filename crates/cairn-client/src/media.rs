@@ -17,12 +17,12 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 pub fn http_base(ws_url: &str) -> Result<String, ClientError> {
     let (scheme, rest) = ws_url
         .split_once("://")
-        .ok_or_else(|| ClientError::Invalid(format!("not a URL: {ws_url}")))?;
+        .ok_or_else(|| ClientError::BadServerUrl(format!("not a URL: {ws_url}")))?;
     let scheme = match scheme {
         "ws" => "http",
         "wss" => "https",
         other => {
-            return Err(ClientError::Invalid(format!(
+            return Err(ClientError::BadServerUrl(format!(
                 "a server URL starts with ws:// or wss://, not {other}://"
             )));
         }

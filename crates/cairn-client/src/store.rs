@@ -249,7 +249,7 @@ impl LocalStore {
     pub fn find_note(&self, id_prefix: &str) -> Result<Option<LocalNote>, ClientError> {
         let prefix = id_prefix.trim().to_ascii_lowercase();
         if prefix.len() < 4 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ClientError::Invalid("a note id is at least 4 hex digits".into()));
+            return Err(ClientError::ShortNoteId);
         }
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {NOTE_COLUMNS} FROM notes WHERE hex(note_id) LIKE ?1 || '%' LIMIT 2"
@@ -259,9 +259,7 @@ impl LocalStore {
         match found.len() {
             0 => Ok(None),
             1 => Ok(found.into_iter().next()),
-            _ => Err(ClientError::Invalid(format!(
-                "note id {prefix} is ambiguous; give more digits"
-            ))),
+            _ => Err(ClientError::AmbiguousNote(prefix.to_owned())),
         }
     }
 

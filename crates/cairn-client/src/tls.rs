@@ -16,9 +16,9 @@ static EXTRA: RwLock<Vec<CertificateDer<'static>>> = RwLock::new(Vec::new());
 pub fn trust_ca_pem(pem: &[u8]) -> Result<usize, ClientError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| ClientError::Invalid(format!("not a PEM certificate: {e}")))?;
+        .map_err(|e| ClientError::BadCertificate(format!("not a PEM certificate: {e}")))?;
     if certs.is_empty() {
-        return Err(ClientError::Invalid("no certificate in the CA file".into()));
+        return Err(ClientError::BadCertificate("no certificate in the CA file".into()));
     }
     let n = certs.len();
     EXTRA.write().expect("trust lock").extend(certs);
@@ -28,7 +28,7 @@ pub fn trust_ca_pem(pem: &[u8]) -> Result<usize, ClientError> {
 /// As [`trust_ca_pem`], from a file.
 pub fn trust_ca_file(path: &std::path::Path) -> Result<usize, ClientError> {
     let pem = std::fs::read(path)
-        .map_err(|e| ClientError::Invalid(format!("reading {}: {e}", path.display())))?;
+        .map_err(|e| ClientError::BadCertificate(format!("reading {}: {e}", path.display())))?;
     trust_ca_pem(&pem)
 }
 

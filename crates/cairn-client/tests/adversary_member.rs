@@ -3,7 +3,7 @@
 //! attack: what the honest server refuses, and that the honest members' clients read and
 //! show exactly what they would have without it. docs/SECURITY.md lists these.
 
-use cairn_client::{Client, Draft};
+use cairn_client::{Client, Content, Draft};
 use cairn_crypto::*;
 use cairn_proto::*;
 
@@ -350,7 +350,7 @@ async fn a_member_cannot_post_as_another_device_or_borrow_media() {
     let img = image::RgbImage::from_pixel(64, 64, image::Rgb([10, 200, 30]));
     let mut png = std::io::Cursor::new(Vec::new());
     img.write_to(&mut png, image::ImageFormat::Png).unwrap();
-    let draft = Draft { image: Some(png.into_inner()), ..Draft::text("", [0.0; 3]) };
+    let draft = Draft { content: Content::Image(png.into_inner()), ..Draft::text("", [0.0; 3]) };
     let pic = alice.post(&private, draft).await.unwrap();
     let alice_media = pic.body.unwrap().media[0].hash;
 

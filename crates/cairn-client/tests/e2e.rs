@@ -1,6 +1,6 @@
 //! End to end: real server on loopback, real clients, real encryption.
 
-use cairn_client::{Change, Client, Draft, VoiceClip};
+use cairn_client::{Change, Client, Content, Draft, VoiceClip};
 use cairn_proto::*;
 use std::path::Path;
 use std::time::Duration;
@@ -56,7 +56,11 @@ async fn text_image_and_voice_reach_a_member_and_nothing_reaches_anyone_else() {
     let i = alice
         .post(
             &space,
-            Draft { image: Some(image.clone()), text: "the gate".into(), ..Draft::default() },
+            Draft {
+                content: Content::Image(image.clone()),
+                text: "the gate".into(),
+                ..Draft::default()
+            },
         )
         .await
         .unwrap();
@@ -64,7 +68,7 @@ async fn text_image_and_voice_reach_a_member_and_nothing_reaches_anyone_else() {
         .post(
             &space,
             Draft {
-                voice: Some(VoiceClip {
+                content: Content::Voice(VoiceClip {
                     ogg_opus: voice.clone(),
                     waveform: vec![1, 2, 3],
                     duration_ms: 1500,
@@ -300,7 +304,7 @@ async fn a_download_resumes_from_a_partial_file_and_a_corrupt_one_is_discarded()
     let big: Vec<u8> =
         (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let voice = VoiceClip { ogg_opus: big.clone(), waveform: vec![], duration_ms: 1000 };
-    alice.post(&space, Draft { voice: Some(voice), ..Draft::default() }).await.unwrap();
+    alice.post(&space, Draft { content: Content::Voice(voice), ..Draft::default() }).await.unwrap();
     bob.sync().await.unwrap();
     let media = bob.notes(&space).unwrap()[0].body.clone().unwrap().media[0].clone();
     // The ciphertext as the server holds it; bob "already has" its first 100,000 bytes.
@@ -334,7 +338,7 @@ async fn a_download_shows_its_opened_part_while_the_rest_arrives() {
     let big: Vec<u8> =
         (0..500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
     let voice = VoiceClip { ogg_opus: big.clone(), waveform: vec![], duration_ms: 1000 };
-    alice.post(&space, Draft { voice: Some(voice), ..Draft::default() }).await.unwrap();
+    alice.post(&space, Draft { content: Content::Voice(voice), ..Draft::default() }).await.unwrap();
     bob.sync().await.unwrap();
     let media = bob.notes(&space).unwrap()[0].body.clone().unwrap().media[0].clone();
     // What the file holds when the player is told of it.

@@ -5,7 +5,7 @@
 //!
 //! One test, in order: which CAs a process trusts is process-wide, and only grows.
 
-use cairn_client::{Client, Draft};
+use cairn_client::{Client, Content, Draft};
 use cairn_proto::*;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ async fn wss_with_a_trusted_ca_refuses_the_wrong_certificate_and_reloads_on_sigh
     let space = alice.create_space("roof", Policy::default()).await.unwrap();
     alice.invite(&space, "bob", Role::Member).await.unwrap();
     alice.post(&space, Draft::text("over TLS", [0.0; 3])).await.unwrap();
-    let pic = Draft { image: Some(png()), ..Draft::text("", [0.0; 3]) };
+    let pic = Draft { content: Content::Image(png()), ..Draft::text("", [0.0; 3]) };
     alice.post(&space, pic).await.unwrap();
     let listed = cli("bob", &["notes", "roof"]);
     assert!(listed.contains("over TLS"), "{listed}");

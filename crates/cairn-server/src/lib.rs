@@ -27,6 +27,11 @@ pub mod tls;
 
 pub use config::Config;
 
+/// Whether this build can use PostgreSQL (`--database`): the cargo feature `postgres`.
+pub const WITH_POSTGRES: bool = cfg!(feature = "postgres");
+/// Whether this build can use NATS (`--nats`): the cargo feature `nats`.
+pub const WITH_NATS: bool = cfg!(feature = "nats");
+
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};

@@ -8,7 +8,7 @@
 //! clients reconnect elsewhere and catch up), and NATS stopped for a few seconds and started
 //! again delays notes but loses none. Every receiver ends with every note once, in order.
 
-use cairn_client::{Change, Client, ClientCommand, ClientEvent, ClientHandle, Draft};
+use cairn_client::{Change, Client, ClientCommand, ClientEvent, ClientHandle, Content, Draft};
 use cairn_proto::{MediaHash, Policy, Role, SpaceId};
 use cairn_server::storage::postgres::TempDatabase;
 use std::collections::{BTreeSet, HashMap};
@@ -277,7 +277,11 @@ fn three_nodes_share_postgres_and_nats_and_lose_nothing_to_a_sigkill_or_a_nats_r
     let picture = png([200, 40, 40]);
     alice.send(ClientCommand::Post {
         space,
-        draft: Draft { text: "a picture".into(), image: Some(picture), ..Draft::default() },
+        draft: Draft {
+            text: "a picture".into(),
+            content: Content::Image(picture),
+            ..Draft::default()
+        },
     });
     want.insert("a picture".into());
     let took = await_all(&mut receivers, &want, Duration::from_secs(15), "cross-node delivery");

@@ -2,7 +2,9 @@
 //! default, `--json` for scripts; errors go to stderr with a non-zero exit code.
 
 use anyhow::{Context, Result, bail};
-use cairn_client::{Change, Client, ClientError, Draft, LocalNote, Place, VideoClip, VoiceClip};
+use cairn_client::{
+    Change, Client, ClientError, Content, Draft, LocalNote, Place, VideoClip, VoiceClip,
+};
 use cairn_crypto::{PlaceMark, PlacePose, PlaceRecord, Pose};
 use cairn_proto::{DeviceId, DeviceKeys, NoteId, NoteKind, Policy, PostPolicy, Role, SpaceId};
 use clap::{Parser, Subcommand};
@@ -547,18 +549,18 @@ async fn run(cli: Cli) -> Result<()> {
             reply_to,
             expires,
         }) => {
-            if [image.is_some(), voice.is_some(), video.is_some()].iter().filter(|x| **x).count()
-                > 1
-            {
-                bail!("a note carries one of --image, --voice and --video");
-            }
-            // Made before going online: a file that cannot be a video note sends nothing.
-            let video = match video {
-                Some(path) => Some(
+            // Made before going online: a file that cannot be such a note sends nothing.
+            let content = match (image, voice, video) {
+                (None, None, None) => Content::Text,
+                (Some(path), None, None) => Content::Image(
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                ),
+                (None, Some(path), None) => Content::Voice(read_voice(&path)?),
+                (None, None, Some(path)) => Content::Video(
                     VideoClip::from_file(&path)
                         .with_context(|| format!("{} as a video note", path.display()))?,
                 ),
-                None => None,
+                _ => bail!("a note carries one of --image, --voice and --video"),
             };
             app.go_online().await?;
             let id = app.space(&space)?;
@@ -576,17 +578,15 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
-            let mut draft =
-                Draft { text, pose, place, reply_to, expires_in: expires, ..Draft::default() };
-            if let Some(path) = image {
-                draft.image = Some(
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-                );
-            }
-            if let Some(path) = voice {
-                draft.voice = Some(read_voice(&path)?);
-            }
-            draft.video = video;
+            let draft = Draft {
+                text,
+                content,
+                pose,
+                place,
+                reply_to,
+                expires_in: expires,
+                ..Draft::default()
+            };
             let note = app.client.post(&id, draft).await?;
             if cli.json {
                 println!("{}", note_json(&note, &app.place_names()?));
@@ -697,12 +697,13 @@ async fn run(cli: Cli) -> Result<()> {
                     .map(|((name, _), position)| PlaceMark { name, position })
                     .collect(),
             };
-            let mut draft = Draft { place_record: Some(record), ..Draft::default() };
-            if let Some(path) = image {
-                draft.image = Some(
+            let picture = match image {
+                Some(path) => Some(
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-                );
-            }
+                ),
+                None => None,
+            };
+            let draft = Draft { content: Content::Place { record, picture }, ..Draft::default() };
             let note = app.client.post(&id, draft).await?;
             let place = app
                 .client
