@@ -1,7 +1,10 @@
 //! `--screenshot FILE`: render until every note is drawn and the pipelines had time to
 //! compile, save a picture of the window, and exit. With `--screenshots N`, N pictures a
 //! second apart (FILE, then FILE-2.png, …), and before exiting the app waits (up to 30 s)
-//! for a video that plays to end, so a test sees a clip move on and stop.
+//! for a video that plays to end, so a test sees a clip move on and stop. While a video
+//! plays, "a second apart" is a second of the clip: the frame on its picture has moved on
+//! by a second (however slowly a loaded machine renders, or decodes); otherwise a second
+//! after the last picture was saved.
 
 use crate::render::RenderProgress;
 use bevy::prelude::*;
@@ -18,6 +21,8 @@ struct Plan {
     taken: u32,
     /// When the last picture asked for was found saved.
     saved_at: Option<f32>,
+    /// Where the playing clip's frame stood when the last picture was asked for.
+    clip_ms_at: Option<u32>,
 }
 
 impl Plan {
@@ -33,6 +38,8 @@ impl Plan {
 
 /// Seconds between the pictures of a series.
 const SERIES_INTERVAL_SECS: f32 = 1.0;
+/// The longest a series waits for a playing clip to move on by a second.
+const SERIES_STALL_SECS: f32 = 20.0;
 /// The longest the app waits for a playing video to end before exiting.
 const VIDEO_WAIT_SECS: f32 = 30.0;
 
@@ -51,6 +58,7 @@ pub fn plugin(path: PathBuf, count: u32) -> impl Plugin {
             count: count.max(1),
             taken: 0,
             saved_at: None,
+            clip_ms_at: None,
         })
         // Count notes drawn and waiting, so the capture waits for exactly that.
         .init_resource::<crate::render::TrackProgress>()
@@ -81,8 +89,18 @@ fn capture(
         // The next picture a second after this one was saved (saving takes a while with
         // software rendering: counting from the request would bunch them up).
         let saved_at = *plan.saved_at.get_or_insert(now);
+        let clip_ms =
+            videos.as_ref().filter(|v| v.any_playing()).and_then(|v| v.furthest_shown_ms());
         if plan.taken + 1 < plan.count {
-            if now - saved_at >= SERIES_INTERVAL_SECS {
+            let due = match (plan.clip_ms_at, clip_ms) {
+                (Some(then), Some(shown)) => {
+                    shown >= then + (SERIES_INTERVAL_SECS * 1000.0) as u32
+                        || now - saved_at >= SERIES_STALL_SECS
+                }
+                _ => now - saved_at >= SERIES_INTERVAL_SECS,
+            };
+            if due {
+                plan.clip_ms_at = clip_ms;
                 plan.saved_at = None;
                 plan.taken += 1;
                 let next = plan.file(plan.taken);
@@ -104,7 +122,10 @@ fn capture(
         status.state,
         cairn_client::ConnectionState::Online | cairn_client::ConnectionState::Offline { .. }
     );
-    let ready = synced && progress.notes > 0 && progress.waiting_detail == 0;
+    // A clip that is to play shows its first frame before the first picture.
+    let clip_coming =
+        videos.as_ref().is_some_and(|v| v.any_playing() && v.furthest_shown_ms().is_none());
+    let ready = synced && progress.notes > 0 && progress.waiting_detail == 0 && !clip_coming;
     plan.stable_since = if ready { plan.stable_since.or(Some(now)) } else { None };
     let settled = plan.stable_since.is_some_and(|s| now - s >= SETTLE_SECS);
     if settled || now > MAX_WAIT_SECS {
@@ -112,5 +133,6 @@ fn capture(
         let _ = std::fs::remove_file(&plan.path);
         commands.spawn(Screenshot::primary_window()).observe(save_to_disk(plan.path.clone()));
         plan.taken_at = Some(now);
+        plan.clip_ms_at = videos.as_ref().and_then(|v| v.furthest_shown_ms());
     }
 }

@@ -1825,7 +1825,6 @@ mod video {
 /// The real app under Xvfb: a video note a couple of metres in front of the camera plays by
 /// itself; pictures a second apart show the bars moved on, and it stops at its end.
 #[test]
-#[ignore = "flaky under load: with software rendering the three captures can be written in the same instant (see issue 25's note); run with --ignored"]
 fn a_video_note_plays_in_the_real_window_and_stops_at_its_end() {
     use cairn_client::{Content, Draft};
     use cairn_video::synthetic::{PALETTE, Spec};

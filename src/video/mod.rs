@@ -94,6 +94,11 @@ impl Videos {
     pub fn position_ms(&self, note: Entity) -> Option<f64> {
         self.playing.get(&note).map(|p| p.position_ms)
     }
+    /// The furthest into its clip that a frame on a picture stands, in milliseconds (a
+    /// screenshot series spaces its pictures by it).
+    pub fn furthest_shown_ms(&self) -> Option<u32> {
+        self.playing.values().filter_map(|p| p.shown_ms).max()
+    }
 }
 
 struct Playback {
@@ -118,6 +123,8 @@ struct Playback {
     decoded_all: bool,
     speed: f32,
     next: Option<cairn_video::Frame>,
+    /// Where in the clip the frame on the picture stands, in milliseconds.
+    shown_ms: Option<u32>,
     texture: Option<Handle<Image>>,
     /// The picture's material, which shows the poster, then the frames.
     material: Option<Handle<StandardMaterial>>,
@@ -356,6 +363,7 @@ fn receive_media(
                     decoded_all: false,
                     speed: 1.0,
                     next: None,
+                    shown_ms: None,
                     texture: None,
                     material,
                     poster,
@@ -570,6 +578,7 @@ fn play(
             continue;
         }
         if let Some(f) = due {
+            p.shown_ms = Some(f.ms);
             let image = Image::new(
                 Extent3d { width: f.width, height: f.height, depth_or_array_layers: 1 },
                 TextureDimension::D2,
