@@ -646,18 +646,14 @@ pub(crate) fn panel_material(
 /// Spawns a panel part under `parent`, to be laid out and drawn on a worker thread (here and
 /// now when there is no task pool, as in a bare test app) and sized by `fit` when it is
 /// done. Returns the part and its material.
-#[allow(clippy::too_many_arguments)]
 fn spawn_panel(
-    commands: &mut Commands,
-    assets: &NoteAssets,
-    materials: &mut Assets<StandardMaterial>,
-    images: &mut Assets<Image>,
-    jobs: &mut PanelJobs,
+    parts: &mut Parts,
     parent: Entity,
     text: PanelText,
     fit: PanelFit,
     replaces: Option<Entity>,
 ) -> (Entity, Handle<StandardMaterial>) {
+    let Parts { commands, assets, materials, images, jobs, .. } = parts;
     let draw = |fonts: &Fonts, text: &PanelText| {
         text::draw_panel(fonts, &layout_panel(fonts, &text.header, &text.body, &text.style))
     };
@@ -773,22 +769,41 @@ pub fn unopened_text(note: &Note) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a note's parts are made with: the commands, the shared meshes and fonts, the
+/// textures and materials, and the panels being drawn on workers.
+#[derive(bevy::ecs::system::SystemParam)]
+struct DetailParts<'w, 's> {
+    commands: Commands<'w, 's>,
+    assets: Option<Res<'w, NoteAssets>>,
+    images: ResMut<'w, Assets<Image>>,
+    materials: ResMut<'w, Assets<StandardMaterial>>,
+    orbs: ResMut<'w, Assets<VoiceOrbMaterial>>,
+    jobs: ResMut<'w, PanelJobs>,
+}
+
+/// [`DetailParts`] while a frame's details are built (its assets known to be there).
+struct Parts<'a, 'w, 's> {
+    commands: &'a mut Commands<'w, 's>,
+    assets: &'a NoteAssets,
+    images: &'a mut Assets<Image>,
+    materials: &'a mut Assets<StandardMaterial>,
+    orbs: &'a mut Assets<VoiceOrbMaterial>,
+    jobs: &'a mut PanelJobs,
+}
+
+/// The near notes' details, a few each frame (within a time budget): one builder per kind.
 fn build_details(
-    mut commands: Commands,
-    assets: Option<Res<NoteAssets>>,
-    mut images: ResMut<Assets<Image>>,
-    mut materials: ResMut<Assets<StandardMaterial>>,
-    mut orbs: ResMut<Assets<VoiceOrbMaterial>>,
-    mut jobs: ResMut<PanelJobs>,
+    mut parts: DetailParts,
     mut q: Query<(Entity, &Note, &mut NoteVisual), (With<NeedsDetail>, With<Near>)>,
 ) {
-    let Some(assets) = assets else { return };
+    let DetailParts { commands, assets, images, materials, orbs, jobs } = &mut parts;
+    let Some(assets) = assets.as_deref() else { return };
+    let mut parts = Parts { commands, assets, images, materials, orbs, jobs };
     let started = Instant::now();
     let now = cairn_proto::now_ms();
     for (e, note, mut visual) in &mut q {
         if started.elapsed().as_secs_f64() * 1000.0 > DETAIL_BUDGET_MS
-            || jobs.0.len() >= MAX_PANEL_JOBS
+            || parts.jobs.0.len() >= MAX_PANEL_JOBS
         {
             break;
         }
@@ -798,189 +813,173 @@ fn build_details(
         if note.kind() != Some(NoteKind::Text)
             && let Some(d) = old.take()
         {
-            commands.entity(d).despawn();
+            parts.commands.entity(d).despawn();
         }
         let header = header_line(note, now);
-        let detail = match note.body.as_ref().map(|b| b.kind) {
-            Some(NoteKind::Voice) => {
-                let body = note.body.as_ref().expect("kind came from the body");
-                let mat = orbs.add(VoiceOrbMaterial { data: VoiceOrbUniform::new(&body.waveform) });
-                visual.orb_material = Some(mat.clone());
-                commands.entity(e).insert(HasOrb);
-                let orb =
-                    spawn_part(&mut commands, assets.orb.clone(), mat, Transform::default(), e);
-                let label = if body.text.is_empty() {
-                    format!("{:.0} s", f64::from(body.duration_ms) / 1000.0)
-                } else {
-                    body.text.clone()
-                };
-                spawn_caption(
-                    &mut commands,
-                    &assets,
-                    &mut images,
-                    &mut materials,
-                    &mut jobs,
-                    orb,
-                    Vec2::ONE,
-                    &header,
-                    &label,
-                    0.22,
-                );
-                orb
+        let detail = match note.body.as_ref() {
+            Some(body) if body.kind == NoteKind::Voice => {
+                voice_detail(&mut parts, e, body, &mut visual, &header)
             }
-            Some(kind @ (NoteKind::Image | NoteKind::Video)) => {
-                let body = note.body.as_ref().expect("kind came from the body");
-                // A video shows its poster the same way; playing it is `video`'s.
-                if kind == NoteKind::Video {
-                    commands.entity(e).insert(crate::video::HasVideo);
-                } else {
-                    commands.entity(e).insert(HasPicture);
-                }
-                // The header gives the picture's shape now; its pixels are decoded on a
-                // worker (a broken picture shows as a grey card).
-                let shape = cairn_client::image::dimensions(&body.thumbnail).ok();
-                let size = picture_size(shape);
-                let texture = shape.map(|_| images.reserve_handle());
-                let mat = materials.add(StandardMaterial {
-                    base_color: if shape.is_some() { Color::WHITE } else { BROKEN_PICTURE },
-                    base_color_texture: texture.clone(),
-                    unlit: true,
-                    alpha_mode: AlphaMode::Blend,
-                    cull_mode: None,
-                    ..default()
-                });
-                visual.detail_material = Some(mat.clone());
-                if let Some(card) = visual.card {
-                    // The frame replaces the card.
-                    commands.entity(card).insert((
-                        Mesh3d(assets.frame.clone()),
-                        MeshMaterial3d(assets.frame_wood.clone()),
-                        Transform::from_xyz(0.0, 0.0, -0.025)
-                            .with_scale((size + Vec2::splat(0.06)).extend(1.0)),
-                    ));
-                }
-                commands
-                    .entity(e)
-                    .insert(NoteBounds((size / 2.0 + Vec2::splat(0.03)).extend(0.05)));
-                let picture_entity = spawn_part(
-                    &mut commands,
-                    assets.quad.clone(),
-                    mat.clone(),
-                    Transform::from_scale(size.extend(1.0)),
-                    e,
-                );
-                if let Some(texture) = texture {
-                    let bytes = body.thumbnail.clone();
-                    let decode = move || image_from_bytes(&bytes);
-                    match AsyncComputeTaskPool::try_get() {
-                        Some(pool) => jobs.0.push(PanelJob {
-                            image: texture,
-                            material: mat,
-                            part: picture_entity,
-                            fit: None,
-                            replaces: None,
-                            task: pool.spawn(async move { decode() }),
-                        }),
-                        None => show_decoded(decode(), &texture, &mat, &mut images, &mut materials),
-                    }
-                }
-                let caption = if kind == NoteKind::Video {
-                    let seconds = f64::from(body.duration_ms) / 1000.0;
-                    let length =
-                        format!("video, {:.0}:{:02.0}", (seconds / 60.0).floor(), seconds % 60.0);
-                    if body.text.is_empty() {
-                        length
-                    } else {
-                        format!("{length} — {}", body.text)
-                    }
-                } else {
-                    body.text.clone()
-                };
-                if !caption.is_empty() {
-                    let below = size.y / 2.0 + 0.04;
-                    spawn_caption(
-                        &mut commands,
-                        &assets,
-                        &mut images,
-                        &mut materials,
-                        &mut jobs,
-                        picture_entity,
-                        size,
-                        &header,
-                        &caption,
-                        below,
-                    );
-                }
-                picture_entity
+            Some(body) if matches!(body.kind, NoteKind::Image | NoteKind::Video) => {
+                picture_detail(&mut parts, e, body, &mut visual, &header)
             }
-            Some(NoteKind::Reaction) => {
-                let emoji = note.body.as_ref().and_then(|b| b.reaction.clone()).unwrap_or_default();
-                let text = PanelText {
-                    header: String::new(),
-                    body: emoji,
-                    style: PanelStyle {
-                        width_px: 96,
-                        padding_px: 8,
-                        body_px: 56.0,
-                        header_px: 1.0,
-                        max_lines: 1,
-                        background: [255, 255, 255, 230],
-                        ..PanelStyle::NOTE
-                    },
-                };
-                let (part, mat) = spawn_panel(
-                    &mut commands,
-                    &assets,
-                    &mut materials,
-                    &mut images,
-                    &mut jobs,
-                    e,
-                    text,
-                    PanelFit::Emoji,
-                    None,
-                );
-                visual.detail_material = Some(mat);
-                part
+            Some(body) if body.kind == NoteKind::Reaction => {
+                reaction_detail(&mut parts, e, body, &mut visual)
             }
-            kind => {
-                let (body_text, style) = match &note.body {
-                    Some(b) => (
-                        b.text.clone(),
-                        if visual.expanded { PanelStyle::EXPANDED } else { PanelStyle::NOTE },
-                    ),
-                    None => (unopened_text(note), PanelStyle::PLACEHOLDER),
-                };
-                debug_assert!(matches!(kind, None | Some(NoteKind::Text | NoteKind::Place)));
-                let fit = PanelFit::Note { note: e, card: visual.card, plate: visual.plate };
-                let (part, mat) = spawn_panel(
-                    &mut commands,
-                    &assets,
-                    &mut materials,
-                    &mut images,
-                    &mut jobs,
-                    e,
-                    PanelText { header, body: body_text, style },
-                    fit,
-                    old,
-                );
-                visual.detail_material = Some(mat);
-                part
-            }
+            _ => text_detail(&mut parts, e, note, &mut visual, header, old),
         };
         visual.detail = Some(detail);
-        commands.entity(e).remove::<NeedsDetail>();
+        parts.commands.entity(e).remove::<NeedsDetail>();
     }
+}
+
+/// A voice note: its orb (the waveform's shader), with its length or text beneath.
+fn voice_detail(
+    parts: &mut Parts,
+    e: Entity,
+    body: &cairn_crypto::NoteBody,
+    visual: &mut NoteVisual,
+    header: &str,
+) -> Entity {
+    let mat = parts.orbs.add(VoiceOrbMaterial { data: VoiceOrbUniform::new(&body.waveform) });
+    visual.orb_material = Some(mat.clone());
+    parts.commands.entity(e).insert(HasOrb);
+    let orb = spawn_part(parts.commands, parts.assets.orb.clone(), mat, Transform::default(), e);
+    let label = if body.text.is_empty() {
+        format!("{:.0} s", f64::from(body.duration_ms) / 1000.0)
+    } else {
+        body.text.clone()
+    };
+    spawn_caption(parts, orb, Vec2::ONE, header, &label, 0.22);
+    orb
+}
+
+/// A picture, or a video's poster (playing it is `video`'s), framed in place of the card,
+/// with its caption (a video's length first) beneath.
+fn picture_detail(
+    parts: &mut Parts,
+    e: Entity,
+    body: &cairn_crypto::NoteBody,
+    visual: &mut NoteVisual,
+    header: &str,
+) -> Entity {
+    let video = body.kind == NoteKind::Video;
+    if video {
+        parts.commands.entity(e).insert(crate::video::HasVideo);
+    } else {
+        parts.commands.entity(e).insert(HasPicture);
+    }
+    // The header gives the picture's shape now; its pixels are decoded on a worker (a
+    // broken picture shows as a grey card).
+    let shape = cairn_client::image::dimensions(&body.thumbnail).ok();
+    let size = picture_size(shape);
+    let texture = shape.map(|_| parts.images.reserve_handle());
+    let mat = parts.materials.add(StandardMaterial {
+        base_color: if shape.is_some() { Color::WHITE } else { BROKEN_PICTURE },
+        base_color_texture: texture.clone(),
+        unlit: true,
+        alpha_mode: AlphaMode::Blend,
+        cull_mode: None,
+        ..default()
+    });
+    visual.detail_material = Some(mat.clone());
+    if let Some(card) = visual.card {
+        // The frame replaces the card.
+        parts.commands.entity(card).insert((
+            Mesh3d(parts.assets.frame.clone()),
+            MeshMaterial3d(parts.assets.frame_wood.clone()),
+            Transform::from_xyz(0.0, 0.0, -0.025)
+                .with_scale((size + Vec2::splat(0.06)).extend(1.0)),
+        ));
+    }
+    parts.commands.entity(e).insert(NoteBounds((size / 2.0 + Vec2::splat(0.03)).extend(0.05)));
+    let picture = spawn_part(
+        parts.commands,
+        parts.assets.quad.clone(),
+        mat.clone(),
+        Transform::from_scale(size.extend(1.0)),
+        e,
+    );
+    if let Some(texture) = texture {
+        let bytes = body.thumbnail.clone();
+        let decode = move || image_from_bytes(&bytes);
+        match AsyncComputeTaskPool::try_get() {
+            Some(pool) => parts.jobs.0.push(PanelJob {
+                image: texture,
+                material: mat,
+                part: picture,
+                fit: None,
+                replaces: None,
+                task: pool.spawn(async move { decode() }),
+            }),
+            None => show_decoded(decode(), &texture, &mat, parts.images, parts.materials),
+        }
+    }
+    let caption = if video {
+        let seconds = f64::from(body.duration_ms) / 1000.0;
+        let length = format!("video, {:.0}:{:02.0}", (seconds / 60.0).floor(), seconds % 60.0);
+        if body.text.is_empty() { length } else { format!("{length} — {}", body.text) }
+    } else {
+        body.text.clone()
+    };
+    if !caption.is_empty() {
+        spawn_caption(parts, picture, size, header, &caption, size.y / 2.0 + 0.04);
+    }
+    picture
+}
+
+/// A reaction: its emoji, alone on a small round-cornered panel.
+fn reaction_detail(
+    parts: &mut Parts,
+    e: Entity,
+    body: &cairn_crypto::NoteBody,
+    visual: &mut NoteVisual,
+) -> Entity {
+    let text = PanelText {
+        header: String::new(),
+        body: body.reaction.clone().unwrap_or_default(),
+        style: PanelStyle {
+            width_px: 96,
+            padding_px: 8,
+            body_px: 56.0,
+            header_px: 1.0,
+            max_lines: 1,
+            background: [255, 255, 255, 230],
+            ..PanelStyle::NOTE
+        },
+    };
+    let (part, mat) = spawn_panel(parts, e, text, PanelFit::Emoji, None);
+    visual.detail_material = Some(mat);
+    part
+}
+
+/// A text note or a place (expanded when read), or a note that could not be opened (saying
+/// why): its panel, which replaces `old` once drawn.
+fn text_detail(
+    parts: &mut Parts,
+    e: Entity,
+    note: &Note,
+    visual: &mut NoteVisual,
+    header: String,
+    old: Option<Entity>,
+) -> Entity {
+    let (body, style) = match &note.body {
+        Some(b) => {
+            debug_assert!(matches!(b.kind, NoteKind::Text | NoteKind::Place));
+            (b.text.clone(), if visual.expanded { PanelStyle::EXPANDED } else { PanelStyle::NOTE })
+        }
+        None => (unopened_text(note), PanelStyle::PLACEHOLDER),
+    };
+    let fit = PanelFit::Note { note: e, card: visual.card, plate: visual.plate };
+    let (part, mat) = spawn_panel(parts, e, PanelText { header, body, style }, fit, old);
+    visual.detail_material = Some(mat);
+    part
 }
 
 /// A two-line caption (author, age, text) under a picture or an orb, `below` metres down,
 /// a child of the part it belongs to (`parent`, scaled by `within`), so it goes with it.
-#[allow(clippy::too_many_arguments)]
 fn spawn_caption(
-    commands: &mut Commands,
-    assets: &NoteAssets,
-    images: &mut Assets<Image>,
-    materials: &mut Assets<StandardMaterial>,
-    jobs: &mut PanelJobs,
+    parts: &mut Parts,
     parent: Entity,
     within: Vec2,
     header: &str,
@@ -992,17 +991,7 @@ fn spawn_caption(
         body: text.to_owned(),
         style: PanelStyle { max_lines: 2, ..PanelStyle::NOTE },
     };
-    spawn_panel(
-        commands,
-        assets,
-        materials,
-        images,
-        jobs,
-        parent,
-        text,
-        PanelFit::Caption { below, within },
-        None,
-    );
+    spawn_panel(parts, parent, text, PanelFit::Caption { below, within }, None);
 }
 
 fn update_plates(
