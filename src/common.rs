@@ -23,7 +23,7 @@ impl Notice {
     }
 }
 
-/// How the app shows the space, and why; shown in the panel and the log.
+/// How the app shows the space, and why; shown in the sidebar and the log.
 #[derive(Resource, Debug, Clone, PartialEq, Eq)]
 pub enum DisplayMode {
     Xr { runtime: String, system: String },

@@ -107,7 +107,7 @@ impl Plugin for CairnLogicPlugin {
 }
 
 /// Everything a person sees and hears: the scene, note visuals, audio, desktop controls and
-/// the side panel. Needs `DefaultPlugins`.
+/// the sidebar. Needs `DefaultPlugins`.
 pub struct CairnPresentationPlugin;
 
 impl Plugin for CairnPresentationPlugin {

@@ -329,8 +329,8 @@ fn a_note_written_near_a_located_anchor_goes_out_attached_to_it() {
 }
 
 #[test]
-fn the_hand_panel_lists_unread_notes_first_and_says_what_is_being_composed() {
-    use cairn::xr::hand_panel::{HAND_ROWS, hand_panel_text};
+fn the_hand_display_lists_unread_notes_first_and_says_what_is_being_composed() {
+    use cairn::xr::hand_display::{HAND_ROWS, hand_display_text};
     let note = |id: u8, text: &str, read: bool| {
         cairn::notes::Note::from_local(&local_note(
             id,
@@ -342,7 +342,7 @@ fn the_hand_panel_lists_unread_notes_first_and_says_what_is_being_composed() {
         [note(1, "old and read", true), note(2, "new", false), note(3, "newest read", true)];
     let refs: Vec<&cairn::notes::Note> = notes.iter().collect();
     let status = cairn::net::NetStatus::default();
-    let (header, body) = hand_panel_text(&refs, &Compose::Placing, &status, &[]);
+    let (header, body) = hand_display_text(&refs, &Compose::Placing, &status, &[]);
     assert_eq!(header, cairn::ui::status_text(&status));
     let lines: Vec<&str> = body.lines().collect();
     assert!(lines[0].starts_with("Placing"), "{body}");
@@ -350,7 +350,7 @@ fn the_hand_panel_lists_unread_notes_first_and_says_what_is_being_composed() {
     assert!(lines[2].contains("newest read") && lines[3].contains("old and read"), "{body}");
     let many: Vec<cairn::notes::Note> = (0..20).map(|i| note(i, "n", true)).collect();
     let refs: Vec<&cairn::notes::Note> = many.iter().collect();
-    let (_, body) = hand_panel_text(&refs, &Compose::Idle, &status, &[]);
+    let (_, body) = hand_display_text(&refs, &Compose::Idle, &status, &[]);
     assert_eq!(body.lines().count(), HAND_ROWS + 1, "{body}");
     assert!(body.ends_with("and 12 more"), "{body}");
 }

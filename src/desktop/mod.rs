@@ -17,8 +17,8 @@ pub struct FlyCamera {
     pub pitch: f32,
 }
 
-/// Width of the side panel in logical pixels: the pointer ignores it.
-pub const PANEL_WIDTH_PX: f32 = 330.0;
+/// Width of the sidebar in logical pixels: the pointer ignores it.
+pub const SIDEBAR_WIDTH_PX: f32 = 330.0;
 const WALK_SPEED: f32 = 2.5;
 const LOOK_SENSITIVITY: f32 = 0.004;
 
@@ -72,7 +72,7 @@ fn spawn_camera(mut commands: Commands) {
         // Notes are paper and ink: keep white white (the default filmic curve greys it).
         bevy::core_pipeline::tonemapping::Tonemapping::None,
     ));
-    // The side panel draws on its own camera, over the whole window.
+    // The sidebar draws on its own camera, over the whole window.
     commands.spawn((
         Camera2d,
         Camera { order: 1, clear_color: ClearColorConfig::None, ..default() },
@@ -80,17 +80,17 @@ fn spawn_camera(mut commands: Commands) {
     ));
 }
 
-/// The 3D view takes the window right of the side panel, so no note hides behind it.
+/// The 3D view takes the window right of the sidebar, so no note hides behind it.
 fn fit_viewport(
     windows: Query<&Window, With<PrimaryWindow>>,
     mut cams: Query<&mut Camera, With<FlyCamera>>,
 ) {
     let (Ok(window), Ok(mut camera)) = (windows.single(), cams.single_mut()) else { return };
     let (w, h) = (window.physical_width(), window.physical_height());
-    let panel = (PANEL_WIDTH_PX * window.scale_factor()) as u32;
-    let viewport = (w > panel + 200 && h > 0).then(|| bevy::camera::Viewport {
-        physical_position: UVec2::new(panel, 0),
-        physical_size: UVec2::new(w - panel, h),
+    let sidebar = (SIDEBAR_WIDTH_PX * window.scale_factor()) as u32;
+    let viewport = (w > sidebar + 200 && h > 0).then(|| bevy::camera::Viewport {
+        physical_position: UVec2::new(sidebar, 0),
+        physical_size: UVec2::new(w - sidebar, h),
         ..default()
     });
     if camera.viewport.as_ref().map(|v| (v.physical_position, v.physical_size))
@@ -121,7 +121,7 @@ fn fly(
     let forward = Vec3::new(-fly.yaw.sin(), 0.0, -fly.yaw.cos());
     let right = Vec3::new(-forward.z, 0.0, forward.x);
     let mut step = Vec3::ZERO;
-    if !compose.is_typing() && !crate::ui::typing_in_panel(&search, &prompt) {
+    if !compose.is_typing() && !crate::ui::typing_in_sidebar(&search, &prompt) {
         if keys.pressed(KeyCode::KeyW) || keys.pressed(KeyCode::ArrowUp) {
             step += forward;
         }
@@ -150,7 +150,7 @@ fn pointer_from_mouse(
 ) {
     let (Ok(window), Ok((camera, cam_t))) = (windows.single(), cams.single()) else { return };
     let Some(cursor) = window.cursor_position() else { return };
-    if cursor.x < PANEL_WIDTH_PX {
+    if cursor.x < SIDEBAR_WIDTH_PX {
         return;
     }
     if let Ok(ray) = camera.viewport_to_world(cam_t, cursor) {
@@ -169,7 +169,7 @@ fn keys_to_compose(
     mut out: MessageWriter<ComposeInput>,
 ) {
     for k in keys.read() {
-        if !k.state.is_pressed() || crate::ui::typing_in_panel(&search, &prompt) {
+        if !k.state.is_pressed() || crate::ui::typing_in_sidebar(&search, &prompt) {
             continue;
         }
         if compose.is_typing() {
@@ -226,7 +226,7 @@ fn voice_keys(
     prompt: Res<crate::ui::Prompt>,
     mut out: MessageWriter<crate::audio::VoiceInput>,
 ) {
-    if compose.is_typing() || crate::ui::typing_in_panel(&search, &prompt) {
+    if compose.is_typing() || crate::ui::typing_in_sidebar(&search, &prompt) {
         return;
     }
     if keys.just_pressed(KeyCode::KeyV) {

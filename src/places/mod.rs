@@ -13,8 +13,8 @@
 //!   once, and re-expressed in the place's frame (posted again, the first one deleted) when
 //!   the device aligns.
 //! * **A virtual scene (desktop, VR).** Everyone shares the scene's origin, so each place is
-//!   an area of its own beside the notes that have no place ([`area_origin`]); the side panel
-//!   and the hand panel list the places and go to one.
+//!   an area of its own beside the notes that have no place ([`area_origin`]); the sidebar
+//!   and the hand display list the places and go to one.
 //!
 //! [`PlaceFrames`] says where each place's frame is in the world now; `notes::anchors::place`
 //! puts notes by it, and notes written near a place go out in its frame.
@@ -361,7 +361,7 @@ fn marking_prompt(marking: &Marking, places: &Places, marked: usize) -> Option<S
 pub fn how_to_align(place: &Place) -> String {
     format!(
         "{} is not aligned here: its notes stand where they would in the maker's room, marked ≈. \
-         To align, choose the place in the side panel (in a headset: Align under any note) \
+         To align, choose the place in the sidebar (in a headset: Align under any note) \
          and touch {} ({})",
         place.record.name,
         mark_names(&place.record.marks),
@@ -726,7 +726,7 @@ pub fn pose_in_world(a: &Alignment, pose: &Pose) -> Pose {
     a.pose_to_stage(pose)
 }
 
-/// One line per place for the side panel and the hand panel: its name and maker (any
+/// One line per place for the sidebar and the hand display: its name and maker (any
 /// member may make a place, so two may share a name; the maker is the signed author), and
 /// in the room whether this device is aligned with it.
 pub fn place_row(

@@ -1,11 +1,11 @@
-//! The side panel of the desktop mode: who and where you are, the connection (online,
+//! The sidebar of the desktop mode: who and where you are, the connection (online,
 //! offline, syncing, outbox), the notes of the space as a list (unread first), local search
 //! over decrypted notes, the note being written, and the keys.
 
 use crate::CairnSet;
 use crate::common::Notice;
 use crate::compose::Compose;
-use crate::desktop::{FlyCamera, PANEL_WIDTH_PX};
+use crate::desktop::{FlyCamera, SIDEBAR_WIDTH_PX};
 use crate::interact::Focused;
 use crate::net::{CurrentSpace, NetStatus};
 use crate::notes::{Note, NoteAt};
@@ -21,7 +21,7 @@ pub struct Search {
     pub query: String,
 }
 
-/// What a prompt in the panel asks for.
+/// What a prompt in the sidebar asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PromptKind {
     /// A handle to invite into the current space, as a member (`I`).
@@ -30,13 +30,13 @@ pub enum PromptKind {
     NewSpace,
 }
 
-/// A line being typed into the panel for an action: what it is for, and the text so far.
+/// A line being typed into the sidebar for an action: what it is for, and the text so far.
 #[derive(Resource, Debug, Default, Clone)]
 pub struct Prompt(pub Option<(PromptKind, String)>);
 
-/// Whether the keys are typing into the panel (a search or a prompt), so nothing else —
+/// Whether the keys are typing into the sidebar (a search or a prompt), so nothing else —
 /// walking, the note keys, recording — takes them.
-pub fn typing_in_panel(search: &Search, prompt: &Prompt) -> bool {
+pub fn typing_in_sidebar(search: &Search, prompt: &Prompt) -> bool {
     search.active || prompt.0.is_some()
 }
 
@@ -124,11 +124,11 @@ const LIST_ROWS: usize = 16;
 pub fn plugin(app: &mut App) {
     app.init_resource::<Search>()
         .init_resource::<Prompt>()
-        .add_systems(Startup, spawn_panel)
+        .add_systems(Startup, spawn_sidebar)
         .add_systems(
             Update,
             (
-                panel_keys.in_set(CairnSet::Input),
+                sidebar_keys.in_set(CairnSet::Input),
                 (
                     update_texts,
                     rebuild_list,
@@ -144,7 +144,7 @@ pub fn plugin(app: &mut App) {
         );
 }
 
-/// The panel's font: DejaVu Sans, which has the symbols the panel uses (· ● … ▏ ♥ ★).
+/// The sidebar's font: DejaVu Sans, which has the symbols the sidebar uses (· ● … ▏ ♥ ★).
 #[derive(Resource, Clone)]
 struct UiFont(Handle<Font>);
 
@@ -152,7 +152,7 @@ fn label(text: impl Into<String>, size: f32, color: Color, font: &UiFont) -> imp
     styled_label(text, size, color, font, LineBreak::NoWrap)
 }
 
-/// A label that wraps at word boundaries within the panel.
+/// A label that wraps at word boundaries within the sidebar.
 fn wrapping_label(text: impl Into<String>, size: f32, color: Color, font: &UiFont) -> impl Bundle {
     styled_label(text, size, color, font, LineBreak::WordBoundary)
 }
@@ -176,14 +176,14 @@ fn styled_label(
     )
 }
 
-fn spawn_panel(mut commands: Commands, assets: Res<AssetServer>) {
+fn spawn_sidebar(mut commands: Commands, assets: Res<AssetServer>) {
     let font = UiFont(assets.load("fonts/DejaVuSans.ttf"));
     commands.insert_resource(font.clone());
     let font = &font;
     commands
         .spawn((
             Node {
-                width: Val::Px(PANEL_WIDTH_PX),
+                width: Val::Px(SIDEBAR_WIDTH_PX),
                 height: Val::Percent(100.0),
                 flex_direction: FlexDirection::Column,
                 padding: UiRect::all(Val::Px(14.0)),
@@ -211,10 +211,10 @@ fn spawn_panel(mut commands: Commands, assets: Res<AssetServer>) {
         });
 }
 
-/// The panel's keys: `/` searches, `I` invites someone into the space, `C` makes a new
+/// The sidebar's keys: `/` searches, `I` invites someone into the space, `C` makes a new
 /// space; while one of them is open, the keys type into it.
 #[allow(clippy::too_many_arguments)]
-fn panel_keys(
+fn sidebar_keys(
     mut keys: MessageReader<KeyboardInput>,
     mut search: ResMut<Search>,
     mut prompt: ResMut<Prompt>,

@@ -14,7 +14,7 @@
 
 pub mod boards;
 pub mod fb_anchors;
-pub mod hand_panel;
+pub mod hand_display;
 pub mod runtime;
 pub mod spatial_anchors;
 

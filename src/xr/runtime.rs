@@ -162,8 +162,8 @@ pub fn plugin(app: &mut App) {
                     .before(super::head_is_viewer),
                 apply_stage.in_set(CairnSet::Layout),
                 (
-                    super::hand_panel::update_hand_panel,
-                    super::hand_panel::ears_at_the_head,
+                    super::hand_display::update_hand_display,
+                    super::hand_display::ears_at_the_head,
                     super::boards::dress_boards
                         .after(super::boards::show_keyboard)
                         .after(super::boards::show_action_bar),
@@ -176,7 +176,7 @@ pub fn plugin(app: &mut App) {
 }
 
 /// bevy_mod_openxr found no usable runtime after all (the probe said yes, the session
-/// said no): the window shows the desktop view, and the panel says why.
+/// said no): the window shows the desktop view, and the sidebar says why.
 fn fall_back_when_the_session_cannot_start(
     state: Option<Res<XrState>>,
     mut mode: ResMut<DisplayMode>,

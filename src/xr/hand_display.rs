@@ -1,5 +1,5 @@
-//! In the headset the desktop side panel is out of sight, so its essentials ride on the left
-//! hand: a small world-space panel over the left controller (or tracked hand) with the
+//! In the headset the desktop sidebar is out of sight, so its essentials ride on the left
+//! hand: a small world-space display over the left controller (or tracked hand) with the
 //! connection, what is being composed, and the notes of the space, unread first. And the
 //! ears are where the head is: the spatial-audio listener follows it.
 
@@ -11,14 +11,14 @@ use crate::render::NoteAssets;
 use crate::render::text::{PanelStyle, render_panel};
 use bevy::prelude::*;
 
-/// Rows of notes on the hand panel.
+/// Rows of notes on the hand display.
 pub const HAND_ROWS: usize = 8;
-/// The panel's width in metres: about a phone's.
+/// The display's width in metres: about a phone's.
 const WIDTH: f32 = 0.16;
 
-/// The hand panel's two parts: a header (connection) and a body (composing, the places'
+/// The hand display's two parts: a header (connection) and a body (composing, the places'
 /// lines, then notes).
-pub fn hand_panel_text(
+pub fn hand_display_text(
     notes: &[&Note],
     compose: &Compose,
     status: &NetStatus,
@@ -49,7 +49,7 @@ pub fn hand_panel_text(
     (header, body.trim_end().to_owned())
 }
 
-/// What the hand panel needs to say about places.
+/// What the hand display needs to say about places.
 #[derive(bevy::ecs::system::SystemParam)]
 pub struct PlacesNow<'w> {
     places: Res<'w, crate::places::Places>,
@@ -84,7 +84,7 @@ impl PlacesNow<'_> {
 }
 
 #[derive(Component, Debug)]
-pub struct HandPanel {
+pub struct HandDisplay {
     shown: (String, String),
 }
 
@@ -93,11 +93,11 @@ pub struct HandPanel {
 pub struct HeadListener;
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn update_hand_panel(
+pub(super) fn update_hand_display(
     mut commands: Commands,
     assets: Option<Res<NoteAssets>>,
     aims: Query<(Entity, &super::runtime::AimSpace)>,
-    mut panels: Query<(&mut HandPanel, &MeshMaterial3d<StandardMaterial>, &mut Transform)>,
+    mut displays: Query<(&mut HandDisplay, &MeshMaterial3d<StandardMaterial>, &mut Transform)>,
     notes: Query<&Note>,
     compose: Res<Compose>,
     status: Res<NetStatus>,
@@ -113,12 +113,12 @@ pub(super) fn update_hand_panel(
     }
     *next = time.elapsed_secs() + 0.25;
     let all: Vec<&Note> = notes.iter().collect();
-    let text = hand_panel_text(&all, &compose, &status, &places.lines());
+    let text = hand_display_text(&all, &compose, &status, &places.lines());
     let style = PanelStyle { max_lines: HAND_ROWS + 8, body_px: 24.0, ..PanelStyle::NOTE };
     let raster = || render_panel(&assets.fonts, &text.0, &text.1, &style);
-    match panels.single_mut() {
-        Ok((mut panel, material, mut t)) => {
-            if panel.shown == text {
+    match displays.single_mut() {
+        Ok((mut display, material, mut t)) => {
+            if display.shown == text {
                 return;
             }
             let r = raster();
@@ -129,7 +129,7 @@ pub(super) fn update_hand_panel(
                 }
                 m.base_color_texture = Some(images.add(crate::render::image_from_raster(r)));
             }
-            panel.shown = text;
+            display.shown = text;
         }
         Err(_) => {
             let Some((left, _)) = aims.iter().find(|(_, a)| a.0 == super::Hand::Left) else {
@@ -142,15 +142,15 @@ pub(super) fn update_hand_panel(
                 .with_rotation(Quat::from_rotation_x(-0.35))
                 .with_scale(Vec3::new(WIDTH, WIDTH * r.height as f32 / r.width as f32, 1.0));
             let material = crate::render::panel_material(&mut materials, &mut images, r);
-            let panel = commands
+            let display = commands
                 .spawn((
-                    HandPanel { shown: text },
+                    HandDisplay { shown: text },
                     Mesh3d(assets.quad.clone()),
                     MeshMaterial3d(material),
                     t,
                 ))
                 .id();
-            commands.entity(left).add_child(panel);
+            commands.entity(left).add_child(display);
         }
     }
 }
@@ -206,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn the_hand_panel_lists_the_places_and_says_how_to_go_to_one_or_align() {
+    fn the_hand_display_lists_the_places_and_says_how_to_go_to_one_or_align() {
         let vr = lines(PlaceView::Areas);
         assert_eq!(vr[0], "  Kitchen (by alice)");
         assert!(vr[1].starts_with("Next place"), "{vr:?}");
