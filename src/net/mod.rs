@@ -105,9 +105,11 @@ pub fn messages(app: &mut App) {
 }
 
 /// Placed notes become the client's posts: the one place where a note turns into a command.
-pub fn post_notes(mut notes: MessageReader<PostNote>, mut net: MessageWriter<NetCommand>) {
-    for PostNote { space, draft } in notes.read() {
-        net.write(NetCommand(ClientCommand::Post { space: *space, draft: draft.clone() }));
+/// The last to see them (after the placing and the XR glue, in earlier sets), it takes them
+/// rather than copying a draft that may hold a whole clip.
+pub fn post_notes(mut notes: ResMut<Messages<PostNote>>, mut net: MessageWriter<NetCommand>) {
+    for PostNote { space, draft } in notes.drain() {
+        net.write(NetCommand(ClientCommand::Post { space, draft }));
     }
 }
 
