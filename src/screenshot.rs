@@ -77,6 +77,21 @@ fn capture(
 ) {
     let now = time.elapsed_secs();
     if let Some(at) = plan.taken_at {
+        let clip_ms =
+            videos.as_ref().filter(|v| v.any_playing()).and_then(|v| v.furthest_shown_ms());
+        // While a clip plays, the next picture is asked for once the clip has moved on by a
+        // second from where it stood at the last one, saved or not: saving takes seconds
+        // with software rendering, and the clip plays on meanwhile.
+        if plan.taken + 1 < plan.count
+            && let (Some(then), Some(shown)) = (plan.clip_ms_at, clip_ms)
+        {
+            if shown >= then + (SERIES_INTERVAL_SECS * 1000.0) as u32
+                || now - at >= SERIES_STALL_SECS
+            {
+                ask_next(&mut commands, &mut plan, now, clip_ms);
+            }
+            return;
+        }
         let file = plan.file(plan.taken);
         if !file.exists() && now - at <= 10.0 {
             return;
@@ -86,32 +101,18 @@ fn capture(
             exit.write(AppExit::error());
             return;
         }
-        // The next picture a second after this one was saved (saving takes a while with
-        // software rendering: counting from the request would bunch them up).
+        // Otherwise the next picture a second after this one was saved (counting from the
+        // request would bunch them up).
         let saved_at = *plan.saved_at.get_or_insert(now);
-        let clip_ms =
-            videos.as_ref().filter(|v| v.any_playing()).and_then(|v| v.furthest_shown_ms());
         if plan.taken + 1 < plan.count {
-            let due = match (plan.clip_ms_at, clip_ms) {
-                (Some(then), Some(shown)) => {
-                    shown >= then + (SERIES_INTERVAL_SECS * 1000.0) as u32
-                        || now - saved_at >= SERIES_STALL_SECS
-                }
-                _ => now - saved_at >= SERIES_INTERVAL_SECS,
-            };
-            if due {
-                plan.clip_ms_at = clip_ms;
-                plan.saved_at = None;
-                plan.taken += 1;
-                let next = plan.file(plan.taken);
-                let _ = std::fs::remove_file(&next);
-                commands.spawn(Screenshot::primary_window()).observe(save_to_disk(next));
-                plan.taken_at = Some(now);
+            if now - saved_at >= SERIES_INTERVAL_SECS {
+                ask_next(&mut commands, &mut plan, now, clip_ms);
             }
             return;
         }
         let playing = videos.is_some_and(|v| v.any_playing());
-        if playing && now - at < VIDEO_WAIT_SECS {
+        let all_saved = (0..plan.count).all(|i| plan.file(i).exists());
+        if (playing || !all_saved) && now - at < VIDEO_WAIT_SECS {
             return;
         }
         info!("screenshot saved to {}", file.display());
@@ -135,4 +136,15 @@ fn capture(
         plan.taken_at = Some(now);
         plan.clip_ms_at = videos.as_ref().and_then(|v| v.furthest_shown_ms());
     }
+}
+
+/// Asks for the series' next picture.
+fn ask_next(commands: &mut Commands, plan: &mut Plan, now: f32, clip_ms: Option<u32>) {
+    plan.clip_ms_at = clip_ms;
+    plan.saved_at = None;
+    plan.taken += 1;
+    let next = plan.file(plan.taken);
+    let _ = std::fs::remove_file(&next);
+    commands.spawn(Screenshot::primary_window()).observe(save_to_disk(next));
+    plan.taken_at = Some(now);
 }
