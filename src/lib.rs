@@ -10,6 +10,8 @@ pub mod common;
 pub mod compose;
 pub mod desktop;
 pub mod interact;
+#[cfg(test)]
+mod layers;
 pub mod net;
 pub mod notes;
 pub mod places;
@@ -42,7 +44,7 @@ pub struct Args {
     pub ca: Option<PathBuf>,
     /// Your handle on first run (default: your login name).
     #[arg(long)]
-    pub handle: Option<String>,
+    pub handle: Option<cairn_proto::Handle>,
     /// The space to open (name or id); default: the first one.
     #[arg(long)]
     pub space: Option<String>,
@@ -209,7 +211,7 @@ pub fn run(args: Args) -> AppExit {
             if info.fb_passthrough {
                 app.add_plugins(bevy_mod_openxr::features::fb_passthrough::OxrFbPassthroughPlugin);
             }
-            app.add_plugins((xr::logic_plugin, xr::runtime::plugin));
+            app.add_plugins((xr::logic_plugin, xr::openxr_plugin));
             xr::runtime::exit_cleanly_when_the_runtime_is_lost(args.report.clone());
         }
         None => {

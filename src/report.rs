@@ -95,7 +95,7 @@ fn videos(
 /// Each alignment with a place as it changes: the transform and its residual.
 fn places_aligned(
     mut report: ResMut<Report>,
-    frames: Res<crate::places::PlaceFrames>,
+    frames: Res<crate::notes::anchors::PlaceFrames>,
     view: Res<crate::places::PlaceView>,
 ) {
     if !frames.is_changed() || *view != crate::places::PlaceView::Room {

@@ -5,7 +5,7 @@ use crate::Args;
 use anyhow::{Context, Result};
 use bevy::prelude::Resource;
 use cairn_client::{Client, ClientHandle, Content, Draft};
-use cairn_proto::{Policy, SpaceId};
+use cairn_proto::{Handle, Policy, SpaceId};
 use std::path::{Path, PathBuf};
 
 /// An in-process server on SQLite in the profile directory; shut down gracefully on drop.
@@ -90,15 +90,11 @@ fn exe_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn default_handle() -> String {
+fn default_handle() -> Handle {
     let user = std::env::var("USER").unwrap_or_default().to_ascii_lowercase();
     let cleaned: String =
         user.chars().filter(|c| c.is_ascii_alphanumeric() || "_-.".contains(*c)).take(32).collect();
-    if cleaned.is_empty() || !cleaned.as_bytes()[0].is_ascii_alphanumeric() {
-        "me".into()
-    } else {
-        cleaned
-    }
+    Handle::new(cleaned).unwrap_or_else(|_| Handle::from_static("me"))
 }
 
 pub fn boot(args: &Args) -> Result<Boot> {

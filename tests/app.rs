@@ -4,9 +4,9 @@
 use bevy::prelude::*;
 use cairn::CairnLogicPlugin;
 use cairn::compose::{Compose, ComposeInput, NOTE_HEIGHT};
-use cairn::interact::{Focused, NoteActivated, Pointer, PointerPress, PointerRay, PointerSource};
+use cairn::interact::{NoteActivated, Pointer, PointerPress, PointerRay, PointerSource};
 use cairn::net::{CurrentSpace, NetCommand, NoteRemoved, NoteUpdated};
-use cairn::notes::{Note, NoteIndex, ReplyLink};
+use cairn::notes::{Focused, Note, NoteIndex, ReplyLink};
 use cairn_client::{ClientCommand, Content, LocalNote};
 use cairn_crypto::{NoteBody, Pose};
 use cairn_proto::{NoteId, SpaceId};
@@ -321,11 +321,29 @@ mod process {
         let url = server.ws_url();
         let viewer_home = dir.path().join("viewer");
         let alice = rt.block_on(async {
-            Client::init(&viewer_home, &url, "viewer", None, None).await.unwrap();
-            let mut alice =
-                Client::init(&dir.path().join("alice"), &url, "alice", None, None).await.unwrap();
+            Client::init(
+                &viewer_home,
+                &url,
+                &cairn_proto::Handle::from_static("viewer"),
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+            let mut alice = Client::init(
+                &dir.path().join("alice"),
+                &url,
+                &cairn_proto::Handle::from_static("alice"),
+                None,
+                None,
+            )
+            .await
+            .unwrap();
             let space = alice.create_space("Gallery", Policy::default()).await.unwrap();
-            alice.invite(&space, "viewer", Role::Member).await.unwrap();
+            alice
+                .invite(&space, &cairn_proto::Handle::from_static("viewer"), Role::Member)
+                .await
+                .unwrap();
             alice
         });
         Seeded { rt, server: Some(server), dir, url, alice, viewer_home }
@@ -1060,9 +1078,9 @@ fn the_panel_says_who_is_in_the_space() {
         name: "Garden".into(),
         role: Some(Role::Owner),
         members: vec![
-            ("alice".into(), Role::Owner),
-            ("bob".into(), Role::Member),
-            ("carol".into(), Role::Reader),
+            (cairn_proto::Handle::from_static("alice"), Role::Owner),
+            (cairn_proto::Handle::from_static("bob"), Role::Member),
+            (cairn_proto::Handle::from_static("carol"), Role::Reader),
         ],
         epoch: 1,
     };
@@ -1115,7 +1133,10 @@ fn the_panel_prompts_invite_someone_and_make_a_space() {
     use cairn::ui::{Prompt, PromptKind, prompt_key};
     use cairn_proto::Role;
     let type_in = |prompt: &mut Prompt, keys: &[Key], space| {
-        keys.iter().filter_map(|k| prompt_key(prompt, k, space)).map(|(c, _)| c).collect::<Vec<_>>()
+        keys.iter()
+            .filter_map(|k| prompt_key(prompt, k, space))
+            .filter_map(|(c, _)| c)
+            .collect::<Vec<_>>()
     };
     let ch = |s: &str| Key::Character(s.into());
     // An invite: a handle has no spaces; Enter sends it and closes the prompt.
@@ -1163,6 +1184,13 @@ fn the_panel_prompts_invite_someone_and_make_a_space() {
     assert_eq!(notice, cairn::common::Notice::info("inviting bob…"));
     let problem = cairn::common::Notice::problem("only an owner of this space may invite");
     assert_ne!(cairn::ui::notice_color(&notice), cairn::ui::notice_color(&problem));
+    // A handle that breaks the rules sends nothing: the problem is said, and the prompt
+    // stays open with the text to correct.
+    let mut p = Prompt(Some((PromptKind::Invite, "Bob".into())));
+    let (sent, notice) = prompt_key(&mut p, &Key::Enter, Some(SPACE)).expect("a reason");
+    assert!(sent.is_none(), "{sent:?}");
+    assert!(notice.problem && notice.text.starts_with("a handle has 1 to 32"), "{notice:?}");
+    assert_eq!(p.0, Some((PromptKind::Invite, "Bob".to_owned())));
 }
 
 // Places: two headsets in one room, each measuring from its own stage.
@@ -1170,7 +1198,8 @@ fn the_panel_prompts_invite_someone_and_make_a_space() {
 mod places {
     use super::*;
     use cairn::notes::NoteAt;
-    use cairn::places::{AlignmentStore, PlaceAction, PlaceFrames, PlaceView, Places, area_origin};
+    use cairn::notes::anchors::PlaceFrames;
+    use cairn::places::{AlignmentStore, PlaceAction, PlaceView, Places, area_origin};
     use cairn_client::place::frame_from_marks;
     use cairn_crypto::{PlaceMark, PlaceRecord};
     use cairn_proto::NoteKind;

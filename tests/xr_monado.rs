@@ -604,13 +604,29 @@ fn in_monado_a_headset_touches_a_places_marks_and_its_note_stands_where_it_was_l
         &["--room", "--server", &url, "--space", "Kitchen"],
         |work| {
             rt.block_on(async {
-                let mut bob =
-                    Client::init(&work.join("home"), &url, "bob", None, None).await.unwrap();
-                let mut alice = Client::init(&dir.path().join("alice"), &url, "alice", None, None)
+                let mut bob = Client::init(
+                    &work.join("home"),
+                    &url,
+                    &cairn_proto::Handle::from_static("bob"),
+                    None,
+                    None,
+                )
+                .await
+                .unwrap();
+                let mut alice = Client::init(
+                    &dir.path().join("alice"),
+                    &url,
+                    &cairn_proto::Handle::from_static("alice"),
+                    None,
+                    None,
+                )
+                .await
+                .unwrap();
+                let space = alice.create_space("Kitchen", Policy::default()).await.unwrap();
+                alice
+                    .invite(&space, &cairn_proto::Handle::from_static("bob"), Role::Member)
                     .await
                     .unwrap();
-                let space = alice.create_space("Kitchen", Policy::default()).await.unwrap();
-                alice.invite(&space, "bob", Role::Member).await.unwrap();
                 let stage: Vec<[f32; 3]> = marks.iter().map(|m| m.to_array()).collect();
                 let (in_place, maker) = cairn_client::place::frame_from_marks(&stage).unwrap();
                 let names = ["counter left", "counter right", "door top"];

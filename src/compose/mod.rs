@@ -5,9 +5,9 @@
 
 use crate::CairnSet;
 use crate::common::Notice;
-use crate::interact::{EmptyPress, Focused, NoteActivated, Pointer};
+use crate::interact::{EmptyPress, NoteActivated, Pointer};
 use crate::net::{CurrentSpace, NetCommand, NetStatus, PostNote};
-use crate::notes::{Note, NoteAt};
+use crate::notes::{Focused, Note, NoteAt};
 use bevy::prelude::*;
 use cairn_client::{ClientCommand, Content, Draft};
 use cairn_crypto::Pose;

@@ -17,13 +17,19 @@ pub struct FlyCamera {
     pub pitch: f32,
 }
 
+/// The sidebar (`ui`) has the keyboard: a search or a prompt is open there, so walking, the
+/// note keys and recording leave the keys alone. The sidebar keeps it.
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SidebarTyping(pub bool);
+
 /// Width of the sidebar in logical pixels: the pointer ignores it.
 pub const SIDEBAR_WIDTH_PX: f32 = 330.0;
 const WALK_SPEED: f32 = 2.5;
 const LOOK_SENSITIVITY: f32 = 0.004;
 
 pub fn plugin(app: &mut App) {
-    app.add_systems(Startup, spawn_camera)
+    app.init_resource::<SidebarTyping>()
+        .add_systems(Startup, spawn_camera)
         .add_systems(
             Update,
             (
@@ -108,8 +114,7 @@ fn fly(
     motion: Res<AccumulatedMouseMotion>,
     scroll: Res<AccumulatedMouseScroll>,
     compose: Res<Compose>,
-    search: Res<crate::ui::Search>,
-    prompt: Res<crate::ui::Prompt>,
+    sidebar: Res<SidebarTyping>,
     mut cams: Query<(&mut Transform, &mut FlyCamera)>,
 ) {
     let Ok((mut t, mut fly)) = cams.single_mut() else { return };
@@ -121,7 +126,7 @@ fn fly(
     let forward = Vec3::new(-fly.yaw.sin(), 0.0, -fly.yaw.cos());
     let right = Vec3::new(-forward.z, 0.0, forward.x);
     let mut step = Vec3::ZERO;
-    if !compose.is_typing() && !crate::ui::typing_in_sidebar(&search, &prompt) {
+    if !compose.is_typing() && !sidebar.0 {
         if keys.pressed(KeyCode::KeyW) || keys.pressed(KeyCode::ArrowUp) {
             step += forward;
         }
@@ -164,12 +169,11 @@ fn pointer_from_mouse(
 fn keys_to_compose(
     mut keys: MessageReader<KeyboardInput>,
     compose: Res<Compose>,
-    search: Res<crate::ui::Search>,
-    prompt: Res<crate::ui::Prompt>,
+    sidebar: Res<SidebarTyping>,
     mut out: MessageWriter<ComposeInput>,
 ) {
     for k in keys.read() {
-        if !k.state.is_pressed() || crate::ui::typing_in_sidebar(&search, &prompt) {
+        if !k.state.is_pressed() || sidebar.0 {
             continue;
         }
         if compose.is_typing() {
@@ -222,11 +226,10 @@ fn track_viewer(
 fn voice_keys(
     keys: Res<ButtonInput<KeyCode>>,
     compose: Res<Compose>,
-    search: Res<crate::ui::Search>,
-    prompt: Res<crate::ui::Prompt>,
+    sidebar: Res<SidebarTyping>,
     mut out: MessageWriter<crate::audio::VoiceInput>,
 ) {
-    if compose.is_typing() || crate::ui::typing_in_sidebar(&search, &prompt) {
+    if compose.is_typing() || sidebar.0 {
         return;
     }
     if keys.just_pressed(KeyCode::KeyV) {

@@ -3,7 +3,8 @@
 //! and finds where a ray meets the floor (for placing notes).
 
 use crate::CairnSet;
-use crate::notes::{Note, NoteBounds, NoteGrid};
+use crate::net::NetCommand;
+use crate::notes::{Focused, Note, NoteBounds, NoteGrid};
 use bevy::prelude::*;
 
 /// Where a pointer comes from.
@@ -56,10 +57,6 @@ pub struct Pointer {
     pub on_panel: bool,
 }
 
-/// The note in focus (clicked), if any.
-#[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Focused(pub Option<Entity>);
-
 /// Pointing at things farther than this does nothing.
 pub const MAX_POINT_DISTANCE: f32 = 60.0;
 
@@ -69,7 +66,6 @@ pub fn plugin(app: &mut App) {
         .add_message::<NoteActivated>()
         .add_message::<EmptyPress>()
         .init_resource::<Pointer>()
-        .init_resource::<Focused>()
         .init_resource::<NoteGrid>()
         .configure_sets(Update, PressSet.after(PickSet))
         .add_systems(
@@ -77,6 +73,10 @@ pub fn plugin(app: &mut App) {
             (pick.in_set(PickSet), press.in_set(PressSet))
                 .in_set(CairnSet::Apply)
                 .before(crate::notes::NoteSystems),
+        )
+        .add_systems(
+            Update,
+            mark_read_on_activate.in_set(CairnSet::Apply).after(crate::notes::NoteSystems),
         );
 }
 
@@ -216,25 +216,29 @@ fn press(
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// A small deterministic generator, so the properties run the same cases every time.
-    pub(crate) struct Lcg(pub(crate) u64);
-    impl Lcg {
-        /// Uniform in [-1, 1).
-        pub(crate) fn next(&mut self) -> f32 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
-        fn vec(&mut self, scale: f32) -> Vec3 {
-            Vec3::new(self.next(), self.next(), self.next()) * scale
+/// Activating a note reads it: its glow goes, and the client remembers.
+fn mark_read_on_activate(
+    mut activated: MessageReader<NoteActivated>,
+    mut notes: Query<&mut Note>,
+    mut net: MessageWriter<NetCommand>,
+) {
+    for a in activated.read() {
+        if let Ok(mut n) = notes.get_mut(a.entity)
+            && n.unread
+        {
+            n.unread = false;
+            net.write(NetCommand(cairn_client::ClientCommand::MarkRead {
+                space: n.space,
+                note_id: n.id,
+            }));
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notes::grid::tests::Lcg;
 
     #[test]
     fn the_broad_phase_never_drops_a_box_the_ray_hits() {

@@ -84,6 +84,18 @@ impl Default for NetStatus {
     }
 }
 
+/// The status line (the sidebar, the hand display): the handle and connection.
+pub fn status_text(status: &NetStatus) -> String {
+    use cairn_client::ConnectionState::*;
+    let state = match &status.state {
+        Connecting => "connecting…".to_owned(),
+        Syncing => "syncing…".to_owned(),
+        Online => "online".to_owned(),
+        Offline { retry_in, .. } => format!("offline · retrying in {}s", retry_in.as_secs().max(1)),
+    };
+    format!("{} · {state} · {} in outbox", status.handle, status.outbox)
+}
+
 /// The space on screen.
 #[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CurrentSpace(pub Option<SpaceId>);
@@ -155,7 +167,7 @@ fn drain_client(
         let Some(event) = handle.try_recv() else { break };
         match event {
             ClientEvent::Ready { handle, spaces } => {
-                status.handle = handle;
+                status.handle = handle.to_string();
                 if current.0.is_none() {
                     current.0 = spaces.first().map(|s| s.id);
                 }

@@ -11,10 +11,17 @@
 //! their world poses: the XR glue fills it where the runtime persists anchors, tests fill it
 //! directly. Nothing here needs a runtime.
 
-use super::{NeedsVisual, Note, NoteAt, NoteGrid, RecountNear, move_note};
 use bevy::prelude::*;
+use cairn_client::Alignment;
 use cairn_crypto::{NoteBody, Pose, SpatialAnchor};
+use cairn_proto::NoteId;
 use std::collections::HashMap;
+
+/// Where each place's frame is in the world now: the place's points carried into the world
+/// (`Alignment::to_stage`). A place missing here is not aligned on this device. `places`
+/// keeps it; notes stand by it ([`place`]).
+#[derive(Resource, Debug, Default, Clone, PartialEq)]
+pub struct PlaceFrames(pub HashMap<NoteId, Alignment>);
 
 /// Which anchor: the runtime's kind of anchor and its id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -96,7 +103,7 @@ pub fn stands_relative(body: &NoteBody) -> bool {
 pub fn place(
     body: Option<&NoteBody>,
     known: &KnownAnchors,
-    frames: &crate::places::PlaceFrames,
+    frames: &PlaceFrames,
 ) -> (Transform, bool) {
     let Some(body) = body else { return (Transform::from_xyz(0.0, 1.2, 0.0), false) };
     if let Some(anchor) = &body.anchor
@@ -130,42 +137,6 @@ pub fn attach(at: &Transform, known: &KnownAnchors) -> Option<SpatialAnchor> {
         id: key.id.clone(),
         offset: transform_to_pose(&Transform::from_matrix(relative.into())),
     })
-}
-
-pub fn plugin(app: &mut App) {
-    app.init_resource::<KnownAnchors>().init_resource::<WantedAnchors>().add_systems(
-        Update,
-        follow_anchors.in_set(crate::CairnSet::Apply).after(super::NoteSystems),
-    );
-}
-
-/// Attached notes follow their anchors and places: the runtime refines an anchor as it learns
-/// the room, and an anchor located or a place aligned only now moves its notes from the
-/// approximate stage place to the exact one (and one lost sends them back, marked again).
-/// Runs only when the anchors or the places' frames changed, over the attached notes only.
-#[allow(clippy::type_complexity)]
-fn follow_anchors(
-    mut commands: Commands,
-    known: Res<KnownAnchors>,
-    frames: Res<crate::places::PlaceFrames>,
-    mut grid: ResMut<NoteGrid>,
-    mut recount: ResMut<RecountNear>,
-    mut notes: Query<(Entity, &mut Note, &mut NoteAt, Option<&mut Transform>), With<Anchored>>,
-) {
-    if !known.is_changed() && !frames.is_changed() {
-        return;
-    }
-    for (e, mut note, mut at, t) in &mut notes {
-        let (to, approximate) = place(note.body.as_ref(), &known, &frames);
-        if at.0.distance(to.translation) > 1e-3 {
-            move_note(&mut grid, &mut recount, e, &mut at, t, to.translation);
-        }
-        if note.approximate != approximate {
-            // Its header says whether the place is approximate: redraw it.
-            note.approximate = approximate;
-            commands.entity(e).insert(NeedsVisual);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -159,9 +159,24 @@ impl NoteGrid {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::interact::tests::Lcg;
+
+    /// A small deterministic generator, so the properties run the same cases every time.
+    pub(crate) struct Lcg(pub(crate) u64);
+    impl Lcg {
+        /// Uniform in [-1, 1).
+        pub(crate) fn next(&mut self) -> f32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+        pub(crate) fn vec(&mut self, scale: f32) -> Vec3 {
+            Vec3::new(self.next(), self.next(), self.next()) * scale
+        }
+    }
 
     /// The distance from `p` to the segment `a`–`b` in space.
     fn segment_distance(p: Vec3, a: Vec3, b: Vec3) -> f32 {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 pub mod anchors;
 pub mod grid;
-pub use anchors::{AnchorKey, KnownAnchors};
+pub use anchors::{AnchorKey, KnownAnchors, WantedAnchors};
 pub use grid::NoteGrid;
 
 /// A note standing in the space. Despawning it takes it out of the [`NoteGrid`].
@@ -63,6 +63,46 @@ impl Note {
     }
 }
 
+/// The order of the note lists (the sidebar, the hand display): unread first, then newest (pending ones on top).
+pub(crate) fn list_order(n: &Note) -> (bool, std::cmp::Reverse<u64>) {
+    (!n.unread, std::cmp::Reverse(n.seq.unwrap_or(u64::MAX)))
+}
+
+/// A note's row in the note lists (the sidebar, the hand display): a mark (pending, unread),
+/// the author and what it says, cut to 40 characters.
+pub(crate) fn row_text(n: &Note) -> String {
+    let mark = if n.pending() {
+        "…"
+    } else if n.unread {
+        "●"
+    } else {
+        " "
+    };
+    match &n.body {
+        Some(b) => {
+            let what = match b.kind {
+                NoteKind::Voice => format!("voice {:.0}s", f64::from(b.duration_ms) / 1000.0),
+                NoteKind::Image => format!("picture {}", b.text),
+                NoteKind::Video => {
+                    format!("video {:.0}s {}", f64::from(b.duration_ms) / 1000.0, b.text)
+                }
+                NoteKind::Reaction => format!("reacted {}", b.reaction.clone().unwrap_or_default()),
+                NoteKind::Text => b.text.clone(),
+                NoteKind::Place => format!(
+                    "made place {}",
+                    b.place_record.as_ref().map(|r| r.name.as_str()).unwrap_or_default()
+                ),
+            };
+            let line = format!("{mark} {}: {what}", b.author);
+            if line.chars().count() > 40 {
+                format!("{}…", line.chars().take(39).collect::<String>().trim_end())
+            } else {
+                line
+            }
+        }
+        None => format!("{mark} (cannot be opened)"),
+    }
+}
 /// Where a note stands in the space (world coordinates): its pose's position, or where its
 /// spatial anchor puts it. Every note has one. Only a [`Near`] note also has a `Transform`
 /// (and visibility), turned toward the viewer and sized each frame, under which its parts
@@ -192,6 +232,11 @@ impl Default for FarPanelScale {
 #[derive(Resource, Default, Debug)]
 pub struct NoteIndex(pub HashMap<NoteId, Entity>);
 
+/// The note in focus (the last one pressed, or chosen in a list), if any: it is always shown
+/// in detail. Pointing (`interact`) and the lists set it.
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Focused(pub Option<Entity>);
+
 /// Where the viewer's eyes are (the desktop camera, or the XR head).
 #[derive(Resource, Debug, Clone, Copy)]
 pub struct Viewer(pub Vec3);
@@ -208,9 +253,11 @@ pub struct NoteSystems;
 
 pub fn plugin(app: &mut App) {
     app.world_mut().get_resource_or_init::<NoteGrid>().allow_scale(ARRIVAL_PEAK_SCALE);
-    app.add_plugins(anchors::plugin);
     app.init_resource::<NoteIndex>()
+        .init_resource::<KnownAnchors>()
+        .init_resource::<WantedAnchors>()
         .init_resource::<Viewer>()
+        .init_resource::<Focused>()
         .init_resource::<FarPanelScale>()
         .init_resource::<RecountNear>()
         .init_resource::<AwaitingParent>()
@@ -221,7 +268,7 @@ pub fn plugin(app: &mut App) {
                     .chain()
                     .in_set(CairnSet::Apply)
                     .in_set(NoteSystems),
-                mark_read_on_activate.in_set(CairnSet::Apply).after(NoteSystems),
+                follow_anchors.in_set(CairnSet::Apply).after(NoteSystems),
                 // A note that comes near is turned the same frame.
                 (link_replies, (follow_distance, face_viewer).chain(), animate_arrivals)
                     .in_set(CairnSet::Layout),
@@ -240,7 +287,7 @@ fn apply_updates(
     mut recount: ResMut<RecountNear>,
     current: Res<CurrentSpace>,
     known: Res<KnownAnchors>,
-    frames: Res<crate::places::PlaceFrames>,
+    frames: Res<anchors::PlaceFrames>,
     mut notes: Query<(&mut Note, &mut NoteAt, Option<&mut Transform>, Has<anchors::Anchored>)>,
     time: Option<Res<Time>>,
 ) {
@@ -489,7 +536,7 @@ pub fn follow_distance(
     viewer: Res<Viewer>,
     grid: Res<NoteGrid>,
     mut recount: ResMut<RecountNear>,
-    focused: Res<crate::interact::Focused>,
+    focused: Res<Focused>,
     mut last: Local<Option<Vec3>>,
     mut around: Local<Vec<Entity>>,
     mut ranked: Local<Vec<(f32, Entity, Vec3, bool)>>,
@@ -550,21 +597,34 @@ pub fn animate_arrivals(
     }
 }
 
-/// Activating a note reads it: its glow goes, and the client remembers.
-fn mark_read_on_activate(
-    mut activated: MessageReader<crate::interact::NoteActivated>,
-    mut notes: Query<&mut Note>,
-    mut net: MessageWriter<crate::net::NetCommand>,
+/// Attached notes follow their anchors and places: the runtime refines an anchor as it learns
+/// the room, and an anchor located or a place aligned only now moves its notes from the
+/// approximate stage place to the exact one (and one lost sends them back, marked again).
+/// Runs only when the anchors or the places' frames changed, over the attached notes only.
+#[allow(clippy::type_complexity)]
+fn follow_anchors(
+    mut commands: Commands,
+    known: Res<KnownAnchors>,
+    frames: Res<anchors::PlaceFrames>,
+    mut grid: ResMut<NoteGrid>,
+    mut recount: ResMut<RecountNear>,
+    mut notes: Query<
+        (Entity, &mut Note, &mut NoteAt, Option<&mut Transform>),
+        With<anchors::Anchored>,
+    >,
 ) {
-    for a in activated.read() {
-        if let Ok(mut n) = notes.get_mut(a.entity)
-            && n.unread
-        {
-            n.unread = false;
-            net.write(crate::net::NetCommand(cairn_client::ClientCommand::MarkRead {
-                space: n.space,
-                note_id: n.id,
-            }));
+    if !known.is_changed() && !frames.is_changed() {
+        return;
+    }
+    for (e, mut note, mut at, t) in &mut notes {
+        let (to, approximate) = anchors::place(note.body.as_ref(), &known, &frames);
+        if at.0.distance(to.translation) > 1e-3 {
+            move_note(&mut grid, &mut recount, e, &mut at, t, to.translation);
+        }
+        if note.approximate != approximate {
+            // Its header says whether the place is approximate: redraw it.
+            note.approximate = approximate;
+            commands.entity(e).insert(NeedsVisual);
         }
     }
 }
@@ -572,30 +632,6 @@ fn mark_read_on_activate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A note whose signature failed says so plainly, and shows nothing of itself; any
-    /// other unopened note keeps its reason.
-    #[test]
-    fn an_unverifiable_note_is_marked_as_such_and_shows_nothing() {
-        let note = |error: &str| Note {
-            space: SpaceId([1; 16]),
-            id: NoteId([2; 16]),
-            seq: Some(1),
-            sender: DeviceId([3; 32]),
-            body: None,
-            error: Some(error.into()),
-            unread: true,
-            approximate: false,
-        };
-        let bad = note(cairn_client::client::UNVERIFIABLE);
-        assert!(bad.unverifiable());
-        assert!(crate::render::header_line(&bad, 0).contains("unverifiable"));
-        assert!(crate::render::unopened_text(&bad).contains("signature does not verify"));
-        let keyless = note("no key for epoch 3 yet");
-        assert!(!keyless.unverifiable());
-        assert!(crate::render::header_line(&keyless, 0).contains("could not be opened"));
-        assert!(crate::render::unopened_text(&keyless).contains("no key for epoch 3 yet"));
-    }
 
     #[test]
     fn a_near_panel_turns_in_small_steps_and_a_farther_one_in_larger_ones() {

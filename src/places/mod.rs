@@ -16,14 +16,16 @@
 //!   an area of its own beside the notes that have no place ([`area_origin`]); the sidebar
 //!   and the hand display list the places and go to one.
 //!
-//! [`PlaceFrames`] says where each place's frame is in the world now; `notes::anchors::place`
-//! puts notes by it, and notes written near a place go out in its frame.
+//! [`PlaceFrames`] (kept here, defined beside the note placing that reads it) says where each
+//! place's frame is in the world now; `notes::anchors::place` puts notes by it, and notes written near a place go out in its frame.
 
 use crate::CairnSet;
 use crate::common::Notice;
 use crate::interact::{PointerPress, PointerRay, PointerSource};
 use crate::net::{CurrentSpace, NetCommand, NoteRemoved, NoteUpdated, PostNote};
-use crate::notes::anchors::{AnchorKey, KnownAnchors, WantedAnchors, attach, pose_to_transform};
+use crate::notes::anchors::{
+    AnchorKey, KnownAnchors, PlaceFrames, WantedAnchors, attach, pose_to_transform,
+};
 use bevy::prelude::*;
 use cairn_client::place::{align, describe_residual, frame_from_marks, mark_names};
 use cairn_client::{Alignment, ClientCommand, Content, Draft, Place};
@@ -79,11 +81,6 @@ impl Places {
         self.0.iter().find(|p| p.id == id)
     }
 }
-
-/// Where each place's frame is in the world now: the place's points carried into the world
-/// (`Alignment::to_stage`). A place missing here is not aligned on this device.
-#[derive(Resource, Debug, Default, Clone, PartialEq)]
-pub struct PlaceFrames(pub HashMap<NoteId, Alignment>);
 
 /// The place this device is in: the one last gone to or aligned. Notes written in the room
 /// go into it.

@@ -10,7 +10,7 @@
 //! turning, sorting and building the mesh run on a worker thread, as panels are drawn, and
 //! the new mesh replaces the old when it is ready.
 
-use super::{Card, CardShape, PlateState};
+use super::card::{Card, CardShape, PlateState};
 use crate::notes::{
     FADED_OUT, FarPanelScale, KnownAnchors, Near, Note, NoteAt, Viewer, fade_alpha, far_pose,
     full_pass,
@@ -475,7 +475,7 @@ fn show(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::card_shape;
+    use crate::render::card::card_shape;
     use cairn_proto::NoteKind;
 
     #[test]

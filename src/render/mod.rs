@@ -5,14 +5,14 @@
 //! pending) swaps a shared backplate material, or a colour in the far field; nothing per note
 //! is rebuilt for it.
 
+pub mod card;
 pub mod far;
 pub mod text;
 
 use crate::CairnSet;
-use crate::interact::{Focused, Pointer};
+use crate::interact::Pointer;
 use crate::net::{MediaReady, NetCommand};
-use crate::notes::{Near, NeedsVisual, Note, NoteAt, NoteBounds, ReplyLink, Viewer};
-use crate::xr::runtime::VirtualEnvironment;
+use crate::notes::{Focused, Near, NeedsVisual, Note, NoteAt, NoteBounds, ReplyLink, Viewer};
 use bevy::asset::RenderAssetUsages;
 use bevy::light::NotShadowCaster;
 use bevy::prelude::*;
@@ -24,12 +24,12 @@ use bevy::tasks::futures::check_ready;
 use bevy::tasks::{AsyncComputeTaskPool, Task};
 use cairn_client::ClientCommand;
 use cairn_proto::{MediaHash, NoteKind};
+pub use card::PANEL_WIDTH;
+use card::{Card, PlateState, card_shape, plate_transform};
 use std::collections::HashMap;
 use std::time::Instant;
 use text::{Fonts, PanelStyle, age_label, layout_panel};
 
-/// Panel width in metres.
-pub const PANEL_WIDTH: f32 = 0.7;
 /// Detail building allowed per frame (spawning parts, starting their panels and pictures on
 /// workers); the rest waits for the next.
 const DETAIL_BUDGET_MS: f64 = 6.0;
@@ -126,6 +126,16 @@ pub struct HasOrb;
 /// Marks notes that show a picture (so only they are looked at for their full picture).
 #[derive(Component, Debug)]
 pub struct HasPicture;
+
+/// Marks notes that show a video's poster (so only they are looked at for autoplay: playing
+/// is `video`'s).
+#[derive(Component, Debug)]
+pub struct HasVideo;
+
+/// Parts of the scene that stand for a place (sky, floor, landmark, sun shadows): hidden
+/// when the headset shows the real room (`xr::runtime`).
+#[derive(Component, Debug, Default)]
+pub struct VirtualEnvironment;
 
 /// A picture's (or a video's) size in the scene: [`PANEL_WIDTH`] wide, the shape of its
 /// thumbnail's `w`×`h` (4:3 when the thumbnail cannot be read).
@@ -274,87 +284,6 @@ pub struct RenderProgress {
     pub notes: usize,
     pub detailed: usize,
     pub waiting_detail: usize,
-}
-
-/// Notes whose visual state to show this frame.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PlateState {
-    Normal,
-    Unread,
-    Hover,
-    Focus,
-    Pending,
-}
-
-impl PlateState {
-    /// The backplate's colour in this state (the near plates' materials and the far field's
-    /// vertices both use it).
-    pub(crate) fn colour(self) -> Color {
-        match self {
-            PlateState::Normal => Color::srgba(0.1, 0.1, 0.12, 0.35),
-            PlateState::Unread => Color::srgba(1.0, 0.7, 0.25, 0.9),
-            PlateState::Hover => Color::srgba(1.0, 1.0, 1.0, 0.9),
-            PlateState::Focus => Color::srgba(0.3, 0.8, 1.0, 0.95),
-            PlateState::Pending => Color::srgba(0.5, 0.55, 0.65, 0.5),
-        }
-    }
-}
-
-/// A note's card: plain, or the placeholder of a note this device cannot open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Card {
-    Plain,
-    Placeholder,
-}
-
-impl Card {
-    pub(crate) fn colour(self) -> Color {
-        match self {
-            Card::Plain => Color::srgba(0.98, 0.96, 0.92, 0.85),
-            Card::Placeholder => Color::srgba(0.3, 0.3, 0.34, 0.8),
-        }
-    }
-}
-
-/// What stands for a note before its detail is built, and for a far note instead of it: a
-/// card (none for voice and reactions) of `size` metres, on a slightly larger backplate.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CardShape {
-    pub size: Vec2,
-    pub card: Option<Card>,
-    /// A round backplate (voice) instead of a rectangle.
-    pub round_plate: bool,
-}
-
-pub(crate) fn card_shape(kind: Option<NoteKind>) -> CardShape {
-    let (size, card) = match kind {
-        Some(NoteKind::Voice) => (Vec2::splat(0.4), None),
-        Some(NoteKind::Reaction) => (Vec2::new(0.14, 0.14), None),
-        Some(NoteKind::Image | NoteKind::Video) => {
-            (Vec2::new(PANEL_WIDTH, PANEL_WIDTH * 0.75), Some(Card::Plain))
-        }
-        // (A place's record is not shown as a note; were one drawn, it would read as text.)
-        Some(NoteKind::Text | NoteKind::Place) => (Vec2::new(PANEL_WIDTH, 0.3), Some(Card::Plain)),
-        None => (Vec2::new(PANEL_WIDTH, 0.25), Some(Card::Placeholder)),
-    };
-    CardShape { size, card, round_plate: kind == Some(NoteKind::Voice) }
-}
-
-/// A backplate's place in the note's frame, behind a card of `size` metres: just behind it,
-/// 2 cm wider each way.
-fn plate_transform(size: Vec2) -> Transform {
-    Transform::from_xyz(0.0, 0.0, -0.01).with_scale((size + Vec2::splat(0.04)).extend(1.0))
-}
-
-impl CardShape {
-    /// The backplate's place in the note's frame (see [`plate_transform`]).
-    pub(crate) fn plate_transform(&self) -> Transform {
-        plate_transform(self.size)
-    }
-    /// The bounds a pointer can hit.
-    fn bounds(&self) -> NoteBounds {
-        NoteBounds((self.size / 2.0 + Vec2::splat(0.02)).extend(0.06))
-    }
 }
 
 /// Note visuals: the GPU side (the orb material, reply lines) and [`cpu_plugin`].
@@ -865,7 +794,7 @@ fn picture_detail(
 ) -> Entity {
     let video = body.kind == NoteKind::Video;
     if video {
-        parts.commands.entity(e).insert(crate::video::HasVideo);
+        parts.commands.entity(e).insert(HasVideo);
     } else {
         parts.commands.entity(e).insert(HasPicture);
     }
@@ -1207,5 +1136,35 @@ fn expand_on_activate(
             let expanded = !v.expanded;
             set_expanded(&mut commands, a.entity, &mut v, expanded);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::{DeviceId, NoteId, SpaceId};
+
+    /// A note whose signature failed says so plainly, and shows nothing of itself; any
+    /// other unopened note keeps its reason.
+    #[test]
+    fn an_unverifiable_note_is_marked_as_such_and_shows_nothing() {
+        let note = |error: &str| Note {
+            space: SpaceId([1; 16]),
+            id: NoteId([2; 16]),
+            seq: Some(1),
+            sender: DeviceId([3; 32]),
+            body: None,
+            error: Some(error.into()),
+            unread: true,
+            approximate: false,
+        };
+        let bad = note(cairn_client::client::UNVERIFIABLE);
+        assert!(bad.unverifiable());
+        assert!(header_line(&bad, 0).contains("unverifiable"));
+        assert!(unopened_text(&bad).contains("signature does not verify"));
+        let keyless = note("no key for epoch 3 yet");
+        assert!(!keyless.unverifiable());
+        assert!(header_line(&keyless, 0).contains("could not be opened"));
+        assert!(unopened_text(&keyless).contains("no key for epoch 3 yet"));
     }
 }

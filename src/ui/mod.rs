@@ -5,10 +5,9 @@
 use crate::CairnSet;
 use crate::common::Notice;
 use crate::compose::Compose;
-use crate::desktop::{FlyCamera, SIDEBAR_WIDTH_PX};
-use crate::interact::Focused;
-use crate::net::{CurrentSpace, NetStatus};
-use crate::notes::{Note, NoteAt};
+use crate::desktop::{FlyCamera, SIDEBAR_WIDTH_PX, SidebarTyping};
+use crate::net::{CurrentSpace, NetStatus, status_text};
+use crate::notes::{Focused, Note, NoteAt, list_order, row_text};
 use bevy::input::keyboard::{Key, KeyboardInput};
 use bevy::prelude::*;
 use cairn_client::{ClientCommand, SpaceView};
@@ -41,13 +40,14 @@ pub fn typing_in_sidebar(search: &Search, prompt: &Prompt) -> bool {
 }
 
 /// One key typed into an open prompt: Enter gives the command to send and a line saying
-/// what is being done (and closes the prompt), Esc closes it; anything else edits the text.
-/// A handle has no spaces.
+/// what is being done (and closes the prompt), or only a line saying why nothing is sent
+/// (a handle that breaks the rules: the prompt stays open to correct it); Esc closes it;
+/// anything else edits the text. A handle has no spaces.
 pub fn prompt_key(
     prompt: &mut Prompt,
     key: &Key,
     space: Option<SpaceId>,
-) -> Option<(ClientCommand, Notice)> {
+) -> Option<(Option<ClientCommand>, Notice)> {
     let (kind, text) = prompt.0.as_mut()?;
     match key {
         Key::Enter => {
@@ -58,15 +58,26 @@ pub fn prompt_key(
                 return None;
             }
             match kind {
-                PromptKind::Invite => space.map(|space| {
-                    let notice = Notice::info(format!("inviting {text}…"));
-                    (ClientCommand::Invite { space, handle: text, role: Role::Member }, notice)
-                }),
+                PromptKind::Invite => {
+                    let space = space?;
+                    match cairn_proto::Handle::new(text.as_str()) {
+                        Ok(handle) => {
+                            let notice = Notice::info(format!("inviting {handle}…"));
+                            let invite =
+                                ClientCommand::Invite { space, handle, role: Role::Member };
+                            Some((Some(invite), notice))
+                        }
+                        Err(e) => {
+                            prompt.0 = Some((PromptKind::Invite, text));
+                            Some((None, Notice::problem(e.to_string())))
+                        }
+                    }
+                }
                 PromptKind::NewSpace => {
                     let notice =
                         Notice::info(format!("making the space {text}… (it appears in the list)"));
                     Some((
-                        ClientCommand::CreateSpace { name: text, policy: Policy::default() },
+                        Some(ClientCommand::CreateSpace { name: text, policy: Policy::default() }),
                         notice,
                     ))
                 }
@@ -124,6 +135,7 @@ const LIST_ROWS: usize = 16;
 pub fn plugin(app: &mut App) {
     app.init_resource::<Search>()
         .init_resource::<Prompt>()
+        .init_resource::<SidebarTyping>()
         .add_systems(Startup, spawn_sidebar)
         .add_systems(
             Update,
@@ -223,6 +235,7 @@ fn sidebar_keys(
     status: Res<NetStatus>,
     mut net: MessageWriter<crate::net::NetCommand>,
     mut notices: MessageWriter<Notice>,
+    mut typing: ResMut<SidebarTyping>,
 ) {
     for k in keys.read() {
         if !k.state.is_pressed() || compose.is_typing() {
@@ -231,7 +244,9 @@ fn sidebar_keys(
         if prompt.0.is_some() {
             if let Some((command, notice)) = prompt_key(&mut prompt, &k.logical_key, current.0) {
                 notices.write(notice);
-                net.write(crate::net::NetCommand(command));
+                if let Some(command) = command {
+                    net.write(crate::net::NetCommand(command));
+                }
             }
             continue;
         }
@@ -265,6 +280,7 @@ fn sidebar_keys(
             _ => {}
         }
     }
+    typing.set_if_neq(SidebarTyping(typing_in_sidebar(&search, &prompt)));
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -353,45 +369,6 @@ fn update_texts(
             _ => String::new(),
         };
         set(&mut t, s);
-    }
-}
-
-/// The order of the note list: unread first, then newest (pending ones on top).
-pub(crate) fn list_order(n: &Note) -> (bool, std::cmp::Reverse<u64>) {
-    (!n.unread, std::cmp::Reverse(n.seq.unwrap_or(u64::MAX)))
-}
-
-pub(crate) fn row_text(n: &Note) -> String {
-    let mark = if n.pending() {
-        "…"
-    } else if n.unread {
-        "●"
-    } else {
-        " "
-    };
-    match &n.body {
-        Some(b) => {
-            let what = match b.kind {
-                NoteKind::Voice => format!("voice {:.0}s", f64::from(b.duration_ms) / 1000.0),
-                NoteKind::Image => format!("picture {}", b.text),
-                NoteKind::Video => {
-                    format!("video {:.0}s {}", f64::from(b.duration_ms) / 1000.0, b.text)
-                }
-                NoteKind::Reaction => format!("reacted {}", b.reaction.clone().unwrap_or_default()),
-                NoteKind::Text => b.text.clone(),
-                NoteKind::Place => format!(
-                    "made place {}",
-                    b.place_record.as_ref().map(|r| r.name.as_str()).unwrap_or_default()
-                ),
-            };
-            let line = format!("{mark} {}: {what}", b.author);
-            if line.chars().count() > 40 {
-                format!("{}…", line.chars().take(39).collect::<String>().trim_end())
-            } else {
-                line
-            }
-        }
-        None => format!("{mark} (cannot be opened)"),
     }
 }
 
@@ -485,7 +462,7 @@ fn rebuild_places(
     mut commands: Commands,
     roots: Query<Entity, With<PlacesRoot>>,
     places: Res<crate::places::Places>,
-    frames: Res<crate::places::PlaceFrames>,
+    frames: Res<crate::notes::anchors::PlaceFrames>,
     now: Res<crate::places::CurrentPlace>,
     view: Res<crate::places::PlaceView>,
     aligning: Res<crate::places::Aligning>,
@@ -596,7 +573,7 @@ pub fn members_line(space: &SpaceView) -> String {
         .members
         .iter()
         .map(|(handle, role)| match role {
-            Role::Member => handle.clone(),
+            Role::Member => handle.to_string(),
             Role::Owner | Role::Reader => format!("{handle} ({role})"),
         })
         .collect();
@@ -649,16 +626,4 @@ fn click_spaces(
             focused.0 = None;
         }
     }
-}
-
-/// For the status line: the handle and connection.
-pub fn status_text(status: &NetStatus) -> String {
-    use cairn_client::ConnectionState::*;
-    let state = match &status.state {
-        Connecting => "connecting…".to_owned(),
-        Syncing => "syncing…".to_owned(),
-        Online => "online".to_owned(),
-        Offline { retry_in, .. } => format!("offline · retrying in {}s", retry_in.as_secs().max(1)),
-    };
-    format!("{} · {state} · {} in outbox", status.handle, status.outbox)
 }

@@ -20,7 +20,9 @@ use crate::common::Notice;
 use crate::interact::{NoteActivated, Pointer};
 use crate::net::{MediaArriving, MediaFailed, MediaReady, NetCommand};
 use crate::notes::{Near, Note, NoteAt, Viewer};
-use crate::render::{BROKEN_PICTURE, FULL_PICTURE_DISTANCE, NoteAssets, NoteVisual, picture_size};
+use crate::render::{
+    BROKEN_PICTURE, FULL_PICTURE_DISTANCE, HasVideo, NoteAssets, NoteVisual, picture_size,
+};
 use bevy::asset::RenderAssetUsages;
 use bevy::audio::{AddAudioSource, AudioSinkPlayback, SpatialAudioSink};
 use bevy::prelude::*;
@@ -44,10 +46,6 @@ const FRAMES_AHEAD: usize = 4;
 /// Frames a clip's clock waits for its sound to reach an audio output before it runs
 /// without (a machine with no audio device never gives the emitter a sink).
 const SINK_GRACE_FRAMES: u32 = 5;
-
-/// Marks notes that show a video's poster (so only they are looked at for autoplay).
-#[derive(Component, Debug)]
-pub struct HasVideo;
 
 /// Something a test (or the report) may want to know.
 #[derive(Message, Debug, Clone)]

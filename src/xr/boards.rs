@@ -14,11 +14,11 @@
 //! into a hovered key, and presses into [`ComposeInput`]s. [`dress_boards`] draws them when
 //! there is a renderer.
 
-use super::XrInput;
+use super::input::{StageOrigin, XrInput};
 use crate::compose::{Compose, ComposeInput, REACTIONS};
-use crate::interact::{Focused, Pointer, PointerPress};
+use crate::interact::{Pointer, PointerPress};
 use crate::net::NetStatus;
-use crate::notes::{FarPanelScale, Note, NoteAt, NoteBounds, Viewer, pose_as_shown};
+use crate::notes::{FarPanelScale, Focused, Note, NoteAt, NoteBounds, Viewer, pose_as_shown};
 use crate::places::{CurrentPlace, PlaceAction, PlaceView, Places};
 use crate::render::NoteAssets;
 use crate::render::text::{Button, PanelStyle, render_buttons, render_panel};
@@ -551,6 +551,24 @@ pub fn dress_boards(
                 .with_scale(Vec3::new(width, height, 1.0)),
         ));
         look.shown = Some(text.clone());
+    }
+}
+
+/// A board stands where it appeared in the room (the stage), not in the world: when the
+/// thumbstick turns or teleports the stage, the keyboard comes along, so it is still at hand
+/// after the jump rather than left behind where the wearer was. (The action bar follows its
+/// note, which does not move.)
+pub(super) fn ride_the_stage(
+    stage: Res<StageOrigin>,
+    mut last: Local<Option<Transform>>,
+    mut boards: Query<&mut Transform, With<VirtualKeyboard>>,
+) {
+    let now = stage.0;
+    let before = last.replace(now);
+    let Some(before) = before.filter(|b| *b != now) else { return };
+    let moved = now.compute_affine() * before.compute_affine().inverse();
+    for mut t in &mut boards {
+        *t = Transform::from_matrix((moved * t.compute_affine()).into());
     }
 }
 

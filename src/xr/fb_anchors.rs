@@ -17,8 +17,8 @@
 //!   it to that anchor if the runtime has made it by then; if not, the note stands relative
 //!   to the stage, as it would with no anchors at all.
 
-use super::StageOrigin;
-use super::spatial_anchors::{AnchorSpace, JustMade, check, spawn_anchor_space, stage_pose};
+use super::anchor_spaces::{AnchorSpace, JustMade, check, spawn_anchor_space, stage_pose};
+use super::input::StageOrigin;
 use crate::compose::Compose;
 use crate::notes::anchors::{ANCHOR_REACH, AnchorKey, KnownAnchors, WantedAnchors, attach};
 use bevy::prelude::*;

@@ -3,7 +3,7 @@
 //! connection, what is being composed, and the notes of the space, unread first. And the
 //! ears are where the head is: the spatial-audio listener follows it.
 
-use super::XrInput;
+use super::input::{Hand, XrInput};
 use crate::compose::Compose;
 use crate::net::NetStatus;
 use crate::notes::Note;
@@ -24,9 +24,9 @@ pub fn hand_display_text(
     status: &NetStatus,
     places: &[String],
 ) -> (String, String) {
-    let header = crate::ui::status_text(status);
+    let header = crate::net::status_text(status);
     let mut rows: Vec<&&Note> = notes.iter().collect();
-    rows.sort_by_key(|n| crate::ui::list_order(n));
+    rows.sort_by_key(|n| crate::notes::list_order(n));
     let mut body = match compose {
         Compose::Idle => String::new(),
         Compose::Placing => "Placing: point at the floor, pull the trigger\n".into(),
@@ -37,7 +37,7 @@ pub fn hand_display_text(
         body.push('\n');
     }
     for n in rows.iter().take(HAND_ROWS) {
-        body.push_str(&crate::ui::row_text(n));
+        body.push_str(&crate::notes::row_text(n));
         body.push('\n');
     }
     if rows.len() > HAND_ROWS {
@@ -53,7 +53,7 @@ pub fn hand_display_text(
 #[derive(bevy::ecs::system::SystemParam)]
 pub struct PlacesNow<'w> {
     places: Res<'w, crate::places::Places>,
-    frames: Res<'w, crate::places::PlaceFrames>,
+    frames: Res<'w, crate::notes::anchors::PlaceFrames>,
     now: Res<'w, crate::places::CurrentPlace>,
     view: Res<'w, crate::places::PlaceView>,
     aligning: Res<'w, crate::places::Aligning>,
@@ -132,7 +132,7 @@ pub(super) fn update_hand_display(
             display.shown = text;
         }
         Err(_) => {
-            let Some((left, _)) = aims.iter().find(|(_, a)| a.0 == super::Hand::Left) else {
+            let Some((left, _)) = aims.iter().find(|(_, a)| a.0 == Hand::Left) else {
                 return;
             };
             let r = raster();
@@ -177,7 +177,8 @@ pub(super) fn ears_at_the_head(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::places::{Aligning, CurrentPlace, PlaceFrames, PlaceView, Places};
+    use crate::notes::anchors::PlaceFrames;
+    use crate::places::{Aligning, CurrentPlace, PlaceView, Places};
     use bevy::ecs::system::SystemState;
     use cairn_crypto::{PlaceMark, PlaceRecord};
     use cairn_proto::NoteId;

@@ -3,9 +3,10 @@
 //! stage origin, asks for see-through where the headset has it, and reports the session's
 //! lifecycle. Everything it feeds is tested headless through `XrInput`.
 
-use super::{Hand, HandInput, StageOrigin, XrInput};
+use super::input::{Hand, HandInput, StageOrigin, XrInput};
 use crate::CairnSet;
 use crate::notes::FADE_END;
+use crate::render::VirtualEnvironment;
 use bevy::prelude::*;
 use bevy_mod_openxr::action_binding::{OxrSendActionBindings, OxrSuggestActionBinding};
 use bevy_mod_openxr::action_set_attaching::OxrAttachActionSet;
@@ -87,11 +88,6 @@ pub fn blend_preference() -> Vec<EnvironmentBlendMode> {
     ]
 }
 
-/// Parts of the scene that stand for a place (sky, floor, landmark, sun shadows): hidden
-/// when the headset shows the real room.
-#[derive(Component, Debug, Default)]
-pub struct VirtualEnvironment;
-
 /// The raw OpenXR session states (IDLE, READY, SYNCHRONIZED, VISIBLE, FOCUSED, STOPPING,
 /// LOSS_PENDING, EXITING) in the order the runtime reported them; several can arrive within
 /// one frame. The last is the current one.
@@ -129,7 +125,7 @@ struct ControllerActions {
 #[derive(Component, Debug, Clone, Copy)]
 pub(crate) struct AimSpace(pub(crate) Hand);
 
-/// XR presentation on top of `add_xr_plugins(DefaultPlugins)`.
+/// The OpenXR glue (added by [`super::openxr_plugin`]).
 pub fn plugin(app: &mut App) {
     app.init_resource::<SessionState>()
         .init_resource::<XrFrames>()
@@ -138,7 +134,6 @@ pub fn plugin(app: &mut App) {
             ..default()
         })
         .add_oxr_event_handler(session_state_events)
-        .add_plugins(super::spatial_anchors::plugin)
         .add_systems(Startup, create_actions.run_if(resource_exists::<OxrInstance>))
         .add_systems(OxrSendActionBindings, suggest_bindings)
         .add_systems(XrSessionCreated, (attach_actions, spawn_aim_spaces))
@@ -159,17 +154,8 @@ pub fn plugin(app: &mut App) {
                 )
                     .chain()
                     .in_set(CairnSet::Input)
-                    .before(super::head_is_viewer),
+                    .before(super::input::head_is_viewer),
                 apply_stage.in_set(CairnSet::Layout),
-                (
-                    super::hand_display::update_hand_display,
-                    super::hand_display::ears_at_the_head,
-                    super::boards::dress_boards
-                        .after(super::boards::show_keyboard)
-                        .after(super::boards::show_action_bar),
-                )
-                    .run_if(openxr_session_running)
-                    .in_set(CairnSet::Layout),
                 (see_through, count_frames, end_with_the_session),
             ),
         );
@@ -528,10 +514,11 @@ pub fn exit_cleanly_when_the_runtime_is_lost(report: Option<std::path::PathBuf>)
         if let Some(path) = &report
             && let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path)
         {
-            crate::report::line(
-                &mut f,
-                serde_json::json!({"event": "runtime_lost", "error": error, "t_ms": cairn_proto::now_ms()}),
-            );
+            // One JSON line, as the report's are (`report` is above this module: it reads
+            // the session's state).
+            use std::io::Write as _;
+            let event = serde_json::json!({"event": "runtime_lost", "error": error, "t_ms": cairn_proto::now_ms()});
+            let _ = writeln!(f, "{event}");
         }
         std::process::exit(EXIT_RUNTIME_LOST);
     }));

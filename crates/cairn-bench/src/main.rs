@@ -236,8 +236,9 @@ struct User {
 
 async fn register(url: &str, handle: &str) -> Result<User> {
     let id = DeviceIdentity::generate();
+    let handle: Handle = handle.parse()?;
     let (conn, events) =
-        Connection::open(url, &id, Auth::Register { handle, invite: None }).await?;
+        Connection::open(url, &id, Auth::Register { handle: &handle, invite: None }).await?;
     Ok(User { id, conn, events })
 }
 
@@ -253,7 +254,7 @@ async fn login(url: &str, id: &DeviceIdentity) -> Result<User> {
 async fn space_with(
     owner: &User,
     owner_handle: &str,
-    members: &[(String, DeviceKeys)],
+    members: &[(Handle, DeviceKeys)],
 ) -> Result<(SpaceId, u64)> {
     let mut sid = [0u8; 16];
     sid.copy_from_slice(&owner.id.id().0[..16]);
@@ -268,7 +269,7 @@ async fn space_with(
         action: Action::Create {
             name: "bench".into(),
             owner: Member {
-                handle: owner_handle.into(),
+                handle: owner_handle.parse()?,
                 role: Role::Owner,
                 devices: vec![owner.id.keys()],
             },
@@ -405,7 +406,7 @@ async fn durable_posts(
 async fn relay(url: &str, seconds: u64) -> Result<(f64, Histogram<u64>, Histogram<u64>)> {
     let alice = register(url, "ralice").await?;
     let mut bob = register(url, "rbob").await?;
-    let (space, epoch) = space_with(&alice, "ralice", &[("rbob".into(), bob.id.keys())]).await?;
+    let (space, epoch) = space_with(&alice, "ralice", &[("rbob".parse()?, bob.id.keys())]).await?;
     while let Ok(Some(_)) =
         tokio::time::timeout(Duration::from_millis(200), bob.events.recv()).await
     {}
@@ -513,8 +514,11 @@ async fn fan_out(url: &str, members: usize) -> Result<(Histogram<u64>, f64)> {
             .into_iter()
             .map(|u| u.id)
             .collect();
-    let list: Vec<(String, DeviceKeys)> =
-        ids.iter().enumerate().map(|(i, id)| (format!("f{i}"), id.keys())).collect();
+    let list: Vec<(Handle, DeviceKeys)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Ok((format!("f{i}").parse()?, id.keys())))
+        .collect::<Result<_>>()?;
     let (space, epoch) = space_with(&owner, "fowner", &list).await?;
     let users = open_many(members, |i| login(url, &ids[i])).await?;
     let key = EpochKey::generate();
@@ -607,8 +611,10 @@ async fn store_posts(
     let spaces: Vec<SpaceId> = (0..100u8).map(|i| SpaceId([i; 16])).collect();
     for s in &spaces {
         let op = SignedOp { body: vec![1; 100], signature: Signature([0; 64]) };
-        let after =
-            MembersAfter { members: vec![("bench".into(), Role::Owner)], ..Default::default() };
+        let after = MembersAfter {
+            members: vec![(Handle::from_static("bench"), Role::Owner)],
+            ..Default::default()
+        };
         store.append_op(s, 0, &op, &after).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -667,7 +673,7 @@ async fn cross_node(a: &str, b: &str, posts: u64) -> Result<(Histogram<u64>, His
     let alice = register(a, "xalice").await?;
     let mut near = register(a, "xnear").await?;
     let mut far = register(b, "xfar").await?;
-    let members = [("xnear".to_string(), near.id.keys()), ("xfar".to_string(), far.id.keys())];
+    let members = [("xnear".parse()?, near.id.keys()), ("xfar".parse()?, far.id.keys())];
     let (space, epoch) = space_with(&alice, "xalice", &members).await?;
     for u in [&mut near, &mut far] {
         while let Ok(Some(_)) =
@@ -826,12 +832,24 @@ fn voice_encode_speed() -> Result<f64> {
 /// encrypt and upload, post, live delivery, download, check, decrypt, decode.
 async fn voice_to_playable(url: &str, runs: usize) -> Result<Histogram<u64>> {
     let homes = tempfile::tempdir()?;
-    let mut alice =
-        cairn_client::Client::init(&homes.path().join("a"), url, "valice", None, None).await?;
-    let mut bob =
-        cairn_client::Client::init(&homes.path().join("b"), url, "vbob", None, None).await?;
+    let mut alice = cairn_client::Client::init(
+        &homes.path().join("a"),
+        url,
+        &Handle::from_static("valice"),
+        None,
+        None,
+    )
+    .await?;
+    let mut bob = cairn_client::Client::init(
+        &homes.path().join("b"),
+        url,
+        &Handle::from_static("vbob"),
+        None,
+        None,
+    )
+    .await?;
     let space = alice.create_space("voice", Policy::default()).await?;
-    alice.invite(&space, "vbob", Role::Member).await?;
+    alice.invite(&space, &Handle::from_static("vbob"), Role::Member).await?;
     bob.sync().await?;
     let pcm = voice_like(5.0);
     let mut lat = hist();

@@ -21,7 +21,8 @@ pub struct Connection {
     out: mpsc::UnboundedSender<Message>,
     pending: Pending,
     next_id: AtomicU64,
-    pub session: Session,
+    /// The session the server gave at login (none while the handshake runs).
+    pub session: Option<Session>,
     pub limits: Limits,
     /// Resolves when the socket is gone.
     closed: tokio::sync::watch::Receiver<bool>,
@@ -29,7 +30,7 @@ pub struct Connection {
 
 /// How to log in once connected.
 pub enum Auth<'a> {
-    Register { handle: &'a str, invite: Option<&'a str> },
+    Register { handle: &'a Handle, invite: Option<&'a str> },
     Login,
 }
 
@@ -110,12 +111,7 @@ impl Connection {
             out: out_tx,
             pending,
             next_id: AtomicU64::new(1),
-            session: Session {
-                handle: String::new(),
-                device: identity.id(),
-                token: String::new(),
-                expires_at: 0,
-            },
+            session: None,
             limits: Limits {
                 max_frame_bytes: 0,
                 max_note_bytes: 0,
@@ -135,7 +131,7 @@ impl Connection {
         let keys = identity.keys();
         let request = match auth {
             Auth::Register { handle, invite } => Request::Register {
-                handle: handle.to_owned(),
+                handle: handle.clone(),
                 device: keys,
                 invite: invite.map(str::to_owned),
                 signature: identity.sign(&sign::register_payload(&challenge, handle, &keys)),
@@ -149,7 +145,7 @@ impl Connection {
         let Response::Session(session) = conn.request(request).await? else {
             return Err(ClientError::Protocol("expected a session".into()));
         };
-        conn.session = session;
+        conn.session = Some(session);
         Ok((conn, ev_rx))
     }
 

@@ -6,7 +6,7 @@
 use crate::client::{Change, Client, Draft, SpaceView};
 use crate::error::ClientError;
 use cairn_crypto::MediaRef;
-use cairn_proto::{NoteId, Policy, Role, SpaceId};
+use cairn_proto::{Handle, NoteId, Policy, Role, SpaceId};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
@@ -43,7 +43,7 @@ pub enum ClientCommand {
     },
     Invite {
         space: SpaceId,
-        handle: String,
+        handle: Handle,
         role: Role,
     },
     /// Download (or find in the cache) a note's media; answered with `MediaReady`.
@@ -67,7 +67,7 @@ pub enum ClientCommand {
 pub enum ClientEvent {
     /// Who this device is, and the spaces it knows, sent first.
     Ready {
-        handle: String,
+        handle: Handle,
         spaces: Vec<SpaceView>,
     },
     /// The spaces again, with their members, after one changed (created, joined, a member

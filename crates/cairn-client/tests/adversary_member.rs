@@ -16,7 +16,7 @@ fn space_epoch(c: &Client, space: &SpaceId) -> u64 {
 
 /// A member's first device in the space, as `c`'s copy of the log says.
 fn device_of(c: &Client, space: &SpaceId, handle: &str) -> DeviceId {
-    c.member_devices_of(space, handle).unwrap()[0]
+    c.member_devices_of(space, &handle.parse().unwrap()).unwrap()[0]
 }
 
 /// What a member's client shows for each note of a space: its text, or why it could not
@@ -59,8 +59,8 @@ async fn a_reader_cannot_replace_another_members_key_envelope() {
     let rita = w.user("rita").await;
     let mut carol = w.user("carol").await;
     let space = alice.create_space("kitchen", Policy::default()).await.unwrap();
-    alice.invite(&space, "rita", Role::Reader).await.unwrap();
-    alice.invite(&space, "carol", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("rita"), Role::Reader).await.unwrap();
+    alice.invite(&space, &Handle::from_static("carol"), Role::Member).await.unwrap();
     let carol_join = space_epoch(&alice, &space);
     let carol_device = carol.device();
 
@@ -101,8 +101,8 @@ async fn a_reader_cannot_hand_a_member_a_key_of_her_choosing() {
     let rita = w.user("rita").await;
     let mut dave = w.user("dave").await;
     let space = alice.create_space("lab", Policy::default()).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
-    alice.invite(&space, "rita", Role::Reader).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("rita"), Role::Reader).await.unwrap();
     // rita learns dave's keys from the server, as anyone can.
     let dave_keys = dave.identity().keys();
     // Rita races dave's invitation: she plants first, for the epoch the invite will start.
@@ -121,7 +121,7 @@ async fn a_reader_cannot_hand_a_member_a_key_of_her_choosing() {
     // Before the epoch exists: no such epoch.
     let early = attacker.request(Request::PutEnvelopes { envelopes: vec![planted.clone()] }).await;
     assert_eq!(early.unwrap_err().code, ErrorCode::BadEpoch);
-    alice.invite(&space, "dave", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("dave"), Role::Member).await.unwrap();
     assert_eq!(space_epoch(&alice, &space), next_epoch);
     // After: not hers to wrap.
     let late = attacker.request(Request::PutEnvelopes { envelopes: vec![planted] }).await;
@@ -150,8 +150,8 @@ async fn an_envelope_is_never_replaced_and_a_planted_key_is_refused_by_its_recip
     let mut carol = w.user("carol").await;
     let mut dave = w.user("dave").await;
     let space = alice.create_space("hall", Policy::default()).await.unwrap();
-    alice.invite(&space, "mallory", Role::Owner).await.unwrap();
-    alice.invite(&space, "carol", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("mallory"), Role::Owner).await.unwrap();
+    alice.invite(&space, &Handle::from_static("carol"), Role::Member).await.unwrap();
     let epoch = space_epoch(&alice, &space);
     mallory.sync().await.unwrap();
     let carol_keys = carol.identity().keys();
@@ -199,7 +199,11 @@ async fn an_envelope_is_never_replaced_and_a_planted_key_is_refused_by_its_recip
     let dave_keys = dave.identity().keys();
     let k = EpochKey::generate();
     let add = Action::Add {
-        member: Member { handle: "dave".into(), role: Role::Member, devices: vec![dave_keys] },
+        member: Member {
+            handle: "dave".parse().unwrap(),
+            role: Role::Member,
+            devices: vec![dave_keys],
+        },
     };
     let op = log.next_op(&attacker.identity, add, Some(&k));
     let dave_epoch = op.index;
@@ -247,8 +251,8 @@ async fn a_member_cannot_write_under_another_name() {
     let mut pyuser = w.user("pyuser").await;
     let mut bob = w.user("bob").await;
     let space = alice.create_space("yard", Policy::default()).await.unwrap();
-    alice.invite(&space, "pyuser", Role::Member).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("pyuser"), Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     pyuser.sync().await.unwrap();
     let epoch = space_epoch(&alice, &space);
     let attacker = Raw::as_device(&w.url(), &pyuser).await;
@@ -288,9 +292,9 @@ async fn a_note_with_a_bad_signature_is_shown_as_unverifiable_and_the_space_sync
     let mut bob = w.user("bob").await;
     let mut carol = w.user("carol").await;
     let space = alice.create_space("hall", Policy::default()).await.unwrap();
-    alice.invite(&space, "mallory", Role::Member).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
-    alice.invite(&space, "carol", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("mallory"), Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("carol"), Role::Member).await.unwrap();
     mallory.sync().await.unwrap();
     bob.sync().await.unwrap();
     bob.connect().await.unwrap();
@@ -343,8 +347,8 @@ async fn a_member_cannot_post_as_another_device_or_borrow_media() {
     let mut mallory = w.user("mallory").await;
     let mut bob = w.user("bob").await;
     let space = alice.create_space("porch", Policy::default()).await.unwrap();
-    alice.invite(&space, "mallory", Role::Member).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("mallory"), Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     // Alice's picture lives in a space mallory is not in.
     let private = alice.create_space("private", Policy::default()).await.unwrap();
     let img = image::RgbImage::from_pixel(64, 64, image::Rgb([10, 200, 30]));
@@ -404,8 +408,8 @@ async fn replayed_ops_and_notes_are_refused() {
     let a = alice.create_space("a", Policy::default()).await.unwrap();
     let b = alice.create_space("b", Policy::default()).await.unwrap();
     for space in [&a, &b] {
-        alice.invite(space, "mallory", Role::Owner).await.unwrap();
-        alice.invite(space, "bob", Role::Member).await.unwrap();
+        alice.invite(space, &Handle::from_static("mallory"), Role::Owner).await.unwrap();
+        alice.invite(space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     }
     mallory.sync().await.unwrap();
     let attacker = Raw::as_device(&w.url(), &mallory).await;
@@ -470,7 +474,7 @@ async fn a_reader_cannot_post_or_change_membership() {
     let mut rita = w.user("rita").await;
     let eve = w.user("eve").await;
     let space = alice.create_space("museum", Policy::default()).await.unwrap();
-    alice.invite(&space, "rita", Role::Reader).await.unwrap();
+    alice.invite(&space, &Handle::from_static("rita"), Role::Reader).await.unwrap();
     rita.sync().await.unwrap();
     let epoch = space_epoch(&alice, &space);
     let attacker = Raw::as_device(&w.url(), &rita).await;
@@ -494,7 +498,7 @@ async fn a_reader_cannot_post_or_change_membership() {
     let new_key = EpochKey::generate();
     let add = Action::Add {
         member: Member {
-            handle: "eve".into(),
+            handle: "eve".parse().unwrap(),
             role: Role::Owner,
             devices: vec![eve.identity().keys()],
         },

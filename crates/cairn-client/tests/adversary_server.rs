@@ -26,7 +26,7 @@ async fn scene() -> Scene {
     let mut alice = w.user("alice").await;
     let mut bob = w.user("bob").await;
     let space = alice.create_space("kitchen", Policy::default()).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     alice.post(&space, Draft::text("basil is on the sill", [1.0, 1.4, -2.0])).await.unwrap();
     let proxy = TamperProxy::start(w.url()).await;
     bob.set_server(&proxy.url()).unwrap();
@@ -73,7 +73,7 @@ async fn a_forged_membership_op_is_refused_and_the_log_stays_as_it_was() {
     assert_eq!(texts(&bob, &space), vec![Ok("basil is on the sill".into())]);
     // The server slips a reader of its own into the log: alice's next op, altered.
     let carol = _w.user("carol").await;
-    alice.invite(&space, "carol", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("carol"), Role::Member).await.unwrap();
     let carol_device = carol.device();
     on_response(&proxy, move |r| {
         if let Response::Membership { ops, .. } = r {
@@ -96,14 +96,14 @@ async fn a_forged_membership_op_is_refused_and_the_log_stays_as_it_was() {
     honest(&proxy);
     bob.sync().await.unwrap();
     let members: Vec<_> = bob.spaces().unwrap()[0].members.clone();
-    assert!(members.contains(&("carol".into(), Role::Member)), "{members:?}");
+    assert!(members.contains(&(Handle::from_static("carol"), Role::Member)), "{members:?}");
 }
 
 #[tokio::test]
 async fn a_reordered_log_is_refused_and_nothing_is_stored() {
     let Scene { w, proxy, mut alice, mut bob, space } = scene().await;
     let _carol = w.user("carol").await;
-    alice.invite(&space, "carol", Role::Reader).await.unwrap();
+    alice.invite(&space, &Handle::from_static("carol"), Role::Reader).await.unwrap();
     on_response(&proxy, |r| {
         if let Response::Membership { ops, .. } = r
             && ops.len() > 2
@@ -190,7 +190,7 @@ async fn a_planted_epoch_key_is_refused_whoever_signed_it() {
 async fn a_note_from_another_space_is_refused() {
     let Scene { w: _w, proxy, mut alice, mut bob, space } = scene().await;
     let other = alice.create_space("attic", Policy::default()).await.unwrap();
-    alice.invite(&other, "bob", Role::Member).await.unwrap();
+    alice.invite(&other, &Handle::from_static("bob"), Role::Member).await.unwrap();
     let attic_note = alice.post(&other, Draft::text("the attic key", [0.0; 3])).await.unwrap();
     let from_attic = alice.store().note(&other, &attic_note.note_id).unwrap().unwrap();
     assert!(from_attic.seq.is_some());
@@ -247,10 +247,16 @@ async fn a_note_with_a_flipped_bit_is_shown_as_unverifiable_and_sync_goes_on() {
 #[tokio::test]
 async fn an_old_device_list_is_refused() {
     let Scene { w, proxy, mut alice, mut bob, space: _ } = scene().await;
-    let first = bob.safety_code("alice").await.unwrap();
-    let laptop = Client::init_joining(&w.home("alice-laptop"), &w.url(), "alice", None).unwrap();
+    let first = bob.safety_code(&Handle::from_static("alice")).await.unwrap();
+    let laptop = Client::init_joining(
+        &w.home("alice-laptop"),
+        &w.url(),
+        &Handle::from_static("alice"),
+        None,
+    )
+    .unwrap();
     alice.add_device(laptop.identity().keys()).await.unwrap();
-    let second = bob.safety_code("alice").await.unwrap();
+    let second = bob.safety_code(&Handle::from_static("alice")).await.unwrap();
     assert_ne!(first, second);
     // The server serves alice's list as it was before the laptop.
     on_response(&proxy, |r| {
@@ -260,12 +266,12 @@ async fn an_old_device_list_is_refused() {
             devices.truncate(1);
         }
     });
-    let e = bob.safety_code("alice").await.unwrap_err();
+    let e = bob.safety_code(&Handle::from_static("alice")).await.unwrap_err();
     assert!(e.to_string().contains("old device list of alice"), "{e}");
     // Nor may a revoked device come back to life.
     honest(&proxy);
     alice.revoke_device(laptop.device()).await.unwrap();
-    bob.safety_code("alice").await.unwrap();
+    bob.safety_code(&Handle::from_static("alice")).await.unwrap();
     on_response(&proxy, |r| {
         if let Response::Devices { devices, .. } = r {
             for d in devices {
@@ -273,6 +279,6 @@ async fn an_old_device_list_is_refused() {
             }
         }
     });
-    let e = bob.safety_code("alice").await.unwrap_err();
+    let e = bob.safety_code(&Handle::from_static("alice")).await.unwrap_err();
     assert!(e.to_string().contains("revoked and is live again"), "{e}");
 }

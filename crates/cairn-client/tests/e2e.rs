@@ -47,7 +47,7 @@ async fn text_image_and_voice_reach_a_member_and_nothing_reaches_anyone_else() {
     let mut bob = w.user("bob").await;
     let mut carol = w.user("carol").await;
     let space = alice.create_space("garden", Policy::default()).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
 
     let secret_text = "the spare key is under the third stone";
     let voice = ogg_opus(1500);
@@ -156,7 +156,7 @@ async fn an_away_member_gets_all_hundred_notes_in_order_once() {
     let mut alice = w.user("alice").await;
     let mut bob = w.user("bob").await;
     let space = alice.create_space("office", Policy::default()).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     bob.sync().await.unwrap();
     bob.disconnect();
     for i in 0..100 {
@@ -185,7 +185,7 @@ async fn a_server_restart_in_the_middle_of_a_sync_loses_nothing() {
     let mut alice = w.user("alice").await;
     let mut bob = w.user("bob").await;
     let space = alice.create_space("archive", Policy::default()).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     bob.sync().await.unwrap();
     for i in 0..1200 {
         alice.post(&space, Draft::text(&format!("n{i}"), [0.0; 3])).await.unwrap();
@@ -235,12 +235,12 @@ async fn a_removed_member_reads_nothing_after_and_history_follows_policy() {
         .create_space("closed", Policy { history_for_new_members: false, ..Policy::default() })
         .await
         .unwrap();
-    alice.invite(&open, "bob", Role::Member).await.unwrap();
+    alice.invite(&open, &Handle::from_static("bob"), Role::Member).await.unwrap();
     alice.post(&open, Draft::text("before removal", [0.0; 3])).await.unwrap();
     bob.sync().await.unwrap();
     assert_eq!(bob.notes(&open).unwrap()[0].body.as_ref().unwrap().text, "before removal");
 
-    alice.remove(&open, "bob").await.unwrap();
+    alice.remove(&open, &Handle::from_static("bob")).await.unwrap();
     alice.post(&open, Draft::text("after removal", [0.0; 3])).await.unwrap();
     bob.sync().await.unwrap();
     let bobs = bob.notes(&open).unwrap();
@@ -253,8 +253,8 @@ async fn a_removed_member_reads_nothing_after_and_history_follows_policy() {
     // History: carol joins the open space later and reads the past; dave joins the closed
     // space later and does not, but reads what comes after.
     alice.post(&closed, Draft::text("old closed", [0.0; 3])).await.unwrap();
-    alice.invite(&open, "carol", Role::Reader).await.unwrap();
-    alice.invite(&closed, "dave", Role::Member).await.unwrap();
+    alice.invite(&open, &Handle::from_static("carol"), Role::Reader).await.unwrap();
+    alice.invite(&closed, &Handle::from_static("dave"), Role::Member).await.unwrap();
     alice.post(&closed, Draft::text("new closed", [0.0; 3])).await.unwrap();
     carol.sync().await.unwrap();
     dave.sync().await.unwrap();
@@ -278,7 +278,7 @@ async fn live_notes_arrive_as_events() {
     let mut alice = w.user("alice").await;
     let mut bob = w.user("bob").await;
     let space = alice.create_space("live", Policy::default()).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     bob.sync().await.unwrap();
     alice.post(&space, Draft::text("hello live", [0.0; 3])).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -300,7 +300,7 @@ async fn a_download_resumes_from_a_partial_file_and_a_corrupt_one_is_discarded()
     let mut alice = w.user("alice").await;
     let mut bob = w.user("bob").await;
     let space = alice.create_space("photos", Policy::default()).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     let big: Vec<u8> =
         (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let voice = VoiceClip { ogg_opus: big.clone(), waveform: vec![], duration_ms: 1000 };
@@ -334,7 +334,7 @@ async fn a_download_shows_its_opened_part_while_the_rest_arrives() {
     let mut alice = w.user("alice").await;
     let mut bob = w.user("bob").await;
     let space = alice.create_space("films", Policy::default()).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     let big: Vec<u8> =
         (0..500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
     let voice = VoiceClip { ogg_opus: big.clone(), waveform: vec![], duration_ms: 1000 };
@@ -387,18 +387,22 @@ fn the_handle_lists_spaces_with_their_members_and_sends_a_space_again_when_opene
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&"Garden") && names.contains(&"Kitchen"));
     let g = spaces.iter().find(|s| s.id == garden).unwrap();
-    assert_eq!(g.members, vec![("alice".to_owned(), Role::Owner)]);
+    assert_eq!(g.members, vec![(Handle::from_static("alice"), Role::Owner)]);
     next("the cached note", Box::new(is_basil));
     next("online", Box::new(|e| matches!(e, ClientEvent::State(ConnectionState::Online))));
     // A member added: the spaces come again, with bob.
-    handle.send(ClientCommand::Invite { space: garden, handle: "bob".into(), role: Role::Reader });
+    handle.send(ClientCommand::Invite {
+        space: garden,
+        handle: "bob".parse().unwrap(),
+        role: Role::Reader,
+    });
     let ClientEvent::Spaces(spaces) =
         next("spaces", Box::new(|e| matches!(e, ClientEvent::Spaces(_))))
     else {
         unreachable!()
     };
     let g = spaces.iter().find(|s| s.id == garden).unwrap();
-    assert!(g.members.contains(&("bob".to_owned(), Role::Reader)), "{:?}", g.members);
+    assert!(g.members.contains(&(Handle::from_static("bob"), Role::Reader)), "{:?}", g.members);
     // Opened again (the app went to another space and back), its notes come again.
     handle.send(ClientCommand::OpenSpace { space: garden });
     next("the note again", Box::new(is_basil));
@@ -416,7 +420,7 @@ async fn a_space_of_long_notes_stays_readable() {
     let mut alice = w.user("alice").await;
     let mut bob = w.user("bob").await;
     let space = alice.create_space("archive", Policy::default()).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     for i in 0..60 {
         let text = format!("{i:02}") + &"x".repeat(9_998);
         alice.post(&space, Draft::text(&text, [0.0; 3])).await.unwrap();
@@ -426,7 +430,7 @@ async fn a_space_of_long_notes_stays_readable() {
         alice.post(&space, Draft::text(&text, [0.0; 3])).await.unwrap();
     }
     let mut carol = w.user("carol").await;
-    alice.invite(&space, "carol", Role::Reader).await.unwrap();
+    alice.invite(&space, &Handle::from_static("carol"), Role::Reader).await.unwrap();
     for reader in [&mut bob, &mut carol] {
         reader.sync().await.unwrap();
         let notes = reader.notes(&space).unwrap();
@@ -449,13 +453,15 @@ async fn a_new_device_of_a_member_added_again_reads_what_its_user_may() {
     let mut bob = w.user("bob").await;
     let policy = Policy { history_for_new_members: false, ..Policy::default() };
     let space = alice.create_space("studio", policy).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     bob.sync().await.unwrap();
-    alice.remove(&space, "bob").await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.remove(&space, &Handle::from_static("bob")).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     alice.post(&space, Draft::text("welcome back", [0.0; 3])).await.unwrap();
     bob.sync().await.unwrap();
-    let mut laptop = Client::init_joining(&w.home("bob-laptop"), &w.url(), "bob", None).unwrap();
+    let mut laptop =
+        Client::init_joining(&w.home("bob-laptop"), &w.url(), &Handle::from_static("bob"), None)
+            .unwrap();
     bob.add_device(laptop.identity().keys()).await.unwrap();
     laptop.connect().await.unwrap();
     laptop.sync().await.unwrap();

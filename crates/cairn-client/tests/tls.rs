@@ -61,7 +61,9 @@ async fn wss_with_a_trusted_ca_refuses_the_wrong_certificate_and_reloads_on_sigh
     let homes = dir.path().join("homes");
 
     // Not trusted yet: refused, and the error says why.
-    let Err(e) = Client::init(&homes.join("early"), &url, "early", None, None).await else {
+    let Err(e) =
+        Client::init(&homes.join("early"), &url, &Handle::from_static("early"), None, None).await
+    else {
         panic!("connected without trusting the CA")
     };
     assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
@@ -83,9 +85,12 @@ async fn wss_with_a_trusted_ca_refuses_the_wrong_certificate_and_reloads_on_sigh
 
     // The library (the app's client) with the CA: a space, a note, a picture over https.
     cairn_client::tls::trust_ca_pem(ca1.pem.as_bytes()).unwrap();
-    let mut alice = Client::init(&homes.join("alice"), &url, "alice", None, None).await.unwrap();
+    let mut alice =
+        Client::init(&homes.join("alice"), &url, &Handle::from_static("alice"), None, None)
+            .await
+            .unwrap();
     let space = alice.create_space("roof", Policy::default()).await.unwrap();
-    alice.invite(&space, "bob", Role::Member).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
     alice.post(&space, Draft::text("over TLS", [0.0; 3])).await.unwrap();
     let pic = Draft { content: Content::Image(png()), ..Draft::text("", [0.0; 3]) };
     alice.post(&space, pic).await.unwrap();
@@ -99,7 +104,14 @@ async fn wss_with_a_trusted_ca_refuses_the_wrong_certificate_and_reloads_on_sigh
     // A certificate for another name, from a trusted CA: refused.
     let (other_cert, other_key) = server_cert(&ca1, &["cairn.test"], dir.path(), "other");
     let other = tls_server(&dir.path().join("other-server"), &other_cert, &other_key).await;
-    let Err(e) = Client::init(&homes.join("misled"), &other.ws_url(), "misled", None, None).await
+    let Err(e) = Client::init(
+        &homes.join("misled"),
+        &other.ws_url(),
+        &Handle::from_static("misled"),
+        None,
+        None,
+    )
+    .await
     else {
         panic!("connected to a certificate for another name")
     };

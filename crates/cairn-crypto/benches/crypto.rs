@@ -18,7 +18,11 @@ fn space_of(owner: &DeviceIdentity) -> MembershipLog {
         at: 0,
         action: Action::Create {
             name: "bench".into(),
-            owner: Member { handle: "a".into(), role: Role::Owner, devices: vec![owner.keys()] },
+            owner: Member {
+                handle: "a".parse().unwrap(),
+                role: Role::Owner,
+                devices: vec![owner.keys()],
+            },
             policy: Policy::default(),
         },
         key_confirm: Some(key_confirmation(&EpochKey::generate(), &SpaceId([1; 16]), 0)),

@@ -1,7 +1,7 @@
 //! A device's two key pairs, its stable serialization, signatures and safety codes.
 
 use crate::{CryptoError, random_bytes, sha256};
-use cairn_proto::{AgreeKey, DeviceId, DeviceKeys, DeviceRecord, Signature, sign};
+use cairn_proto::{AgreeKey, DeviceId, DeviceKeys, DeviceRecord, Handle, Signature, sign};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -97,7 +97,7 @@ pub fn verify_signature(
 /// each later one was signed by a device listed before it. Returns the devices that are
 /// not revoked.
 pub fn verify_device_list(
-    handle: &str,
+    handle: &Handle,
     records: &[DeviceRecord],
 ) -> Result<Vec<DeviceKeys>, CryptoError> {
     let first = records.first().ok_or(CryptoError::DeviceList("empty"))?;
@@ -126,7 +126,7 @@ pub fn verify_device_list(
 
 /// A short code two people compare out of band to be sure they see the same devices for
 /// a user: SHA-256 over the sorted public keys, shown as six groups of five digits.
-pub fn safety_code(handle: &str, devices: &[DeviceKeys]) -> String {
+pub fn safety_code(handle: &Handle, devices: &[DeviceKeys]) -> String {
     let mut keys: Vec<&DeviceKeys> = devices.iter().collect();
     keys.sort_by_key(|k| k.sign);
     let mut input = b"cairn/safety-code/v1".to_vec();

@@ -298,10 +298,10 @@ pub fn open_note(
     // The author is whoever owns the sending device in the verified log; a body that names
     // anyone else is forged, so the name a reader shows is always the log's.
     let actual = membership.author_of(&h.sender, h.epoch).ok_or(CryptoError::NotAMember)?;
-    if body.author != actual {
+    if body.author != actual.as_str() {
         return Err(CryptoError::ForgedAuthor {
             claimed: body.author.clone(),
-            actual: actual.to_owned(),
+            actual: actual.to_string(),
         });
     }
     Ok(body)

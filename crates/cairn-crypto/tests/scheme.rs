@@ -13,7 +13,7 @@ struct Space {
 }
 
 fn member(handle: &str, dev: &DeviceIdentity, role: Role) -> Member {
-    Member { handle: handle.into(), role, devices: vec![dev.keys()] }
+    Member { handle: handle.parse().unwrap(), role, devices: vec![dev.keys()] }
 }
 
 fn create_space(owner: &DeviceIdentity, policy: Policy) -> Space {
@@ -178,7 +178,7 @@ fn non_members_and_removed_members_cannot_sign_notes() {
     );
     assert!(matches!(open_note(space.log.state(), &key, &by_eve), Err(CryptoError::NotAMember)));
 
-    space.act(&alice, Action::Remove { handle: "bob".into() }).unwrap();
+    space.act(&alice, Action::Remove { handle: "bob".parse().unwrap() }).unwrap();
     let after = space.log.state().epoch;
     assert!(after > bob_epoch);
     let new_key = EpochKey::generate();
@@ -235,9 +235,9 @@ fn forged_reordered_replayed_or_unauthorized_ops_are_rejected() {
         Err(CryptoError::Op(cairn_proto::membership::OpError::NotAllowed))
     ));
     // An outsider signing a well-formed op.
-    assert!(space.act(&dave, Action::Remove { handle: "bob".into() }).is_err());
+    assert!(space.act(&dave, Action::Remove { handle: "bob".parse().unwrap() }).is_err());
     // The last owner cannot leave the space ownerless.
-    assert!(space.act(&alice, Action::Remove { handle: "alice".into() }).is_err());
+    assert!(space.act(&alice, Action::Remove { handle: "alice".parse().unwrap() }).is_err());
     assert!(MembershipLog::replay(&space.ops).is_ok(), "failed ops changed nothing");
 }
 
@@ -250,7 +250,8 @@ fn a_member_adds_and_removes_its_own_devices_and_only_an_owner_those_of_others()
     space.act(&alice, Action::Add { member: member("bob", &bob_phone, Role::Member) }).unwrap();
     space.act(&alice, Action::Add { member: member("carol", &carol, Role::Reader) }).unwrap();
     let epoch = space.log.state().epoch;
-    let add_laptop = Action::AddDevice { handle: "bob".into(), device: bob_laptop.keys() };
+    let add_laptop =
+        Action::AddDevice { handle: "bob".parse().unwrap(), device: bob_laptop.keys() };
 
     // Another member may not add a device to bob; bob's own device may.
     assert!(matches!(
@@ -267,7 +268,10 @@ fn a_member_adds_and_removes_its_own_devices_and_only_an_owner_those_of_others()
     assert!(space.act(&bob_phone, add_laptop.clone()).is_err());
     assert!(
         space
-            .act(&alice, Action::AddDevice { handle: "alice".into(), device: carol.keys() })
+            .act(
+                &alice,
+                Action::AddDevice { handle: "alice".parse().unwrap(), device: carol.keys() }
+            )
             .is_err()
     );
     // The new device signs notes that open for everyone, in the current epoch.
@@ -281,11 +285,15 @@ fn a_member_adds_and_removes_its_own_devices_and_only_an_owner_those_of_others()
     assert!(open_note(space.log.state(), &key, &by_laptop).is_ok());
 
     // Removing: not by another member; not a member's last device; by bob himself.
-    let remove_laptop = Action::RemoveDevice { handle: "bob".into(), device: bob_laptop.id() };
+    let remove_laptop =
+        Action::RemoveDevice { handle: "bob".parse().unwrap(), device: bob_laptop.id() };
     assert!(space.act(&carol, remove_laptop.clone()).is_err());
     assert!(
         space
-            .act(&alice, Action::RemoveDevice { handle: "carol".into(), device: carol.id() })
+            .act(
+                &alice,
+                Action::RemoveDevice { handle: "carol".parse().unwrap(), device: carol.id() }
+            )
             .is_err(),
         "a member keeps at least one device"
     );
@@ -320,7 +328,7 @@ fn history_follows_the_space_policy() {
         let mut space =
             create_space(&alice, Policy { history_for_new_members: history, ..Policy::default() });
         space.act(&alice, Action::Add { member: member("bob", &bob, Role::Member) }).unwrap();
-        let readable = space.log.state().readable_epochs("bob");
+        let readable = space.log.state().readable_epochs(&Handle::from_static("bob"));
         if history {
             assert_eq!(readable, vec![0, 1]);
         } else {
@@ -503,31 +511,39 @@ fn device_lists_verify_and_reject_forgeries() {
         DeviceRecord {
             keys: first.keys(),
             added_by: None,
-            signature: first.sign(&sign::add_device_payload("alice", &first.keys())),
+            signature: first
+                .sign(&sign::add_device_payload(&Handle::from_static("alice"), &first.keys())),
             revoked: false,
         },
         DeviceRecord {
             keys: second.keys(),
             added_by: Some(first.id()),
-            signature: first.sign(&sign::add_device_payload("alice", &second.keys())),
+            signature: first
+                .sign(&sign::add_device_payload(&Handle::from_static("alice"), &second.keys())),
             revoked: false,
         },
     ];
-    assert_eq!(verify_device_list("alice", &records).unwrap().len(), 2);
-    assert!(verify_device_list("mallory", &records).is_err(), "list moved to another user");
+    assert_eq!(verify_device_list(&Handle::from_static("alice"), &records).unwrap().len(), 2);
+    assert!(
+        verify_device_list(&Handle::from_static("mallory"), &records).is_err(),
+        "list moved to another user"
+    );
     let mut slipped = records.clone();
     let eve = DeviceIdentity::generate();
     slipped.push(DeviceRecord {
         keys: eve.keys(),
         added_by: Some(eve.id()),
-        signature: eve.sign(&sign::add_device_payload("alice", &eve.keys())),
+        signature: eve.sign(&sign::add_device_payload(&Handle::from_static("alice"), &eve.keys())),
         revoked: false,
     });
-    assert!(verify_device_list("alice", &slipped).is_err(), "a server slipped in a device");
+    assert!(
+        verify_device_list(&Handle::from_static("alice"), &slipped).is_err(),
+        "a server slipped in a device"
+    );
     // Safety codes: stable, order independent, and different for different devices.
-    let a = safety_code("alice", &[first.keys(), second.keys()]);
-    assert_eq!(a, safety_code("alice", &[second.keys(), first.keys()]));
-    assert_ne!(a, safety_code("alice", &[first.keys(), eve.keys()]));
+    let a = safety_code(&Handle::from_static("alice"), &[first.keys(), second.keys()]);
+    assert_eq!(a, safety_code(&Handle::from_static("alice"), &[second.keys(), first.keys()]));
+    assert_ne!(a, safety_code(&Handle::from_static("alice"), &[first.keys(), eve.keys()]));
     assert_eq!(a.len(), 6 * 5 + 5);
 }
 
@@ -618,7 +634,7 @@ proptest! {
         let mut space = create_space(&owner, Policy::default());
         let mut last_epoch = 0;
         for (kind, who, role) in actions {
-            let handle = format!("user{who}");
+            let handle: Handle = format!("user{who}").parse().unwrap();
             let role = [Role::Reader, Role::Member, Role::Owner][role as usize];
             let action = match kind {
                 0 => Action::Add { member: member(&handle, &people[who], role) },

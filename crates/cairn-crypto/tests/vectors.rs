@@ -143,17 +143,21 @@ fn signature_vectors() -> Value {
         at: 1_790_000_000_000,
         action: Action::Create {
             name: "kitchen".into(),
-            owner: Member { handle: "alice".into(), role: Role::Owner, devices: vec![keys] },
+            owner: Member {
+                handle: "alice".parse().unwrap(),
+                role: Role::Owner,
+                devices: vec![keys],
+            },
             policy: Policy::default(),
         },
         key_confirm: Some(key_confirmation(&EpochKey::from_bytes([0x77; 32]), &SPACE, 0)),
     };
     let op_body = encode(&op);
     let payloads: Vec<(&str, Vec<u8>)> = vec![
-        ("register", sign::register_payload(&challenge, "alice", &keys)),
+        ("register", sign::register_payload(&challenge, &Handle::from_static("alice"), &keys)),
         ("login", sign::login_payload(&challenge, &me.id())),
-        ("add_device", sign::add_device_payload("alice", &keys)),
-        ("revoke_device", sign::revoke_device_payload("alice", &me.id())),
+        ("add_device", sign::add_device_payload(&Handle::from_static("alice"), &keys)),
+        ("revoke_device", sign::revoke_device_payload(&Handle::from_static("alice"), &me.id())),
         ("op", sign::op_payload(&op_body)),
         ("note", sign::note_payload(&header, b"ciphertext")),
         ("delete", sign::delete_payload(&SPACE, &NoteId([0x4e; 16]))),
@@ -215,7 +219,11 @@ fn note_vector_matches_and_opens() {
         at: 0,
         action: Action::Create {
             name: "kitchen".into(),
-            owner: Member { handle: "alice".into(), role: Role::Owner, devices: vec![me.keys()] },
+            owner: Member {
+                handle: "alice".parse().unwrap(),
+                role: Role::Owner,
+                devices: vec![me.keys()],
+            },
             policy: Policy::default(),
         },
         key_confirm: Some(key_confirmation(&key, &SPACE, 0)),
@@ -229,7 +237,11 @@ fn note_vector_matches_and_opens() {
     }
     let bob = DeviceIdentity::generate();
     let add = Action::Add {
-        member: Member { handle: "bob".into(), role: Role::Member, devices: vec![bob.keys()] },
+        member: Member {
+            handle: "bob".parse().unwrap(),
+            role: Role::Member,
+            devices: vec![bob.keys()],
+        },
     };
     log.append(&sign_op(&me, &log.next_op(&me, add, Some(&key)))).unwrap();
     assert_eq!(log.state().epoch, 3);

@@ -71,7 +71,7 @@ fn main() {
         &ClientFrame {
             id: 2,
             request: Request::Register {
-                handle: "alice".into(),
+                handle: "alice".parse().unwrap(),
                 device: keys,
                 invite: None,
                 signature: Signature([1; 64]),
@@ -91,7 +91,7 @@ fn main() {
         &ServerFrame::Response {
             id: 2,
             result: Ok(Response::Session(Session {
-                handle: "alice".into(),
+                handle: "alice".parse().unwrap(),
                 device: dev,
                 token: "a16…f0.9c…".into(),
                 expires_at: 1_790_000_000_000,
@@ -106,7 +106,11 @@ fn main() {
         at: 1_790_000_000_000,
         action: Action::Create {
             name: "kitchen".into(),
-            owner: Member { handle: "alice".into(), role: Role::Owner, devices: vec![keys] },
+            owner: Member {
+                handle: "alice".parse().unwrap(),
+                role: Role::Owner,
+                devices: vec![keys],
+            },
             policy: Policy::default(),
         },
         key_confirm: Some(KeyConfirm([0xcf; 32])),
@@ -134,7 +138,7 @@ fn main() {
             prev: OpHash([0x6f; 32]),
             actor: dev,
             at: 1_790_000_100_000,
-            action: Action::AddDevice { handle: "alice".into(), device: laptop },
+            action: Action::AddDevice { handle: "alice".parse().unwrap(), device: laptop },
             key_confirm: None,
         },
     );

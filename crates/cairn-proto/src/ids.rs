@@ -188,12 +188,178 @@ pub struct DeviceKeys {
     pub agree: AgreeKey,
 }
 
-/// Checks a user handle: 1 to 32 characters of `a-z`, `0-9`, `_`, `-` and `.`, starting
-/// with a letter or digit.
-pub fn valid_handle(h: &str) -> bool {
-    (1..=32).contains(&h.len())
-        && h.as_bytes()[0].is_ascii_alphanumeric()
-        && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b))
+/// A user's handle: 1 to 32 characters of `a-z`, `0-9`, `_`, `-` and `.`, starting with a
+/// letter or digit. Checked when one is made ([`Handle::new`], `parse`) and when one is
+/// decoded, so a frame, a signed operation or a stored row with a bad handle is refused
+/// where it is read, and everything past that holds a good one. Reads as a `&str`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Handle(String);
+
+/// As text.
+impl Serialize for Handle {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// What [`Handle::new`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadHandle;
+
+impl fmt::Display for BadHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "a handle has 1 to 32 characters: a-z, 0-9, '_', '-', '.', starting with a letter or digit",
+        )
+    }
+}
+
+impl std::error::Error for BadHandle {}
+
+impl Handle {
+    /// The handle `h`, if it keeps the rules.
+    pub fn new(h: impl Into<String>) -> Result<Self, BadHandle> {
+        let h = h.into();
+        let good = (1..=32).contains(&h.len())
+            && h.as_bytes()[0].is_ascii_alphanumeric()
+            && h.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
+        if good { Ok(Handle(h)) } else { Err(BadHandle) }
+    }
+
+    /// A handle written in the source (a test's, a default): panics if it breaks the rules,
+    /// as `http::HeaderName::from_static` does. Never for text from outside.
+    pub fn from_static(h: &'static str) -> Self {
+        Handle::new(h).unwrap_or_else(|_| panic!("{h:?} is not a handle"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Handle {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Handle {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Handle {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Handle {
+    type Err = BadHandle;
+    fn from_str(s: &str) -> Result<Self, BadHandle> {
+        Handle::new(s)
+    }
+}
+
+impl TryFrom<String> for Handle {
+    type Error = BadHandle;
+    fn try_from(s: String) -> Result<Self, BadHandle> {
+        Handle::new(s)
+    }
+}
+
+impl TryFrom<&str> for Handle {
+    type Error = BadHandle;
+    fn try_from(s: &str) -> Result<Self, BadHandle> {
+        Handle::new(s)
+    }
+}
+
+impl From<Handle> for String {
+    fn from(h: Handle) -> String {
+        h.0
+    }
+}
+
+impl PartialEq<str> for Handle {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Handle {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// Text.
+#[cfg(feature = "rusqlite")]
+impl rusqlite::types::ToSql for Handle {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(
+            self.0.as_bytes(),
+        )))
+    }
+}
+
+/// A stored text that is not a handle is an error.
+#[cfg(feature = "rusqlite")]
+impl rusqlite::types::FromSql for Handle {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = v.as_str()?;
+        Handle::new(text).map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// Text.
+#[cfg(feature = "postgres")]
+impl postgres_types::ToSql for Handle {
+    fn to_sql(
+        &self,
+        ty: &postgres_types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        <&str as postgres_types::ToSql>::to_sql(&self.0.as_str(), ty, out)
+    }
+
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        <&str as postgres_types::ToSql>::accepts(ty)
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+/// A stored text that is not a handle is an error.
+#[cfg(feature = "postgres")]
+impl<'a> postgres_types::FromSql<'a> for Handle {
+    fn from_sql(
+        ty: &postgres_types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let text = <&str as postgres_types::FromSql>::from_sql(ty, raw)?;
+        Ok(Handle::new(text)?)
+    }
+
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        <&str as postgres_types::FromSql>::accepts(ty)
+    }
 }
 
 #[cfg(all(test, feature = "rusqlite"))]
@@ -211,6 +377,18 @@ mod sqlite_values {
         let short = c.query_row("SELECT x'0102'", [], |r| r.get::<_, SpaceId>(0));
         assert!(short.is_err(), "{short:?}");
     }
+
+    #[test]
+    fn a_handle_is_stored_as_text_and_a_stored_text_that_is_not_one_is_refused() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        let h = Handle::new("alice").unwrap();
+        let back: Handle = c.query_row("SELECT ?1", [&h], |r| r.get(0)).unwrap();
+        assert_eq!(back, h);
+        let raw: String = c.query_row("SELECT ?1", [&h], |r| r.get(0)).unwrap();
+        assert_eq!(raw, "alice");
+        let bad = c.query_row("SELECT 'Alice'", [], |r| r.get::<_, Handle>(0));
+        assert!(bad.is_err(), "{bad:?}");
+    }
 }
 
 #[cfg(all(test, feature = "postgres"))]
@@ -227,5 +405,15 @@ mod postgres_values {
         assert_eq!(NoteId::from_sql(&Type::BYTEA, &out).unwrap(), id);
         assert!(NoteId::from_sql(&Type::BYTEA, &[1, 2, 3]).is_err());
         assert!(!<NoteId as ToSql>::accepts(&Type::TEXT));
+    }
+
+    #[test]
+    fn a_handle_is_text_and_a_stored_text_that_is_not_one_is_refused() {
+        let h = Handle::new("bob.k").unwrap();
+        let mut out = bytes::BytesMut::new();
+        h.to_sql(&Type::TEXT, &mut out).unwrap();
+        assert_eq!(&out[..], b"bob.k");
+        assert_eq!(Handle::from_sql(&Type::TEXT, &out).unwrap(), h);
+        assert!(Handle::from_sql(&Type::TEXT, b"no spaces").is_err());
     }
 }

@@ -41,7 +41,7 @@ pub struct SpaceState {
     pub space: SpaceId,
     pub name: String,
     pub policy: Policy,
-    pub members: BTreeMap<String, MemberState>,
+    pub members: BTreeMap<Handle, MemberState>,
     /// Current epoch: the index of the last op that changed who is a member.
     pub epoch: u64,
     /// Number of ops applied.
@@ -55,10 +55,10 @@ pub struct SpaceState {
     /// still is. Linear in the number of devices, however often membership changes.
     spans: HashMap<DeviceId, Vec<(u64, u64)>>,
     /// When each user (still or formerly a member) last joined, as an epoch.
-    joined: BTreeMap<String, u64>,
+    joined: BTreeMap<Handle, u64>,
     /// The user each device was given to (a device belongs to one user, for good): whose
     /// name a reader shows for a note the device sent.
-    users: HashMap<DeviceId, String>,
+    users: HashMap<DeviceId, Handle>,
 }
 
 /// One epoch of a space: the index of the op that started it, that op's actor (who made and
@@ -94,7 +94,7 @@ impl SpaceState {
         if op.index != 0 || op.prev != OpHash::default() {
             return Err(OpError::BadGenesis);
         }
-        if owner.role != Role::Owner || !valid_handle(&owner.handle) {
+        if owner.role != Role::Owner {
             return Err(OpError::Invalid("the creator must be a valid owner"));
         }
         if !owner.devices.iter().any(|d| d.sign == op.actor) {
@@ -164,9 +164,6 @@ impl SpaceState {
         match &op.action {
             Action::Create { .. } => return Err(OpError::BadGenesis),
             Action::Add { member } => {
-                if !valid_handle(&member.handle) {
-                    return Err(OpError::Invalid("bad handle"));
-                }
                 if self.members.contains_key(&member.handle) {
                     return Err(OpError::Invalid("already a member"));
                 }
@@ -257,7 +254,7 @@ impl SpaceState {
 
     /// A device given to `handle` must not be a current member device, nor ever have been
     /// given to another user: a device belongs to one user, for good.
-    fn check_device_free(&self, device: &DeviceId, handle: &str) -> Result<(), OpError> {
+    fn check_device_free(&self, device: &DeviceId, handle: &Handle) -> Result<(), OpError> {
         if self.role_of_device(device).is_some() {
             return Err(OpError::Invalid("the device is already a member device"));
         }
@@ -277,10 +274,10 @@ impl SpaceState {
     }
 
     /// The handle and state of the member owning `device`.
-    pub fn member_of_device(&self, device: &DeviceId) -> Option<(&str, &MemberState)> {
+    pub fn member_of_device(&self, device: &DeviceId) -> Option<(&Handle, &MemberState)> {
         let handle = self.users.get(device)?;
         let (handle, member) = self.members.get_key_value(handle)?;
-        member.devices.iter().any(|d| d.sign == *device).then_some((handle.as_str(), member))
+        member.devices.iter().any(|d| d.sign == *device).then_some((handle, member))
     }
 
     /// All current member devices.
@@ -305,11 +302,11 @@ impl SpaceState {
 
     /// The user that owns `device`, if it was a member device at `epoch`: the only author a
     /// reader may show for a note that device sent in that epoch.
-    pub fn author_of(&self, device: &DeviceId, epoch: u64) -> Option<&str> {
+    pub fn author_of(&self, device: &DeviceId, epoch: u64) -> Option<&Handle> {
         if !self.was_member_device(device, epoch) {
             return None;
         }
-        self.users.get(device).map(String::as_str)
+        self.users.get(device)
     }
 
     /// Whether `creator` may write an envelope of `epoch`'s key for `recipient` (what the
@@ -361,7 +358,7 @@ impl SpaceState {
 
     /// The epochs whose keys `handle` may hold: with history sharing all epochs up to now,
     /// otherwise those from its latest join on.
-    pub fn readable_epochs(&self, handle: &str) -> Vec<u64> {
+    pub fn readable_epochs(&self, handle: &Handle) -> Vec<u64> {
         let Some(joined) = self.joined.get(handle) else { return Vec::new() };
         self.epochs().filter(|e| self.policy.history_for_new_members || e >= joined).collect()
     }

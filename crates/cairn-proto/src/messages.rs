@@ -34,7 +34,7 @@ pub enum Request {
     /// `self_signature` covers [`crate::sign::add_device_payload`] for the device itself:
     /// it heads the user's signed device list.
     Register {
-        handle: String,
+        handle: Handle,
         device: DeviceKeys,
         invite: Option<String>,
         signature: Signature,
@@ -45,7 +45,7 @@ pub enum Request {
     /// Logs in with a session token from an earlier `Session`.
     Resume { token: String },
     /// A user's devices, with the signatures that added them.
-    ListDevices { handle: String },
+    ListDevices { handle: Handle },
     /// Adds a device to the caller's user; signed by the calling device over
     /// [`crate::sign::add_device_payload`].
     AddDevice { device: DeviceKeys, signature: Signature },
@@ -85,7 +85,7 @@ pub enum Response {
     },
     Session(Session),
     Devices {
-        handle: String,
+        handle: Handle,
         devices: Vec<DeviceRecord>,
     },
     /// For `AddDevice`, `RevokeDevice`, `PutEnvelopes`.
@@ -141,7 +141,7 @@ pub struct Limits {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
-    pub handle: String,
+    pub handle: Handle,
     pub device: DeviceId,
     /// Bearer token for `Resume` and for `/v1/media`.
     pub token: String,
@@ -229,10 +229,10 @@ pub enum Action {
         member: Member,
     },
     Remove {
-        handle: String,
+        handle: Handle,
     },
     SetRole {
-        handle: String,
+        handle: Handle,
         role: Role,
     },
     SetPolicy {
@@ -242,21 +242,21 @@ pub enum Action {
     /// Done by that member's own device, or by an owner. Same epoch: the device's user
     /// already reads the space, so the acting device wraps the keys it holds for it.
     AddDevice {
-        handle: String,
+        handle: Handle,
         device: DeviceKeys,
     },
     /// Takes one device away from a member (revoked, lost); the member keeps the others.
     /// Done by that member's own device, or by an owner. A new epoch, whose key the device
     /// never receives.
     RemoveDevice {
-        handle: String,
+        handle: Handle,
         device: DeviceId,
     },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
-    pub handle: String,
+    pub handle: Handle,
     pub role: Role,
     pub devices: Vec<DeviceKeys>,
 }

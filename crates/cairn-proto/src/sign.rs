@@ -11,7 +11,7 @@ fn payload<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Registration: `["cairn/register/v1", challenge, handle, device_keys]`.
-pub fn register_payload(challenge: &Challenge, handle: &str, device: &DeviceKeys) -> Vec<u8> {
+pub fn register_payload(challenge: &Challenge, handle: &Handle, device: &DeviceKeys) -> Vec<u8> {
     payload(&("cairn/register/v1", challenge, handle, device))
 }
 
@@ -21,12 +21,12 @@ pub fn login_payload(challenge: &Challenge, device: &DeviceId) -> Vec<u8> {
 }
 
 /// Adding a device to a user: `["cairn/add-device/v1", handle, new_device_keys]`.
-pub fn add_device_payload(handle: &str, device: &DeviceKeys) -> Vec<u8> {
+pub fn add_device_payload(handle: &Handle, device: &DeviceKeys) -> Vec<u8> {
     payload(&("cairn/add-device/v1", handle, device))
 }
 
 /// Revoking a device: `["cairn/revoke-device/v1", handle, device]`.
-pub fn revoke_device_payload(handle: &str, device: &DeviceId) -> Vec<u8> {
+pub fn revoke_device_payload(handle: &Handle, device: &DeviceId) -> Vec<u8> {
     payload(&("cairn/revoke-device/v1", handle, device))
 }
 

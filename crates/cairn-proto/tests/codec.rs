@@ -34,7 +34,7 @@ fn every_request_kind_round_trips() {
     let requests = vec![
         Request::Hello { versions: vec![1, 2], client: "t".into() },
         Request::Register {
-            handle: "a".into(),
+            handle: "a".parse().unwrap(),
             device: keys,
             invite: Some("i".into()),
             signature: sig,
@@ -42,7 +42,7 @@ fn every_request_kind_round_trips() {
         },
         Request::Login { device: dev, signature: sig },
         Request::Resume { token: "x.y".into() },
-        Request::ListDevices { handle: "a".into() },
+        Request::ListDevices { handle: "a".parse().unwrap() },
         Request::AddDevice { device: keys, signature: sig },
         Request::RevokeDevice { device: dev, signature: sig },
         Request::CreateSpace { op: op.clone() },
@@ -107,10 +107,29 @@ fn bad_bytes_are_errors_not_panics() {
 #[test]
 fn handles_are_checked() {
     for ok in ["alice", "a", "bob.smith", "x_1-2", &"a".repeat(32)] {
-        assert!(valid_handle(ok), "{ok}");
+        assert_eq!(Handle::new(ok).map(String::from).as_deref(), Ok(ok));
     }
     for bad in ["", "Alice", ".dot", "-dash", "with space", "ünï", &"a".repeat(33), "a/b"] {
-        assert!(!valid_handle(bad), "{bad}");
+        assert_eq!(Handle::new(bad), Err(BadHandle), "{bad}");
+    }
+}
+
+/// A handle is checked where it is decoded: a frame naming a bad one is malformed, and
+/// so is a signed operation's member.
+#[test]
+fn a_frame_with_a_bad_handle_does_not_decode() {
+    let frame = ClientFrame {
+        id: 1,
+        request: Request::ListDevices { handle: Handle::new("alice").unwrap() },
+    };
+    let good = encode(&frame);
+    assert_eq!(decode::<ClientFrame>(&good).unwrap(), frame);
+    let at = good.windows(5).position(|w| w == b"alice").unwrap();
+    for bad in [&b"Alice"[..], b"al ce", b".lice"] {
+        let mut bytes = good.clone();
+        bytes[at..at + 5].copy_from_slice(bad);
+        let e = decode::<ClientFrame>(&bytes).unwrap_err().to_string();
+        assert!(e.contains("a handle has 1 to 32 characters"), "{e}");
     }
 }
 
@@ -123,7 +142,7 @@ fn signing_payloads_are_domain_separated() {
         sign::op_payload(&[1, 2]),
         sign::login_payload(&Challenge([0; 32]), &DeviceId([0; 32])),
         sign::add_device_payload(
-            "a",
+            &Handle::from_static("a"),
             &DeviceKeys { sign: DeviceId([0; 32]), agree: AgreeKey([0; 32]) },
         ),
     ];

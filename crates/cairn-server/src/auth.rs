@@ -3,7 +3,7 @@
 //! database, so every node sharing the database accepts them and no session table is written.
 
 use crate::error::{Result, ServerError};
-use cairn_proto::{DeviceId, ErrorCode, Signature};
+use cairn_proto::{DeviceId, ErrorCode, Handle, Signature};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -32,7 +32,7 @@ pub fn verify_with(
 /// What a valid token says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenClaims {
-    pub handle: String,
+    pub handle: Handle,
     pub device: DeviceId,
     pub expires_at: u64,
 }
@@ -67,7 +67,7 @@ impl TokenKey {
         let mut mac = self.mac();
         mac.update(&payload);
         mac.verify_slice(&tag).ok()?;
-        let (handle, device, expires_at): (String, DeviceId, u64) =
+        let (handle, device, expires_at): (Handle, DeviceId, u64) =
             cairn_proto::decode(&payload).ok()?;
         (expires_at > now).then_some(TokenClaims { handle, device, expires_at })
     }

@@ -8,8 +8,8 @@ use crate::hub::{QUEUE, Queued};
 use crate::state::{AppState, Bucket};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use cairn_proto::{
-    Challenge, ClientFrame, ErrorCode, Limits, PROTOCOL_VERSION, ProtoError, Request, Response,
-    ServerFrame,
+    Challenge, ClientFrame, ErrorCode, Handle, Limits, PROTOCOL_VERSION, ProtoError, Request,
+    Response, ServerFrame,
 };
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -56,7 +56,7 @@ fn concurrent(request: &Request) -> bool {
 /// The logged-in identity of a connection.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub handle: String,
+    pub handle: Handle,
     pub device: cairn_proto::DeviceId,
     /// `device`'s key, decompressed once for the connection's signature checks.
     pub key: ed25519_dalek::VerifyingKey,
@@ -142,19 +142,19 @@ fn read(msg: Option<Result<Message, axum::Error>>, state: &AppState) -> Read {
     }
 }
 
-/// Serves one upgraded socket until it closes.
+/// Serves one upgraded socket until it closes: [`Handshake`], then a [`Conversation`].
 pub async fn serve(state: Arc<AppState>, socket: WebSocket) {
     state.metrics.connections.inc();
     let (mut sink, mut stream) = socket.split();
     let caller = tokio::select! {
-        c = handshake(&state, &mut sink, &mut stream) => c,
+        c = Handshake::new(&state).run(&mut sink, &mut stream) => c,
         _ = state.shutdown.cancelled() => {
             close_with(&mut sink, close::GOING_AWAY, "server shutting down").await;
             None
         }
     };
     if let Some(caller) = caller {
-        run(&state, caller, sink, stream).await;
+        Conversation::new(&state, caller, sink, stream).run().await;
     }
     state.metrics.connections.dec();
 }
@@ -163,117 +163,156 @@ pub async fn serve(state: Arc<AppState>, socket: WebSocket) {
 /// in, and nothing that could keep the server busy for free.
 const MAX_FRAMES_BEFORE_LOGIN: usize = 16;
 
+type Stream = futures_util::stream::SplitStream<WebSocket>;
+
+/// Where a connection is before it is logged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Greeting {
+    /// Only `hello` is accepted.
+    AwaitingHello,
+    /// Said hello: `register`, `login` or `resume` next (another hello is refused).
+    AwaitingLogin,
+}
+
+/// What one frame of the handshake leads to.
+enum Next {
+    Continue,
+    LoggedIn(Caller),
+    /// The connection is over (closed with its reason, or the peer is gone).
+    End,
+}
+
 /// Hello, then one of register / login / resume, all within the handshake timeout.
-async fn handshake(
-    state: &AppState,
-    sink: &mut Sink,
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
-) -> Option<Caller> {
-    let deadline = tokio::time::Instant::now() + state.config.handshake_timeout();
-    let challenge = Challenge(crate::auth::random32());
-    let mut said_hello = false;
-    let mut frames = 0usize;
-    loop {
-        let msg = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(m) => m,
-            Err(_) => {
-                close_with(sink, close::POLICY, "handshake timeout").await;
-                return None;
-            }
-        };
-        let frame = match read(msg, state) {
-            Read::Frame(f) => f,
-            Read::Nothing => continue,
-            Read::Gone => return None,
-            Read::Close(code, reason, first) => {
-                if let Some(f) = first {
-                    send_frame(sink, &f).await;
-                }
-                close_with(sink, code, reason).await;
-                return None;
-            }
-        };
-        let id = frame.id;
-        frames += 1;
-        if frames > MAX_FRAMES_BEFORE_LOGIN {
-            state.metrics.frames_rejected.inc();
-            send_frame(
-                sink,
-                &error_frame(id, ErrorCode::RateLimited, "too many frames before logging in"),
-            )
-            .await;
-            close_with(sink, close::POLICY, "too many frames before login").await;
-            return None;
+struct Handshake<'a> {
+    state: &'a AppState,
+    challenge: Challenge,
+    deadline: tokio::time::Instant,
+    greeting: Greeting,
+    frames: usize,
+}
+
+impl<'a> Handshake<'a> {
+    fn new(state: &'a AppState) -> Self {
+        Handshake {
+            state,
+            challenge: Challenge(crate::auth::random32()),
+            deadline: tokio::time::Instant::now() + state.config.handshake_timeout(),
+            greeting: Greeting::AwaitingHello,
+            frames: 0,
         }
-        match frame.request {
-            Request::Hello { versions, .. } if !said_hello => {
-                if !versions.contains(&PROTOCOL_VERSION) {
-                    send_frame(
-                        sink,
-                        &error_frame(
-                            id,
-                            ErrorCode::UnsupportedVersion,
-                            &format!("this server speaks protocol version {PROTOCOL_VERSION}"),
-                        ),
-                    )
-                    .await;
-                    close_with(sink, close::PROTOCOL, "unsupported protocol version").await;
+    }
+
+    /// The caller, once logged in; `None` when the connection ended first.
+    async fn run(mut self, sink: &mut Sink, stream: &mut Stream) -> Option<Caller> {
+        loop {
+            let msg = match tokio::time::timeout_at(self.deadline, stream.next()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    close_with(sink, close::POLICY, "handshake timeout").await;
                     return None;
                 }
-                said_hello = true;
-                let welcome = Response::Welcome {
-                    version: PROTOCOL_VERSION,
-                    server: format!("cairn-server {}", env!("CARGO_PKG_VERSION")),
-                    challenge,
-                    limits: Limits {
-                        max_frame_bytes: cairn_proto::MAX_FRAME_BYTES as u32,
-                        max_note_bytes: cairn_proto::MAX_NOTE_BYTES as u32,
-                        max_media_bytes: state.config.max_media_bytes,
-                        sync_page: cairn_proto::MAX_SYNC_PAGE,
-                    },
-                };
-                if !send_frame(sink, &ServerFrame::Response { id, result: Ok(welcome) }).await {
+            };
+            let frame = match read(msg, self.state) {
+                Read::Frame(f) => f,
+                Read::Nothing => continue,
+                Read::Gone => return None,
+                Read::Close(code, reason, first) => {
+                    if let Some(f) = first {
+                        send_frame(sink, &f).await;
+                    }
+                    close_with(sink, code, reason).await;
                     return None;
                 }
+            };
+            match self.on_frame(sink, frame).await {
+                Next::Continue => {}
+                Next::LoggedIn(caller) => return Some(caller),
+                Next::End => return None,
             }
-            Request::Hello { .. } => {
-                send_frame(sink, &error_frame(id, ErrorCode::BadRequest, "hello was already said"))
-                    .await;
+        }
+    }
+
+    async fn on_frame(&mut self, sink: &mut Sink, frame: ClientFrame) -> Next {
+        let id = frame.id;
+        self.frames += 1;
+        if self.frames > MAX_FRAMES_BEFORE_LOGIN {
+            self.state.metrics.frames_rejected.inc();
+            let refusal =
+                error_frame(id, ErrorCode::RateLimited, "too many frames before logging in");
+            send_frame(sink, &refusal).await;
+            close_with(sink, close::POLICY, "too many frames before login").await;
+            return Next::End;
+        }
+        match (self.greeting, frame.request) {
+            (Greeting::AwaitingHello, Request::Hello { versions, .. }) => {
+                self.hello(sink, id, &versions).await
             }
-            _ if !said_hello => {
+            (Greeting::AwaitingHello, _) => {
                 send_frame(sink, &error_frame(id, ErrorCode::BadRequest, "say hello first")).await;
                 close_with(sink, close::PROTOCOL, "hello must come first").await;
-                return None;
+                Next::End
             }
-            request @ (Request::Register { .. }
-            | Request::Login { .. }
-            | Request::Resume { .. }) => {
-                // Boxed, like the handlers in `run`: it would otherwise size every task.
-                match Box::pin(handlers::session::authenticate(state, &challenge, request)).await {
-                    Ok((caller, session)) => {
-                        let ok =
-                            ServerFrame::Response { id, result: Ok(Response::Session(session)) };
-                        if !send_frame(sink, &ok).await {
-                            return None;
-                        }
-                        return Some(caller);
-                    }
-                    Err(e) => {
-                        if !send_frame(
-                            sink,
-                            &ServerFrame::Response { id, result: Err(e.to_proto()) },
-                        )
-                        .await
-                        {
-                            return None;
-                        }
-                    }
-                }
+            (Greeting::AwaitingLogin, Request::Hello { .. }) => {
+                let refusal = error_frame(id, ErrorCode::BadRequest, "hello was already said");
+                send_frame(sink, &refusal).await;
+                Next::Continue
             }
-            _ => {
+            (
+                Greeting::AwaitingLogin,
+                request @ (Request::Register { .. }
+                | Request::Login { .. }
+                | Request::Resume { .. }),
+            ) => self.log_in(sink, id, request).await,
+            (Greeting::AwaitingLogin, _) => {
                 send_frame(sink, &error_frame(id, ErrorCode::Unauthenticated, "log in first"))
                     .await;
+                Next::Continue
             }
+        }
+    }
+
+    async fn hello(&mut self, sink: &mut Sink, id: u64, versions: &[u16]) -> Next {
+        if !versions.contains(&PROTOCOL_VERSION) {
+            let refusal = error_frame(
+                id,
+                ErrorCode::UnsupportedVersion,
+                &format!("this server speaks protocol version {PROTOCOL_VERSION}"),
+            );
+            send_frame(sink, &refusal).await;
+            close_with(sink, close::PROTOCOL, "unsupported protocol version").await;
+            return Next::End;
+        }
+        self.greeting = Greeting::AwaitingLogin;
+        let welcome = Response::Welcome {
+            version: PROTOCOL_VERSION,
+            server: format!("cairn-server {}", env!("CARGO_PKG_VERSION")),
+            challenge: self.challenge,
+            limits: Limits {
+                max_frame_bytes: cairn_proto::MAX_FRAME_BYTES as u32,
+                max_note_bytes: cairn_proto::MAX_NOTE_BYTES as u32,
+                max_media_bytes: self.state.config.max_media_bytes,
+                sync_page: cairn_proto::MAX_SYNC_PAGE,
+            },
+        };
+        if send_frame(sink, &ServerFrame::Response { id, result: Ok(welcome) }).await {
+            Next::Continue
+        } else {
+            Next::End
+        }
+    }
+
+    async fn log_in(&mut self, sink: &mut Sink, id: u64, request: Request) -> Next {
+        // Boxed, like the handlers of a conversation: it would otherwise size every task.
+        let result =
+            Box::pin(handlers::session::authenticate(self.state, &self.challenge, request)).await;
+        let (answer, next) = match result {
+            Ok((caller, session)) => (Ok(Response::Session(session)), Next::LoggedIn(caller)),
+            Err(e) => (Err(e.to_proto()), Next::Continue),
+        };
+        if send_frame(sink, &ServerFrame::Response { id, result: answer }).await {
+            next
+        } else {
+            Next::End
         }
     }
 }
@@ -313,120 +352,206 @@ async fn send_ready(
     matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())))
 }
 
-async fn run(
-    state: &Arc<AppState>,
+/// What woke a conversation.
+enum Wake {
+    /// The server is shutting down (looked at only with no answer in flight).
+    Shutdown,
+    /// The next answer in request order is ready.
+    Answered(ServerFrame, Budget),
+    /// The hub disconnected this device (revoked, or its queue overflowed).
+    Kicked,
+    /// An event for the caller (`None`: the hub let go of the queue).
+    Queued(Option<Queued>),
+    /// Time to ping, or to give up on a silent peer.
+    Tick,
+    /// A message from the peer.
+    Heard(Option<Result<Message, axum::Error>>),
+}
+
+/// A logged-in connection: requests answered in order (posts and syncs run side by side,
+/// see [`concurrent`]), events pushed as they come, pings while idle, and its limits.
+struct Conversation<'a> {
+    // (Fields drop in this order: what is in flight first, then the hub's registration,
+    // and the socket last.)
+    /// Answers in request order, each with what it holds until it is written.
+    in_flight: futures_util::stream::FuturesOrdered<Answer>,
+    /// A request that must wait for those in flight (see `concurrent`).
+    held: Option<ClientFrame>,
+    syncs: Arc<Semaphore>,
+    bucket: Bucket,
+    rejected_in_a_row: u32,
+    idle: std::time::Duration,
+    ping: tokio::time::Interval,
+    last_heard: Instant,
+    /// Keeps the device registered with the hub while the conversation lasts.
+    _registration: crate::hub::Registration<'a>,
+    kill: CancellationToken,
+    /// Events for the caller, from the hub.
+    events: mpsc::Receiver<Queued>,
+    state: &'a Arc<AppState>,
     caller: Caller,
-    mut sink: Sink,
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
-) {
-    let (tx, mut rx) = mpsc::channel::<Queued>(QUEUE);
-    let kill = CancellationToken::new();
-    let _registration = state.hub.register(&caller.handle, caller.device, tx, kill.clone());
-    let idle = state.config.idle_timeout();
-    let mut ping = tokio::time::interval(idle / 3);
-    ping.tick().await;
-    let mut last_heard = Instant::now();
-    let mut bucket = Bucket::new(state.config.rate_per_connection);
-    let mut rejected_in_a_row = 0u32;
-    let mut in_flight: futures_util::stream::FuturesOrdered<Answer> = Default::default();
-    let syncs = Arc::new(Semaphore::new(MAX_SYNCS_IN_FLIGHT));
-    // A request that must wait for those in flight (see `concurrent`).
-    let mut held: Option<ClientFrame> = None;
-    loop {
-        if in_flight.is_empty()
-            && let Some(frame) = held.take()
-        {
-            // Boxed: a handler's future is large, and held inline it would enlarge every
-            // connection's task for its whole life, idle or not.
-            let result = Box::pin(handlers::handle(state, &caller, frame.request))
-                .await
-                .map_err(|e: ServerError| e.to_proto());
-            if !send_frame(&mut sink, &ServerFrame::Response { id: frame.id, result }).await {
+    sink: Sink,
+    stream: Stream,
+}
+
+impl<'a> Conversation<'a> {
+    fn new(state: &'a Arc<AppState>, caller: Caller, sink: Sink, stream: Stream) -> Self {
+        let (tx, events) = mpsc::channel::<Queued>(QUEUE);
+        let kill = CancellationToken::new();
+        let registration = state.hub.register(&caller.handle, caller.device, tx, kill.clone());
+        let idle = state.config.idle_timeout();
+        Conversation {
+            state,
+            caller,
+            sink,
+            stream,
+            events,
+            kill,
+            _registration: registration,
+            idle,
+            ping: tokio::time::interval(idle / 3),
+            last_heard: Instant::now(),
+            bucket: Bucket::new(state.config.rate_per_connection),
+            rejected_in_a_row: 0,
+            in_flight: Default::default(),
+            syncs: Arc::new(Semaphore::new(MAX_SYNCS_IN_FLIGHT)),
+            held: None,
+        }
+    }
+
+    async fn run(mut self) {
+        self.ping.tick().await;
+        loop {
+            if self.in_flight.is_empty()
+                && let Some(frame) = self.held.take()
+                && !self.answer_now(frame).await
+            {
+                return;
+            }
+            let reading = self.held.is_none()
+                && self.in_flight.len() < MAX_IN_FLIGHT
+                && !self.state.shutdown.is_cancelled();
+            let wake = tokio::select! {
+                biased;
+                _ = self.state.shutdown.cancelled(), if self.in_flight.is_empty() => Wake::Shutdown,
+                Some((answer, budget)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    Wake::Answered(answer, budget)
+                }
+                _ = self.kill.cancelled() => Wake::Kicked,
+                out = self.events.recv() => Wake::Queued(out),
+                _ = self.ping.tick() => Wake::Tick,
+                msg = self.stream.next(), if reading => Wake::Heard(msg),
+            };
+            let go_on = match wake {
+                Wake::Shutdown => {
+                    close_with(&mut self.sink, close::GOING_AWAY, "server shutting down").await;
+                    false
+                }
+                Wake::Answered(answer, budget) => {
+                    let first = Message::Binary(cairn_proto::encode(&answer).into());
+                    let sent = self.send_ready(first).await;
+                    drop(budget);
+                    sent
+                }
+                Wake::Kicked => {
+                    let reason = "disconnected; reconnect and sync";
+                    close_with(&mut self.sink, close::TRY_AGAIN, reason).await;
+                    false
+                }
+                Wake::Queued(None) => false,
+                Wake::Queued(Some(out)) => {
+                    let since = out.since.elapsed().as_secs_f64();
+                    self.state.metrics.delivery_seconds.observe(since);
+                    self.send_ready(Message::Binary(out.bytes.clone())).await
+                }
+                Wake::Tick => self.tick().await,
+                Wake::Heard(msg) => self.heard(msg).await,
+            };
+            if !go_on {
                 return;
             }
         }
-        tokio::select! {
-            biased;
-            _ = state.shutdown.cancelled(), if in_flight.is_empty() => {
-                close_with(&mut sink, close::GOING_AWAY, "server shutting down").await;
-                return;
-            }
-            Some((answer, budget)) = in_flight.next(), if !in_flight.is_empty() => {
-                let first = Message::Binary(cairn_proto::encode(&answer).into());
-                if !send_ready(state, &mut sink, first, &mut in_flight, &mut rx).await {
-                    return;
+    }
+
+    /// Runs a request that may not run beside others, now that none is in flight, and
+    /// writes its answer. False when the peer is gone.
+    async fn answer_now(&mut self, frame: ClientFrame) -> bool {
+        // Boxed: a handler's future is large, and held inline it would enlarge every
+        // connection's task for its whole life, idle or not.
+        let result = Box::pin(handlers::handle(self.state, &self.caller, frame.request))
+            .await
+            .map_err(|e: ServerError| e.to_proto());
+        send_frame(&mut self.sink, &ServerFrame::Response { id: frame.id, result }).await
+    }
+
+    /// Writes `first` and whatever else is ready (see [`send_ready`]).
+    async fn send_ready(&mut self, first: Message) -> bool {
+        send_ready(self.state, &mut self.sink, first, &mut self.in_flight, &mut self.events).await
+    }
+
+    /// Pings, or closes a connection silent for the idle timeout.
+    async fn tick(&mut self) -> bool {
+        if self.last_heard.elapsed() >= self.idle {
+            close_with(&mut self.sink, close::NORMAL, "idle timeout").await;
+            return false;
+        }
+        self.sink.send(Message::Ping(Vec::new().into())).await.is_ok()
+    }
+
+    /// A message from the peer: a request is refused (rate), started (posts and syncs, in
+    /// flight beside others) or held until those in flight are answered.
+    async fn heard(&mut self, msg: Option<Result<Message, axum::Error>>) -> bool {
+        self.last_heard = Instant::now();
+        let frame = match read(msg, self.state) {
+            Read::Frame(f) => f,
+            Read::Nothing => return true,
+            Read::Gone => return false,
+            Read::Close(code, reason, first) => {
+                if let Some(f) = first {
+                    send_frame(&mut self.sink, &f).await;
                 }
-                drop(budget);
+                close_with(&mut self.sink, code, reason).await;
+                return false;
             }
-            _ = kill.cancelled() => {
-                close_with(&mut sink, close::TRY_AGAIN, "disconnected; reconnect and sync").await;
-                return;
+        };
+        let rate = self.state.config.rate_per_connection;
+        if !self.bucket.take(rate) || !self.state.user_allowed(&self.caller.handle) {
+            self.state.metrics.frames_rejected.inc();
+            self.rejected_in_a_row += 1;
+            if self.rejected_in_a_row > FLOOD_CLOSE_AFTER {
+                close_with(&mut self.sink, close::POLICY, "rate limit exceeded").await;
+                return false;
             }
-            out = rx.recv() => {
-                let Some(out) = out else { return };
-                state.metrics.delivery_seconds.observe(out.since.elapsed().as_secs_f64());
-                if !send_ready(state, &mut sink, Message::Binary(out.bytes.clone()), &mut in_flight, &mut rx).await {
-                    return;
-                }
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() >= idle {
-                    close_with(&mut sink, close::NORMAL, "idle timeout").await;
-                    return;
-                }
-                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    return;
-                }
-            }
-            msg = stream.next(), if held.is_none() && in_flight.len() < MAX_IN_FLIGHT && !state.shutdown.is_cancelled() => {
-                last_heard = Instant::now();
-                let frame = match read(msg, state) {
-                    Read::Frame(f) => f,
-                    Read::Nothing => continue,
-                    Read::Gone => return,
-                    Read::Close(code, reason, first) => {
-                        if let Some(f) = first {
-                            send_frame(&mut sink, &f).await;
-                        }
-                        close_with(&mut sink, code, reason).await;
-                        return;
+            // Queued behind what is in flight, so answers keep request order.
+            let refusal = error_frame(frame.id, ErrorCode::RateLimited, "slow down");
+            self.in_flight.push_back(Box::pin(std::future::ready((refusal, None))));
+            return true;
+        }
+        self.rejected_in_a_row = 0;
+        // A sync beyond the connection's share waits, like a request that may not run
+        // beside others, until those in flight are written.
+        let sync = matches!(frame.request, Request::Sync { .. });
+        let mine = if sync { self.syncs.clone().try_acquire_owned().ok() } else { None };
+        if concurrent(&frame.request) && (mine.is_some() || !sync) {
+            let (state, caller) = (self.state.clone(), self.caller.clone());
+            self.in_flight.push_back(Box::pin(async move {
+                // A page is read only with a share of the server's budget of unsent pages,
+                // held until it is written.
+                let budget = match mine {
+                    Some(mine) => {
+                        let page = state.unsent_pages.clone().acquire_owned().await;
+                        Some((mine, page.expect("the page budget is never closed")))
                     }
+                    None => None,
                 };
-                if !bucket.take(state.config.rate_per_connection) || !state.user_allowed(&caller.handle) {
-                    state.metrics.frames_rejected.inc();
-                    rejected_in_a_row += 1;
-                    if rejected_in_a_row > FLOOD_CLOSE_AFTER {
-                        close_with(&mut sink, close::POLICY, "rate limit exceeded").await;
-                        return;
-                    }
-                    // Queued behind what is in flight, so answers keep request order.
-                    in_flight.push_back(Box::pin(std::future::ready((error_frame(frame.id, ErrorCode::RateLimited, "slow down"), None))));
-                    continue;
-                }
-                rejected_in_a_row = 0;
-                // A sync beyond the connection's share waits, like a request that may not
-                // run beside others, until those in flight are written.
-                let sync = matches!(frame.request, Request::Sync { .. });
-                let mine = if sync { syncs.clone().try_acquire_owned().ok() } else { None };
-                if concurrent(&frame.request) && (mine.is_some() || !sync) {
-                    let (state, caller) = (state.clone(), caller.clone());
-                    in_flight.push_back(Box::pin(async move {
-                        // A page is read only with a share of the server's budget of
-                        // unsent pages, held until it is written.
-                        let budget = match mine {
-                            Some(mine) => {
-                                let page = state.unsent_pages.clone().acquire_owned().await;
-                                Some((mine, page.expect("the page budget is never closed")))
-                            }
-                            None => None,
-                        };
-                        let result = handlers::handle(&state, &caller, frame.request).await.map_err(|e: ServerError| e.to_proto());
-                        (ServerFrame::Response { id: frame.id, result }, budget)
-                    }));
-                } else {
-                    held = Some(frame);
-                }
-            }
+                let result = handlers::handle(&state, &caller, frame.request)
+                    .await
+                    .map_err(|e: ServerError| e.to_proto());
+                (ServerFrame::Response { id: frame.id, result }, budget)
+            }));
+        } else {
+            self.held = Some(frame);
         }
+        true
     }
 }

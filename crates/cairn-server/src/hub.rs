@@ -4,7 +4,7 @@
 //! catches up from its cursor.
 
 use axum::body::Bytes;
-use cairn_proto::DeviceId;
+use cairn_proto::{DeviceId, Handle};
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,13 +37,13 @@ struct Conn {
 #[derive(Default)]
 pub struct Hub {
     next: AtomicU64,
-    users: RwLock<HashMap<String, Vec<Conn>>>,
+    users: RwLock<HashMap<Handle, Vec<Conn>>>,
 }
 
 /// Keeps a connection registered until dropped.
 pub struct Registration<'a> {
     hub: &'a Hub,
-    handle: String,
+    handle: Handle,
     id: u64,
 }
 
@@ -62,23 +62,27 @@ impl Drop for Registration<'_> {
 impl Hub {
     pub fn register(
         &self,
-        handle: &str,
+        handle: &Handle,
         device: DeviceId,
         tx: mpsc::Sender<Queued>,
         kill: CancellationToken,
     ) -> Registration<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.users.write().expect("hub lock").entry(handle.to_owned()).or_default().push(Conn {
+        self.users.write().expect("hub lock").entry(handle.clone()).or_default().push(Conn {
             id,
             device,
             tx,
             kill,
         });
-        Registration { hub: self, handle: handle.to_owned(), id }
+        Registration { hub: self, handle: handle.clone(), id }
     }
 
     /// Queues `frame` for every connection of every user in `handles`.
-    pub fn deliver<'h>(&self, handles: impl IntoIterator<Item = &'h str>, frame: &Queued) -> usize {
+    pub fn deliver<'h>(
+        &self,
+        handles: impl IntoIterator<Item = &'h Handle>,
+        frame: &Queued,
+    ) -> usize {
         let users = self.users.read().expect("hub lock");
         let mut queued = 0;
         for handle in handles {
@@ -97,7 +101,7 @@ impl Hub {
     }
 
     /// Closes every connection of one device (after it is revoked).
-    pub fn disconnect_device(&self, handle: &str, device: &DeviceId) {
+    pub fn disconnect_device(&self, handle: &Handle, device: &DeviceId) {
         let users = self.users.read().expect("hub lock");
         for conn in users.get(handle).into_iter().flatten().filter(|c| c.device == *device) {
             conn.kill.cancel();
@@ -105,7 +109,7 @@ impl Hub {
     }
 
     /// Whether any connection of `handle` is here.
-    pub fn is_online(&self, handle: &str) -> bool {
+    pub fn is_online(&self, handle: &Handle) -> bool {
         self.users.read().expect("hub lock").contains_key(handle)
     }
 }

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cairn_proto::MediaHash;
+use cairn_proto::{Handle, MediaHash};
 use futures_util::StreamExt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -73,7 +73,7 @@ impl IntoResponse for MediaHttpError {
 }
 
 /// The caller's handle, from `Authorization: Bearer <session token>`.
-async fn caller(state: &AppState, headers: &HeaderMap) -> Result<String, MediaHttpError> {
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Handle, MediaHttpError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -9,7 +9,7 @@ use crate::metrics::Metrics;
 use crate::relay::Relay;
 use crate::storage::Store;
 use cairn_proto::membership::SpaceState;
-use cairn_proto::{ErrorCode, MembershipOp, OpHash, SpaceId};
+use cairn_proto::{ErrorCode, Handle, MembershipOp, OpHash, SpaceId};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,7 +33,7 @@ pub struct AppState {
     /// Connection tasks, awaited on shutdown.
     pub tasks: TaskTracker,
     /// Per-user request buckets, shared by all of a user's connections.
-    pub user_buckets: Mutex<HashMap<String, Bucket>>,
+    pub user_buckets: Mutex<HashMap<Handle, Bucket>>,
     /// The server's budget of sync pages computed but not yet written (one permit a page
     /// of up to a frame; `--unsent-answers-mb`).
     pub unsent_pages: Arc<tokio::sync::Semaphore>,
@@ -45,7 +45,7 @@ pub struct AppState {
 /// so that a post reads it without copying.
 pub struct CachedSpaceInner {
     pub state: SpaceState,
-    pub handles: Vec<String>,
+    pub handles: Vec<Handle>,
 }
 
 pub type CachedSpace = Arc<CachedSpaceInner>;
@@ -196,7 +196,7 @@ impl Bucket {
 
 impl AppState {
     /// Takes a token from the user's shared bucket.
-    pub fn user_allowed(&self, handle: &str) -> bool {
+    pub fn user_allowed(&self, handle: &Handle) -> bool {
         let rate = self.config.rate_per_user;
         let mut buckets = self.user_buckets.lock().expect("bucket lock");
         if buckets.len() > 100_000 {

@@ -53,7 +53,7 @@ mod behaviour {
 
     fn after(m: &[(&str, Role)], epoch: u64) -> MembersAfter {
         MembersAfter {
-            members: m.iter().map(|(h, r)| (h.to_string(), *r)).collect(),
+            members: m.iter().map(|(h, r)| (h.parse().unwrap(), *r)).collect(),
             removed: vec![],
             epoch,
         }
@@ -65,7 +65,10 @@ mod behaviour {
 
     async fn three_users(store: &dyn Store) {
         for (handle, n) in [("alice", 1), ("bob", 2), ("carol", 3)] {
-            store.register(handle, &record(n, None), None, false, 1).await.unwrap();
+            store
+                .register(&handle.parse().unwrap(), &record(n, None), None, false, 1)
+                .await
+                .unwrap();
         }
     }
 
@@ -91,39 +94,50 @@ mod behaviour {
     }
 
     pub async fn users_register_once_with_invites_and_keep_their_devices(store: Arc<dyn Store>) {
-        store.register("alice", &record(1, None), None, false, 1).await.unwrap();
+        store
+            .register(&Handle::from_static("alice"), &record(1, None), None, false, 1)
+            .await
+            .unwrap();
         assert!(matches!(
-            store.register("alice", &record(2, None), None, false, 1).await,
+            store.register(&Handle::from_static("alice"), &record(2, None), None, false, 1).await,
             Err(StoreError::HandleTaken)
         ));
         assert!(matches!(
-            store.register("bob", &record(1, None), None, false, 1).await,
+            store.register(&Handle::from_static("bob"), &record(1, None), None, false, 1).await,
             Err(StoreError::Conflict(_))
         ));
         assert!(matches!(
-            store.register("bob", &record(2, None), None, true, 1).await,
+            store.register(&Handle::from_static("bob"), &record(2, None), None, true, 1).await,
             Err(StoreError::InviteRequired)
         ));
         store.create_invite("inv").await.unwrap();
-        store.register("bob", &record(2, None), Some("inv"), true, 1).await.unwrap();
+        store
+            .register(&Handle::from_static("bob"), &record(2, None), Some("inv"), true, 1)
+            .await
+            .unwrap();
         assert!(matches!(
-            store.register("carol", &record(3, None), Some("inv"), true, 1).await,
+            store
+                .register(&Handle::from_static("carol"), &record(3, None), Some("inv"), true, 1)
+                .await,
             Err(StoreError::InviteRequired)
         ));
-        store.register("carol", &record(3, None), None, false, 1).await.unwrap();
-        store.add_device("alice", &record(4, Some(1))).await.unwrap();
+        store
+            .register(&Handle::from_static("carol"), &record(3, None), None, false, 1)
+            .await
+            .unwrap();
+        store.add_device(&Handle::from_static("alice"), &record(4, Some(1))).await.unwrap();
         assert_eq!(
-            store.devices("alice").await.unwrap(),
+            store.devices(&Handle::from_static("alice")).await.unwrap(),
             vec![record(1, None), record(4, Some(1))]
         );
         assert_eq!(store.device_owner(&DeviceId([4; 32])).await.unwrap().unwrap().handle, "alice");
-        store.revoke_device("alice", &DeviceId([4; 32])).await.unwrap();
+        store.revoke_device(&Handle::from_static("alice"), &DeviceId([4; 32])).await.unwrap();
         assert!(store.device_owner(&DeviceId([4; 32])).await.unwrap().unwrap().revoked);
         assert!(matches!(
-            store.revoke_device("bob", &DeviceId([1; 32])).await,
+            store.revoke_device(&Handle::from_static("bob"), &DeviceId([1; 32])).await,
             Err(StoreError::NotFound)
         ));
-        assert!(store.devices("nobody").await.unwrap().is_empty());
+        assert!(store.devices(&Handle::from_static("nobody")).await.unwrap().is_empty());
     }
 
     pub async fn membership_ops_append_in_order_and_conflict_on_races(store: Arc<dyn Store>) {
@@ -157,13 +171,13 @@ mod behaviour {
         ));
         assert_eq!(store.ops(&space, 0).await.unwrap(), vec![op(0), op(1)]);
         assert_eq!(store.ops(&space, 1).await.unwrap(), vec![op(1)]);
-        let bob_spaces = store.spaces_of("bob").await.unwrap();
+        let bob_spaces = store.spaces_of(&Handle::from_static("bob")).await.unwrap();
         assert_eq!(bob_spaces.len(), 1);
         assert_eq!(
             (bob_spaces[0].role, bob_spaces[0].epoch, bob_spaces[0].ops),
             (Role::Member, 1, 2)
         );
-        assert!(store.spaces_of("carol").await.unwrap().is_empty());
+        assert!(store.spaces_of(&Handle::from_static("carol")).await.unwrap().is_empty());
     }
 
     pub async fn an_op_writes_what_it_changed(store: Arc<dyn Store>) {
@@ -173,15 +187,18 @@ mod behaviour {
         let first = after(&[("alice", Role::Owner), ("dave", Role::Member)], 0);
         store.append_op(&changing, 0, &op(0), &first).await.unwrap();
         let change = MembersAfter {
-            members: vec![("dave".into(), Role::Reader), ("erin".into(), Role::Member)],
-            removed: vec!["alice".into()],
+            members: vec![
+                (Handle::from_static("dave"), Role::Reader),
+                (Handle::from_static("erin"), Role::Member),
+            ],
+            removed: vec![Handle::from_static("alice")],
             epoch: 1,
         };
         store.append_op(&changing, 1, &op(1), &change).await.unwrap();
-        let dave = store.spaces_of("dave").await.unwrap();
+        let dave = store.spaces_of(&Handle::from_static("dave")).await.unwrap();
         assert_eq!((dave.len(), dave[0].role, dave[0].epoch), (1, Role::Reader, 1));
-        assert_eq!(store.spaces_of("erin").await.unwrap().len(), 1);
-        let alice_spaces = store.spaces_of("alice").await.unwrap();
+        assert_eq!(store.spaces_of(&Handle::from_static("erin")).await.unwrap().len(), 1);
+        let alice_spaces = store.spaces_of(&Handle::from_static("alice")).await.unwrap();
         assert!(alice_spaces.iter().all(|s| s.space != changing), "{alice_spaces:?}");
     }
 
@@ -314,21 +331,21 @@ mod behaviour {
         two_spaces(&*store).await;
         let space = SPACE;
         let h = MediaHash([0xaa; 32]);
-        store.record_media(&h, "alice", 10, 1_000).await.unwrap();
-        assert!(store.media_readable_by(&h, "alice").await.unwrap());
-        assert!(!store.media_readable_by(&h, "bob").await.unwrap());
+        store.record_media(&h, &Handle::from_static("alice"), 10, 1_000).await.unwrap();
+        assert!(store.media_readable_by(&h, &Handle::from_static("alice")).await.unwrap());
+        assert!(!store.media_readable_by(&h, &Handle::from_static("bob")).await.unwrap());
         store.post_note(&sealed(space, 80, 1, None, vec![h]), 1_100).await.unwrap();
-        assert!(store.media_readable_by(&h, "bob").await.unwrap());
-        assert!(!store.media_readable_by(&h, "carol").await.unwrap());
+        assert!(store.media_readable_by(&h, &Handle::from_static("bob")).await.unwrap());
+        assert!(!store.media_readable_by(&h, &Handle::from_static("carol")).await.unwrap());
         let orphan = MediaHash([0xbb; 32]);
-        store.record_media(&orphan, "carol", 10, 1_000).await.unwrap();
+        store.record_media(&orphan, &Handle::from_static("carol"), 10, 1_000).await.unwrap();
         assert_eq!(store.collect_media(1_000).await.unwrap(), vec![], "within grace");
         assert_eq!(
             store.collect_media(5_000).await.unwrap(),
             vec![orphan],
             "referenced blobs stay"
         );
-        assert!(!store.media_readable_by(&orphan, "carol").await.unwrap());
+        assert!(!store.media_readable_by(&orphan, &Handle::from_static("carol")).await.unwrap());
         // Deleting the referencing note makes the blob collectable.
         store
             .delete_note(&space, &NoteId(id16(80)), &DeviceId([1; 32]), &Signature([0; 64]), 1_200)
@@ -387,10 +404,13 @@ async fn sqlite_store_reopens_with_its_data() {
     let path = dir.path().join("c.db");
     {
         let store = SqliteStore::open(&path).unwrap();
-        store.register("alice", &record(1, None), None, false, 1).await.unwrap();
+        store
+            .register(&Handle::from_static("alice"), &record(1, None), None, false, 1)
+            .await
+            .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.devices("alice").await.unwrap().len(), 1);
+    assert_eq!(store.devices(&Handle::from_static("alice")).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -408,7 +428,7 @@ async fn a_stored_role_the_server_does_not_know_is_an_error_not_a_reader() {
         .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    match store.spaces_of("alice").await {
+    match store.spaces_of(&Handle::from_static("alice")).await {
         Err(StoreError::Backend(why)) => {
             assert!(why.to_string().contains("no role is called \"admin\""), "{why}")
         }
@@ -443,8 +463,11 @@ async fn postgres_sequences_stay_gap_free_and_ids_idempotent_across_nodes() {
     .await;
     let space = SpaceId(id16(1));
     let op = SignedOp { body: vec![0; 10], signature: Signature([0; 64]) };
-    let after =
-        MembersAfter { members: vec![("alice".into(), Role::Owner)], removed: vec![], epoch: 0 };
+    let after = MembersAfter {
+        members: vec![(Handle::from_static("alice"), Role::Owner)],
+        removed: vec![],
+        epoch: 0,
+    };
     nodes[0].append_op(&space, 0, &op, &after).await.unwrap();
     // The same index appended through another node is a conflict, not a second op.
     assert!(matches!(

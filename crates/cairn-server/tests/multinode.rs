@@ -245,12 +245,39 @@ fn three_nodes_share_postgres_and_nats_and_lose_nothing_to_a_sigkill_or_a_nats_r
     let home = |who: &str| dir.path().join("homes").join(who);
 
     let space = rt.block_on(async {
-        let mut alice = Client::init(&home("alice"), &url(0), "alice", None, None).await.unwrap();
-        let mut bob = Client::init(&home("bob"), &url(1), "bob", None, None).await.unwrap();
-        let mut carol = Client::init(&home("carol"), &url(2), "carol", None, None).await.unwrap();
+        let mut alice = Client::init(
+            &home("alice"),
+            &url(0),
+            &cairn_proto::Handle::from_static("alice"),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        let mut bob = Client::init(
+            &home("bob"),
+            &url(1),
+            &cairn_proto::Handle::from_static("bob"),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        let mut carol = Client::init(
+            &home("carol"),
+            &url(2),
+            &cairn_proto::Handle::from_static("carol"),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
         let space = alice.create_space("city square", Policy::default()).await.unwrap();
-        alice.invite(&space, "bob", Role::Member).await.unwrap();
-        alice.invite(&space, "carol", Role::Member).await.unwrap();
+        alice.invite(&space, &cairn_proto::Handle::from_static("bob"), Role::Member).await.unwrap();
+        alice
+            .invite(&space, &cairn_proto::Handle::from_static("carol"), Role::Member)
+            .await
+            .unwrap();
         bob.sync().await.unwrap();
         carol.sync().await.unwrap();
         space

@@ -243,7 +243,11 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
     let by_bob = space.op(
         &bob,
         Action::Add {
-            member: Member { handle: "eve".into(), role: Role::Owner, devices: vec![eve.keys()] },
+            member: Member {
+                handle: "eve".parse().unwrap(),
+                role: Role::Owner,
+                devices: vec![eve.keys()],
+            },
         },
     );
     assert_eq!(
@@ -251,14 +255,14 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
         ErrorCode::Forbidden
     );
     // A forged signature.
-    let mut forged = space.op(&alice, Action::Remove { handle: "bob".into() });
+    let mut forged = space.op(&alice, Action::Remove { handle: "bob".parse().unwrap() });
     forged.signature.0[0] ^= 1;
     assert_eq!(
         a.request(Request::ChangeMembership { op: forged }).await.unwrap_err().code,
         ErrorCode::BadSignature
     );
     // A stale op (wrong index / prev) conflicts.
-    let mut stale = space.op(&alice, Action::Remove { handle: "bob".into() });
+    let mut stale = space.op(&alice, Action::Remove { handle: "bob".parse().unwrap() });
     let mut op: MembershipOp = decode(&stale.body).unwrap();
     op.index -= 1;
     stale = signed_op(&alice, &op);
@@ -270,7 +274,11 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
     let wrong = space.op(
         &alice,
         Action::Add {
-            member: Member { handle: "eve".into(), role: Role::Member, devices: vec![bob.keys()] },
+            member: Member {
+                handle: "eve".parse().unwrap(),
+                role: Role::Member,
+                devices: vec![bob.keys()],
+            },
         },
     );
     assert_eq!(
@@ -279,7 +287,8 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
     );
     // A member adds a device of its own, once the server knows it as his...
     let bob_laptop = Device::new();
-    let add_laptop = Action::AddDevice { handle: "bob".into(), device: bob_laptop.keys() };
+    let add_laptop =
+        Action::AddDevice { handle: "bob".parse().unwrap(), device: bob_laptop.keys() };
     let early = space.op(&bob, add_laptop.clone());
     assert_eq!(
         b.request(Request::ChangeMembership { op: early }).await.unwrap_err().code,
@@ -288,7 +297,8 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
     );
     b.request(Request::AddDevice {
         device: bob_laptop.keys(),
-        signature: bob.sign(&sign::add_device_payload("bob", &bob_laptop.keys())),
+        signature: bob
+            .sign(&sign::add_device_payload(&Handle::from_static("bob"), &bob_laptop.keys())),
     })
     .await
     .unwrap();
@@ -305,7 +315,8 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
         c.request(Request::ChangeMembership { op: by_carol }).await.unwrap_err().code,
         ErrorCode::Forbidden
     );
-    let not_his = space.op(&bob, Action::AddDevice { handle: "bob".into(), device: eve.keys() });
+    let not_his =
+        space.op(&bob, Action::AddDevice { handle: "bob".parse().unwrap(), device: eve.keys() });
     assert_eq!(
         b.request(Request::ChangeMembership { op: not_his }).await.unwrap_err().code,
         ErrorCode::BadRequest
@@ -328,7 +339,11 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
     b.request(Request::PutEnvelopes { envelopes: vec![for_laptop(epoch)] }).await.unwrap();
     post(&mut l, &note(&bob_laptop, space.id, space.epoch, b"from the laptop")).await.unwrap();
     space
-        .act(&mut b, &bob, Action::RemoveDevice { handle: "bob".into(), device: bob_laptop.id() })
+        .act(
+            &mut b,
+            &bob,
+            Action::RemoveDevice { handle: "bob".parse().unwrap(), device: bob_laptop.id() },
+        )
         .await
         .unwrap();
     assert!(space.epoch > epoch, "removing a device starts a new epoch");
@@ -341,7 +356,7 @@ async fn membership_is_enforced_by_role_signature_and_chain() {
         "no keys for a removed device"
     );
     // Removal: bob can no longer sync or post, and learns of it.
-    space.act(&mut a, &alice, Action::Remove { handle: "bob".into() }).await.unwrap();
+    space.act(&mut a, &alice, Action::Remove { handle: "bob".parse().unwrap() }).await.unwrap();
     loop {
         match b.next_event(WAIT).await {
             Some(Event::Membership { op, .. }) => {
@@ -452,13 +467,14 @@ async fn registration_login_resume_devices_and_invites() {
     let laptop = Device::new();
     a.request(Request::AddDevice {
         device: laptop.keys(),
-        signature: alice.sign(&sign::add_device_payload("alice", &laptop.keys())),
+        signature: alice
+            .sign(&sign::add_device_payload(&Handle::from_static("alice"), &laptop.keys())),
     })
     .await
     .unwrap();
     let mut l = Client::login(&url, &laptop).await.unwrap();
     let Response::Devices { devices, .. } =
-        l.request(Request::ListDevices { handle: "alice".into() }).await.unwrap()
+        l.request(Request::ListDevices { handle: "alice".parse().unwrap() }).await.unwrap()
     else {
         panic!()
     };
@@ -488,7 +504,8 @@ async fn registration_login_resume_devices_and_invites() {
     // Revoking the laptop ends its sessions and logins.
     a.request(Request::RevokeDevice {
         device: laptop.id(),
-        signature: alice.sign(&sign::revoke_device_payload("alice", &laptop.id())),
+        signature: alice
+            .sign(&sign::revoke_device_payload(&Handle::from_static("alice"), &laptop.id())),
     })
     .await
     .unwrap();

@@ -6,7 +6,9 @@ use cairn_client::{
     Change, Client, ClientError, Content, Draft, LocalNote, Place, VideoClip, VoiceClip,
 };
 use cairn_crypto::{PlaceMark, PlacePose, PlaceRecord, Pose};
-use cairn_proto::{DeviceId, DeviceKeys, NoteId, NoteKind, Policy, PostPolicy, Role, SpaceId};
+use cairn_proto::{
+    DeviceId, DeviceKeys, Handle, NoteId, NoteKind, Policy, PostPolicy, Role, SpaceId,
+};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::collections::HashMap;
@@ -40,7 +42,7 @@ enum Cmd {
         #[arg(long)]
         server: String,
         #[arg(long)]
-        handle: String,
+        handle: Handle,
         /// Invite token, for invite-only servers.
         #[arg(long)]
         invite: Option<String>,
@@ -68,7 +70,7 @@ enum Cmd {
     #[command(subcommand)]
     Device(DeviceCmd),
     /// The safety code of a user's devices, to compare out of band.
-    SafetyCode { user: String },
+    SafetyCode { user: Handle },
     /// Sync every space now.
     Sync,
 }
@@ -86,13 +88,13 @@ enum SpaceCmd {
     },
     Invite {
         space: String,
-        handle: String,
+        handle: Handle,
         #[arg(long, default_value = "member", value_parser = str::parse::<Role>)]
         role: Role,
     },
     Remove {
         space: String,
-        handle: String,
+        handle: Handle,
     },
     List,
     Members {
@@ -165,7 +167,7 @@ enum PlaceCmd {
 enum DeviceCmd {
     /// A user's devices (default: yours).
     List {
-        handle: Option<String>,
+        handle: Option<Handle>,
     },
     /// Sign another device into your user; KEYS as printed by `device keys` on it.
     Add {

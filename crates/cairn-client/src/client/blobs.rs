@@ -9,7 +9,8 @@ impl Client {
     }
 
     pub(super) fn token(&self) -> Result<String, ClientError> {
-        Ok(self.conn()?.session.token.clone())
+        let session = self.conn()?.session.as_ref();
+        Ok(session.ok_or(ClientError::Offline("not logged in".into()))?.token.clone())
     }
 
     pub(super) async fn upload(
@@ -63,7 +64,7 @@ impl Client {
     }
 
     /// Who has which devices, for comparing safety codes out of band.
-    pub async fn safety_code(&mut self, handle: &str) -> Result<String, ClientError> {
+    pub async fn safety_code(&mut self, handle: &Handle) -> Result<String, ClientError> {
         let devices = self.user_devices(handle).await?;
         Ok(safety_code(handle, &devices))
     }
@@ -72,7 +73,7 @@ impl Client {
     pub fn member_devices_of(
         &self,
         space: &SpaceId,
-        handle: &str,
+        handle: &Handle,
     ) -> Result<Vec<DeviceId>, ClientError> {
         Ok(self
             .state(space)?

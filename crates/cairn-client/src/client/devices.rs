@@ -21,9 +21,9 @@ impl Client {
         Ok(())
     }
 
-    pub async fn devices(&mut self, handle: &str) -> Result<Vec<DeviceRecord>, ClientError> {
+    pub async fn devices(&mut self, handle: &Handle) -> Result<Vec<DeviceRecord>, ClientError> {
         let Response::Devices { devices, .. } =
-            self.request(Request::ListDevices { handle: handle.to_owned() }).await?
+            self.request(Request::ListDevices { handle: handle.clone() }).await?
         else {
             return Err(ClientError::Protocol("expected devices".into()));
         };

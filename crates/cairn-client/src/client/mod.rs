@@ -51,7 +51,7 @@ pub struct SpaceView {
     pub id: SpaceId,
     pub name: String,
     pub role: Option<Role>,
-    pub members: Vec<(String, Role)>,
+    pub members: Vec<(Handle, Role)>,
     pub epoch: u64,
 }
 
@@ -59,7 +59,7 @@ pub struct Client {
     home: PathBuf,
     store: LocalStore,
     identity: DeviceIdentity,
-    handle: String,
+    handle: Handle,
     server: String,
     conn: Option<Connection>,
     events: Option<mpsc::UnboundedReceiver<Event>>,
@@ -84,15 +84,12 @@ pub fn new_note_id() -> NoteId {
     NoteId(random_id())
 }
 
-/// A new profile needs a valid handle and a directory without one already.
-fn check_new_profile(home: &Path, handle: &str) -> Result<(), ClientError> {
+/// A new profile needs a directory without one already.
+fn check_new_profile(home: &Path) -> Result<(), ClientError> {
     if store_path(home).exists()
         && LocalStore::open(&store_path(home))?.meta(META_IDENTITY)?.is_some()
     {
         return Err(ClientError::ProfileExists(home.to_owned()));
-    }
-    if !valid_handle(handle) {
-        return Err(ClientError::BadHandle);
     }
     Ok(())
 }
@@ -118,11 +115,11 @@ impl Client {
     pub async fn init(
         home: &Path,
         server: &str,
-        handle: &str,
+        handle: &Handle,
         invite: Option<&str>,
         passphrase: Option<&str>,
     ) -> Result<Client, ClientError> {
-        check_new_profile(home, handle)?;
+        check_new_profile(home)?;
         create_home(home)?;
         let identity = DeviceIdentity::generate();
         let (conn, events) =
@@ -139,10 +136,10 @@ impl Client {
     pub fn init_joining(
         home: &Path,
         server: &str,
-        handle: &str,
+        handle: &Handle,
         passphrase: Option<&str>,
     ) -> Result<Client, ClientError> {
-        check_new_profile(home, handle)?;
+        check_new_profile(home)?;
         media::http_base(server)?;
         create_home(home)?;
         Client::create_profile(home, DeviceIdentity::generate(), handle, server, passphrase)
@@ -152,7 +149,7 @@ impl Client {
     fn create_profile(
         home: &Path,
         identity: DeviceIdentity,
-        handle: &str,
+        handle: &Handle,
         server: &str,
         passphrase: Option<&str>,
     ) -> Result<Client, ClientError> {
@@ -160,7 +157,7 @@ impl Client {
         store.set_meta(META_IDENTITY, &crate::identity::seal_identity(&identity, passphrase)?)?;
         store.set_meta(META_HANDLE, handle.as_bytes())?;
         store.set_meta(META_SERVER, server.as_bytes())?;
-        Client::assemble(home, store, identity, handle.into(), server.into())
+        Client::assemble(home, store, identity, handle.clone(), server.into())
     }
 
     /// Opens an existing profile. Works offline; call [`Client::connect`] to go online.
@@ -175,6 +172,7 @@ impl Client {
             .ok_or_else(|| ClientError::NoProfile(home.display().to_string()))?;
         let identity = crate::identity::open_identity(&stored, passphrase)?;
         let handle = store.meta_string(META_HANDLE)?.unwrap_or_default();
+        let handle = Handle::new(handle).map_err(|_| ClientError::DamagedHandle)?;
         let server = store.meta_string(META_SERVER)?.unwrap_or_default();
         Client::assemble(home, store, identity, handle, server)
     }
@@ -183,7 +181,7 @@ impl Client {
         home: &Path,
         store: LocalStore,
         identity: DeviceIdentity,
-        handle: String,
+        handle: Handle,
         server: String,
     ) -> Result<Client, ClientError> {
         let mut client = Client {
@@ -213,7 +211,7 @@ impl Client {
         Ok(client)
     }
 
-    pub fn handle(&self) -> &str {
+    pub fn handle(&self) -> &Handle {
         &self.handle
     }
     pub fn device(&self) -> DeviceId {

@@ -97,9 +97,9 @@ impl Client {
     /// A user's live devices, verified from their signed list. A list is append-only, and a
     /// revoked device stays revoked: a list that lacks a device this client saw before, or
     /// shows a device as live again, is an old list served again, and is refused.
-    pub async fn user_devices(&mut self, handle: &str) -> Result<Vec<DeviceKeys>, ClientError> {
+    pub async fn user_devices(&mut self, handle: &Handle) -> Result<Vec<DeviceKeys>, ClientError> {
         let Response::Devices { devices, .. } =
-            self.request(Request::ListDevices { handle: handle.to_owned() }).await?
+            self.request(Request::ListDevices { handle: handle.clone() }).await?
         else {
             return Err(ClientError::Protocol("expected devices".into()));
         };
@@ -131,27 +131,27 @@ impl Client {
     pub async fn invite(
         &mut self,
         space: &SpaceId,
-        handle: &str,
+        handle: &Handle,
         role: Role,
     ) -> Result<(), ClientError> {
         let devices = self.user_devices(handle).await?;
-        let member = Member { handle: handle.to_owned(), role, devices };
+        let member = Member { handle: handle.clone(), role, devices };
         self.change_membership(space, Action::Add { member }).await
     }
 
     /// Removes a user: a new epoch key that the removed devices never receive.
-    pub async fn remove(&mut self, space: &SpaceId, handle: &str) -> Result<(), ClientError> {
-        self.change_membership(space, Action::Remove { handle: handle.to_owned() }).await
+    pub async fn remove(&mut self, space: &SpaceId, handle: &Handle) -> Result<(), ClientError> {
+        self.change_membership(space, Action::Remove { handle: handle.clone() }).await
     }
 
     /// Changes a member's role (no new key: the set of readers is the same).
     pub async fn set_role(
         &mut self,
         space: &SpaceId,
-        handle: &str,
+        handle: &Handle,
         role: Role,
     ) -> Result<(), ClientError> {
-        self.change_membership(space, Action::SetRole { handle: handle.to_owned(), role }).await
+        self.change_membership(space, Action::SetRole { handle: handle.clone(), role }).await
     }
 
     /// Appends a membership op (fetching the log and retrying when another op came first).

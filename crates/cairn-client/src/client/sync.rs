@@ -50,7 +50,7 @@ impl Client {
             // Not (yet) a member device here: another device of this user adds it.
             return Ok(());
         };
-        if handle != self.handle {
+        if *handle != self.handle {
             return Err(ClientError::Protocol("this device belongs to another member".into()));
         }
         let missing: Vec<DeviceKeys> =

@@ -51,7 +51,7 @@ impl World {
         self.homes.path().join(who)
     }
     pub async fn user(&self, who: &str) -> Client {
-        Client::init(&self.home(who), &self.url(), who, None, None).await.unwrap()
+        Client::init(&self.home(who), &self.url(), &who.parse().unwrap(), None, None).await.unwrap()
     }
 }
 

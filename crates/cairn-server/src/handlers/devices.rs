@@ -4,14 +4,16 @@ use crate::auth::verify_with;
 use crate::connection::Caller;
 use crate::error::{Result, ServerError};
 use crate::state::AppState;
-use cairn_proto::{DeviceId, DeviceKeys, DeviceRecord, ErrorCode, Response, Signature, sign};
+use cairn_proto::{
+    DeviceId, DeviceKeys, DeviceRecord, ErrorCode, Handle, Response, Signature, sign,
+};
 
-pub async fn list(state: &AppState, handle: &str) -> Result<Response> {
+pub async fn list(state: &AppState, handle: &Handle) -> Result<Response> {
     let devices = state.store.devices(handle).await?;
     if devices.is_empty() {
         return Err(ServerError::code(ErrorCode::NotFound, "no such user"));
     }
-    Ok(Response::Devices { handle: handle.to_owned(), devices })
+    Ok(Response::Devices { handle: handle.clone(), devices })
 }
 
 pub async fn add(

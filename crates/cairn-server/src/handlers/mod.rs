@@ -10,7 +10,7 @@ use crate::error::{Result, ServerError};
 use crate::hub::Outgoing;
 use crate::relay::WakeKind;
 use crate::state::{AppState, CachedSpace};
-use cairn_proto::{ErrorCode, Event, Request, Response, Role, ServerFrame, SpaceId};
+use cairn_proto::{ErrorCode, Event, Handle, Request, Response, Role, ServerFrame, SpaceId};
 use std::time::Instant;
 
 pub async fn handle(state: &AppState, caller: &Caller, request: Request) -> Result<Response> {
@@ -83,7 +83,7 @@ pub(crate) fn deliver_entry(
     entry: cairn_proto::SpaceEntry,
 ) {
     let seq = entry.seq;
-    deliver(state, cached.handles.iter().map(String::as_str), Event::Entry { space, entry });
+    deliver(state, &cached.handles, Event::Entry { space, entry });
     if let Some(relay) = &state.relay {
         relay.delivered_here(&space, seq);
         relay.publish(state, space, WakeKind::Entries { last: seq });
@@ -93,7 +93,7 @@ pub(crate) fn deliver_entry(
 /// Encodes `event` once and queues it for every connection of `handles`.
 pub(crate) fn deliver<'h>(
     state: &AppState,
-    handles: impl IntoIterator<Item = &'h str>,
+    handles: impl IntoIterator<Item = &'h Handle>,
     event: Event,
 ) {
     let out = std::sync::Arc::new(Outgoing {

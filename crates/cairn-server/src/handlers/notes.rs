@@ -86,7 +86,7 @@ pub async fn delete(
         .await?
         .ok_or_else(|| ServerError::code(ErrorCode::NotFound, "no such note"))?;
     let author_is_caller =
-        cached.state.member_of_device(&sender).is_some_and(|(handle, _)| handle == caller.handle)
+        cached.state.member_of_device(&sender).is_some_and(|(handle, _)| *handle == caller.handle)
             || sender == caller.device;
     if !author_is_caller && role != Role::Owner {
         return Err(ServerError::forbidden("only the author or an owner may delete a note"));

@@ -10,7 +10,8 @@ use crate::state::{AppState, CachedSpace, cached, op_hash};
 use crate::storage::MembersAfter;
 use cairn_proto::membership::{OpError, SpaceState, WrapError};
 use cairn_proto::{
-    Action, ErrorCode, Event, KeyEnvelope, MembershipOp, OpHash, Response, SignedOp, SpaceId, sign,
+    Action, ErrorCode, Event, Handle, KeyEnvelope, MembershipOp, OpHash, Response, SignedOp,
+    SpaceId, sign,
 };
 use std::collections::BTreeSet;
 
@@ -114,16 +115,12 @@ pub async fn change(state: &AppState, caller: &Caller, signed: SignedOp) -> Resu
         state.spaces.invalidate(&op.space);
         return Err(e.into());
     }
-    let audience: BTreeSet<String> =
+    let audience: BTreeSet<Handle> =
         current.handles.iter().cloned().chain(next.members.keys().cloned()).collect();
     let epoch = next.epoch;
     *slot = Some(cached(next));
     drop(slot);
-    deliver(
-        state,
-        audience.iter().map(String::as_str),
-        Event::Membership { space: op.space, index: op.index, op: signed },
-    );
+    deliver(state, &audience, Event::Membership { space: op.space, index: op.index, op: signed });
     if let Some(relay) = &state.relay {
         relay.ops_here(&op.space, op.index + 1);
         relay.publish(state, op.space, WakeKind::Membership { index: op.index });
@@ -186,18 +183,18 @@ pub async fn put_envelopes(
     }
     let kept = state.store.put_envelopes(&envelopes).await?;
     // One notice per (space, epoch, user), here and on the other nodes.
-    let mut notices: BTreeSet<(SpaceId, u64, String)> = BTreeSet::new();
+    let mut notices: BTreeSet<(SpaceId, u64, Handle)> = BTreeSet::new();
     for e in &envelopes {
         let cached = &spaces.iter().find(|(s, _)| *s == e.space).expect("checked above").1;
         if let Some((handle, _)) = cached.state.member_of_device(&e.recipient) {
-            notices.insert((e.space, e.epoch, handle.to_owned()));
+            notices.insert((e.space, e.epoch, handle.clone()));
         }
     }
     for (space, epoch, handle) in &notices {
-        deliver(state, [handle.as_str()], Event::Envelopes { space: *space, epoch: *epoch });
+        deliver(state, [handle], Event::Envelopes { space: *space, epoch: *epoch });
     }
     if let Some(relay) = &state.relay {
-        let mut by_space: std::collections::BTreeMap<(SpaceId, u64), Vec<String>> =
+        let mut by_space: std::collections::BTreeMap<(SpaceId, u64), Vec<Handle>> =
             Default::default();
         for (space, epoch, handle) in notices {
             by_space.entry((space, epoch)).or_default().push(handle);

@@ -13,6 +13,7 @@
 //! Built without the `nats` feature (the app's embedded server is one node alone), there is
 //! nothing to relay: no [`Relay`] can exist, and `--nats` is refused at start-up.
 
+use cairn_proto::Handle;
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "nats")]
@@ -27,7 +28,7 @@ pub enum WakeKind {
     /// Membership op `index` is committed.
     Membership { index: u64 },
     /// Key envelopes for `epoch` were stored for devices of these users.
-    Envelopes { epoch: u64, handles: Vec<String> },
+    Envelopes { epoch: u64, handles: Vec<Handle> },
 }
 
 /// Without NATS no relay exists: the type has no values, and its methods cannot be called.

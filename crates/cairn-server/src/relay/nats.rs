@@ -3,7 +3,7 @@
 use super::WakeKind;
 use crate::handlers::deliver;
 use crate::state::AppState;
-use cairn_proto::{Event, SpaceId};
+use cairn_proto::{Event, Handle, SpaceId};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -140,7 +140,7 @@ impl Relay {
 }
 
 /// Whether any member of the space is connected here.
-fn has_local_members(state: &AppState, handles: &[String]) -> bool {
+fn has_local_members(state: &AppState, handles: &[Handle]) -> bool {
     handles.iter().any(|h| state.hub.is_online(h))
 }
 
@@ -172,11 +172,7 @@ async fn catch_up_entries(state: &AppState, relay: &Relay, space: SpaceId, last:
             after = entry.seq;
             if s.delivered.lock().expect("relay lock").mark(entry.seq) {
                 state.metrics.relayed_entries.inc();
-                deliver(
-                    state,
-                    cached.handles.iter().map(String::as_str),
-                    Event::Entry { space, entry },
-                );
+                deliver(state, &cached.handles, Event::Entry { space, entry });
             }
         }
         if !more {
@@ -194,11 +190,10 @@ async fn catch_up_membership(state: &AppState, relay: &Relay, space: SpaceId) {
         Ok(None) => return,
         Err(e) => return tracing::warn!(error = %e, "relay: reloading membership"),
     };
-    let audience: BTreeSet<&str> = before
+    let audience: BTreeSet<&Handle> = before
         .iter()
         .flat_map(|b| b.handles.iter())
         .chain(after.handles.iter())
-        .map(String::as_str)
         .filter(|h| state.hub.is_online(h))
         .collect();
     if audience.is_empty() {
@@ -227,11 +222,9 @@ async fn on_wake(state: Arc<AppState>, relay: Arc<Relay>, wake: Wake) {
     match wake.what {
         WakeKind::Entries { last } => catch_up_entries(&state, &relay, wake.space, last).await,
         WakeKind::Membership { .. } => catch_up_membership(&state, &relay, wake.space).await,
-        WakeKind::Envelopes { epoch, handles } => deliver(
-            &state,
-            handles.iter().map(String::as_str),
-            Event::Envelopes { space: wake.space, epoch },
-        ),
+        WakeKind::Envelopes { epoch, handles } => {
+            deliver(&state, &handles, Event::Envelopes { space: wake.space, epoch })
+        }
     }
 }
 

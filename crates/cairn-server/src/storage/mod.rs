@@ -8,8 +8,8 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use cairn_proto::{
-    DeviceId, DeviceRecord, KeyEnvelope, MediaHash, NoteId, Role, SealedNote, Signature, SignedOp,
-    SpaceEntry, SpaceId, SpaceSummary,
+    DeviceId, DeviceRecord, Handle, KeyEnvelope, MediaHash, NoteId, Role, SealedNote, Signature,
+    SignedOp, SpaceEntry, SpaceId, SpaceSummary,
 };
 
 /// What a backend failure was: the backend's own error (or a sentence), kept as the source
@@ -48,7 +48,7 @@ impl From<rusqlite::Error> for StoreError {
 /// Who owns a device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceOwner {
-    pub handle: String,
+    pub handle: Handle,
     pub revoked: bool,
 }
 
@@ -66,9 +66,9 @@ pub struct Posted {
 #[derive(Clone, Debug, Default)]
 pub struct MembersAfter {
     /// Members added by the op, or whose role it changed (with their role now).
-    pub members: Vec<(String, Role)>,
+    pub members: Vec<(Handle, Role)>,
     /// Members the op removed.
-    pub removed: Vec<String>,
+    pub removed: Vec<Handle>,
     /// The space's epoch after the op.
     pub epoch: u64,
 }
@@ -98,7 +98,7 @@ pub trait Store: Send + Sync + 'static {
     /// unused token, which this consumes in the same transaction.
     async fn register(
         &self,
-        handle: &str,
+        handle: &Handle,
         first: &DeviceRecord,
         invite: Option<&str>,
         invite_required: bool,
@@ -107,9 +107,9 @@ pub trait Store: Send + Sync + 'static {
     async fn create_invite(&self, token: &str) -> Result<(), StoreError>;
     async fn device_owner(&self, device: &DeviceId) -> Result<Option<DeviceOwner>, StoreError>;
     /// A user's devices in the order they were added.
-    async fn devices(&self, handle: &str) -> Result<Vec<DeviceRecord>, StoreError>;
-    async fn add_device(&self, handle: &str, record: &DeviceRecord) -> Result<(), StoreError>;
-    async fn revoke_device(&self, handle: &str, device: &DeviceId) -> Result<(), StoreError>;
+    async fn devices(&self, handle: &Handle) -> Result<Vec<DeviceRecord>, StoreError>;
+    async fn add_device(&self, handle: &Handle, record: &DeviceRecord) -> Result<(), StoreError>;
+    async fn revoke_device(&self, handle: &Handle, device: &DeviceId) -> Result<(), StoreError>;
 
     /// Appends membership op `index` (0 creates the space). `Conflict` if that index is
     /// taken: two owners raced, and one must rebase.
@@ -122,7 +122,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Ops from index `from` on.
     async fn ops(&self, space: &SpaceId, from: u64) -> Result<Vec<SignedOp>, StoreError>;
-    async fn spaces_of(&self, handle: &str) -> Result<Vec<SpaceSummary>, StoreError>;
+    async fn spaces_of(&self, handle: &Handle) -> Result<Vec<SpaceSummary>, StoreError>;
     /// The heads of the named spaces that exist, in no particular order.
     async fn heads(&self, spaces: &[SpaceId]) -> Result<Vec<SpaceHeads>, StoreError>;
 
@@ -169,12 +169,16 @@ pub trait Store: Send + Sync + 'static {
     async fn record_media(
         &self,
         hash: &MediaHash,
-        handle: &str,
+        handle: &Handle,
         size: u64,
         now: u64,
     ) -> Result<(), StoreError>;
     /// The uploader, or a member of a space with a live note that references the blob.
-    async fn media_readable_by(&self, hash: &MediaHash, handle: &str) -> Result<bool, StoreError>;
+    async fn media_readable_by(
+        &self,
+        hash: &MediaHash,
+        handle: &Handle,
+    ) -> Result<bool, StoreError>;
     /// Forgets blobs older than `before` that no live note references; returns them so the
     /// media store can delete their bytes.
     async fn collect_media(&self, before: u64) -> Result<Vec<MediaHash>, StoreError>;

@@ -404,7 +404,7 @@ impl Store for PgStore {
 
     async fn register(
         &self,
-        handle: &str,
+        handle: &Handle,
         first: &DeviceRecord,
         invite: Option<&str>,
         invite_required: bool,
@@ -471,7 +471,7 @@ impl Store for PgStore {
             .map(|r| DeviceOwner { handle: r.get(0), revoked: r.get(1) }))
     }
 
-    async fn devices(&self, handle: &str) -> Result<Vec<DeviceRecord>, StoreError> {
+    async fn devices(&self, handle: &Handle) -> Result<Vec<DeviceRecord>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -495,7 +495,7 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn add_device(&self, handle: &str, record: &DeviceRecord) -> Result<(), StoreError> {
+    async fn add_device(&self, handle: &Handle, record: &DeviceRecord) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // The user's row lock orders concurrent additions, so positions stay distinct.
@@ -527,7 +527,7 @@ impl Store for PgStore {
         }
     }
 
-    async fn revoke_device(&self, handle: &str, device: &DeviceId) -> Result<(), StoreError> {
+    async fn revoke_device(&self, handle: &Handle, device: &DeviceId) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         let n = client
             .execute(
@@ -605,7 +605,7 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn spaces_of(&self, handle: &str) -> Result<Vec<SpaceSummary>, StoreError> {
+    async fn spaces_of(&self, handle: &Handle) -> Result<Vec<SpaceSummary>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -812,7 +812,7 @@ impl Store for PgStore {
     async fn record_media(
         &self,
         hash: &MediaHash,
-        handle: &str,
+        handle: &Handle,
         size: u64,
         now: u64,
     ) -> Result<(), StoreError> {
@@ -832,7 +832,11 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn media_readable_by(&self, hash: &MediaHash, handle: &str) -> Result<bool, StoreError> {
+    async fn media_readable_by(
+        &self,
+        hash: &MediaHash,
+        handle: &Handle,
+    ) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(

@@ -328,7 +328,7 @@ impl Store for SqliteStore {
 
     async fn register(
         &self,
-        handle: &str,
+        handle: &Handle,
         first: &DeviceRecord,
         invite: Option<&str>,
         invite_required: bool,
@@ -391,7 +391,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn devices(&self, handle: &str) -> Result<Vec<DeviceRecord>, StoreError> {
+    async fn devices(&self, handle: &Handle) -> Result<Vec<DeviceRecord>, StoreError> {
         let handle = handle.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
@@ -414,7 +414,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_device(&self, handle: &str, record: &DeviceRecord) -> Result<(), StoreError> {
+    async fn add_device(&self, handle: &Handle, record: &DeviceRecord) -> Result<(), StoreError> {
         let (handle, record) = (handle.to_owned(), record.clone());
         self.write(move |c| {
             let known: bool = c.query_row(
@@ -441,7 +441,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revoke_device(&self, handle: &str, device: &DeviceId) -> Result<(), StoreError> {
+    async fn revoke_device(&self, handle: &Handle, device: &DeviceId) -> Result<(), StoreError> {
         let (handle, device) = (handle.to_owned(), *device);
         self.write(move |c| {
             let n = c.execute(
@@ -514,7 +514,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn spaces_of(&self, handle: &str) -> Result<Vec<SpaceSummary>, StoreError> {
+    async fn spaces_of(&self, handle: &Handle) -> Result<Vec<SpaceSummary>, StoreError> {
         let handle = handle.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
@@ -732,7 +732,7 @@ impl Store for SqliteStore {
     async fn record_media(
         &self,
         hash: &MediaHash,
-        handle: &str,
+        handle: &Handle,
         size: u64,
         now: u64,
     ) -> Result<(), StoreError> {
@@ -751,7 +751,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn media_readable_by(&self, hash: &MediaHash, handle: &str) -> Result<bool, StoreError> {
+    async fn media_readable_by(
+        &self,
+        hash: &MediaHash,
+        handle: &Handle,
+    ) -> Result<bool, StoreError> {
         let (hash, handle) = (*hash, handle.to_owned());
         self.read(move |c| {
             Ok(c.query_row(

@@ -155,7 +155,7 @@ impl Client {
         else {
             return None;
         };
-        c.handle = s.handle.clone();
+        c.handle = s.handle.to_string();
         c.session = Some(s);
         Some(c)
     }
@@ -199,18 +199,19 @@ impl Client {
     ) -> Result<Client, ProtoError> {
         let mut c = Client::connect(url).await;
         let keys = device.keys();
+        let handle: Handle = handle.parse().expect("a test handle");
         let r = c
             .request(Request::Register {
-                handle: handle.into(),
+                handle: handle.clone(),
                 device: keys,
                 invite,
-                signature: device.sign(&sign::register_payload(&c.challenge, handle, &keys)),
-                self_signature: device.sign(&sign::add_device_payload(handle, &keys)),
+                signature: device.sign(&sign::register_payload(&c.challenge, &handle, &keys)),
+                self_signature: device.sign(&sign::add_device_payload(&handle, &keys)),
             })
             .await?;
         let Response::Session(s) = r else { panic!("expected a session") };
         c.session = Some(s);
-        c.handle = handle.into();
+        c.handle = handle.to_string();
         Ok(c)
     }
 
@@ -222,7 +223,7 @@ impl Client {
         else {
             panic!()
         };
-        c.handle = s.handle.clone();
+        c.handle = s.handle.to_string();
         c.session = Some(s);
         Ok(c)
     }
@@ -273,7 +274,7 @@ impl TestSpace {
             action: Action::Create {
                 name: "test space".into(),
                 owner: Member {
-                    handle: client.handle.clone(),
+                    handle: client.handle.parse().unwrap(),
                     role: Role::Owner,
                     devices: vec![owner.keys()],
                 },
@@ -333,7 +334,11 @@ impl TestSpace {
             owner_client,
             owner,
             Action::Add {
-                member: Member { handle: handle.into(), role, devices: vec![device.keys()] },
+                member: Member {
+                    handle: handle.parse().unwrap(),
+                    role,
+                    devices: vec![device.keys()],
+                },
             },
         )
         .await
