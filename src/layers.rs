@@ -216,7 +216,7 @@ fn describe(
 #[test]
 fn no_module_of_the_app_uses_one_that_uses_it_back() {
     let edges = graph();
-    assert!(edges.len() > 30, "the sources were found: {:?}", edges.keys());
+    assert!(edges.len() > 25, "the sources were found: {:?}", edges.keys());
     // What the reader would catch: the feature modules use their vocabulary below them.
     assert!(edges["render"].contains_key("notes"), "{:?}", edges["render"]);
     assert!(edges["xr::boards"].contains_key("xr::input"), "{:?}", edges["xr::boards"]);

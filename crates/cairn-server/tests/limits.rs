@@ -314,7 +314,26 @@ async fn before_login_the_budget_is_small_and_malformed_frames_are_explained() {
     frame.push(0xff);
     // A definite-length "hello" with a wrong type, for the error's wording.
     let wrong_type = encode(&(1u64, "hello"));
-    for (bytes, says) in [(frame, "indefinite-length"), (wrong_type, "invalid type")] {
+    // A register naming a handle that breaks the rules: checked where it is decoded.
+    let device = Device::new();
+    let register = encode(&ClientFrame {
+        id: 1,
+        request: Request::Register {
+            handle: Handle::from_static("zzzzzzzzzz"),
+            device: device.keys(),
+            invite: None,
+            signature: Signature([0; 64]),
+            self_signature: Signature([0; 64]),
+        },
+    });
+    let at = register.windows(10).position(|w| w == b"zzzzzzzzzz").unwrap();
+    let mut bad_handle = register.clone();
+    bad_handle[at..at + 10].copy_from_slice(b"Not Valid!");
+    for (bytes, says) in [
+        (frame, "indefinite-length"),
+        (wrong_type, "invalid type"),
+        (bad_handle, "a handle has 1 to 32 characters"),
+    ] {
         let mut ws = raw_connect(&url).await;
         ws.send(Message::Binary(bytes.into())).await.unwrap();
         let reply = loop {
