@@ -175,6 +175,9 @@ enum Greeting {
 }
 
 /// What one frame of the handshake leads to.
+// Returned once per frame and matched at once: boxing the caller would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Continue,
     LoggedIn(Caller),
@@ -353,6 +356,9 @@ async fn send_ready(
 }
 
 /// What woke a conversation.
+// Made once per wake-up and matched at once: boxing the answer would add an allocation
+// per frame on the hot path.
+#[allow(clippy::large_enum_variant)]
 enum Wake {
     /// The server is shutting down (looked at only with no answer in flight).
     Shutdown,
