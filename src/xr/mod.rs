@@ -26,9 +26,7 @@ pub mod runtime;
 pub mod spatial_anchors;
 
 pub use input::{
-    GRIP_HOLD, Hand, HandInput, Latch, MAX_COMFORT_SCALE, PINCH_PRESS, PINCH_RELEASE, SNAP_TURN,
-    STICK_OFF, STICK_ON, StageOrigin, TRIGGER_PRESS, TRIGGER_RELEASE, XrInput, XrPointerState,
-    aim_ray, angular_height, comfort_scale,
+    Hand, MAX_COMFORT_SCALE, SNAP_TURN, StageOrigin, XrInput, XrPointerState, angular_height,
 };
 
 use crate::CairnSet;

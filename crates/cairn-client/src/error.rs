@@ -31,8 +31,6 @@ pub enum ClientError {
     NoProfile(String),
     #[error("{} already holds a profile; use another --home", .0.display())]
     ProfileExists(PathBuf),
-    #[error(transparent)]
-    BadHandle(#[from] cairn_proto::BadHandle),
     #[error("the profile's stored handle is damaged")]
     DamagedHandle,
     #[error("this profile's keys are protected: set CAIRN_PASSPHRASE")]
