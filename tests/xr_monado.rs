@@ -259,6 +259,22 @@ impl Session {
         }
     }
 
+    /// Waits until the app has begun a frame after this call, so that its input has seen
+    /// what the controllers were set to before it: a press shorter than a frame is never
+    /// seen, and the first frames of a session on a loaded machine take a second or more.
+    /// (Two `xr_frames` lines written after this millisecond, with different counts: the
+    /// later one's frame began after the earlier line was written.)
+    fn a_frame_later(&mut self) {
+        let since = cairn_proto::now_ms();
+        self.wait_for("a frame after the controllers changed", Duration::from_secs(30), |lines| {
+            let mut counts = lines
+                .iter()
+                .filter(|l| l["event"] == "xr_frames" && l["t_ms"].as_u64() > Some(since))
+                .filter_map(|l| l["frames"].as_u64());
+            counts.next().is_some_and(|first| counts.any(|c| c > first))
+        });
+    }
+
     /// SIGTERM to the app; it must leave the session and exit cleanly.
     fn stop(mut self) {
         assert!(sh("kill", &["-TERM", &self.app.0.id().to_string()]));
@@ -524,9 +540,9 @@ fn in_monado_with_its_remote_driver_the_controller_aim_selects_the_note_it_point
             .find(|l| l["event"] == "xr_frames")
             .is_some_and(|l| vec3(&l["aims"][1][1]).is_some_and(|f| Vec3::from(f).dot(dir) > 0.99))
     });
-    // Pull the trigger, hold it a moment, let go.
+    // Pull the trigger, hold it until the app has seen it, let go.
     feeder.set(|p| p.right.trigger = 1.0);
-    std::thread::sleep(Duration::from_millis(400));
+    session.a_frame_later();
     feeder.set(|p| p.right.trigger = 0.0);
     let lines = session.wait_for(
         "a note activated by the right controller",
@@ -704,16 +720,17 @@ fn in_monado_a_headset_touches_a_places_marks_and_its_note_stands_where_it_was_l
             })
         });
     };
-    let pull = || {
+    // Held until the app has seen the press, and let go until it has seen the release.
+    let pull = |session: &mut Session| {
         feeder.set(|p| p.right.trigger = 1.0);
-        std::thread::sleep(Duration::from_millis(400));
+        session.a_frame_later();
         feeder.set(|p| p.right.trigger = 0.0);
-        std::thread::sleep(Duration::from_millis(400));
+        session.a_frame_later();
     };
     // Focus the note; its action bar offers Align.
     let hand = Vec3::new(0.25, 1.3, -0.2);
     aim_at(&mut session, hand, before);
-    pull();
+    pull(&mut session);
     let lines = session.wait_for("an action bar with Align", Duration::from_secs(30), |lines| {
         lines.iter().any(|l| {
             l["event"] == "board_shown"
@@ -729,7 +746,7 @@ fn in_monado_a_headset_touches_a_places_marks_and_its_note_stands_where_it_was_l
         .map(Vec3::from)
         .unwrap();
     aim_at(&mut session, hand, align_key);
-    pull();
+    pull(&mut session);
 
     // Touch the marks: the mark is where the app's aim ray starts, which the runtime puts a
     // little off the controller's own pose; measure that with the orientation used to touch.
@@ -752,7 +769,7 @@ fn in_monado_a_headset_touches_a_places_marks_and_its_note_stands_where_it_was_l
         session.wait_for("the controller at the mark", Duration::from_secs(30), |lines| {
             aim_origin(lines).is_some_and(|(o, _)| Vec3::from(o).distance(bobs(m)) < 0.002)
         });
-        pull();
+        pull(&mut session);
     }
     let lines = session.wait_for(
         "the note moved to where it was left, no longer approximate",
