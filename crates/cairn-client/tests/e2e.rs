@@ -294,6 +294,67 @@ async fn live_notes_arrive_as_events() {
     }
 }
 
+/// Handles `client`'s live events until one brings a note whose text is `text`.
+async fn until_note(client: &mut Client, text: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, client.next_event())
+            .await
+            .unwrap_or_else(|_| panic!("no note {text:?} in time"))
+            .unwrap();
+        let changes = client.handle_event(ev).await.unwrap();
+        if changes.iter().any(
+            |c| matches!(c, Change::Note(n) if n.body.as_ref().is_some_and(|b| b.text == text)),
+        ) {
+            return;
+        }
+    }
+}
+
+/// The server does not send a connection the entry it just posted: the poster's answer moves
+/// its cursor when the entry is the next one, and when it is not (another member's entry came
+/// between), the next live entry's gap brings it with a sync.
+#[tokio::test]
+async fn a_posters_own_entry_moves_its_cursor_or_comes_back_with_the_next_sync() {
+    let w = World::new().await;
+    let mut alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let space = alice.create_space("cursors", Policy::default()).await.unwrap();
+    alice.invite(&space, &Handle::from_static("bob"), Role::Member).await.unwrap();
+    bob.sync().await.unwrap();
+    while let Ok(Some(ev)) =
+        tokio::time::timeout(Duration::from_millis(300), alice.next_event()).await
+    {
+        alice.handle_event(ev).await.unwrap();
+    }
+    let cursor = |c: &Client| c.store().cursor(&space).unwrap();
+    assert_eq!(cursor(&alice), Some(0));
+
+    alice.post(&space, Draft::text("one", [0.0; 3])).await.unwrap();
+    assert_eq!(cursor(&alice), Some(1), "the answer moved the poster's cursor");
+    until_note(&mut bob, "one").await;
+    bob.post(&space, Draft::text("two", [0.0; 3])).await.unwrap();
+    assert_eq!(cursor(&bob), Some(2));
+    // Bob's entry 2 waits among Alice's events while she posts entry 3: not the next one.
+    alice.post(&space, Draft::text("three", [0.0; 3])).await.unwrap();
+    assert_eq!(cursor(&alice), Some(1));
+    until_note(&mut alice, "two").await;
+    assert_eq!(cursor(&alice), Some(2));
+    // Bob's entry 4 leaves a gap at 3 for Alice: her sync brings her own entry back.
+    bob.post(&space, Draft::text("four", [0.0; 3])).await.unwrap();
+    until_note(&mut alice, "four").await;
+    assert_eq!(cursor(&alice), Some(4));
+    let mut seqs: Vec<_> = alice
+        .notes(&space)
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.seq, n.body.map(|b| b.text).unwrap_or_default()))
+        .collect();
+    seqs.sort();
+    let want = [(1, "one"), (2, "two"), (3, "three"), (4, "four")];
+    assert_eq!(seqs, want.map(|(s, t)| (Some(s), t.to_owned())));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_resumes_from_a_partial_file_and_a_corrupt_one_is_discarded() {
     let w = World::new().await;

@@ -60,6 +60,8 @@ pub struct Caller {
     pub device: cairn_proto::DeviceId,
     /// `device`'s key, decompressed once for the connection's signature checks.
     pub key: ed25519_dalek::VerifyingKey,
+    /// This connection's number in the hub: what it posts is not sent back to it.
+    pub conn: u64,
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
@@ -404,7 +406,8 @@ impl<'a> Conversation<'a> {
     fn new(state: &'a Arc<AppState>, caller: Caller, sink: Sink, stream: Stream) -> Self {
         let (tx, events) = mpsc::channel::<Queued>(QUEUE);
         let kill = CancellationToken::new();
-        let registration = state.hub.register(&caller.handle, caller.device, tx, kill.clone());
+        let registration =
+            state.hub.register(&caller.handle, caller.device, caller.conn, tx, kill.clone());
         let idle = state.config.idle_timeout();
         Conversation {
             state,

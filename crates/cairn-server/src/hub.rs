@@ -60,14 +60,20 @@ impl Drop for Registration<'_> {
 }
 
 impl Hub {
+    /// A number for a new connection, unique on this node (see [`Hub::deliver`]'s `except`).
+    pub fn connection_id(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers connection `id` (from [`Hub::connection_id`]) of `handle`'s `device`.
     pub fn register(
         &self,
         handle: &Handle,
         device: DeviceId,
+        id: u64,
         tx: mpsc::Sender<Queued>,
         kill: CancellationToken,
     ) -> Registration<'_> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.users.write().expect("hub lock").entry(handle.clone()).or_default().push(Conn {
             id,
             device,
@@ -77,17 +83,25 @@ impl Hub {
         Registration { hub: self, handle: handle.clone(), id }
     }
 
-    /// Queues `frame` for every connection of every user in `handles`.
+    /// Queues a frame for every connection of every user in `handles` but connection
+    /// `except` (the one whose request made it: its answer says what it needs). The frame is
+    /// made by `frame` once, and only if some connection is to have it.
     pub fn deliver<'h>(
         &self,
         handles: impl IntoIterator<Item = &'h Handle>,
-        frame: &Queued,
+        except: Option<u64>,
+        frame: impl FnOnce() -> Queued,
     ) -> usize {
         let users = self.users.read().expect("hub lock");
+        let (mut frame, mut made) = (Some(frame), None::<Queued>);
         let mut queued = 0;
         for handle in handles {
             for conn in users.get(handle).into_iter().flatten() {
-                match conn.tx.try_send(frame.clone()) {
+                if Some(conn.id) == except {
+                    continue;
+                }
+                let out = made.get_or_insert_with(|| frame.take().expect("made once")());
+                match conn.tx.try_send(out.clone()) {
                     Ok(()) => queued += 1,
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         tracing::warn!(conn = conn.id, "slow consumer; closing");

@@ -261,7 +261,7 @@ async fn sweep(state: &AppState) {
             for t in tombstones {
                 if let Ok(Some(cached)) = state.spaces.get(state.store.as_ref(), &t.space).await {
                     debug_assert!(matches!(t.entry.item, EntryItem::Tombstone { .. }));
-                    handlers::deliver_entry(state, &cached, t.space, t.entry);
+                    handlers::deliver_entry(state, &cached, t.space, t.entry, None);
                 }
             }
         }

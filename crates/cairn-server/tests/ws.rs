@@ -20,17 +20,26 @@ async fn a_member_receives_a_post_live_and_a_non_member_can_do_nothing() {
     // Bob hears of his membership.
     assert!(matches!(b.next_event(WAIT).await, Some(Event::Membership { .. })));
 
+    // Alice's device is connected twice.
+    let mut a2 = Client::login(&url, &alice).await.unwrap();
+    while a.next_event(Duration::from_millis(300)).await.is_some() {}
+
     let n = note(&alice, space.id, space.epoch, b"ciphertext-1");
     let (seq, dup) = post(&mut a, &n).await.unwrap();
     assert_eq!((seq, dup), (1, false));
-    match b.next_event(WAIT).await {
-        Some(Event::Entry { space: s, entry }) => {
-            assert_eq!(s, space.id);
-            assert_eq!(entry.seq, 1);
-            assert_eq!(entry.item, EntryItem::Note(n.clone()));
+    for (who, c) in [("bob", &mut b), ("alice's other connection", &mut a2)] {
+        match c.next_event(WAIT).await {
+            Some(Event::Entry { space: s, entry }) => {
+                assert_eq!(s, space.id);
+                assert_eq!(entry.seq, 1);
+                assert_eq!(entry.item, EntryItem::Note(n.clone()));
+            }
+            other => panic!("{who} got {other:?}"),
         }
-        other => panic!("bob got {other:?}"),
     }
+    // The connection that posted has its answer, not the entry again.
+    let echo = a.next_event(Duration::from_millis(300)).await;
+    assert!(echo.is_none(), "the poster's connection got {echo:?}");
     // Carol: no event, no read, no post, no sync, no log, no envelopes.
     assert!(c.next_event(Duration::from_millis(300)).await.is_none());
     let err = |r: Result<Response, ProtoError>| r.unwrap_err().code;

@@ -224,8 +224,16 @@ impl Client {
         let mut changes = Vec::new();
         for (space, note_id, request) in self.store.outbox()? {
             match self.request(request).await {
-                Ok(Response::Posted { seq, .. }) => {
+                Ok(Response::Posted { seq, duplicate }) => {
                     self.store.outbox_done(&space, &note_id)?;
+                    // The server does not send this connection its own entry back: when it
+                    // is the next one, the cursor moves past it here (otherwise the next
+                    // event's gap brings it with a sync).
+                    if !duplicate
+                        && self.store.cursor(&space)?.is_some_and(|c| seq.checked_sub(1) == Some(c))
+                    {
+                        self.store.set_cursor(&space, seq)?;
+                    }
                     if let Some(mut note) = self.store.note(&space, &note_id)?
                         && !note.deleted
                     {

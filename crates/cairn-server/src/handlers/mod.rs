@@ -74,31 +74,36 @@ pub(crate) async fn member_space(
     Ok((cached, role))
 }
 
-/// Delivers a committed entry to the space's members connected here, and tells the other
-/// nodes (if any) so that they deliver it to theirs.
+/// Delivers a committed entry to the space's members connected here but connection `from`
+/// (the poster's, which its answer tells the entry's number), and tells the other nodes (if
+/// any) so that they deliver it to theirs.
 pub(crate) fn deliver_entry(
     state: &AppState,
     cached: &CachedSpace,
     space: SpaceId,
     entry: cairn_proto::SpaceEntry,
+    from: Option<u64>,
 ) {
     let seq = entry.seq;
-    deliver(state, &cached.handles, Event::Entry { space, entry });
+    deliver(state, &cached.handles, from, Event::Entry { space, entry });
     if let Some(relay) = &state.relay {
         relay.delivered_here(&space, seq);
         relay.publish(state, space, WakeKind::Entries { last: seq });
     }
 }
 
-/// Encodes `event` once and queues it for every connection of `handles`.
+/// Queues `event` for every connection of `handles` but `except`, encoded once (and not at
+/// all when no connection is to have it).
 pub(crate) fn deliver<'h>(
     state: &AppState,
     handles: impl IntoIterator<Item = &'h Handle>,
+    except: Option<u64>,
     event: Event,
 ) {
-    let out = std::sync::Arc::new(Outgoing {
-        bytes: cairn_proto::encode(&ServerFrame::Event(event)).into(),
-        since: Instant::now(),
+    state.hub.deliver(handles, except, || {
+        std::sync::Arc::new(Outgoing {
+            bytes: cairn_proto::encode(&ServerFrame::Event(event)).into(),
+            since: Instant::now(),
+        })
     });
-    state.hub.deliver(handles, &out);
 }

@@ -65,7 +65,7 @@ pub async fn post(state: &AppState, caller: &Caller, note: SealedNote) -> Result
     if !posted.duplicate {
         state.metrics.notes_posted.inc();
         let seq = posted.entry.seq;
-        deliver_entry(state, &cached, note.header.space, posted.entry);
+        deliver_entry(state, &cached, note.header.space, posted.entry, Some(caller.conn));
         return Ok(Response::Posted { seq, duplicate: false });
     }
     Ok(Response::Posted { seq: posted.entry.seq, duplicate: true })
@@ -96,7 +96,7 @@ pub async fn delete(
         .delete_note(&space, &note_id, &caller.device, &signature, cairn_proto::now_ms())
         .await?;
     let seq = t.entry.seq;
-    deliver_entry(state, &cached, space, t.entry);
+    deliver_entry(state, &cached, space, t.entry, Some(caller.conn));
     Ok(Response::Posted { seq, duplicate: false })
 }
 

@@ -15,7 +15,10 @@ fn issue(
     let expires_at = cairn_proto::now_ms() + state.config.session_ttl_s * 1000;
     let claims = TokenClaims { handle: handle.clone(), device, expires_at };
     let token = state.tokens.issue(&claims);
-    (Caller { handle: handle.clone(), device, key }, Session { handle, device, token, expires_at })
+    (
+        Caller { handle: handle.clone(), device, key, conn: state.hub.connection_id() },
+        Session { handle, device, token, expires_at },
+    )
 }
 
 /// Checks a register, login or resume request; returns the caller and a fresh session.

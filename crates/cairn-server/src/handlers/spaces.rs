@@ -120,7 +120,12 @@ pub async fn change(state: &AppState, caller: &Caller, signed: SignedOp) -> Resu
     let epoch = next.epoch;
     *slot = Some(cached(next));
     drop(slot);
-    deliver(state, &audience, Event::Membership { space: op.space, index: op.index, op: signed });
+    deliver(
+        state,
+        &audience,
+        None,
+        Event::Membership { space: op.space, index: op.index, op: signed },
+    );
     if let Some(relay) = &state.relay {
         relay.ops_here(&op.space, op.index + 1);
         relay.publish(state, op.space, WakeKind::Membership { index: op.index });
@@ -191,7 +196,7 @@ pub async fn put_envelopes(
         }
     }
     for (space, epoch, handle) in &notices {
-        deliver(state, [handle], Event::Envelopes { space: *space, epoch: *epoch });
+        deliver(state, [handle], None, Event::Envelopes { space: *space, epoch: *epoch });
     }
     if let Some(relay) = &state.relay {
         let mut by_space: std::collections::BTreeMap<(SpaceId, u64), Vec<Handle>> =

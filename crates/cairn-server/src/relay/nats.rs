@@ -172,7 +172,7 @@ async fn catch_up_entries(state: &AppState, relay: &Relay, space: SpaceId, last:
             after = entry.seq;
             if s.delivered.lock().expect("relay lock").mark(entry.seq) {
                 state.metrics.relayed_entries.inc();
-                deliver(state, &cached.handles, Event::Entry { space, entry });
+                deliver(state, &cached.handles, None, Event::Entry { space, entry });
             }
         }
         if !more {
@@ -213,7 +213,7 @@ async fn catch_up_membership(state: &AppState, relay: &Relay, space: SpaceId) {
     };
     for (i, op) in ops.into_iter().enumerate() {
         let index = from + i as u64;
-        deliver(state, audience.iter().copied(), Event::Membership { space, index, op });
+        deliver(state, audience.iter().copied(), None, Event::Membership { space, index, op });
     }
     relay.ops_here(&space, after.state.len);
 }
@@ -223,7 +223,7 @@ async fn on_wake(state: Arc<AppState>, relay: Arc<Relay>, wake: Wake) {
         WakeKind::Entries { last } => catch_up_entries(&state, &relay, wake.space, last).await,
         WakeKind::Membership { .. } => catch_up_membership(&state, &relay, wake.space).await,
         WakeKind::Envelopes { epoch, handles } => {
-            deliver(&state, &handles, Event::Envelopes { space: wake.space, epoch })
+            deliver(&state, &handles, None, Event::Envelopes { space: wake.space, epoch })
         }
     }
 }
