@@ -202,6 +202,20 @@ fn machine_busy_seconds() -> Result<f64> {
     Ok((user + nice + system + irq + softirq) as f64 / 100.0)
 }
 
+/// CPU time process `pid` has spent (user and system), in seconds.
+fn process_cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // After the command name (in parentheses, which may hold anything) come the fields
+    // from the third on: utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').context("no command name in /proc/<pid>/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let [utime, stime] = [11, 12].map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()));
+    let (Some(utime), Some(stime)) = (utime, stime) else {
+        anyhow::bail!("short /proc/{pid}/stat");
+    };
+    Ok((utime + stime) as f64 / 100.0)
+}
+
 /// What a figure is held to: `met` or `NOT MET`, printed after it.
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT MET" }
@@ -506,7 +520,9 @@ where
 /// The members register, leave, are added to the space, and log in again: so the space is
 /// built without telling thousands of connections about each of thousands of additions.
 /// Returns the latencies and the machine's CPU time per delivery (both ends).
-async fn fan_out(url: &str, members: usize) -> Result<(Histogram<u64>, f64)> {
+/// Delivery latencies, and the CPU per delivery of the whole machine and of the server
+/// process (`server`) alone.
+async fn fan_out(url: &str, server: u32, members: usize) -> Result<(Histogram<u64>, f64, f64)> {
     let owner = register(url, "fowner").await?;
     let ids: Vec<DeviceIdentity> =
         open_many(members, |i| async move { register(url, &format!("f{i}")).await })
@@ -537,12 +553,13 @@ async fn fan_out(url: &str, members: usize) -> Result<(Histogram<u64>, f64)> {
     drop(tx);
     let mut lat = hist();
     let posts = 30u64;
-    let mut cpu = 0.0;
+    let (mut cpu, mut server_cpu) = (0.0, 0.0);
     perf_ctl("enable");
     for n in 0..posts {
         let sealed = note(&owner.id, &key, space, epoch, n);
         let id = sealed.header.note_id;
         let busy = machine_busy_seconds()?;
+        let server_busy = process_cpu_seconds(server)?;
         let t = Instant::now();
         owner.conn.request(Request::PostNote { note: sealed }).await?;
         let mut received = 0;
@@ -556,10 +573,12 @@ async fn fan_out(url: &str, members: usize) -> Result<(Histogram<u64>, f64)> {
             }
         }
         cpu += machine_busy_seconds()? - busy;
+        server_cpu += process_cpu_seconds(server)? - server_busy;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     perf_ctl("disable");
-    Ok((lat, cpu / (posts as f64 * members as f64)))
+    let deliveries = posts as f64 * members as f64;
+    Ok((lat, cpu / deliveries, server_cpu / deliveries))
 }
 
 // ---- scale-out ----
@@ -1085,7 +1104,8 @@ async fn main() -> Result<()> {
         // In its own process: the members' sockets and the server's would not fit under
         // one process's open-file limit together.
         let fan_server = ServerProcess::start(&server_bin(&args), args.members + 10).await?;
-        let (fan, cpu) = fan_out(&fan_server.url, args.members).await?;
+        let (fan, cpu, server_cpu) =
+            fan_out(&fan_server.url, fan_server.pid()?, args.members).await?;
         println!(
             "server   fan-out to every member of a {}-member space: p50 {:.2} ms p99 {:.2} ms ({} deliveries); target p99 < 100 ms: {}",
             args.members,
@@ -1099,6 +1119,13 @@ async fn main() -> Result<()> {
             cpu * 1e6,
             args.members,
             cpu * args.members as f64 / cores() as f64 * 1e3,
+            cores()
+        );
+        println!(
+            "         of which the server: {:.1} us per delivery: with the members' clients on other machines, the last of {} would need at least {:.1} ms of these {} cores",
+            server_cpu * 1e6,
+            args.members,
+            server_cpu * args.members as f64 / cores() as f64 * 1e3,
             cores()
         );
     }

@@ -88,6 +88,14 @@ fn error_frame(id: u64, code: ErrorCode, msg: &str) -> ServerFrame {
     ServerFrame::Response { id, result: Err(ProtoError::new(code, msg)) }
 }
 
+/// Sends `first` if there is one, then closes with `code` and `reason`.
+async fn close_after(sink: &mut Sink, code: u16, reason: &str, first: Option<ServerFrame>) {
+    if let Some(f) = first {
+        send_frame(sink, &f).await;
+    }
+    close_with(sink, code, reason).await;
+}
+
 /// What reading one message produced.
 enum Read {
     Frame(ClientFrame),
@@ -145,8 +153,38 @@ fn read(msg: Option<Result<Message, axum::Error>>, state: &AppState) -> Read {
 }
 
 /// Serves one upgraded socket until it closes: [`Handshake`], then a [`Conversation`].
-pub async fn serve(state: Arc<AppState>, socket: WebSocket) {
-    state.metrics.connections.inc();
+///
+/// `place` (its place under the server's caps) is held until it closes.
+///
+/// The future returned is the connection's task, allocated once and held for as long as
+/// the connection is open, idle or not: its size is most of what an idle connection costs,
+/// so it holds nothing twice and nothing it no longer needs. The handshake, whose future is
+/// as large as the conversation's and is done at login, runs in a box of its own (the
+/// socket goes into it at once); the conversation is run by reference (a future that owned
+/// it would hold it twice), and the parts it is made of go out of scope before it runs.
+pub fn serve<P: Send + 'static>(
+    state: Arc<AppState>,
+    socket: WebSocket,
+    place: P,
+) -> impl std::future::Future<Output = ()> + Send {
+    let handshake = Box::pin(handshake(state.clone(), socket));
+    async move {
+        let _place = place;
+        state.metrics.connections.inc();
+        let mut conversation = handshake
+            .await
+            .map(|(caller, sink, stream)| Conversation::new(&state, caller, sink, stream));
+        if let Some(c) = &mut conversation {
+            c.run().await;
+        }
+        drop(conversation);
+        state.metrics.connections.dec();
+    }
+}
+
+/// The [`Handshake`] on `socket`: the caller and the two halves of the socket once the peer
+/// is logged in.
+async fn handshake(state: Arc<AppState>, socket: WebSocket) -> Option<(Caller, Sink, Stream)> {
     let (mut sink, mut stream) = socket.split();
     let caller = tokio::select! {
         c = Handshake::new(&state).run(&mut sink, &mut stream) => c,
@@ -155,10 +193,7 @@ pub async fn serve(state: Arc<AppState>, socket: WebSocket) {
             None
         }
     };
-    if let Some(caller) = caller {
-        Conversation::new(&state, caller, sink, stream).run().await;
-    }
-    state.metrics.connections.dec();
+    Some((caller?, sink, stream))
 }
 
 /// Most frames a connection may send before it is logged in: hello, a few tries at logging
@@ -222,10 +257,7 @@ impl<'a> Handshake<'a> {
                 Read::Nothing => continue,
                 Read::Gone => return None,
                 Read::Close(code, reason, first) => {
-                    if let Some(f) = first {
-                        send_frame(sink, &f).await;
-                    }
-                    close_with(sink, code, reason).await;
+                    close_after(sink, code, reason, first).await;
                     return None;
                 }
             };
@@ -384,7 +416,8 @@ struct Conversation<'a> {
     /// Answers in request order, each with what it holds until it is written.
     in_flight: futures_util::stream::FuturesOrdered<Answer>,
     /// A request that must wait for those in flight (see `concurrent`).
-    held: Option<ClientFrame>,
+    /// (Boxed, as the caller is shared: the conversation lives as long as the connection.)
+    held: Option<Box<ClientFrame>>,
     syncs: Arc<Semaphore>,
     bucket: Bucket,
     rejected_in_a_row: u32,
@@ -397,7 +430,8 @@ struct Conversation<'a> {
     /// Events for the caller, from the hub.
     events: mpsc::Receiver<Queued>,
     state: &'a Arc<AppState>,
-    caller: Caller,
+    /// Shared with the requests in flight (a clone per post would copy its key).
+    caller: Arc<Caller>,
     sink: Sink,
     stream: Stream,
 }
@@ -411,7 +445,7 @@ impl<'a> Conversation<'a> {
         let idle = state.config.idle_timeout();
         Conversation {
             state,
-            caller,
+            caller: Arc::new(caller),
             sink,
             stream,
             events,
@@ -428,12 +462,14 @@ impl<'a> Conversation<'a> {
         }
     }
 
-    async fn run(mut self) {
+    async fn run(&mut self) {
         self.ping.tick().await;
         loop {
             if self.in_flight.is_empty()
                 && let Some(frame) = self.held.take()
-                && !self.answer_now(frame).await
+                // Boxed, like the other rare awaits here: inline, the largest of them would
+                // size every connection's task for its whole life.
+                && !Box::pin(self.answer_now(*frame)).await
             {
                 return;
             }
@@ -474,7 +510,14 @@ impl<'a> Conversation<'a> {
                     self.send_ready(Message::Binary(out.bytes.clone())).await
                 }
                 Wake::Tick => self.tick().await,
-                Wake::Heard(msg) => self.heard(msg).await,
+                Wake::Heard(msg) => match self.heard(msg) {
+                    Heard::GoOn => true,
+                    Heard::Gone => false,
+                    Heard::Close(code, reason, first) => {
+                        Box::pin(close_after(&mut self.sink, code, reason, first)).await;
+                        false
+                    }
+                },
             };
             if !go_on {
                 return;
@@ -485,9 +528,8 @@ impl<'a> Conversation<'a> {
     /// Runs a request that may not run beside others, now that none is in flight, and
     /// writes its answer. False when the peer is gone.
     async fn answer_now(&mut self, frame: ClientFrame) -> bool {
-        // Boxed: a handler's future is large, and held inline it would enlarge every
-        // connection's task for its whole life, idle or not.
-        let result = Box::pin(handlers::handle(self.state, &self.caller, frame.request))
+        // (Its caller boxes this future, handler and all.)
+        let result = handlers::handle(self.state, &self.caller, frame.request)
             .await
             .map_err(|e: ServerError| e.to_proto());
         send_frame(&mut self.sink, &ServerFrame::Response { id: frame.id, result }).await
@@ -508,33 +550,27 @@ impl<'a> Conversation<'a> {
     }
 
     /// A message from the peer: a request is refused (rate), started (posts and syncs, in
-    /// flight beside others) or held until those in flight are answered.
-    async fn heard(&mut self, msg: Option<Result<Message, axum::Error>>) -> bool {
+    /// flight beside others) or held until those in flight are answered. Nothing here
+    /// waits: what is to be written goes behind the answers in flight.
+    fn heard(&mut self, msg: Option<Result<Message, axum::Error>>) -> Heard {
         self.last_heard = Instant::now();
         let frame = match read(msg, self.state) {
             Read::Frame(f) => f,
-            Read::Nothing => return true,
-            Read::Gone => return false,
-            Read::Close(code, reason, first) => {
-                if let Some(f) = first {
-                    send_frame(&mut self.sink, &f).await;
-                }
-                close_with(&mut self.sink, code, reason).await;
-                return false;
-            }
+            Read::Nothing => return Heard::GoOn,
+            Read::Gone => return Heard::Gone,
+            Read::Close(code, reason, first) => return Heard::Close(code, reason, first),
         };
         let rate = self.state.config.rate_per_connection;
         if !self.bucket.take(rate) || !self.state.user_allowed(&self.caller.handle) {
             self.state.metrics.frames_rejected.inc();
             self.rejected_in_a_row += 1;
             if self.rejected_in_a_row > FLOOD_CLOSE_AFTER {
-                close_with(&mut self.sink, close::POLICY, "rate limit exceeded").await;
-                return false;
+                return Heard::Close(close::POLICY, "rate limit exceeded", None);
             }
             // Queued behind what is in flight, so answers keep request order.
             let refusal = error_frame(frame.id, ErrorCode::RateLimited, "slow down");
             self.in_flight.push_back(Box::pin(std::future::ready((refusal, None))));
-            return true;
+            return Heard::GoOn;
         }
         self.rejected_in_a_row = 0;
         // A sync beyond the connection's share waits, like a request that may not run
@@ -559,8 +595,19 @@ impl<'a> Conversation<'a> {
                 (ServerFrame::Response { id: frame.id, result }, budget)
             }));
         } else {
-            self.held = Some(frame);
+            self.held = Some(Box::new(frame));
         }
-        true
+        Heard::GoOn
     }
+}
+
+/// What a message from the peer leads to (see [`Conversation::heard`]).
+// Made once per message and matched at once: boxing the frame would add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Heard {
+    GoOn,
+    /// The peer is gone.
+    Gone,
+    /// Close with this code and reason; `Some(frame)` is sent first.
+    Close(u16, &'static str, Option<ServerFrame>),
 }

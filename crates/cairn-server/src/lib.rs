@@ -245,11 +245,8 @@ async fn ws_upgrade(
         .write_buffer_size(64 * 1024)
         .on_upgrade(move |socket| {
             let tasks = state.tasks.clone();
-            tasks.track_future(async move {
-                // The connection's place under the caps, for as long as it is open.
-                let _place = place;
-                connection::serve(state, socket).await
-            })
+            // The connection's place under the caps is held for as long as it is open.
+            tasks.track_future(connection::serve(state, socket, place))
         })
 }
 
