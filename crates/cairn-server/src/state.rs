@@ -202,6 +202,10 @@ impl AppState {
         if buckets.len() > 100_000 {
             buckets.retain(|h, _| self.hub.is_online(h));
         }
+        // Looked up first: the handle is copied only for a user's first request.
+        if let Some(bucket) = buckets.get_mut(handle) {
+            return bucket.take(rate);
+        }
         buckets.entry(handle.to_owned()).or_insert_with(|| Bucket::new(rate)).take(rate)
     }
 }
