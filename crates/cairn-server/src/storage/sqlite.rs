@@ -251,7 +251,9 @@ fn blob<const N: usize>(v: Vec<u8>) -> Result<[u8; N], StoreError> {
 }
 
 /// Appends an entry's row (its item already encoded) at the space's next sequence number;
-/// returns that number.
+/// returns that number, or `None` (and the number given back) when it is a note whose id
+/// the space holds already: the unique index finds that as it inserts, so a post needs no
+/// lookup of its own beforehand.
 #[allow(clippy::too_many_arguments)] // one per column of the row it writes
 fn append_row(
     conn: &Connection,
@@ -262,16 +264,18 @@ fn append_row(
     expires_at: Option<u64>,
     item: &[u8],
     now: u64,
-) -> Result<u64, StoreError> {
+) -> Result<Option<u64>, StoreError> {
     let seq: i64 = conn
         .prepare_cached("UPDATE spaces SET head = head + 1 WHERE id = ?1 RETURNING head")?
         .query_row(params![&space], |r| r.get(0))
         .optional()?
         .ok_or(StoreError::NotFound)?;
-    conn.prepare_cached(
-        "INSERT INTO entries (space, seq, note_id, stored_at, is_note, sender, expires_at, item)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO entries (space, seq, note_id, stored_at, is_note, sender, expires_at, item)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (space, note_id) WHERE is_note = 1 DO NOTHING",
+        )?
     .execute(params![
         &space,
         seq,
@@ -282,7 +286,12 @@ fn append_row(
         expires_at.map(|e| e as i64),
         item,
     ])?;
-    Ok(seq as u64)
+    if inserted == 0 {
+        conn.prepare_cached("UPDATE spaces SET head = head - 1 WHERE id = ?1")?
+            .execute(params![&space])?;
+        return Ok(None);
+    }
+    Ok(Some(seq as u64))
 }
 
 /// Replaces a note's entry with a tombstone and appends a tombstone entry.
@@ -303,7 +312,8 @@ fn tombstone(
         params![&space, seq, &encoded],
     )?;
     conn.execute("DELETE FROM note_media WHERE space = ?1 AND seq = ?2", params![&space, seq])?;
-    let seq = append_row(conn, space, note_id, false, by, None, &encoded, now)?;
+    let seq = append_row(conn, space, note_id, false, by, None, &encoded, now)?
+        .ok_or_else(|| StoreError::backend("a tombstone entry was refused as a duplicate note"))?;
     Ok(Tombstoned { space: *space, entry: SpaceEntry { seq, stored_at: now, item } })
 }
 
@@ -558,21 +568,20 @@ impl Store for SqliteStore {
         let item = EntryItem::encode_note(note);
         let h = note.header.clone();
         // Without a savepoint: its one failure of its own (no such space) comes before it
-        // writes, and a duplicate is not a failure.
+        // writes, and a duplicate is not a failure (its number is given back).
         let written = self
             .write_unguarded(move |c| {
-                let existing = c
-                    .prepare_cached(
-                        "SELECT seq, stored_at, item FROM entries WHERE space = ?1 AND note_id = ?2 AND is_note = 1",
-                    )?
-                    .query_row(params![&h.space, &h.note_id], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
-                    })
-                    .optional()?;
-                if let Some(found) = existing {
+                let Some(seq) = append_row(c, &h.space, &h.note_id, true, Some(&h.sender), h.expires_at, &item, now)? else {
+                    // Stored before (a retry): answer with the original.
+                    let found = c
+                        .prepare_cached(
+                            "SELECT seq, stored_at, item FROM entries WHERE space = ?1 AND note_id = ?2 AND is_note = 1",
+                        )?
+                        .query_row(params![&h.space, &h.note_id], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+                        })?;
                     return Ok(Err(found));
-                }
-                let seq = append_row(c, &h.space, &h.note_id, true, Some(&h.sender), h.expires_at, &item, now)?;
+                };
                 let mut ins = c.prepare_cached("INSERT OR IGNORE INTO note_media (space, seq, hash) VALUES (?1, ?2, ?3)")?;
                 for m in &h.media {
                     ins.execute(params![&h.space, seq as i64, &m])?;
