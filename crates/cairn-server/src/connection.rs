@@ -416,7 +416,8 @@ struct Conversation<'a> {
     /// Answers in request order, each with what it holds until it is written.
     in_flight: futures_util::stream::FuturesOrdered<Answer>,
     /// A request that must wait for those in flight (see `concurrent`).
-    /// (Boxed, as the caller is shared: the conversation lives as long as the connection.)
+    /// (Boxed: the conversation lives as long as the connection, and a request is seldom
+    /// held.)
     held: Option<Box<ClientFrame>>,
     syncs: Arc<Semaphore>,
     bucket: Bucket,
