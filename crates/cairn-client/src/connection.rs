@@ -56,7 +56,18 @@ impl Connection {
         let (ws, _) = tokio::time::timeout(REQUEST_TIMEOUT, connect)
             .await
             .map_err(|_| ClientError::Offline("connection timed out".into()))?
-            .map_err(|e| ClientError::Offline(e.to_string()))?;
+            .map_err(|e| match e {
+                // Something answered, but not Cairn's WebSocket endpoint.
+                tokio_tungstenite::tungstenite::Error::Http(response)
+                    if response.status() == 404 =>
+                {
+                    ClientError::Offline(format!(
+                        "{url} answered 404 Not Found: a Cairn server's address ends in /v1/ws \
+                         (or give the host alone, as ws://HOST:PORT)"
+                    ))
+                }
+                e => ClientError::Offline(e.to_string()),
+            })?;
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();

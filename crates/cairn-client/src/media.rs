@@ -31,6 +31,18 @@ pub fn http_base(ws_url: &str) -> Result<String, ClientError> {
     Ok(format!("{scheme}://{host}"))
 }
 
+/// The server's WebSocket endpoint for a URL a person typed: `ws://host:port`, with no
+/// path, means the server's `/v1/ws` (a bare host would otherwise be answered 404).
+pub fn ws_endpoint(url: &str) -> Result<String, ClientError> {
+    http_base(url)?;
+    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+    Ok(match rest.find(['/', '?', '#']) {
+        None => format!("{url}/v1/ws"),
+        Some(i) if &rest[i..] == "/" => format!("{url}v1/ws"),
+        Some(_) => url.to_owned(),
+    })
+}
+
 pub fn cache_path(home: &Path, hash: &MediaHash) -> PathBuf {
     home.join("media").join(hash.to_hex())
 }
@@ -234,5 +246,25 @@ impl Arriving {
         self.file.write_all(&self.plain).await?;
         self.file.sync_all().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_url_without_a_path_means_its_websocket_endpoint() {
+        for (typed, meant) in [
+            ("ws://127.0.0.1:7878", "ws://127.0.0.1:7878/v1/ws"),
+            ("wss://cairn.example/", "wss://cairn.example/v1/ws"),
+            ("ws://127.0.0.1:7878/v1/ws", "ws://127.0.0.1:7878/v1/ws"),
+            ("wss://proxy.example/cairn/ws", "wss://proxy.example/cairn/ws"),
+            ("ws://host?x=1", "ws://host?x=1"),
+        ] {
+            assert_eq!(ws_endpoint(typed).unwrap(), meant, "{typed}");
+        }
+        assert!(matches!(ws_endpoint("http://host"), Err(ClientError::BadServerUrl(_))));
+        assert!(matches!(ws_endpoint("host:7878"), Err(ClientError::BadServerUrl(_))));
     }
 }

@@ -134,7 +134,9 @@ async fn every_command_prints_json_and_negative_positions_work_as_written() {
         json(&alice, &["init", "--server", &url, "--handle", "alice"]).await["handle"],
         "alice"
     );
-    json(&bob, &["init", "--server", &url, "--handle", "bob"]).await;
+    // As a person might type it: the host alone means the server's /v1/ws.
+    let bare = format!("ws://127.0.0.1:{port}");
+    json(&bob, &["init", "--server", &bare, "--handle", "bob"]).await;
     let created = json(&alice, &["space", "create", "roof"]).await;
     let invited = json(&alice, &["space", "invite", "roof", "bob", "--role", "reader"]).await;
     assert_eq!(

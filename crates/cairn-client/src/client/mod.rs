@@ -120,6 +120,7 @@ impl Client {
         passphrase: Option<&str>,
     ) -> Result<Client, ClientError> {
         check_new_profile(home)?;
+        let server = &media::ws_endpoint(server)?;
         create_home(home)?;
         let identity = DeviceIdentity::generate();
         let (conn, events) =
@@ -140,7 +141,7 @@ impl Client {
         passphrase: Option<&str>,
     ) -> Result<Client, ClientError> {
         check_new_profile(home)?;
-        media::http_base(server)?;
+        let server = &media::ws_endpoint(server)?;
         create_home(home)?;
         Client::create_profile(home, DeviceIdentity::generate(), handle, server, passphrase)
     }
