@@ -520,6 +520,16 @@ pub fn exit_cleanly_when_the_runtime_is_lost(report: Option<std::path::PathBuf>)
             let event = serde_json::json!({"event": "runtime_lost", "error": error, "t_ms": cairn_proto::now_ms()});
             let _ = writeln!(f, "{event}");
         }
-        std::process::exit(EXIT_RUNTIME_LOST);
+        // `_exit`, not `exit`: this runs on whichever thread panicked while the renderer's,
+        // the graphics driver's and the runtime client's threads still run, and `exit`'s
+        // C destructors (the driver's, the OpenXR loader's) racing them could end the
+        // process by a signal instead (seen once in CI). What must be said is written.
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        // SAFETY: `_exit` takes no pointers and ends the process at once.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::_exit(EXIT_RUNTIME_LOST)
+        }
     }));
 }
