@@ -1,13 +1,13 @@
-//! Media over HTTP. Uploads seal the blob once (64 KiB STREAM chunks, hashed beside the
-//! cipher for the address) and stream the ciphertext out. Downloads resume with `Range`
-//! from what a partial file already holds, open each chunk as it arrives (a player may read
-//! the opened part while the rest comes), check the SHA-256 of the whole ciphertext at the
-//! end, and keep nothing in the cache unless every chunk and the address check out.
+//! Media over HTTP. Uploads seal the blob once (64 KiB STREAM chunks, each chunk's address
+//! leaf hashed beside its cipher, large blobs on several cores) and stream the ciphertext
+//! out. Downloads resume with `Range` from what a partial file already holds, open each
+//! chunk as it arrives (a player may read the opened part while the rest comes), check the
+//! whole ciphertext's address at the end, and keep nothing in the cache unless every chunk
+//! and the address check out.
 
 use crate::error::ClientError;
-use cairn_crypto::{
-    CHUNK_SIZE, CryptoError, MediaDecryptor, MediaKey, MediaRef, encrypt_blob_with,
-};
+use cairn_crypto::media::sealed_len;
+use cairn_crypto::{CHUNK_SIZE, CryptoError, MediaDecryptor, MediaKey, MediaRef, seal_blob};
 use cairn_proto::MediaHash;
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
@@ -68,10 +68,13 @@ pub async fn upload(
     mime: &str,
 ) -> Result<MediaRef, ClientError> {
     let key = MediaKey::generate();
-    // Sealed once, off the async threads (16 MiB is some milliseconds), then streamed.
+    // Copied once into a buffer with room for the tags and sealed there, off the async
+    // threads (16 MiB is some milliseconds), then streamed.
     let (sealed, hash) = {
-        let (key, plaintext) = (key.clone(), plaintext.to_vec());
-        tokio::task::spawn_blocking(move || encrypt_blob_with(&key, &plaintext))
+        let key = key.clone();
+        let mut blob = Vec::with_capacity(sealed_len(plaintext.len()));
+        blob.extend_from_slice(plaintext);
+        tokio::task::spawn_blocking(move || seal_blob(&key, blob))
             .await
             .map_err(|e| ClientError::Protocol(format!("sealing a blob: {e}")))?
     };

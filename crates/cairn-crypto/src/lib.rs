@@ -18,7 +18,7 @@ pub use keys::{
 };
 pub use media::{
     CHUNK_SIZE, MediaDecryptor, MediaEncryptor, MediaKey, decrypt_blob, encrypt_blob,
-    encrypt_blob_with,
+    encrypt_blob_with, seal_blob,
 };
 pub use membership::{MembershipLog, sign_op};
 pub use note::{

@@ -3,16 +3,16 @@
 //! blobs stream in constant memory. Chunk `i` is sealed with the nonce
 //! `0^7 || be32(i) || last`, where `last` is 1 for the final chunk and 0 otherwise, so a
 //! truncated, reordered, swapped or extended stream fails to decrypt. The key is used for
-//! one blob only, so the counter needs no random prefix. A blob is addressed by the SHA-256
-//! of its ciphertext.
+//! one blob only, so the counter needs no random prefix. A blob is addressed by a SHA-256
+//! tree over its sealed chunks (`cairn_proto::address`), which lets a large blob be sealed
+//! and checked on several cores at once.
 
 use crate::{CryptoError, random_bytes};
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
-use cairn_proto::MediaHash;
+use cairn_proto::{AddressHasher, MediaHash, address_from_leaves, address_leaf};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -22,6 +22,8 @@ pub const CHUNK_SIZE: usize = 64 * 1024;
 const TAG_LEN: usize = 16;
 /// Ciphertext bytes per full chunk.
 pub const SEALED_CHUNK_SIZE: usize = CHUNK_SIZE + TAG_LEN;
+// A blob's address hashes it in pieces of exactly one sealed chunk.
+const _: () = assert!(SEALED_CHUNK_SIZE == cairn_proto::ADDRESS_PIECE);
 
 /// A blob's key. Travels only inside an encrypted note. Wiped on drop, never printed.
 #[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
@@ -62,7 +64,7 @@ fn chunk_nonce(counter: u32, last: bool) -> [u8; 12] {
 pub struct MediaEncryptor {
     cipher: Aes256Gcm,
     counter: u32,
-    hasher: Sha256,
+    hasher: AddressHasher,
     finished: bool,
 }
 
@@ -71,7 +73,7 @@ impl MediaEncryptor {
         MediaEncryptor {
             cipher: Aes256Gcm::new_from_slice(&key.0).expect("32-byte key"),
             counter: 0,
-            hasher: Sha256::new(),
+            hasher: AddressHasher::new(),
             finished: false,
         }
     }
@@ -90,8 +92,9 @@ impl MediaEncryptor {
         assert!(!self.finished, "no chunk may follow the last");
         assert!(plaintext.len() <= CHUNK_SIZE && (last || plaintext.len() == CHUNK_SIZE));
         let start = out.len();
+        out.extend_from_slice(plaintext);
         out.resize(start + plaintext.len() + TAG_LEN, 0);
-        seal_into(&self.cipher, self.counter, last, plaintext, &mut out[start..]);
+        seal_in_place(&self.cipher, self.counter, last, &mut out[start..]);
         self.hasher.update(&out[start..]);
         self.counter = self.counter.checked_add(1).expect("over 256 TiB in one blob");
         self.finished = last;
@@ -99,7 +102,7 @@ impl MediaEncryptor {
 
     /// The address of everything sealed so far (the whole blob once the last chunk is in).
     pub fn hash(self) -> MediaHash {
-        MediaHash(self.hasher.finalize().into())
+        self.hasher.finish()
     }
 }
 
@@ -112,7 +115,7 @@ pub struct MediaDecryptor {
     counter: u32,
     pending: Vec<u8>,
     /// The ciphertext's hash so far, and the address it must come to.
-    address: Option<(Sha256, MediaHash)>,
+    address: Option<(AddressHasher, MediaHash)>,
 }
 
 impl MediaDecryptor {
@@ -128,7 +131,7 @@ impl MediaDecryptor {
     /// A decryptor that also hashes what it takes, and whose [`finish`](Self::finish) refuses
     /// a stream that is not `expected` ([`CryptoError::WrongAddress`]).
     pub fn addressed(key: &MediaKey, expected: MediaHash) -> Self {
-        MediaDecryptor { address: Some((Sha256::new(), expected)), ..Self::new(key) }
+        MediaDecryptor { address: Some((AddressHasher::new(), expected)), ..Self::new(key) }
     }
 
     /// Opens the chunk at `pending[start..start + len]`.
@@ -171,7 +174,7 @@ impl MediaDecryptor {
     /// stream must be what its address says (checked first, as [`decrypt_blob`] does).
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
         if let Some((hasher, expected)) = self.address.take()
-            && <[u8; 32]>::from(hasher.finalize()) != expected.0
+            && hasher.finish() != expected
         {
             return Err(CryptoError::WrongAddress);
         }
@@ -192,16 +195,18 @@ fn cut_off(e: CryptoError, last_len: usize) -> CryptoError {
     }
 }
 
-/// Blobs from this size up are hashed on a second thread while they are encrypted or
-/// decrypted; below it the thread costs more than it saves.
+/// Blobs from this size up are sealed and opened on several threads, each taking a run of
+/// chunks (cipher and address leaf); below it the threads cost more than they save.
 const PARALLEL_FROM: usize = 1024 * 1024;
+/// At most this many threads for one blob.
+const MAX_THREADS: usize = 8;
 
-/// Seals chunk `index` of `plaintext` straight into `out` (its sealed size), no copy.
-fn seal_into(cipher: &Aes256Gcm, index: u32, last: bool, plaintext: &[u8], out: &mut [u8]) {
-    let (body, tag) = out.split_at_mut(plaintext.len());
-    let buf = InOutBuf::new(plaintext, body).expect("same lengths");
+/// Seals chunk `index` where it lies: `chunk` is its plaintext followed by [`TAG_LEN`]
+/// bytes of room for the tag. (In place: AES-GCM from one buffer into another ran slower.)
+fn seal_in_place(cipher: &Aes256Gcm, index: u32, last: bool, chunk: &mut [u8]) {
+    let (body, tag) = chunk.split_at_mut(chunk.len() - TAG_LEN);
     let t = cipher
-        .encrypt_inout_detached(&chunk_nonce(index, last).into(), &[], buf)
+        .encrypt_inout_detached(&chunk_nonce(index, last).into(), &[], body.into())
         .expect("a 64 KiB chunk is within AES-GCM's limits");
     tag.copy_from_slice(&t);
 }
@@ -222,34 +227,38 @@ fn open_into(
         .map_err(|_| CryptoError::DecryptFailed)
 }
 
-/// SHA-256 of `parts` in order; on a second thread for large blobs, fed chunk by chunk
-/// as `work` finishes them, so hashing (slower than AES-GCM on CPUs with both in
-/// hardware) overlaps the cipher instead of following it. `work` gets a sender for the
-/// finished parts.
-fn hashing_beside<'a, T>(
-    total: usize,
-    work: impl FnOnce(&mut dyn FnMut(&'a [u8])) -> T,
-) -> (T, [u8; 32]) {
+/// How many threads a blob of `total` bytes in `chunks` chunks is worth.
+fn threads_for(total: usize, chunks: usize) -> usize {
     if total < PARALLEL_FROM {
-        let mut hasher = Sha256::new();
-        let out = work(&mut |part| hasher.update(part));
-        return (out, hasher.finalize().into());
+        return 1;
     }
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS).min(chunks)
+}
+
+/// How many threads [`seal_blob`] seals a blob of `len` plaintext bytes on.
+pub fn sealing_threads(len: usize) -> usize {
+    threads_for(len, len / CHUNK_SIZE + 1)
+}
+
+/// Runs `work` on every job, the jobs cut into `threads` runs in order: this thread takes
+/// the first run, a scoped thread each of the others.
+fn each_job<J: Send>(jobs: &mut [J], threads: usize, work: impl Fn(&mut J) + Sync) {
+    if threads <= 1 || jobs.len() <= 1 {
+        jobs.iter_mut().for_each(work);
+        return;
+    }
+    let per_run = jobs.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel::<&'a [u8]>();
-        let hasher = scope.spawn(move || {
-            let mut hasher = Sha256::new();
-            for part in rx {
-                hasher.update(part);
-            }
-            <[u8; 32]>::from(hasher.finalize())
-        });
-        let out = work(&mut |part| {
-            let _ = tx.send(part);
-        });
-        drop(tx);
-        (out, hasher.join().expect("the hashing thread does not panic"))
-    })
+        let mut runs = jobs.chunks_mut(per_run);
+        let first = runs.next();
+        let work = &work;
+        for run in runs {
+            scope.spawn(move || run.iter_mut().for_each(work));
+        }
+        if let Some(run) = first {
+            run.iter_mut().for_each(work);
+        }
+    });
 }
 
 /// Encrypts a whole blob in memory under a fresh key; returns the key, the ciphertext and
@@ -266,108 +275,234 @@ pub fn sealed_len(len: usize) -> usize {
     len + (len / CHUNK_SIZE + 1) * TAG_LEN
 }
 
-/// Seals `plaintext` chunk by chunk into `out` (its sealed size), handing each sealed chunk
-/// to `done` as it is finished.
-fn seal_chunks<'o>(
-    cipher: &Aes256Gcm,
-    plaintext: &[u8],
-    out: &'o mut [u8],
-    done: &mut dyn FnMut(&'o [u8]),
-) {
-    // `chunks` yields nothing for an empty blob, and no short last chunk for one whose
-    // length is a multiple of CHUNK_SIZE: that one's empty last chunk comes after.
-    let full = plaintext.len() / CHUNK_SIZE;
-    let mut rest = out;
-    for (i, part) in plaintext.chunks(CHUNK_SIZE).enumerate() {
-        let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(part.len() + TAG_LEN);
-        seal_into(cipher, i as u32, i == full, part, chunk);
-        done(chunk);
-        rest = tail;
-    }
-    if plaintext.len().is_multiple_of(CHUNK_SIZE) {
-        seal_into(cipher, full as u32, true, &[], rest);
-        done(rest);
-    }
-}
-
-/// Opens `ciphertext` chunk by chunk into `out` (its plaintext size), handing every sealed
-/// chunk to `done`, also those after a failure (so that a hash beside sees the whole blob).
-fn open_chunks<'c>(
-    cipher: &Aes256Gcm,
-    ciphertext: &'c [u8],
-    out: &mut [u8],
-    done: &mut dyn FnMut(&'c [u8]),
-) -> Result<(), CryptoError> {
-    // Every chunk but the last is SEALED_CHUNK_SIZE; the last is what remains.
-    let chunks = ciphertext.len().div_ceil(SEALED_CHUNK_SIZE);
-    let mut result = Ok(());
-    let mut rest = out;
-    for (i, sealed) in ciphertext.chunks(SEALED_CHUNK_SIZE).enumerate() {
-        let (plain, tail) = std::mem::take(&mut rest).split_at_mut(sealed.len() - TAG_LEN);
-        rest = tail;
-        if result.is_ok() {
-            let last = i + 1 == chunks;
-            result = u32::try_from(i)
-                .map_err(|_| CryptoError::TrailingData)
-                .and_then(|index| open_into(cipher, index, last, sealed, plain))
-                .map_err(|e| if last { cut_off(e, sealed.len()) } else { e });
-        }
-        done(sealed);
-    }
-    result
-}
-
 /// Encrypts a whole blob under `key`: the same bytes and address as [`MediaEncryptor`]
-/// chunk by chunk, written straight into the output and hashed beside the cipher.
+/// chunk by chunk. Copies the plaintext once into a buffer with room for the tags and seals
+/// it there ([`seal_blob`]).
 pub fn encrypt_blob_with(key: &MediaKey, plaintext: &[u8]) -> (Vec<u8>, MediaHash) {
-    let cipher = Aes256Gcm::new_from_slice(&key.0).expect("32-byte key");
-    let mut out = vec![0u8; sealed_len(plaintext.len())];
-    let total = out.len();
-    let out_ref: &mut [u8] = &mut out;
-    let ((), hash) = hashing_beside(total, |done| seal_chunks(&cipher, plaintext, out_ref, done));
-    (out, MediaHash(hash))
+    let mut blob = Vec::with_capacity(sealed_len(plaintext.len()));
+    blob.extend_from_slice(plaintext);
+    seal_blob(key, blob)
 }
 
-/// Decrypts a whole blob; checks its address when `expected` is given (hashing beside the
-/// cipher). No plaintext is returned unless the address and every chunk check out.
+/// Seals a whole blob in its own buffer (give it a capacity of [`sealed_len`] and it is not
+/// moved): the same bytes and address as [`MediaEncryptor`] chunk by chunk, with no second
+/// buffer. Each chunk's address leaf is hashed right after its cipher, while it is in cache,
+/// and a large blob is sealed on several threads, each taking a run of chunks.
+pub fn seal_blob(key: &MediaKey, blob: Vec<u8>) -> (Vec<u8>, MediaHash) {
+    let len = blob.len();
+    seal_in_runs(key, blob, &run_starts(len / CHUNK_SIZE + 1, sealing_threads(len)))
+}
+
+/// Where each of `threads` runs of `chunks` chunks starts: runs of even length.
+fn run_starts(chunks: usize, threads: usize) -> Vec<usize> {
+    let per_run = chunks.div_ceil(threads.max(1));
+    (0..chunks).step_by(per_run).collect()
+}
+
+/// One thread's share of [`seal_in_runs`]: chunks `first..first + count` of the blob.
+/// Sealed, they fill `region`. Before, their plaintext lies `head.len()` bytes further left
+/// (each chunk before them grows by a tag): its first `head.len()` bytes were copied into
+/// `head` (they lie in the run before, which that run overwrites), the rest is at the start
+/// of `region`.
+struct SealRun<'a> {
+    first: usize,
+    count: usize,
+    plain_len: usize,
+    head: Vec<u8>,
+    region: &'a mut [u8],
+    leaves: Vec<[u8; 32]>,
+}
+
+impl SealRun<'_> {
+    /// Seals the run's chunks from the last to the first: each moves right, onto bytes whose
+    /// plaintext has already moved, and never onto the plaintext of a chunk still to come.
+    fn seal(&mut self, cipher: &Aes256Gcm, chunks: usize) {
+        let h = self.head.len();
+        self.leaves = vec![[0; 32]; self.count];
+        for j in (0..self.count).rev() {
+            let from = j * CHUNK_SIZE;
+            let plain = CHUNK_SIZE.min(self.plain_len - from);
+            let to = j * SEALED_CHUNK_SIZE;
+            if from >= h {
+                self.region.copy_within(from - h..from - h + plain, to);
+            } else {
+                // Part of this chunk's plaintext is in `head`, the rest (if any) at the start
+                // of the region; no chunk before it has any plaintext in the region.
+                let in_head = plain.min(h - from);
+                self.region.copy_within(0..plain - in_head, to + in_head);
+                self.region[to..to + in_head].copy_from_slice(&self.head[from..from + in_head]);
+            }
+            let index = self.first + j;
+            let chunk = &mut self.region[to..to + plain + TAG_LEN];
+            let counter = u32::try_from(index).expect("over 256 TiB in one blob");
+            seal_in_place(cipher, counter, index + 1 == chunks, chunk);
+            self.leaves[j] = address_leaf(chunk);
+        }
+    }
+}
+
+/// [`seal_blob`] with the runs starting at the chunks `starts` (the first is 0), a thread
+/// each beyond the first.
+fn seal_in_runs(key: &MediaKey, mut blob: Vec<u8>, starts: &[usize]) -> (Vec<u8>, MediaHash) {
+    let cipher = Aes256Gcm::new_from_slice(&key.0).expect("32-byte key");
+    let len = blob.len();
+    // Every chunk is CHUNK_SIZE but the last, which is shorter (empty when the length is a
+    // multiple of CHUNK_SIZE).
+    let chunks = len / CHUNK_SIZE + 1;
+    debug_assert!(
+        starts.first() == Some(&0) && starts.is_sorted() && starts.iter().all(|&s| s < chunks)
+    );
+    // The plaintext a run's region will not hold, copied out before any run overwrites it
+    // (all of the run's plaintext when there is less of it, which `SealRun::seal` reads
+    // from the head alone then).
+    let heads: Vec<Vec<u8>> = starts
+        .iter()
+        .map(|&first| {
+            let at = first * CHUNK_SIZE;
+            blob[at..(at + first * TAG_LEN).min(len)].to_vec()
+        })
+        .collect();
+    blob.resize(sealed_len(len), 0);
+    let mut runs = Vec::with_capacity(starts.len());
+    let mut rest: &mut [u8] = &mut blob;
+    for (k, (&first, head)) in starts.iter().zip(heads).enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(chunks);
+        let region_len = if end == chunks { rest.len() } else { (end - first) * SEALED_CHUNK_SIZE };
+        let (region, tail) = std::mem::take(&mut rest).split_at_mut(region_len);
+        rest = tail;
+        let plain_len = (end * CHUNK_SIZE).min(len) - first * CHUNK_SIZE;
+        runs.push(SealRun {
+            first,
+            count: end - first,
+            plain_len,
+            head,
+            region,
+            leaves: Vec::new(),
+        });
+    }
+    let threads = runs.len();
+    each_job(&mut runs, threads, |run| run.seal(&cipher, chunks));
+    let hash = address_from_leaves(runs.iter().flat_map(|run| &run.leaves));
+    drop(runs);
+    (blob, hash)
+}
+
+/// One chunk to open, its place in the output, its leaf and how it went.
+struct OpenJob<'a> {
+    index: usize,
+    last: bool,
+    sealed: &'a [u8],
+    out: &'a mut [u8],
+    leaf: [u8; 32],
+    opened: Result<(), CryptoError>,
+}
+
+/// Decrypts a whole blob; checks its address when `expected` is given. No plaintext is
+/// returned unless the address and every chunk check out. Large blobs open on several
+/// threads, each chunk's leaf hashed beside its cipher.
 pub fn decrypt_blob(
     key: &MediaKey,
     ciphertext: &[u8],
     expected: Option<&MediaHash>,
 ) -> Result<Vec<u8>, CryptoError> {
-    let cipher = Aes256Gcm::new_from_slice(&key.0).expect("32-byte key");
-    let chunks = ciphertext.len().div_ceil(SEALED_CHUNK_SIZE);
-    let whole = ciphertext.len().saturating_sub(chunks * TAG_LEN);
-    let mut out = vec![0u8; whole];
-    let out_ref: &mut [u8] = &mut out;
-    let opened = match expected {
-        None => open_checked(&cipher, ciphertext, out_ref, &mut |_| {}),
-        Some(expected) => {
-            let (opened, actual) = hashing_beside(ciphertext.len(), |done| {
-                open_checked(&cipher, ciphertext, out_ref, done)
-            });
-            // The address first: a blob that is not what its name says is refused as such,
-            // whatever else is wrong with it.
-            if actual != expected.0 {
-                return Err(CryptoError::WrongAddress);
-            }
-            opened
-        }
-    };
-    opened.map(|()| out)
-}
-
-/// [`open_chunks`], after checking that the blob is long enough to hold its last tag.
-fn open_checked<'c>(
-    cipher: &Aes256Gcm,
-    ciphertext: &'c [u8],
-    out: &mut [u8],
-    done: &mut dyn FnMut(&'c [u8]),
-) -> Result<(), CryptoError> {
+    // The address first: a blob that is not what its name says is refused as such,
+    // whatever else is wrong with it.
     let last_len = ciphertext.len() % SEALED_CHUNK_SIZE;
     if ciphertext.is_empty() || (last_len != 0 && last_len < TAG_LEN) {
-        done(ciphertext);
+        if expected.is_some_and(|e| MediaHash::of(ciphertext) != *e) {
+            return Err(CryptoError::WrongAddress);
+        }
         return Err(CryptoError::Truncated);
     }
-    open_chunks(cipher, ciphertext, out, done)
+    let cipher = Aes256Gcm::new_from_slice(&key.0).expect("32-byte key");
+    // Every chunk but the last is SEALED_CHUNK_SIZE; the last is what remains.
+    let chunks = ciphertext.len().div_ceil(SEALED_CHUNK_SIZE);
+    let mut out = vec![0u8; ciphertext.len() - chunks * TAG_LEN];
+    let mut jobs = Vec::with_capacity(chunks);
+    let mut rest: &mut [u8] = &mut out;
+    for (index, sealed) in ciphertext.chunks(SEALED_CHUNK_SIZE).enumerate() {
+        let (plain, tail) = std::mem::take(&mut rest).split_at_mut(sealed.len() - TAG_LEN);
+        rest = tail;
+        let last = index + 1 == chunks;
+        jobs.push(OpenJob { index, last, sealed, out: plain, leaf: [0; 32], opened: Ok(()) });
+    }
+    let hashing = expected.is_some();
+    each_job(&mut jobs, threads_for(ciphertext.len(), chunks), |job| {
+        if hashing {
+            job.leaf = address_leaf(job.sealed);
+        }
+        job.opened = u32::try_from(job.index)
+            .map_err(|_| CryptoError::TrailingData)
+            .and_then(|index| open_into(&cipher, index, job.last, job.sealed, job.out))
+            .map_err(|e| if job.last { cut_off(e, job.sealed.len()) } else { e });
+    });
+    if let Some(expected) = expected
+        && address_from_leaves(jobs.iter().map(|job| &job.leaf)) != *expected
+    {
+        return Err(CryptoError::WrongAddress);
+    }
+    let failed = jobs.into_iter().find_map(|job| job.opened.err());
+    failed.map_or(Ok(out), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The blob sealed chunk by chunk with the streaming encryptor: the reference.
+    fn streamed(key: &MediaKey, plaintext: &[u8]) -> (Vec<u8>, MediaHash) {
+        let mut enc = MediaEncryptor::new(key);
+        let mut out = Vec::new();
+        let chunks = plaintext.len() / CHUNK_SIZE + 1;
+        for i in 0..chunks {
+            let part = &plaintext[i * CHUNK_SIZE..plaintext.len().min((i + 1) * CHUNK_SIZE)];
+            enc.seal_chunk(part, i + 1 == chunks, &mut out);
+        }
+        (out, enc.hash())
+    }
+
+    /// Every way of cutting a blob into runs seals it to the same bytes and address: runs of
+    /// one chunk, uneven runs, a last run holding only the empty last chunk.
+    #[test]
+    fn sealing_in_place_in_any_runs_gives_the_streamed_blob() {
+        let key = MediaKey::from_bytes([3; 32]);
+        let data: Vec<u8> = (0..10 * CHUNK_SIZE + 3).map(|i| (i * 31 % 257) as u8).collect();
+        for len in [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE, data.len()] {
+            let expected = streamed(&key, &data[..len]);
+            let chunks = len / CHUNK_SIZE + 1;
+            let mut cuts = vec![vec![0], (0..chunks).collect(), vec![0, chunks - 1]];
+            cuts.extend((1..=5).map(|threads| run_starts(chunks, threads)));
+            if chunks > 3 {
+                cuts.push(vec![0, 1, chunks - 2]);
+            }
+            for starts in cuts {
+                let mut starts = starts;
+                starts.dedup();
+                let sealed = seal_in_runs(&key, data[..len].to_vec(), &starts);
+                assert!(sealed == expected, "{len} bytes in runs from {starts:?}");
+            }
+            assert!(encrypt_blob_with(&key, &data[..len]) == expected, "{len} bytes");
+            // A buffer with the room already there is sealed where it is.
+            let mut blob = Vec::with_capacity(sealed_len(len));
+            blob.extend_from_slice(&data[..len]);
+            let at = blob.as_ptr();
+            let (sealed, _) = seal_blob(&key, blob);
+            assert_eq!(sealed.as_ptr(), at, "{len} bytes moved");
+        }
+    }
+
+    /// A run that starts past chunk 4096 has more than a chunk of its plaintext in the run
+    /// before (a tag per earlier chunk): a 257 MiB blob in two runs.
+    #[test]
+    fn a_run_whose_plaintext_starts_over_a_chunk_left_of_its_place() {
+        let key = MediaKey::from_bytes([4; 32]);
+        let len = 4099 * CHUNK_SIZE + 9;
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let one = seal_in_runs(&key, data.clone(), &[0]);
+        let two = seal_in_runs(&key, data, &[0, 4097]);
+        assert!(one == two, "two runs differ from one");
+        let opened = decrypt_blob(&key, &two.0, Some(&two.1)).unwrap();
+        assert_eq!(opened.len(), len);
+        assert!(opened.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    }
 }

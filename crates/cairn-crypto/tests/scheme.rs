@@ -406,7 +406,7 @@ fn media_truncation_reordering_swapping_and_extension_are_rejected() {
     }
 }
 
-/// The whole-blob paths (written straight into their output, hashed on a second thread
+/// The whole-blob paths (written straight into their output, on several threads
 /// from 1 MiB up) give exactly the streaming encryptor's bytes and address, and their
 /// errors say what was wrong: a wrong key is not reported as a wrong address.
 #[test]

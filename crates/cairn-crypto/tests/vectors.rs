@@ -107,15 +107,17 @@ fn media_vectors() -> Value {
     let key = MediaKey::from_bytes([0x6d; 32]);
     let blob = |plain: &[u8]| {
         let (ciphertext, hash) = encrypt_blob_with(&key, plain);
-        json!({"plaintext_len": plain.len(), "ciphertext_sha256": h(hash.0), "ciphertext_len": ciphertext.len(), "first_32": h(&ciphertext[..32.min(ciphertext.len())]), "last_32": h(&ciphertext[ciphertext.len().saturating_sub(32)..])})
+        let leaves: Vec<Value> =
+            ciphertext.chunks(ADDRESS_PIECE).map(|c| h(address_leaf(c))).collect();
+        json!({"plaintext_len": plain.len(), "address": h(hash.0), "leaves": leaves, "ciphertext_len": ciphertext.len(), "first_32": h(&ciphertext[..32.min(ciphertext.len())]), "last_32": h(&ciphertext[ciphertext.len().saturating_sub(32)..])})
     };
     let hello = encrypt_blob_with(&key, b"hello");
     let pattern: Vec<u8> = (0..CHUNK_SIZE + 10).map(|i| (i % 251) as u8).collect();
     let exact: Vec<u8> = (0..CHUNK_SIZE).map(|i| (i % 251) as u8).collect();
     json!({
-        "about": "STREAM media encryption under `key`: 64 KiB chunks, chunk i sealed with AES-256-GCM, nonce 0x00*7 || be32(i) || last, no aad; the address is SHA-256 of the whole ciphertext. `pattern` plaintexts are byte i = i mod 251.",
+        "about": "STREAM media encryption under `key`: 64 KiB chunks, chunk i sealed with AES-256-GCM, nonce 0x00*7 || be32(i) || last, no aad; the address is SHA-256(0x01 || leaf_0 || leaf_1 || ...), leaf_i = SHA-256(0x00 || sealed chunk i) (the ciphertext cut into pieces of 65552 bytes, the last shorter). `pattern` plaintexts are byte i = i mod 251.",
         "key": h([0x6d; 32]),
-        "hello": {"plaintext": h(b"hello"), "ciphertext": h(&hello.0), "ciphertext_sha256": h(hello.1.0)},
+        "hello": {"plaintext": h(b"hello"), "ciphertext": h(&hello.0), "address": h(hello.1.0)},
         "empty": {"ciphertext": h(encrypt_blob_with(&key, b"").0)},
         "pattern_one_chunk_exactly": blob(&exact),
         "pattern_two_chunks": blob(&pattern),
@@ -274,13 +276,21 @@ fn media_vector_matches_and_decrypts() {
     let v = check("media", media_vectors());
     let key = MediaKey::from_bytes(arr(&v, "key"));
     let hello = &v["hello"];
-    let plain = decrypt_blob(
-        &key,
-        &unhex(hello, "ciphertext"),
-        Some(&MediaHash(arr(hello, "ciphertext_sha256"))),
-    )
-    .unwrap();
+    let plain =
+        decrypt_blob(&key, &unhex(hello, "ciphertext"), Some(&MediaHash(arr(hello, "address"))))
+            .unwrap();
     assert_eq!(plain, b"hello");
+    // The address by its definition, with plain SHA-256 calls: one piece, one leaf.
+    let leaf = sha256(&[&[0x00][..], &unhex(hello, "ciphertext")].concat());
+    assert_eq!(sha256(&[&[0x01][..], &leaf[..]].concat()), arr::<32>(hello, "address"));
+    for name in ["pattern_one_chunk_exactly", "pattern_two_chunks"] {
+        let blob = &v[name];
+        let mut root = vec![0x01];
+        for leaf in blob["leaves"].as_array().unwrap() {
+            root.extend(hex::decode(leaf.as_str().unwrap()).unwrap());
+        }
+        assert_eq!(sha256(&root), arr::<32>(blob, "address"), "{name}");
+    }
     assert!(decrypt_blob(&key, &unhex(&v["empty"], "ciphertext"), None).unwrap().is_empty());
 }
 

@@ -1,13 +1,15 @@
 //! Cairn's wire protocol: every message as serde types, and the CBOR codec that puts one
-//! message in each binary WebSocket frame. It does no I/O and no cryptography; it only
-//! says which bytes a signature covers (`sign`). The prose specification is
-//! `docs/PROTOCOL.md`.
+//! message in each binary WebSocket frame. It does no I/O and no encryption; it says which
+//! bytes a signature covers (`sign`) and how a media blob's address is hashed (`address`),
+//! the one hash the server computes too. The prose specification is `docs/PROTOCOL.md`.
 
+pub mod address;
 pub mod ids;
 pub mod membership;
 pub mod messages;
 pub mod sign;
 
+pub use address::{ADDRESS_PIECE, AddressHasher, address_from_leaves, address_leaf};
 pub use ids::*;
 pub use messages::*;
 

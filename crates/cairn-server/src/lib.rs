@@ -1,6 +1,6 @@
 //! The Cairn server: it stores and forwards end-to-end encrypted spatial notes that it
 //! cannot read. One WebSocket per client at `/v1/ws` (CBOR frames, see `docs/PROTOCOL.md`),
-//! media over HTTP at `/v1/media/{sha256}`, `/healthz` and `/metrics`.
+//! media over HTTP at `/v1/media/{address}`, `/healthz` and `/metrics`.
 //!
 //! It is not a crypto library: it checks the signatures it enforces rules with (logins,
 //! device lists, membership ops, deletes, envelopes: forged requests never reach the

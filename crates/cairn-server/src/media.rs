@@ -1,4 +1,4 @@
-//! Media over HTTP: `PUT /v1/media/{sha256}` and `GET /v1/media/{sha256}` (with `Range`)
+//! Media over HTTP: `PUT /v1/media/{address}` and `GET /v1/media/{address}` (with `Range`)
 //! of the *ciphertext* of a blob, content-addressed. Authorization, size limits, hash checks
 //! and ranges are done here, the same for every [`MediaStore`](crate::blobs::MediaStore):
 //! files for one node, PostgreSQL for several.
@@ -49,7 +49,7 @@ impl IntoResponse for MediaHttpError {
     fn into_response(self) -> Response {
         match self {
             MediaHttpError::BadAddress => {
-                problem(StatusCode::BAD_REQUEST, "the address must be 64 hex digits of SHA-256")
+                problem(StatusCode::BAD_REQUEST, "the address must be 64 hex digits")
             }
             MediaHttpError::Unauthorized => {
                 problem(StatusCode::UNAUTHORIZED, "a valid session token is required")

@@ -79,10 +79,7 @@ async fn the_data_directory_and_its_files_are_private() {
     post(&mut a, &note(&alice, space.id, 0, b"x")).await.unwrap();
     let token = a.session.clone().unwrap().token;
     let blob = b"some ciphertext".to_vec();
-    let hash = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&blob))
-    };
+    let hash = MediaHash::of(&blob).to_hex();
     let put = reqwest::Client::new()
         .put(format!("{}/v1/media/{hash}", t.server.http_url()))
         .bearer_auth(&token)

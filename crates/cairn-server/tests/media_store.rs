@@ -8,10 +8,9 @@ use cairn_server::blobs::postgres::{CHUNK, PgMediaStore};
 use cairn_server::blobs::{ByteStream, MediaError, MediaStore};
 use cairn_server::storage::postgres::{PgStore, TempDatabase};
 use futures_util::StreamExt;
-use sha2::Digest;
 
 fn hash(bytes: &[u8]) -> MediaHash {
-    MediaHash(sha2::Sha256::digest(bytes).into())
+    MediaHash::of(bytes)
 }
 
 /// `bytes` as a body arriving in pieces of `piece` bytes.

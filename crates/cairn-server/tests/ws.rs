@@ -531,10 +531,7 @@ async fn media_upload_download_range_limits_and_authorization() {
     let mut space = TestSpace::create(&mut a, &alice, Policy::default()).await;
     space.add(&mut a, &alice, "bob", &bob, Role::Member).await;
     let blob: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
-    let hash = MediaHash({
-        use sha2::Digest;
-        sha2::Sha256::digest(&blob).into()
-    });
+    let hash = MediaHash::of(&blob);
     let token = |c: &Client| format!("Bearer {}", c.session.as_ref().unwrap().token);
     let http_client = reqwest::Client::new();
     let put = |body: Vec<u8>, h: &MediaHash, auth: Option<String>| {
@@ -550,11 +547,18 @@ async fn media_upload_download_range_limits_and_authorization() {
         400,
         "hash mismatch"
     );
-    let big = vec![0u8; 100_001];
-    let big_hash = MediaHash({
+    // The address is the hash tree over the blob's chunks, not SHA-256 of the whole blob.
+    let plain_sha256 = MediaHash({
         use sha2::Digest;
-        sha2::Sha256::digest(&big).into()
+        sha2::Sha256::digest(&blob).into()
     });
+    assert_eq!(
+        put(blob.clone(), &plain_sha256, Some(token(&a))).await.unwrap().status(),
+        400,
+        "plain SHA-256 is not the address"
+    );
+    let big = vec![0u8; 100_001];
+    let big_hash = MediaHash::of(&big);
     assert_eq!(put(big, &big_hash, Some(token(&a))).await.unwrap().status(), 413);
     assert_eq!(put(blob.clone(), &hash, Some(token(&a))).await.unwrap().status(), 201);
     assert_eq!(put(blob.clone(), &hash, Some(token(&a))).await.unwrap().status(), 201, "dedup");

@@ -8,10 +8,9 @@ pub mod postgres;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cairn_proto::MediaHash;
+use cairn_proto::{AddressHasher, MediaHash};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use sha2::{Digest, Sha256};
 
 /// A body going in or coming out.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
@@ -20,7 +19,7 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 pub enum MediaError {
     #[error("the limit is {0} bytes")]
     TooLarge(u64),
-    #[error("the body's SHA-256 does not match its address")]
+    #[error("the body's hash does not match its address")]
     HashMismatch,
     #[error("upload interrupted")]
     Interrupted,
@@ -36,9 +35,9 @@ impl From<std::io::Error> for MediaError {
 
 #[async_trait]
 pub trait MediaStore: Send + Sync + 'static {
-    /// Streams `body` in and keeps it only if it is at most `max` bytes and its SHA-256 is
-    /// `hash`; returns its size once it is durable. Storing a blob that is already there
-    /// checks the body all the same and keeps one copy.
+    /// Streams `body` in and keeps it only if it is at most `max` bytes and its address
+    /// (`cairn_proto::address`) is `hash`; returns its size once it is durable. Storing a
+    /// blob that is already there checks the body all the same and keeps one copy.
     async fn put(&self, hash: &MediaHash, body: ByteStream, max: u64) -> Result<u64, MediaError>;
     /// The size of a stored blob.
     async fn size(&self, hash: &MediaHash) -> Result<Option<u64>, MediaError>;
@@ -52,14 +51,14 @@ pub trait MediaStore: Send + Sync + 'static {
 /// before the store sees it.
 pub struct Upload {
     body: ByteStream,
-    hasher: Sha256,
+    hasher: AddressHasher,
     size: u64,
     max: u64,
 }
 
 impl Upload {
     pub fn new(body: ByteStream, max: u64) -> Self {
-        Upload { body, hasher: Sha256::new(), size: 0, max }
+        Upload { body, hasher: AddressHasher::new(), size: 0, max }
     }
 
     /// The next piece; `Interrupted` if the body broke off, `TooLarge` as soon as the limit
@@ -77,10 +76,6 @@ impl Upload {
 
     /// The size, if the whole body hashed to `hash`.
     pub fn finish(self, hash: &MediaHash) -> Result<u64, MediaError> {
-        if <[u8; 32]>::from(self.hasher.finalize()) == hash.0 {
-            Ok(self.size)
-        } else {
-            Err(MediaError::HashMismatch)
-        }
+        if self.hasher.finish() == *hash { Ok(self.size) } else { Err(MediaError::HashMismatch) }
     }
 }
