@@ -6,7 +6,7 @@
 //! and the address check out.
 
 use crate::error::ClientError;
-use cairn_crypto::media::sealed_len;
+use cairn_crypto::media::sealing_buffer;
 use cairn_crypto::{CHUNK_SIZE, CryptoError, MediaDecryptor, MediaKey, MediaRef, seal_blob};
 use cairn_proto::MediaHash;
 use futures_util::StreamExt;
@@ -71,9 +71,7 @@ pub async fn upload(
     // Copied once into a buffer with room for the tags and sealed there, off the async
     // threads (16 MiB is some milliseconds), then streamed.
     let (sealed, hash) = {
-        let key = key.clone();
-        let mut blob = Vec::with_capacity(sealed_len(plaintext.len()));
-        blob.extend_from_slice(plaintext);
+        let (key, blob) = (key.clone(), sealing_buffer(plaintext));
         tokio::task::spawn_blocking(move || seal_blob(&key, blob))
             .await
             .map_err(|e| ClientError::Protocol(format!("sealing a blob: {e}")))?

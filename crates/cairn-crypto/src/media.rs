@@ -279,9 +279,15 @@ pub fn sealed_len(len: usize) -> usize {
 /// chunk by chunk. Copies the plaintext once into a buffer with room for the tags and seals
 /// it there ([`seal_blob`]).
 pub fn encrypt_blob_with(key: &MediaKey, plaintext: &[u8]) -> (Vec<u8>, MediaHash) {
+    seal_blob(key, sealing_buffer(plaintext))
+}
+
+/// `plaintext` copied into a buffer with room for its tags, which [`seal_blob`] seals
+/// where it is.
+pub fn sealing_buffer(plaintext: &[u8]) -> Vec<u8> {
     let mut blob = Vec::with_capacity(sealed_len(plaintext.len()));
     blob.extend_from_slice(plaintext);
-    seal_blob(key, blob)
+    blob
 }
 
 /// Seals a whole blob in its own buffer (give it a capacity of [`sealed_len`] and it is not
@@ -299,14 +305,13 @@ fn run_starts(chunks: usize, threads: usize) -> Vec<usize> {
     (0..chunks).step_by(per_run).collect()
 }
 
-/// One thread's share of [`seal_in_runs`]: chunks `first..first + count` of the blob.
+/// One thread's share of [`seal_in_runs`]: chunks `first..first + leaves.len()` of the blob.
 /// Sealed, they fill `region`. Before, their plaintext lies `head.len()` bytes further left
 /// (each chunk before them grows by a tag): its first `head.len()` bytes were copied into
 /// `head` (they lie in the run before, which that run overwrites), the rest is at the start
 /// of `region`.
 struct SealRun<'a> {
     first: usize,
-    count: usize,
     plain_len: usize,
     head: Vec<u8>,
     region: &'a mut [u8],
@@ -318,8 +323,7 @@ impl SealRun<'_> {
     /// plaintext has already moved, and never onto the plaintext of a chunk still to come.
     fn seal(&mut self, cipher: &Aes256Gcm, chunks: usize) {
         let h = self.head.len();
-        self.leaves = vec![[0; 32]; self.count];
-        for j in (0..self.count).rev() {
+        for j in (0..self.leaves.len()).rev() {
             let from = j * CHUNK_SIZE;
             let plain = CHUNK_SIZE.min(self.plain_len - from);
             let to = j * SEALED_CHUNK_SIZE;
@@ -371,14 +375,8 @@ fn seal_in_runs(key: &MediaKey, mut blob: Vec<u8>, starts: &[usize]) -> (Vec<u8>
         let (region, tail) = std::mem::take(&mut rest).split_at_mut(region_len);
         rest = tail;
         let plain_len = (end * CHUNK_SIZE).min(len) - first * CHUNK_SIZE;
-        runs.push(SealRun {
-            first,
-            count: end - first,
-            plain_len,
-            head,
-            region,
-            leaves: Vec::new(),
-        });
+        let leaves = vec![[0; 32]; end - first];
+        runs.push(SealRun { first, plain_len, head, region, leaves });
     }
     let threads = runs.len();
     each_job(&mut runs, threads, |run| run.seal(&cipher, chunks));
@@ -483,8 +481,7 @@ mod tests {
             }
             assert!(encrypt_blob_with(&key, &data[..len]) == expected, "{len} bytes");
             // A buffer with the room already there is sealed where it is.
-            let mut blob = Vec::with_capacity(sealed_len(len));
-            blob.extend_from_slice(&data[..len]);
+            let blob = sealing_buffer(&data[..len]);
             let at = blob.as_ptr();
             let (sealed, _) = seal_blob(&key, blob);
             assert_eq!(sealed.as_ptr(), at, "{len} bytes moved");
