@@ -195,11 +195,15 @@ fn cut_off(e: CryptoError, last_len: usize) -> CryptoError {
     }
 }
 
-/// Blobs from this size up are sealed and opened on several threads, each taking a run of
-/// chunks (cipher and address leaf); below it the threads cost more than they save.
+/// Blobs from this size up are sealed and opened on several threads, each taking the next
+/// run of chunks (cipher and address leaf) as it is free; below it the threads cost more
+/// than they save.
 const PARALLEL_FROM: usize = 1024 * 1024;
 /// At most this many threads for one blob.
 const MAX_THREADS: usize = 8;
+/// Runs of chunks a blob is sealed in per thread: more than one, so that a thread slowed
+/// by a busy core leaves its later runs to the others (see [`each_job`]).
+const RUNS_PER_THREAD: usize = 4;
 
 /// Seals chunk `index` where it lies: `chunk` is its plaintext followed by [`TAG_LEN`]
 /// bytes of room for the tag. (In place: AES-GCM from one buffer into another ran slower.)
@@ -240,24 +244,28 @@ pub fn sealing_threads(len: usize) -> usize {
     threads_for(len, len / CHUNK_SIZE + 1)
 }
 
-/// Runs `work` on every job, the jobs cut into `threads` runs in order: this thread takes
-/// the first run, a scoped thread each of the others.
+/// Runs `work` on every job, on `threads` threads (this one and scoped ones), each taking
+/// the next job not yet taken until none is left. Handed out one at a time rather than cut
+/// into a share per thread: a thread whose core is also busy with something else (the
+/// app's renderer, another request) takes fewer jobs instead of holding up the rest.
 fn each_job<J: Send>(jobs: &mut [J], threads: usize, work: impl Fn(&mut J) + Sync) {
     if threads <= 1 || jobs.len() <= 1 {
         jobs.iter_mut().for_each(work);
         return;
     }
-    let per_run = jobs.len().div_ceil(threads);
+    let threads = threads.min(jobs.len());
+    let queue = std::sync::Mutex::new(jobs.iter_mut());
+    let take = || queue.lock().expect("job queue").next();
+    let drain = || {
+        while let Some(job) = take() {
+            work(job);
+        }
+    };
     std::thread::scope(|scope| {
-        let mut runs = jobs.chunks_mut(per_run);
-        let first = runs.next();
-        let work = &work;
-        for run in runs {
-            scope.spawn(move || run.iter_mut().for_each(work));
+        for _ in 1..threads {
+            scope.spawn(drain);
         }
-        if let Some(run) = first {
-            run.iter_mut().for_each(work);
-        }
+        drain();
     });
 }
 
@@ -293,15 +301,18 @@ pub fn sealing_buffer(plaintext: &[u8]) -> Vec<u8> {
 /// Seals a whole blob in its own buffer (give it a capacity of [`sealed_len`] and it is not
 /// moved): the same bytes and address as [`MediaEncryptor`] chunk by chunk, with no second
 /// buffer. Each chunk's address leaf is hashed right after its cipher, while it is in cache,
-/// and a large blob is sealed on several threads, each taking a run of chunks.
+/// and a large blob is sealed on several threads, in runs of chunks that each thread takes
+/// as it is free ([`RUNS_PER_THREAD`] a thread).
 pub fn seal_blob(key: &MediaKey, blob: Vec<u8>) -> (Vec<u8>, MediaHash) {
     let len = blob.len();
-    seal_in_runs(key, blob, &run_starts(len / CHUNK_SIZE + 1, sealing_threads(len)))
+    let threads = sealing_threads(len);
+    let runs = if threads > 1 { threads * RUNS_PER_THREAD } else { 1 };
+    seal_in_runs(key, blob, &run_starts(len / CHUNK_SIZE + 1, runs), threads)
 }
 
-/// Where each of `threads` runs of `chunks` chunks starts: runs of even length.
-fn run_starts(chunks: usize, threads: usize) -> Vec<usize> {
-    let per_run = chunks.div_ceil(threads.max(1));
+/// Where each of `runs` runs of `chunks` chunks starts: runs of even length.
+fn run_starts(chunks: usize, runs: usize) -> Vec<usize> {
+    let per_run = chunks.div_ceil(runs.max(1));
     (0..chunks).step_by(per_run).collect()
 }
 
@@ -345,9 +356,15 @@ impl SealRun<'_> {
     }
 }
 
-/// [`seal_blob`] with the runs starting at the chunks `starts` (the first is 0), a thread
-/// each beyond the first.
-fn seal_in_runs(key: &MediaKey, mut blob: Vec<u8>, starts: &[usize]) -> (Vec<u8>, MediaHash) {
+/// [`seal_blob`] with the runs starting at the chunks `starts` (the first is 0), sealed on
+/// `threads` threads. Once every run's head is copied out, no run reads or writes another's
+/// region, so they may be sealed in any order, side by side.
+fn seal_in_runs(
+    key: &MediaKey,
+    mut blob: Vec<u8>,
+    starts: &[usize],
+    threads: usize,
+) -> (Vec<u8>, MediaHash) {
     let cipher = Aes256Gcm::new_from_slice(&key.0).expect("32-byte key");
     let len = blob.len();
     // Every chunk is CHUNK_SIZE but the last, which is shorter (empty when the length is a
@@ -378,7 +395,6 @@ fn seal_in_runs(key: &MediaKey, mut blob: Vec<u8>, starts: &[usize]) -> (Vec<u8>
         let leaves = vec![[0; 32]; end - first];
         runs.push(SealRun { first, plain_len, head, region, leaves });
     }
-    let threads = runs.len();
     each_job(&mut runs, threads, |run| run.seal(&cipher, chunks));
     let hash = address_from_leaves(runs.iter().flat_map(|run| &run.leaves));
     drop(runs);
@@ -469,15 +485,22 @@ mod tests {
             let expected = streamed(&key, &data[..len]);
             let chunks = len / CHUNK_SIZE + 1;
             let mut cuts = vec![vec![0], (0..chunks).collect(), vec![0, chunks - 1]];
-            cuts.extend((1..=5).map(|threads| run_starts(chunks, threads)));
+            cuts.extend((1..=9).map(|runs| run_starts(chunks, runs)));
             if chunks > 3 {
                 cuts.push(vec![0, 1, chunks - 2]);
             }
             for starts in cuts {
                 let mut starts = starts;
                 starts.dedup();
-                let sealed = seal_in_runs(&key, data[..len].to_vec(), &starts);
-                assert!(sealed == expected, "{len} bytes in runs from {starts:?}");
+                // One thread; a thread per run; fewer threads than runs, taking them as
+                // they come.
+                for threads in [1, starts.len(), 2, 3] {
+                    let sealed = seal_in_runs(&key, data[..len].to_vec(), &starts, threads);
+                    assert!(
+                        sealed == expected,
+                        "{len} bytes in runs from {starts:?}, {threads} threads"
+                    );
+                }
             }
             assert!(encrypt_blob_with(&key, &data[..len]) == expected, "{len} bytes");
             // A buffer with the room already there is sealed where it is.
@@ -495,8 +518,8 @@ mod tests {
         let key = MediaKey::from_bytes([4; 32]);
         let len = 4099 * CHUNK_SIZE + 9;
         let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-        let one = seal_in_runs(&key, data.clone(), &[0]);
-        let two = seal_in_runs(&key, data, &[0, 4097]);
+        let one = seal_in_runs(&key, data.clone(), &[0], 1);
+        let two = seal_in_runs(&key, data, &[0, 4097], 2);
         assert!(one == two, "two runs differ from one");
         let opened = decrypt_blob(&key, &two.0, Some(&two.1)).unwrap();
         assert_eq!(opened.len(), len);
