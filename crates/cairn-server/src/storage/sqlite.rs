@@ -281,6 +281,8 @@ const WAL_PASSES: usize = 4;
 /// finds few frames new since the one before ([`WAL_CATCH_UP`]) and sets `wal_long`; the
 /// writer, between two batches, copies those last few frames itself, and its next
 /// transaction writes the WAL from its start again, over file pages the kernel has cached.
+/// (Not while a reader's snapshot holds the passes back: the WAL cannot start again under
+/// it, and the writer would pay for a checkpoint for nothing.)
 fn checkpoint_loop(
     conn: Connection,
     stopped: std::sync::mpsc::Receiver<()>,
@@ -288,31 +290,37 @@ fn checkpoint_loop(
     wal_long: &AtomicBool,
 ) {
     use std::sync::mpsc::RecvTimeoutError::Timeout;
-    // The frames in the WAL before the pass.
-    let pass = || match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1)) {
-        Ok(frames) => Some(frames),
-        Err(e) => {
-            tracing::warn!(error = %e, "checkpoint");
-            None
+    // The frames in the WAL when the pass began, and whether it copied them all (it stops
+    // at the oldest snapshot a reader still uses).
+    let pass = || {
+        let counts = |r: &rusqlite::Row| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?));
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], counts) {
+            Ok((frames, copied)) => Some((frames, copied == frames)),
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint");
+                None
+            }
         }
     };
     while let Err(Timeout) = stopped.recv_timeout(rounds.every) {
-        let Some(mut frames): Option<i64> = pass() else { continue };
+        let Some((mut frames, mut all)) = pass() else { continue };
         if frames < rounds.restart_from {
             continue;
         }
         let mut restarted = false;
         for _ in 1..WAL_PASSES {
-            let Some(now) = pass() else { break };
+            let Some((now, copied_all)) = pass() else { break };
             // Fewer: the WAL started again meanwhile (the writes paused).
             restarted = now < frames;
             let new = now - frames;
-            frames = now;
+            (frames, all) = (now, copied_all);
             if restarted || new < WAL_CATCH_UP {
                 break;
             }
         }
-        if !restarted {
+        // Where a reader held the pass back, the writer could not start the WAL again
+        // either: it is not asked, and pays no checkpoint of its own this round.
+        if all && !restarted {
             wal_long.store(true, Ordering::Relaxed);
         }
     }
