@@ -204,11 +204,11 @@ fn machine_busy_seconds() -> Result<f64> {
 
 /// CPU time process `pid` has spent (user and system), in seconds.
 fn process_cpu_seconds(pid: u32) -> Result<f64> {
-    process_cpu_seconds_at(&format!("/proc/{pid}/stat"))
+    process_cpu_seconds_at(std::path::Path::new(&format!("/proc/{pid}/stat")))
 }
 
 /// The user and system CPU seconds in a `stat` file of /proc (a process's or a thread's).
-fn process_cpu_seconds_at(path: &str) -> Result<f64> {
+fn process_cpu_seconds_at(path: &std::path::Path) -> Result<f64> {
     let stat = std::fs::read_to_string(path)?;
     // After the command name (in parentheses, which may hold anything) come the fields
     // from the third on: utime and stime are the 14th and 15th.
@@ -216,7 +216,7 @@ fn process_cpu_seconds_at(path: &str) -> Result<f64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let [utime, stime] = [11, 12].map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()));
     let (Some(utime), Some(stime)) = (utime, stime) else {
-        anyhow::bail!("short {path}");
+        anyhow::bail!("short {}", path.display());
     };
     Ok((utime + stime) as f64 / 100.0)
 }
@@ -230,8 +230,7 @@ fn store_threads_cpu_seconds() -> Result<f64> {
         // A thread that ended since the directory was read is skipped.
         let Ok(comm) = std::fs::read_to_string(task.join("comm")) else { continue };
         if comm.starts_with("cairn-sqlite-") {
-            let tid = task.file_name().and_then(|n| n.to_str()).context("a task's name")?;
-            total += process_cpu_seconds_at(&format!("/proc/self/task/{tid}/stat"))?;
+            total += process_cpu_seconds_at(&task.join("stat"))?;
         }
     }
     Ok(total)

@@ -196,8 +196,8 @@ fn cut_off(e: CryptoError, last_len: usize) -> CryptoError {
 }
 
 /// Blobs from this size up are sealed and opened on several threads, each taking the next
-/// run of chunks (cipher and address leaf) as it is free; below it the threads cost more
-/// than they save.
+/// piece as it is free (a run of chunks when sealing, a chunk when opening: cipher and
+/// address leaf); below it the threads cost more than they save.
 const PARALLEL_FROM: usize = 1024 * 1024;
 /// At most this many threads for one blob.
 const MAX_THREADS: usize = 8;
